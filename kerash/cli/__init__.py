@@ -1,0 +1,1 @@
+"""Thin typer commands: parse the command line, call the library, print."""

@@ -1,0 +1,33 @@
+"""Every tool: its name and the command function behind it ("module:function").
+
+`kerash NAME` looks tools up here; pyproject.toml installs the same list as
+console scripts (a test keeps the two in step).  Tools marked False are only
+reached as `kerash NAME`.
+"""
+
+TOOLS = {
+    "matrix-mul": ("kerash.cli.matrix:mul", True),
+    "matrix-add": ("kerash.cli.matrix:add", True),
+    "matrix-sub": ("kerash.cli.matrix:sub", True),
+    "matrix-hadamard": ("kerash.cli.matrix:hadamard", True),
+    "matrix-scale": ("kerash.cli.matrix:scale", True),
+    "matrix-transpose": ("kerash.cli.matrix:transpose", True),
+    "matrix-sum": ("kerash.cli.matrix:msum", True),
+    "matrix-mean": ("kerash.cli.matrix:mean", True),
+    "matrix-create": ("kerash.cli.matrix:create", True),
+    "matrix-similar": ("kerash.cli.matrix:similar", True),
+    "matrix-apply": ("kerash.cli.matrix:apply", True),
+    "tensor-slice": ("kerash.cli.tensor:tslice", True),
+    "tensor-flatten": ("kerash.cli.tensor:flatten", True),
+    "conv": ("kerash.cli.tensor:conv", True),
+    "maxpool": ("kerash.cli.tensor:maxpool", True),
+}
+
+
+def load(name):
+    """The command function of tool `name`."""
+    import importlib
+
+    target, _ = TOOLS[name]
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,35 @@
+"""`kerash NAME …`: every tool under one command."""
+
+import sys
+
+from .catalog import TOOLS, load
+from .runner import run
+
+
+def _usage():
+    lines = ["Usage: kerash NAME [ARGS]...", "", "Neural networks as a Unix toolkit. Tools:", ""]
+    width = max(len(n) for n in TOOLS)
+    for name in TOOLS:
+        doc = (load(name).__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {name.ljust(width)}  {doc}")
+    lines += ["", "`kerash NAME --help` (or `NAME --help`) explains a tool, with an example."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_usage())
+        sys.exit(0 if argv else 2)
+    if argv[0] in ("--version", "-V"):
+        from .. import __version__
+
+        print(f"kerash {__version__}")
+        sys.exit(0)
+    name = argv[0]
+    if name not in TOOLS:
+        from ..errors import close_matches
+
+        sys.stderr.write(f"kerash: error: unknown tool {name!r}{close_matches(name, TOOLS)} (kerash --help lists them)\n")
+        sys.exit(2)
+    run(load(name), f"kerash {name}", argv[1:])

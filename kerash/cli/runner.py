@@ -1,0 +1,87 @@
+"""Run one tool: typer parses, the library computes, errors become one line.
+
+Every executable goes through `run`, so all of them share the same error
+format (``TOOL: error: WHAT (WHERE)``), exit codes (1 bad data, 2 bad usage,
+130 interrupted) and quiet handling of a closed downstream pipe.
+"""
+
+import os
+import sys
+
+from ..errors import KerashError
+
+
+def tool(name):
+    """Mark a command function as the tool `name`; `fn.main` is its console entry point."""
+
+    def register(fn):
+        fn.tool_name = name
+        fn.main = lambda argv=None: run(fn, name, argv)
+        return fn
+
+    return register
+
+
+def _error(prog, message, code):
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.flush()
+    return code
+
+
+def _quiet_broken_pipe():
+    # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def run(fn, prog, argv=None):
+    """Parse argv for `fn`, call it and exit with the conventional status."""
+    sys.exit(invoke(fn, prog, argv))
+
+
+def invoke(fn, prog, argv=None):
+    """Like `run` but return the exit status instead of exiting."""
+    import numpy
+    import typer
+    from typer.main import get_command
+
+    # Overflow in exp() and friends yields the correct limit (0, 1, inf);
+    # training checks for non-finite losses explicitly.
+    numpy.seterr(all="ignore")
+    app = typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    app.command(name=prog)(fn)
+    command = get_command(app)
+    debug = os.environ.get("KERASH_DEBUG") == "1"
+    try:
+        result = command.main(args=argv, prog_name=prog, standalone_mode=False)
+        sys.stdout.flush()
+        return result if isinstance(result, int) else 0
+    except KerashError as e:
+        if debug:
+            raise
+        return _error(prog, str(e), e.exit_code)
+    except typer.TyperException as e:
+        # typer's usage errors (unknown option, missing argument, bad value)
+        return _error(prog, e.format_message(), getattr(e, "exit_code", 2))
+    except typer.Abort:
+        return _error(prog, "aborted", 1)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 141
+    except MemoryError:
+        return _error(prog, "out of memory", 1)
+    except Exception as e:
+        if debug:
+            raise
+        return _error(prog, f"internal error: {type(e).__name__}: {e} (KERASH_DEBUG=1 shows the traceback)", 1)

@@ -1,0 +1,120 @@
+"""Tensor tools: slices, flattening, convolution and max-pooling."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from .options import Format, Input, Output
+from .runner import tool
+
+
+def _io():
+    from .. import tensorio
+
+    return tensorio
+
+
+def _coord(help_text):
+    return Annotated[int, typer.Argument(help=help_text, show_default=False)]
+
+
+Pad = Annotated[int, typer.Option("--pad", help="Zero padding around the height and width of the input.")]
+
+
+@tool("tensor-slice")
+def tslice(
+    x: _coord("Column of the corner (width axis), in the padded input."),
+    y: _coord("Row of the corner (height axis), in the padded input."),
+    z: _coord("Channel of the corner (depth axis)."),
+    w: _coord("Width of the slice."),
+    h: _coord("Height of the slice."),
+    d: _coord("Depth of the slice (channels)."),
+    a: Input = "-",
+    pad: Pad = 0,
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Cut the W×H×D sub-tensor whose corner is at X,Y,Z; values outside the input are 0.
+
+    The input is a matrix (H,W), a sample (C,H,W) or a batch (N,C,H,W); a
+    batch gives one slice per sample.  With --pad P the coordinates refer to
+    the input surrounded by P zeros on each side, as convolution sees it.
+
+    \b
+    Example:
+      printf '1 2 3\\n4 5 6\\n7 8 9\\n' | tensor-slice 1 1 0 2 2 1    # 5 6 / 8 9
+    """
+    from .. import ops
+
+    io = _io()
+    io.write_tensor(ops.tensor_slice(io.read_tensor(a), x, y, z, w, h, d, pad), output, fmt)
+
+
+@tool("tensor-flatten")
+def flatten(a: Input = "-", output: Output = None, fmt: Format = None):
+    """Flatten a tensor to one row, or a batch (N,C,H,W) to one row per sample.
+
+    \b
+    Example:
+      printf '1 2\\n3 4\\n' | tensor-flatten      # 1 2 3 4
+    """
+    from .. import ops
+
+    io = _io()
+    io.write_tensor(ops.flatten(io.read_tensor(a)), output, fmt)
+
+
+Stride = Annotated[int, typer.Option("--stride", help="Step between windows.")]
+
+
+@tool("conv")
+def conv(
+    input: Annotated[str, typer.Argument(metavar="INPUT", help="Sample (C,H,W) or batch (N,C,H,W); '-' is standard input.")],
+    kernels: Annotated[str, typer.Argument(metavar="KERNELS", help="Kernels (F,C,KH,KW); a single (C,KH,KW) or (KH,KW) kernel also works.")],
+    stride: Stride = 1,
+    pad: Pad = 0,
+    bias: Annotated[Optional[str], typer.Option("--bias", metavar="B", help="File of F biases, one per filter.")] = None,
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Convolve a sample (C,H,W) or batch (N,C,H,W) with kernels (F,C,KH,KW), as PyTorch's conv2d.
+
+    Cross-correlation with symmetric zero padding; the output is (F,OH,OW)
+    or (N,F,OH,OW) with OH = (H + 2·pad − KH) / stride + 1.
+
+    \b
+    Example:
+      printf '1 2 3\\n4 5 6\\n7 8 9\\n' > img.txt
+      printf '1 0\\n0 -1\\n' > k.txt
+      conv img.txt k.txt                  # -4 -4 / -4 -4
+    """
+    from .. import ops
+    from ..errors import UsageError
+
+    if input in (None, "-") and kernels in (None, "-"):
+        raise UsageError("only one operand can be standard input")
+    io = _io()
+    x, k = io.read_tensor(input), io.read_tensor(kernels)
+    b = io.read_tensor(bias) if bias is not None else None
+    io.write_tensor(ops.conv2d(x, k, stride, pad, b), output, fmt)
+
+
+@tool("maxpool")
+def maxpool(
+    a: Input = "-",
+    size: Annotated[int, typer.Option("--size", "-k", help="Window size K (a K×K window).")] = 2,
+    stride: Annotated[Optional[int], typer.Option("--stride", help="Step between windows (default: the size).")] = None,
+    pad: Annotated[int, typer.Option("--pad", help="Padding with −∞ on each side (at most K/2), as PyTorch.")] = 0,
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Max-pool a sample (C,H,W) or batch (N,C,H,W) with K×K windows, as PyTorch's max_pool2d.
+
+    \b
+    Example:
+      printf '1 2 3 4\\n5 6 7 8\\n' | maxpool --size 2      # 6 8
+    """
+    from .. import ops
+
+    io = _io()
+    io.write_tensor(ops.maxpool(io.read_tensor(a), size, stride, pad), output, fmt)

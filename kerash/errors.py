@@ -1,0 +1,43 @@
+"""Named exceptions: the command layer turns them into one-line messages.
+
+Exit codes follow the conventions: 1 for bad data or a failed run, 2 for bad
+usage.  Library code raises these and never prints.
+"""
+
+
+class KerashError(Exception):
+    """Base of every error kerash reports to a user."""
+
+    exit_code = 1
+
+
+class DataError(KerashError):
+    """The data is unreadable or inconsistent (ragged rows, bad numbers, truncated files)."""
+
+
+class ShapeError(DataError):
+    """Operand shapes do not fit together."""
+
+
+class ModelError(KerashError):
+    """A model description or model directory is invalid."""
+
+
+class TrainingError(KerashError):
+    """Training could not go on (a worker died, the loss became NaN, …)."""
+
+
+class UsageError(KerashError):
+    """The command line asks for something impossible."""
+
+    exit_code = 2
+
+
+def close_matches(name, choices):
+    """A ', did you mean …?' suffix for an unknown name, or '' when nothing is close."""
+    import difflib
+
+    found = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    if not found:
+        return ""
+    return "; did you mean " + " or ".join(repr(f) for f in found) + "?"

@@ -1,0 +1,261 @@
+"""Tensor operations behind the matrix and tensor tools, with shape checks.
+
+Layout: a sample is (C, H, W), a batch (N, C, H, W), kernels (F, C, KH, KW).
+Convolution is cross-correlation with symmetric zero padding, as PyTorch's
+conv2d; max-pooling pads with −∞, as PyTorch's max_pool2d.  Both are
+vectorised: sliding windows and one matrix product, loops only over kernel
+offsets, never over pixels.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import ShapeError, UsageError
+
+
+def shape_str(shape):
+    """(4, 2) -> '4×2'; () -> 'scalar'."""
+    return "×".join(str(d) for d in shape) if len(shape) else "scalar"
+
+
+def as_matrix(a):
+    """Scalars and vectors become 1×n matrices; matrices stay as they are."""
+    a = np.asarray(a)
+    if a.ndim < 2:
+        return a.reshape(1, -1)
+    return a
+
+
+# ---------------------------------------------------------------- matrices
+
+
+def matmul(a, b):
+    a, b = as_matrix(a), as_matrix(b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(
+            f"matrix-mul multiplies matrices, got {a.ndim}-D {shape_str(a.shape)} and {b.ndim}-D {shape_str(b.shape)}"
+        )
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(
+            f"cannot multiply {shape_str(a.shape)} by {shape_str(b.shape)} "
+            f"(inner dimensions {a.shape[1]} ≠ {b.shape[0]})"
+        )
+    return a @ b
+
+
+_ELEMENTWISE = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply}
+
+
+def elementwise(op, a, b):
+    """a (op) b element by element; b may broadcast (a bias row added to every row)."""
+    a, b = np.asarray(a), np.asarray(b)
+    try:
+        out_shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        out_shape = None
+    if out_shape is None or out_shape != a.shape and out_shape != b.shape:
+        raise ShapeError(
+            f"cannot {op} {shape_str(a.shape)} and {shape_str(b.shape)} (shapes differ and do not broadcast)"
+        )
+    return _ELEMENTWISE[op](a, b)
+
+
+def transpose(a):
+    return as_matrix(a).T
+
+
+def _check_axis(a, axis):
+    if axis is not None and not -a.ndim <= axis < a.ndim:
+        raise ShapeError(f"axis {axis} is out of range for a {a.ndim}-D tensor of shape {shape_str(a.shape)}")
+
+
+def reduce(kind, a, axis=None):
+    """Sum or mean of all values, or along one axis (kept as a dimension of size 1)."""
+    a = as_matrix(a)
+    _check_axis(a, axis)
+    fn = np.sum if kind == "sum" else np.mean
+    if axis is None:
+        return fn(a)
+    return fn(a, axis=axis, keepdims=True)
+
+
+def create(rows, cols, fill=None, init=None, params=(), seed=None):
+    """A rows×cols matrix: zeros, a constant, or drawn by an initialiser (fan in = rows, fan out = cols)."""
+    if rows < 0 or cols < 0:
+        raise UsageError(f"rows and columns must be ≥ 0, got {rows} and {cols}")
+    if fill is not None and init is not None:
+        raise UsageError("give either --fill or --init, not both")
+    if init is None:
+        if params:
+            raise UsageError("--param needs --init")
+        return np.full((rows, cols), 0.0 if fill is None else fill)
+    from .functions import get_initializer
+
+    draw = get_initializer(init).bind(params)
+    return draw(np.random.default_rng(seed), (rows, cols), max(rows, 1), max(cols, 1))
+
+
+def similar(eps, a, b):
+    """True when a and b have the same shape and every |a−b| ≤ eps (equal infinities and NaNs count as equal)."""
+    a, b = as_matrix(a), as_matrix(b)
+    if a.shape != b.shape:
+        return False
+    with np.errstate(invalid="ignore"):
+        close = (np.abs(a - b) <= eps) | (a == b) | (np.isnan(a) & np.isnan(b))
+    return bool(np.all(close))
+
+
+# ---------------------------------------------------------------- tensors
+
+
+def _as_samples(t, name="input"):
+    """(N, C, H, W) view of a batch, a sample (C,H,W) or a matrix (H,W)."""
+    t = np.asarray(t)
+    if 2 <= t.ndim <= 4:
+        return t.reshape((1,) * (4 - t.ndim) + t.shape)
+    raise ShapeError(f"{name} must be a matrix (H,W), a sample (C,H,W) or a batch (N,C,H,W), got {shape_str(t.shape)}")
+
+
+def tensor_slice(t, x, y, z, w, h, d, pad=0):
+    """The w×h×d sub-tensor whose corner is (x, y, z) in the input padded by `pad`; zero outside."""
+    if min(w, h, d) < 1:
+        raise UsageError(f"slice sizes must be ≥ 1, got width {w}, height {h}, depth {d}")
+    if pad < 0:
+        raise UsageError(f"--pad must be ≥ 0, got {pad}")
+    batch = _as_samples(t)
+    n, c, height, width = batch.shape
+    out = np.zeros((n, d, h, w), dtype=batch.dtype)
+    # source ranges in input coordinates (spatial ones shifted by the padding)
+    xs, ys, zs = x - pad, y - pad, z
+    src = [(zs, d, c), (ys, h, height), (xs, w, width)]
+    lo = [max(s, 0) for s, _, _ in src]
+    hi = [min(s + size, limit) for s, size, limit in src]
+    if all(l < u for l, u in zip(lo, hi)):
+        out[:, lo[0] - zs : hi[0] - zs, lo[1] - ys : hi[1] - ys, lo[2] - xs : hi[2] - xs] = batch[
+            :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]
+        ]
+    if np.asarray(t).ndim == 2 and d == 1:
+        return out[0, 0]
+    return out if np.asarray(t).ndim == 4 else out[0]
+
+
+def flatten(t):
+    """One row per sample: a batch (N,…) gives N rows, anything smaller one row."""
+    t = np.asarray(t)
+    if t.ndim == 4:
+        return t.reshape(t.shape[0], -1)
+    return t.reshape(1, -1)
+
+
+def conv_output_size(size, kernel, stride, pad):
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _check_window(kind, h, w, kh, kw, stride, pad):
+    if stride < 1:
+        raise UsageError(f"{kind} stride must be ≥ 1, got {stride}")
+    if pad < 0:
+        raise UsageError(f"{kind} padding must be ≥ 0, got {pad}")
+    if kh > h + 2 * pad or kw > w + 2 * pad:
+        raise ShapeError(
+            f"{kind} window {kh}×{kw} is larger than the padded input {h + 2 * pad}×{w + 2 * pad}"
+        )
+
+
+def windows(x, kh, kw, stride, pad, fill=0.0):
+    """Strided (N, C, OH, OW, KH, KW) view of the padded batch x (N, C, H, W)."""
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    view = sliding_window_view(x, (kh, kw), axis=(2, 3))
+    return view[:, :, ::stride, ::stride]
+
+
+def im2col(x, kh, kw, stride, pad):
+    """Patches of x (N,C,H,W) as rows: (N·OH·OW, C·KH·KW), plus OH and OW."""
+    win = windows(x, kh, kw, stride, pad)
+    n, c, oh, ow = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    return cols, oh, ow
+
+
+def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
+    """Adjoint of im2col: scatter-add patch gradients (N·OH·OW, C·KH·KW) back to (N,C,H,W)."""
+    n, c, h, w = x_shape
+    d = dcols.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    dx = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += d[:, :, i, j]
+    if pad:
+        dx = dx[:, :, pad:-pad, pad:-pad]
+    return dx
+
+
+def _as_kernels(k, channels):
+    k = np.asarray(k)
+    if k.ndim == 2:
+        k = k[None, None]
+    elif k.ndim == 3:
+        k = k[None]
+    if k.ndim != 4:
+        raise ShapeError(f"kernels must be (F,C,KH,KW), got {shape_str(k.shape)}")
+    if k.shape[1] != channels:
+        raise ShapeError(
+            f"kernels {shape_str(k.shape)} have {k.shape[1]} channel(s) but the input has {channels}"
+        )
+    return k
+
+
+def conv2d(x, kernels, stride=1, pad=0, bias=None):
+    """Cross-correlate a sample (C,H,W) or batch (N,C,H,W) with kernels (F,C,KH,KW)."""
+    batch = _as_samples(x)
+    single = np.asarray(x).ndim < 4
+    k = _as_kernels(kernels, batch.shape[1])
+    f, _, kh, kw = k.shape
+    _check_window("convolution", batch.shape[2], batch.shape[3], kh, kw, stride, pad)
+    cols, oh, ow = im2col(batch, kh, kw, stride, pad)
+    out = cols @ k.reshape(f, -1).T
+    if bias is not None:
+        b = np.asarray(bias).reshape(-1)
+        if b.size != f:
+            raise ShapeError(f"bias has {b.size} values but there are {f} filters")
+        out += b
+    out = np.ascontiguousarray(out.reshape(batch.shape[0], oh, ow, f).transpose(0, 3, 1, 2))
+    if np.asarray(x).ndim == 2 and f == 1:
+        return out[0, 0]  # a matrix convolved with one 2-D kernel stays a matrix
+    return out[0] if single else out
+
+
+def maxpool_forward(batch, kh, kw, stride, pad):
+    """Max over windows of (N,C,H,W): the output and the argmax within each window."""
+    _check_window("max-pooling", batch.shape[2], batch.shape[3], kh, kw, stride, pad)
+    if 2 * pad > min(kh, kw):
+        raise UsageError(f"max-pooling padding {pad} must be at most half the window {kh}×{kw}")
+    win = windows(batch, kh, kw, stride, pad, fill=-np.inf)
+    n, c, oh, ow = win.shape[:4]
+    flat = win.reshape(n, c, oh, ow, kh * kw)
+    arg = flat.argmax(axis=-1)
+    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+    return out, arg
+
+
+def maxpool_backward(dout, arg, x_shape, kh, kw, stride, pad):
+    """Route each output gradient to the input position that won its window."""
+    n, c, h, w = x_shape
+    oh, ow = dout.shape[2:]
+    dx = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=dout.dtype)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        dx[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += np.where(arg == k, dout, 0)
+    if pad:
+        dx = dx[:, :, pad:-pad, pad:-pad]
+    return dx
+
+
+def maxpool(x, size, stride=None, pad=0):
+    """Max-pool a sample (C,H,W) or batch (N,C,H,W) with a size×size window."""
+    if size < 1:
+        raise UsageError(f"--size must be ≥ 1, got {size}")
+    batch = _as_samples(x)
+    out, _ = maxpool_forward(batch, size, size, stride or size, pad)
+    return out.reshape(out.shape[4 - np.asarray(x).ndim :])

@@ -1,0 +1,71 @@
+"""Shared helpers: run the installed tools as a user does, as subprocesses."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool_env(**extra):
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("KERASH_FORMAT", None)
+    env.pop("KERASH_DEBUG", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(args, input=None, cwd=None, env=None, check=True, timeout=120):
+    """Run a tool (a list of arguments, or a shell string when it holds a pipe).
+
+    Returns the CompletedProcess with bytes stdout/stderr.  With check=True a
+    non-zero exit fails the test and shows standard error.
+    """
+    if isinstance(input, str):
+        input = input.encode()
+    shell = isinstance(args, str)
+    proc = subprocess.run(
+        args,
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        env=env or tool_env(),
+        shell=shell,
+        executable="/bin/bash" if shell else None,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{args!r} exited {proc.returncode}\nstderr:\n{proc.stderr.decode(errors='replace')}"
+        )
+    return proc
+
+
+def parse(out):
+    """A text tensor printed by a tool, read back with numpy (independently of kerash)."""
+    text = out.decode() if isinstance(out, bytes) else out
+    rows = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return np.array(rows, dtype=float)
+
+
+def assert_one_line_error(proc, code, *fragments):
+    """The tool failed with `code`, one line `TOOL: error: …` and no traceback."""
+    err = proc.stderr.decode()
+    assert proc.returncode == code, (proc.returncode, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert ": error: " in lines[0], err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
