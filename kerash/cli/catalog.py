@@ -21,6 +21,14 @@ TOOLS = {
     "tensor-flatten": ("kerash.cli.tensor:flatten", True),
     "conv": ("kerash.cli.tensor:conv", True),
     "maxpool": ("kerash.cli.tensor:maxpool", True),
+    "init": ("kerash.cli.model:init", True),
+    "predict": ("kerash.cli.model:predict", True),
+    "backprop": ("kerash.cli.model:backprop", True),
+    "update": ("kerash.cli.model:update", True),
+    "train": ("kerash.cli.train:train", True),
+    "evaluate": ("kerash.cli.model:evaluate", True),
+    "summary": ("kerash.cli.model:summary", False),
+    "dataset": ("kerash.cli.model:dataset", False),
 }
 
 

@@ -1,0 +1,242 @@
+"""Model tools: init, predict, backprop, update, evaluate, summary, dataset."""
+
+import sys
+from typing import Annotated, List, Optional
+
+import typer
+
+from .options import Dtype, Format, Output, Seed
+from .runner import tool
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by init).", show_default=False)]
+Data = Annotated[str, typer.Option("--data", "-x", metavar="X", help="Samples, one per row (or an (N,C,H,W) tensor); '-' is standard input.")]
+Labels = Annotated[
+    str,
+    typer.Option("--labels", "-y", metavar="Y", help="Targets: one-hot rows, one column of class indices, or real values."),
+]
+
+
+def _read(path):
+    from ..tensorio import read_tensor
+
+    return read_tensor(path)
+
+
+def _check_stdin(*paths):
+    from ..errors import UsageError
+
+    if sum(p in (None, "-") for p in paths) > 1:
+        raise UsageError("only one input can be standard input")
+
+
+@tool("init")
+def init(
+    model_file: Annotated[str, typer.Argument(metavar="MODEL_FILE", help="Model description (e.g. models/xor.model).", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="MODEL_DIR", help="The model directory to create.")],
+    seed: Seed = None,
+    dtype: Dtype = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace MODEL_DIR if it is already a model directory.")] = False,
+):
+    """Create a model directory with fresh weights from a model description.
+
+    The directory holds the normalised description (MODEL_DIR/model) and, for
+    each layer with parameters, MODEL_DIR/layer_NN/W.npy and b.npy (NN is the
+    layer's line position, input = 00).  They are ordinary tensor files.
+
+    \b
+    Example:
+      printf '2 1 1\\ninput\\ndense 10 sigmoid\\ndense 1 sigmoid\\n' > xor.model
+      init xor.model -o xor --seed 1
+      matrix-mul xor/layer_01/W.npy xor/layer_02/W.npy
+    """
+    from .. import model
+
+    spec = model.read_model_file(model_file)
+    if dtype is not None and dtype not in model.DTYPES:
+        from ..errors import UsageError
+
+        raise UsageError(f"--dtype must be float32 or float64, not {dtype!r}")
+    if seed is None:
+        import numpy as np
+
+        seed = int(np.random.SeedSequence().entropy % (2**63))
+    dt = model.DTYPES[dtype or "float32"]
+    params = model.init_params(spec, seed, dt)
+    model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force)
+
+
+@tool("predict")
+def predict(
+    model_dir: ModelArg,
+    input: Annotated[str, typer.Argument(metavar="[INPUT]", help="Samples, one per row; '-' or omitted: standard input.")] = "-",
+    classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class index instead of the outputs.")] = False,
+    dtype: Dtype = None,
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Run the model forward: one output row per input sample.
+
+    \b
+    Example:
+      printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
+      init m.model -o m --seed 1
+      printf '0 0\\n0 1\\n1 0\\n1 1\\n' | predict m
+      printf '0 0\\n0 1\\n' | predict m --classes
+    """
+    from .. import model
+    from ..tensorio import write_tensor
+
+    outputs, predicted = model.predict(model_dir, _read(input), dtype)
+    write_tensor(predicted.reshape(-1, 1) if classes else outputs, output, fmt)
+
+
+@tool("backprop")
+def backprop(
+    model_dir: ModelArg,
+    inputs: Annotated[str, typer.Option("--inputs", "--data", "-x", metavar="X", help="Samples, one per row; '-' is standard input.")],
+    labels: Labels,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="GRADS", help="Gradient folder to write.")],
+    dtype: Dtype = None,
+):
+    """Write the gradient sums of the per-sample losses over the given samples.
+
+    GRADS gets the model directory's layout, GRADS/layer_NN/W.npy and b.npy,
+    and GRADS/stats.json with loss_sum, samples and correct.  Sums, so the
+    folders of several processes merge by addition (see update).
+
+    \b
+    Example:
+      printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
+      init m.model -o m --seed 1
+      printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
+      backprop m --inputs x.txt --labels y.txt -o grads
+      update m grads --lr 0.5
+    """
+    from ..training.steps import backprop as run_backprop
+
+    _check_stdin(inputs, labels)
+    run_backprop(model_dir, _read(inputs), _read(labels), output, dtype)
+
+
+@tool("update")
+def update(
+    model_dir: ModelArg,
+    grads: Annotated[List[str], typer.Argument(metavar="GRADS...", help="Gradient folders written by backprop.", show_default=False)],
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: the optimizer's, 0.01 for sgd).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum, nesterov, adam or rmsprop (default: the model's last, else sgd).")] = None,
+    momentum: Annotated[Optional[float], typer.Option("--momentum", help="Momentum μ (momentum, nesterov).")] = None,
+    beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam's β1.")] = None,
+    beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam's β2.")] = None,
+    eps: Annotated[Optional[float], typer.Option("--eps", help="ε of adam and rmsprop.")] = None,
+    rho: Annotated[Optional[float], typer.Option("--rho", help="RMSprop's ρ.")] = None,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="L2 decay added to weight gradients.")] = 0.0,
+):
+    """Merge gradient folders and take one optimiser step on MODEL, atomically.
+
+    The partial sums are added, divided by their total sample count, and
+    applied; optimiser state (momentum, Adam's moments) lives in the model
+    directory, so a bash loop of backprop and update trains like train does.
+
+    \b
+    Example:
+      printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
+      init m.model -o m --seed 1
+      printf '0 0\\n0 1\\n' > a.txt; printf '0\\n1\\n' > ya.txt
+      printf '1 0\\n1 1\\n' > b.txt; printf '1\\n0\\n' > yb.txt
+      backprop m -x a.txt -y ya.txt -o g1 & backprop m -x b.txt -y yb.txt -o g2; wait
+      update m g1 g2 --lr 0.5
+    """
+    from ..training.steps import update as run_update
+
+    run_update(model_dir, grads, optimizer, lr, weight_decay, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, rho=rho)
+
+
+@tool("evaluate")
+def evaluate(
+    model_dir: ModelArg,
+    data: Data,
+    labels: Labels,
+    confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
+    dtype: Dtype = None,
+):
+    """Print the loss and accuracy of the model on labelled data, and its confusion matrix.
+
+    Output lines are 'name<TAB>value'; the confusion matrix follows a '#' line.
+
+    \b
+    Example:
+      printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
+      init m.model -o m --seed 1
+      printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
+      evaluate m --data x.txt --labels y.txt --confusion
+    """
+    from .. import model
+    from ..tensorio import tensor_chunks
+
+    _check_stdin(data, labels)
+    result = model.evaluate(model_dir, _read(data), _read(labels), dtype)
+    lines = [f"loss\t{result['loss']:.6g}", f"accuracy\t{result['accuracy']:.4f}", f"samples\t{result['samples']}"]
+    if result["correct"] is not None:
+        lines.append(f"correct\t{result['correct']}")
+    out = sys.stdout
+    out.write("\n".join(lines) + "\n")
+    if confusion:
+        if result["confusion"] is None:
+            out.write("# no confusion matrix: the targets are not classes\n")
+        else:
+            out.write("# confusion matrix: rows are true classes 0..K-1, columns predicted classes\n")
+            out.flush()
+            for chunk in tensor_chunks(result["confusion"], "text"):
+                sys.stdout.buffer.write(chunk)
+
+
+@tool("summary")
+def summary(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model directory or a model description file.", show_default=False)],
+):
+    """Show each layer with its output shape and parameter count, as Keras's model.summary().
+
+    \b
+    Example:
+      printf '8 8 1\\ninput\\nconvolution relu 8 1 1 3 3\\nmax_pooling - 2 0 2 2\\nflatten -\\ndense 10 softmax\\n' > cnn.model
+      kerash summary cnn.model
+    """
+    import os
+
+    from .. import model as modelmod
+
+    if os.path.isdir(model):
+        spec = modelmod.ModelDir(model).spec
+    else:
+        spec = modelmod.read_model_file(model)
+    name = os.path.basename(os.path.normpath(model))
+    typer.echo(modelmod.summary_text(spec, name.rsplit(".model", 1)[0]), nl=False)
+
+
+@tool("dataset")
+def dataset(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="digits or circle.", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Folder for data.npy and labels.txt.")],
+    samples: Annotated[Optional[int], typer.Option("--samples", help="Number of points (circle; default 1000).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (circle).")] = 0,
+):
+    """Write a shipped data set as DIR/data.npy (one sample per row) and DIR/labels.txt (class indices).
+
+    digits: 1797 handwritten 8×8 digits, pixels scaled to [0, 1], 10 classes
+    (UCI optdigits, CC BY 4.0).  circle: points in the unit square, class 1
+    outside the circle of area ½ (the mini-framework problem of seed 003).
+
+    \b
+    Example:
+      kerash dataset digits -o digits
+      head -3 digits/labels.txt
+    """
+    import os
+
+    from .. import datasets
+    from ..tensorio import write_tensor
+
+    data, labels = datasets.load(name, samples, seed)
+    os.makedirs(output, exist_ok=True)
+    write_tensor(data, os.path.join(output, "data.npy"))
+    write_tensor(labels.reshape(-1, 1), os.path.join(output, "labels.txt"))

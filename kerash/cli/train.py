@@ -1,0 +1,151 @@
+"""The training tool."""
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .options import Dtype, Quiet
+from .runner import tool
+
+
+def _opt(*names, help, metavar=None):
+    return typer.Option(*names, help=help, metavar=metavar, show_default=False)
+
+
+@tool("train")
+def train(
+    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by init).", show_default=False)],
+    data: Annotated[Optional[str], _opt("--data", "-x", metavar="X", help="Training samples, one per row (or (N,C,H,W)).")] = None,
+    labels: Annotated[Optional[str], _opt("--labels", "-y", metavar="Y", help="One-hot rows, a column of class indices, or real targets.")] = None,
+    epochs: Annotated[Optional[int], _opt("--epochs", "-e", help="Epochs to run now [default: 10].")] = None,
+    until_epoch: Annotated[Optional[int], _opt("--until-epoch", help="Train until the model has N epochs in total; do nothing if it has them.")] = None,
+    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Samples per step [default: 32].")] = None,
+    lr: Annotated[Optional[float], _opt("--lr", help="Learning rate [default: 0.01 for sgd/momentum/nesterov, 0.001 for adam/rmsprop].")] = None,
+    optimizer: Annotated[Optional[str], _opt("--optimizer", help="sgd, momentum, nesterov, adam or rmsprop [default: the model's last, else sgd].")] = None,
+    momentum: Annotated[Optional[float], _opt("--momentum", help="Momentum μ [default: 0.9].")] = None,
+    beta1: Annotated[Optional[float], _opt("--beta1", help="Adam's β1 [default: 0.9].")] = None,
+    beta2: Annotated[Optional[float], _opt("--beta2", help="Adam's β2 [default: 0.999].")] = None,
+    eps: Annotated[Optional[float], _opt("--eps", help="ε of adam and rmsprop [default: 1e-8].")] = None,
+    rho: Annotated[Optional[float], _opt("--rho", help="RMSprop's ρ [default: 0.9].")] = None,
+    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: 0].")] = None,
+    workers: Annotated[Optional[int], _opt("--workers", "-w", help="Forked worker processes sharing each batch [default: 1, in this process].")] = None,
+    threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of the training process [default: 1; use --workers for more cores].")] = None,
+    validation_split: Annotated[Optional[float], _opt("--validation-split", help="Hold out this fraction of the data for validation (fixed by the seed).")] = None,
+    val_data: Annotated[Optional[str], _opt("--val-data", metavar="X", help="Separate validation samples.")] = None,
+    val_labels: Annotated[Optional[str], _opt("--val-labels", metavar="Y", help="Labels of --val-data.")] = None,
+    seed: Annotated[Optional[int], _opt("--seed", help="Seed of the validation split and the shuffles [default: the model's].")] = None,
+    dtype: Dtype = None,
+    target_loss: Annotated[Optional[float], _opt("--target-loss", help="Stop when the training loss goes below this.")] = None,
+    patience: Annotated[Optional[int], _opt("--patience", help="Stop after this many epochs without validation improvement.")] = None,
+    restore_best: Annotated[Optional[bool], _opt("--restore-best/--no-restore-best", help="At the end, put back the weights of the best validation loss.")] = None,
+    checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", help="Keep MODEL/checkpoints/epoch-NNNN every N epochs.")] = None,
+    skip_below: Annotated[Optional[float], _opt("--skip-below", help="Skip learning samples whose loss is under this (DyNet).")] = None,
+    skip_growth: Annotated[Optional[float], _opt("--skip-growth", help="Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10].")] = None,
+    quiet: Quiet = False,
+):
+    """Train a model: one tab-separated line per epoch on standard output.
+
+    Columns: epoch, samples (learned this epoch), loss, accuracy, val_loss,
+    val_accuracy, seconds.  The same lines (plus the learning rate) are
+    appended to MODEL/trace.tsv.  MODEL/params, if present, gives defaults
+    ('option value' lines); the command line wins.  Ctrl-C or SIGTERM saves a
+    consistent state and exits 130 or 143; running train again continues
+    exactly where it stopped.
+
+    \b
+    Example:
+      kerash dataset digits -o digits
+      printf '64 1 1\\ninput\\ndense 32 relu\\ndense 10 softmax\\n' > mlp.model
+      init mlp.model -o mlp --seed 1
+      train mlp --data digits/data.npy --labels digits/labels.txt --epochs 3 --lr 0.1 --validation-split 0.2
+    """
+    # Only what the command line sets, to be laid over MODEL/params.
+    given = {k: v for k, v in locals().items() if v is not None and k not in ("model_dir", "quiet")}
+    from .. import tensorio
+    from ..errors import UsageError
+    from ..training import loop
+    from ..training.params_file import read_params
+
+    for a, b in (("epochs", "until_epoch"), ("val_data", "validation_split")):
+        if a in given and b in given:
+            raise UsageError(f"give either --{a.replace('_', '-')} or --{b.replace('_', '-')}, not both")
+    settings = read_params(model_dir)
+    overrides = {
+        "epochs": ("until_epoch",),
+        "until_epoch": ("epochs",),
+        "val_data": ("validation_split",),
+        "validation_split": ("val_data", "val_labels"),
+    }
+    for a, dropped in overrides.items():
+        if a in given:
+            for b in dropped:
+                settings.pop(b, None)
+    settings.update(given)
+    data, labels = settings.pop("data", None), settings.pop("labels", None)
+    vdata, vlabels = settings.pop("val_data", None), settings.pop("val_labels", None)
+    if data is None or labels is None:
+        raise UsageError("give --data and --labels (or data and labels lines in MODEL/params)")
+    if (vdata is None) != (vlabels is None):
+        raise UsageError("--val-data and --val-labels go together")
+    if sum(p == "-" for p in (data, labels, vdata, vlabels)) > 1:
+        raise UsageError("only one input can be standard input")
+    cfg = loop.TrainConfig(**settings)
+    x, y = tensorio.read_tensor(data), tensorio.read_tensor(labels)
+    val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
+
+    out = sys.stdout
+    bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
+
+    def report(record):
+        if bar:
+            bar.clear()
+        if not report.header_done:
+            out.write("\t".join(loop.COLUMNS) + "\n")
+            report.header_done = True
+        out.write(loop.format_record(record) + "\n")
+        out.flush()
+
+    report.header_done = False
+
+    def warn(message):
+        if not quiet:
+            sys.stderr.write(f"train: warning: {message}\n")
+
+    result = loop.fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn)
+    if bar:
+        bar.clear()
+    if result.status == "nothing":
+        if not quiet:
+            sys.stderr.write(f"train: {result.message}; nothing to do\n")
+        return 0
+    if result.status == "nan":
+        from ..errors import TrainingError
+
+        raise TrainingError(result.message)
+    if result.status == "interrupted":
+        sys.stderr.write(f"train: {result.message}\n")
+        return 128 + result.signal
+    if result.message and not quiet:
+        sys.stderr.write(f"train: {result.message}\n")
+    return 0
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal's standard error."""
+
+    def __init__(self):
+        self.shown = False
+
+    def update(self, epoch, batch, total):
+        width = 30
+        done = width * batch // max(total, 1)
+        sys.stderr.write(f"\repoch {epoch} [{'=' * done}{'.' * (width - done)}] {batch}/{total}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False

@@ -1,0 +1,165 @@
+"""Layers: forward and backward passes, vectorised over the batch.
+
+Each layer caches in `forward` what `backward` needs.  `backward(dY)` stores
+the parameter gradients in `self.grads` (same keys as `self.params`) and
+returns dX, unless `need_dx` is False (the first layer skips that product).
+Shapes are per batch: a batch of images is (N, C, H, W), of vectors (N, F).
+"""
+
+import numpy as np
+
+from . import ops
+
+
+class Layer:
+    """A layer without parameters; subclasses override what they need."""
+
+    kind = "layer"
+    activation = None
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError
+
+
+class Dense(Layer):
+    """Y = f(X·W + b) with W (in, out), b (out,); inputs with more axes are flattened per sample."""
+
+    kind = "dense"
+
+    def __init__(self, units, activation, input_shape):
+        super().__init__()
+        self.units = units
+        self.activation = activation
+        self.fan_in = int(np.prod(input_shape))
+        self.fan_out = units
+        self.param_shapes = {"W": (self.fan_in, units), "b": (units,)}
+
+    def output_shape(self, input_shape):
+        return (self.units,)
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        z = self.x @ self.params["W"]
+        z += self.params["b"]
+        self.z = z
+        self.a = self.activation.forward(z)
+        return self.a
+
+    def backward(self, dy, need_dx=True):
+        return self.backward_z(self.activation.backward(self.z, self.a, dy), need_dx)
+
+    def backward_z(self, dz, need_dx=True):
+        """Backward from the gradient of the pre-activation z (used by fused losses)."""
+        self.grads["W"] = self.x.T @ dz
+        self.grads["b"] = dz.sum(axis=0)
+        if need_dx:
+            return (dz @ self.params["W"].T).reshape(self.x_shape)
+        return None
+
+
+class Convolution(Layer):
+    """Y = f(conv(X, W) + b) with W (F, C, KH, KW), b (F,); X (N, C, H, W) → Y (N, F, OH, OW).
+
+    The activation is applied per pixel over the F filters (softmax runs
+    across filters).
+    """
+
+    kind = "convolution"
+
+    def __init__(self, filters, kh, kw, stride, pad, activation, input_shape):
+        super().__init__()
+        c, h, w = input_shape
+        self.filters, self.kh, self.kw, self.stride, self.pad = filters, kh, kw, stride, pad
+        self.activation = activation
+        self.fan_in = c * kh * kw
+        self.fan_out = filters * kh * kw
+        self.param_shapes = {"W": (filters, c, kh, kw), "b": (filters,)}
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        return (
+            self.filters,
+            ops.conv_output_size(h, self.kh, self.stride, self.pad),
+            ops.conv_output_size(w, self.kw, self.stride, self.pad),
+        )
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        self.cols, self.oh, self.ow = ops.im2col(x, self.kh, self.kw, self.stride, self.pad)
+        w = self.params["W"]
+        z = self.cols @ w.reshape(w.shape[0], -1).T  # (N·OH·OW, F): one row per pixel
+        z += self.params["b"]
+        self.z = z
+        self.a = self.activation.forward(z)
+        n = x.shape[0]
+        return self.a.reshape(n, self.oh, self.ow, self.filters).transpose(0, 3, 1, 2)
+
+    def _rows(self, dy):
+        return dy.transpose(0, 2, 3, 1).reshape(-1, self.filters)
+
+    def backward(self, dy, need_dx=True):
+        return self.backward_z(self.activation.backward(self.z, self.a, self._rows(dy)), need_dx)
+
+    def backward_z(self, dz, need_dx=True):
+        w = self.params["W"]
+        self.grads["W"] = (dz.T @ self.cols).reshape(w.shape)
+        self.grads["b"] = dz.sum(axis=0)
+        if not need_dx:
+            return None
+        dcols = dz @ w.reshape(w.shape[0], -1)
+        return ops.col2im(dcols, self.x_shape, self.kh, self.kw, self.stride, self.pad, self.oh, self.ow)
+
+
+class MaxPooling(Layer):
+    """Max over KH×KW windows of each channel; X (N, C, H, W) → (N, C, OH, OW)."""
+
+    kind = "max_pooling"
+
+    def __init__(self, kh, kw, stride, pad):
+        super().__init__()
+        self.kh, self.kw, self.stride, self.pad = kh, kw, stride, pad
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        return (
+            c,
+            ops.conv_output_size(h, self.kh, self.stride, self.pad),
+            ops.conv_output_size(w, self.kw, self.stride, self.pad),
+        )
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        out, self.arg = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
+        return out
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        return ops.maxpool_backward(dy, self.arg, self.x_shape, self.kh, self.kw, self.stride, self.pad)
+
+
+class Flatten(Layer):
+    """(N, C, H, W) → (N, C·H·W), in the public (C, H, W) order."""
+
+    kind = "flatten"
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(self.x_shape) if need_dx else None

@@ -1,0 +1,1 @@
+"""Training: batch order, optimisers, gradient engines (in-process or forked workers), the loop."""

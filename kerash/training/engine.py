@@ -1,0 +1,309 @@
+"""Gradient engines: one batch in, per-sample losses and gradients out.
+
+`LocalEngine` computes in this process.  `WorkerPool` is KeraSH's design on
+real processes: the coordinator forks N workers once per run; each batch is
+split into N contiguous shards; each worker computes the partial gradient
+sums of its shard and leaves them in its own folder under KERASH_WORKDIR as
+memory-mapped .npy files (zero-copy on tmpfs); the coordinator adds them up
+in worker order.  The weights themselves live in shared memory-mapped files
+that the coordinator updates in place.  Pipes carry only two numbers each way.
+"""
+
+import ctypes
+import os
+import select
+import shutil
+import signal
+import struct
+
+import numpy as np
+
+from ..errors import TrainingError
+from ..workdir import scratch_dir, workdir
+from .batches import shard_bounds
+
+_CMD = struct.Struct("qq")  # shard start, stop (stop < 0: quit)
+_RESULT = struct.Struct("qdq")  # status, loss sum, correct
+RUN_PREFIX = "kerash-train"
+
+
+def limit_blas_threads(threads):
+    """Limit BLAS to `threads` threads in this process; returns the limiter (keep a reference)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def prewarm_blas(dtype):
+    # OpenBLAS limited to one thread runs float32 GEMMs at a third of their
+    # speed until the process has done one product with a wide output.
+    a = np.ones((128, 256), dtype=dtype)
+    b = np.ones((256, 784), dtype=dtype)
+    a @ b
+
+
+def _grad_arrays(net):
+    return [g for _, _, g in net.grad_items()]
+
+
+class LocalEngine:
+    """Gradients computed in this process."""
+
+    workers = 1
+
+    def __init__(self, net, x, y):
+        self.net, self.x, self.y = net, x, y
+
+    def gradient(self, idx, scale):
+        """(per-sample losses, correct, [scale × gradient sums]) for the samples `idx`."""
+        losses, correct = self.net.gradient(self.x[idx], self.y[idx], scale)
+        return losses, correct, _grad_arrays(self.net)
+
+    def close(self):
+        pass
+
+
+def _describe_status(status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def remove_stale_runs():
+    """Remove run folders left by coordinators that were killed (their pid is gone)."""
+    root = workdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(RUN_PREFIX + "-"):
+            continue
+        pid = name[len(RUN_PREFIX) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            except OSError:
+                pass
+
+
+class WorkerPool:
+    """N forked workers sharing the weights; see the module docstring."""
+
+    def __init__(self, net, x, y, workers):
+        self.net, self.x, self.y = net, x, y
+        self.workers = workers
+        self.pids = []
+        self.cmd_fds = []
+        self.result_fds = []
+        remove_stale_runs()
+        self.run_dir = scratch_dir(RUN_PREFIX)
+        try:
+            self._share_params()
+            n = len(x)
+            self.idx_buf = self._memmap("batch_indices.npy", np.int64, (max(n, 1),))
+            self.loss_buf = self._memmap("sample_losses.npy", np.float64, (max(n, 1),))
+            self.worker_grads = []
+            for k in range(workers):
+                arrays = [
+                    self._memmap(f"worker-{k}/{key}/{name}.npy", p.dtype, p.shape)
+                    for key, name, p in net.param_items()
+                ]
+                self.worker_grads.append(arrays)
+            self.sums = [np.zeros_like(p) for _, _, p in net.param_items()]
+            for k in range(workers):
+                self._fork(k)
+        except BaseException:
+            self.close()
+            raise
+
+    def _memmap(self, rel, dtype, shape):
+        path = os.path.join(self.run_dir, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+    def _share_params(self):
+        """Move the weights into shared files: updates by the coordinator reach every worker."""
+        shared = {}
+        for key, name, p in self.net.param_items():
+            mm = self._memmap(f"weights/{key}/{name}.npy", p.dtype, p.shape)
+            mm[...] = p
+            shared.setdefault(key, {})[name] = mm
+        self.net.set_params(shared)
+
+    def _fork(self, k):
+        cmd_r, cmd_w = os.pipe()
+        res_r, res_w = os.pipe()
+        coordinator = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(cmd_w)
+                os.close(res_r)
+                for fd in self.cmd_fds + self.result_fds:
+                    os.close(fd)
+                self._worker(k, coordinator, cmd_r, res_w)
+                code = 0
+            except BaseException:
+                pass
+            finally:
+                os._exit(code)
+        os.close(cmd_r)
+        os.close(res_w)
+        self.pids.append(pid)
+        self.cmd_fds.append(cmd_w)
+        self.result_fds.append(res_r)
+
+    # ------------------------------------------------------------ worker side
+
+    def _worker(self, k, coordinator, cmd_fd, res_fd):
+        run_dir = self.run_dir
+        # Ctrl-C reaches the whole process group: only the coordinator acts on it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def orphaned(signum, frame):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            os._exit(1)
+
+        signal.signal(signal.SIGTERM, orphaned)
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != coordinator:
+            orphaned(None, None)
+        limiter = limit_blas_threads(1)  # noqa: F841 (the limit lasts while it is referenced)
+        prewarm_blas(self.net.dtype)
+        targets = self.worker_grads[k]
+        while True:
+            msg = _read_exact(cmd_fd, _CMD.size)
+            if msg is None:
+                return
+            start, stop = _CMD.unpack(msg)
+            if stop < 0:
+                return
+            try:
+                idx = self.idx_buf[start:stop]
+                losses, correct = self.net.gradient(self.x[idx], self.y[idx], 1.0)
+                self.loss_buf[start:stop] = losses
+                for target, g in zip(targets, _grad_arrays(self.net)):
+                    np.copyto(target, g)
+                result = _RESULT.pack(0, float(losses.sum()), correct)
+            except Exception as e:
+                with open(os.path.join(run_dir, f"worker-{k}", "error.txt"), "w") as f:
+                    f.write(f"{type(e).__name__}: {e}")
+                result = _RESULT.pack(1, 0.0, 0)
+            os.write(res_fd, result)
+
+    # ------------------------------------------------------------ coordinator side
+
+    def gradient(self, idx, scale):
+        n = len(idx)
+        self.idx_buf[:n] = idx
+        shards = shard_bounds(0, n, self.workers)
+        active = [k for k, (s, e) in enumerate(shards) if e > s]
+        for k in active:
+            os.write(self.cmd_fds[k], _CMD.pack(*shards[k]))
+        correct = 0
+        pending = {self.result_fds[k]: k for k in active}
+        failures = []
+        while pending:
+            ready, _, _ = select.select(list(pending), [], [])
+            for fd in ready:
+                k = pending.pop(fd)
+                msg = _read_exact(fd, _RESULT.size)
+                if msg is None:
+                    raise TrainingError(self._death_message(k))
+                status, _, c = _RESULT.unpack(msg)
+                if status:
+                    failures.append(k)
+                correct += c
+        if failures:
+            k = failures[0]
+            try:
+                with open(os.path.join(self.run_dir, f"worker-{k}", "error.txt")) as f:
+                    reason = f.read()
+            except OSError:
+                reason = "unknown error"
+            raise TrainingError(f"worker {k} failed: {reason}")
+        first = True
+        for k in active:
+            for total, part in zip(self.sums, self.worker_grads[k]):
+                if first:
+                    np.copyto(total, part)
+                else:
+                    total += part
+            first = False
+        if scale != 1.0:
+            for total in self.sums:
+                total *= scale
+        return self.loss_buf[:n].copy(), correct, self.sums
+
+    def _death_message(self, k):
+        pid = self.pids[k]
+        try:
+            _, status = os.waitpid(pid, 0)
+            how = _describe_status(status)
+        except ChildProcessError:
+            how = "vanished"
+        self.pids[k] = None
+        return f"worker {k} (pid {pid}) {how}; training stopped"
+
+    def close(self):
+        """Stop the workers and remove the run folder, whatever state they are in."""
+        for fd in self.cmd_fds:
+            try:
+                os.write(fd, _CMD.pack(0, -1))
+            except OSError:
+                pass
+        for fd in self.cmd_fds + self.result_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.cmd_fds, self.result_fds = [], []
+        for pid in self.pids:
+            if pid is None:
+                continue
+            if not _wait_for(pid, 2.0):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
+        self.pids = []
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _wait_for(pid, seconds):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def _read_exact(fd, size):
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

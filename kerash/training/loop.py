@@ -1,0 +1,475 @@
+"""The training loop: epochs of shuffled batches, with resume, stop criteria and interrupts.
+
+Everything a later run needs to continue exactly is in the model directory:
+weights, optimiser state, epochs and steps done, the position inside an
+interrupted epoch and its partial sums, the seed of the shuffles, and the
+skip estimates.  Saves go through ModelDir.save, which is atomic.
+"""
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import model as modelmod
+from ..errors import DataError, TrainingError, UsageError
+from . import batches
+from .engine import LocalEngine, WorkerPool, limit_blas_threads, prewarm_blas
+from .optimizers import Optimizer
+
+COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+TRACE_COLUMNS = COLUMNS + ("lr",)
+TRACE_FILE = "trace.tsv"
+CHECKPOINTS = "checkpoints"
+SAVE_EVERY = 2.0  # seconds between saves of a run that is going well
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = None
+    until_epoch: int = None
+    batch_size: int = 32
+    optimizer: str = None
+    lr: float = None
+    momentum: float = None
+    beta1: float = None
+    beta2: float = None
+    eps: float = None
+    rho: float = None
+    weight_decay: float = 0.0
+    workers: int = 1
+    threads: int = 1
+    validation_split: float = 0.0
+    seed: int = None
+    dtype: str = None
+    target_loss: float = None
+    patience: int = None
+    restore_best: bool = False
+    checkpoint_every: int = 0
+    skip_below: float = None
+    skip_growth: float = None
+
+
+@dataclass
+class FitResult:
+    status: str  # done, nothing, target, patience, interrupted, nan
+    message: str = ""
+    signal: int = 0
+    records: list = field(default_factory=list)
+
+
+def format_record(record, columns=COLUMNS):
+    """One tab-separated trace line."""
+    out = []
+    for col in columns:
+        v = record[col]
+        if col in ("epoch", "samples"):
+            out.append(str(int(v)))
+        elif col == "seconds":
+            out.append(f"{v:.3f}")
+        elif col == "lr":
+            out.append(f"{v:.6g}")
+        elif isinstance(v, float) and math.isnan(v):
+            out.append("nan")
+        elif col.endswith("accuracy"):
+            out.append(f"{v:.4f}")
+        else:
+            out.append(f"{v:.6g}")
+    return "\t".join(out)
+
+
+def _is_classification(y):
+    if y.shape[1] > 1:
+        return True
+    values = np.unique(y)
+    return set(values.tolist()) <= {0.0, 1.0} or set(values.tolist()) <= {-1.0, 1.0}
+
+
+class _Signals:
+    """SIGINT/SIGTERM set a flag; the loop stops at the end of the current step."""
+
+    def __init__(self):
+        self.received = 0
+
+    def __enter__(self):
+        self.previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.received:
+            return
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None):
+    """Train the model in `model_path` on samples x with targets y; see TrainConfig."""
+    md = modelmod.ModelDir(model_path)
+    with md.lock(blocking=False):
+        return _Fit(md, x, y, cfg, val, report, progress, warn).run()
+
+
+class _Fit:
+    def __init__(self, md, x, y, cfg, val, report, progress, warn):
+        self.md, self.cfg = md, cfg
+        self.report = report or (lambda record: None)
+        self.progress = progress
+        self.warn = warn or (lambda message: None)
+        if cfg.dtype is not None and cfg.dtype not in modelmod.DTYPES:
+            raise UsageError(f"--dtype must be float32 or float64, not {cfg.dtype!r}")
+        self.net, state = md.network(modelmod.DTYPES.get(cfg.dtype))
+        self.state = state
+        dtype = self.dtype = self.net.dtype
+        spec = md.spec
+        self.width = spec.output_width
+        x = modelmod.prepare_inputs(x, spec, "data")
+        y = modelmod.prepare_targets(y, x.shape[0], self.width, "labels")
+        _check_finite(x, "data")
+        _check_finite(y, "labels")
+        self.x = np.ascontiguousarray(x, dtype=dtype)
+        self.y = np.ascontiguousarray(y, dtype=dtype)
+        n = self.x.shape[0]
+        if n == 0:
+            raise DataError("no training samples")
+        if cfg.batch_size < 1:
+            raise UsageError(f"--batch-size must be ≥ 1, got {cfg.batch_size}")
+        if cfg.workers < 1:
+            raise UsageError(f"--workers must be ≥ 1, got {cfg.workers}")
+        self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
+        if val is not None:
+            vx = modelmod.prepare_inputs(val[0], spec, "validation data")
+            vy = modelmod.prepare_targets(val[1], vx.shape[0], self.width, "validation labels")
+            _check_finite(vx, "validation data")
+            _check_finite(vy, "validation labels")
+            self.train_idx = np.arange(n)
+            self.vx = np.ascontiguousarray(vx, dtype=dtype)
+            self.vy = np.ascontiguousarray(vy, dtype=dtype)
+        else:
+            self.train_idx, val_idx = batches.split(n, cfg.validation_split, self.seed)
+            self.vx = self.x[val_idx] if len(val_idx) else None
+            self.vy = self.y[val_idx] if len(val_idx) else None
+        self.classification = _is_classification(self.y)
+        self.net.adapt_threshold(self.y)
+        self.optimizer = _make_optimizer(cfg, state)
+        self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
+        if cfg.patience is not None and self.vx is None:
+            raise UsageError("--patience needs validation data (--validation-split or --val-data)")
+        if cfg.restore_best and self.vx is None:
+            raise UsageError("--restore-best needs validation data (--validation-split or --val-data)")
+        self.pending = []  # epoch records not yet in trace.tsv
+        self.last_save = time.monotonic()
+        self.skip = None
+        if cfg.skip_below is not None:
+            growth = cfg.skip_growth if cfg.skip_growth is not None else cfg.skip_below / 10
+            if cfg.skip_below <= 0 or growth <= 0:
+                raise UsageError("--skip-below and --skip-growth must be > 0")
+            self.skip_growth = growth
+            saved = md.load_extra("training").get("skip_estimate")
+            self.skip = saved.astype(np.float64) if saved is not None and saved.shape == (n,) else np.full(n, np.inf)
+
+    # ------------------------------------------------------------ plan
+
+    def _epochs_to_run(self):
+        done = int(self.state.get("epochs", 0))
+        if self.cfg.until_epoch is not None:
+            return done, self.cfg.until_epoch
+        epochs = 10 if self.cfg.epochs is None else self.cfg.epochs
+        if epochs < 0:
+            raise UsageError(f"--epochs must be ≥ 0, got {epochs}")
+        return done, done + epochs
+
+    def run(self):
+        done, end = self._epochs_to_run()
+        if end <= done:
+            return FitResult("nothing", f"{self.md.path} already has {done} epochs")
+        position = int(self.state.get("batch", 0))
+        partial = self.state.get("partial") or {}
+        if position and self.state.get("partial_samples_total") != len(self.train_idx):
+            self.warn("the data changed since the interrupted epoch; restarting that epoch")
+            position, partial = 0, {}
+        limiter = limit_blas_threads(max(1, self.cfg.threads))  # noqa: F841
+        prewarm_blas(self.dtype)
+        engine = None
+        result = None
+        try:
+            if self.cfg.workers > 1:
+                engine = WorkerPool(self.net, self.x, self.y, self.cfg.workers)
+            else:
+                engine = LocalEngine(self.net, self.x, self.y)
+            self.engine = engine
+            with _Signals() as signals:
+                result = self._epochs(done, end, position, partial, signals)
+        finally:
+            if engine is not None:
+                engine.close()
+        return result
+
+    # ------------------------------------------------------------ loop
+
+    def _epochs(self, done, end, position, partial, signals):
+        cfg = self.cfg
+        net, opt = self.net, self.optimizer
+        items = net.param_items()
+        keys = [f"{key}/{name}" for key, name, _ in items]
+        params = [p for _, _, p in items]
+        backup = [np.empty_like(p) for p in params]
+        backup_state = {}
+        have_backup = False
+        best = self.state.get("best") or {}
+        stale = int(self.state.get("stale", 0))
+        best_params = None
+        records = []
+        steps = int(self.state.get("steps", 0))
+        for epoch in range(done + 1, end + 1):
+            t0 = time.monotonic() - float(partial.get("seconds", 0.0))
+            epoch_batches = batches.epoch_batches(self.train_idx, cfg.batch_size, self.seed, epoch)
+            loss_sum = float(partial.get("loss_sum", 0.0))
+            correct = int(partial.get("correct", 0))
+            learned = int(partial.get("learned", 0))
+            seen = int(partial.get("seen", 0))
+            if self.skip is not None and position == 0:
+                self.skip[self.skip < cfg.skip_below] += self.skip_growth
+            for b in range(position, len(epoch_batches)):
+                idx = epoch_batches[b]
+                skipped_loss = 0.0
+                if self.skip is not None:
+                    idx, skipped_loss, fwd_seen = self._filter_learned(idx)
+                    seen += fwd_seen
+                if len(idx):
+                    losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx))
+                    batch_loss = float(losses.sum())
+                    if not math.isfinite(batch_loss):
+                        return self._stop_nan(epoch, b, have_backup, backup, backup_state, steps, records)
+                    for dst, src in zip(backup, params):
+                        np.copyto(dst, src)
+                    backup_state = {k: v.copy() for k, v in opt.state.items()}
+                    have_backup = True
+                    opt.step(list(zip(keys, params, grads)))
+                    steps += 1
+                    loss_sum += batch_loss
+                    correct += c
+                    learned += len(idx)
+                    if self.skip is None:
+                        seen += len(idx)
+                    else:
+                        self.skip[idx] = losses
+                loss_sum += skipped_loss
+                if self.progress:
+                    self.progress(epoch, b + 1, len(epoch_batches))
+                if signals.received:
+                    partial = {"loss_sum": loss_sum, "correct": correct, "learned": learned,
+                               "seen": seen, "seconds": time.monotonic() - t0}
+                    self._save(epoch - 1, b + 1, partial, steps)
+                    name = signal.Signals(signals.received).name
+                    return FitResult(
+                        "interrupted",
+                        f"interrupted by {name}; saved {self.md.path} at epoch {epoch - 1} + {b + 1}/{len(epoch_batches)} batches "
+                        f"(run train again to continue)",
+                        signals.received,
+                        records,
+                    )
+            position, partial = 0, {}
+            n_train = len(self.train_idx)
+            record = {
+                "epoch": epoch,
+                "samples": learned,
+                "loss": loss_sum / n_train if self.skip is not None else loss_sum / max(seen, 1),
+                "accuracy": correct / max(learned, 1) if self.classification else math.nan,
+                "val_loss": math.nan,
+                "val_accuracy": math.nan,
+                "lr": opt.lr,
+            }
+            if self.skip is not None:
+                record["accuracy"] = self._skip_accuracy() if self.classification else math.nan
+            if self.vx is not None:
+                vloss, vcorrect, _ = net.evaluate(self.vx, self.vy)
+                record["val_loss"] = vloss / len(self.vx)
+                record["val_accuracy"] = vcorrect / len(self.vx) if self.classification else math.nan
+            record["seconds"] = time.monotonic() - t0
+            improved = False
+            if self.vx is not None and (not best or record["val_loss"] < best["val_loss"]):
+                best = {"val_loss": record["val_loss"], "epoch": epoch}
+                stale = 0
+                improved = True
+                if cfg.restore_best:
+                    best_params = [p.copy() for p in params]
+            elif self.vx is not None:
+                stale += 1
+            self.state["best"], self.state["stale"] = best, stale
+            self.state["last"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+            records.append(record)
+            self.pending.append(record)
+            stop = None
+            if cfg.target_loss is not None and record["loss"] < cfg.target_loss:
+                stop = FitResult("target", f"training loss {record['loss']:.6g} < target {cfg.target_loss:g} at epoch {epoch}")
+            elif cfg.patience is not None and stale >= cfg.patience:
+                stop = FitResult("patience", f"no validation improvement for {stale} epochs; stopped at epoch {epoch}")
+            elif signals.received:
+                name = signal.Signals(signals.received).name
+                stop = FitResult("interrupted", f"interrupted by {name}; saved {self.md.path} at epoch {epoch}", signals.received)
+            checkpoint = bool(cfg.checkpoint_every) and epoch % cfg.checkpoint_every == 0
+            snapshot_best = improved and cfg.restore_best
+            # Saving costs fsyncs: on a fast model, save every few seconds and whenever it matters.
+            if stop or epoch == end or checkpoint or snapshot_best or time.monotonic() - self.last_save >= SAVE_EVERY:
+                self._save(epoch, 0, {}, steps)
+            if snapshot_best:
+                self._snapshot("best")
+            if checkpoint:
+                self._snapshot(f"epoch-{epoch:04d}")
+            self.report(record)
+            if stop:
+                if stop.status == "patience" and cfg.restore_best:
+                    stop.message += self._restore_best(best, best_params, params, steps)
+                stop.records = records
+                return stop
+        if cfg.restore_best and best and best.get("epoch") != end:
+            return FitResult("done", self._restore_best(best, best_params, params, steps).lstrip("; "), 0, records)
+        return FitResult("done", "", 0, records)
+
+    def _filter_learned(self, idx):
+        """DyNet's skipping: drop samples whose estimated loss is under the bar, forward the rest.
+
+        Returns (indices to learn, the summed losses of the skipped samples, how many had a forward pass).
+        """
+        cfg = self.cfg
+        est = self.skip[idx]
+        active = idx[est >= cfg.skip_below]
+        skipped_loss = float(est[est < cfg.skip_below].sum())
+        if len(active) == 0:
+            return active, skipped_loss, 0
+        out = self.net.forward(self.x[active])
+        losses = self.net.sample_losses(out, self.y[active])
+        self.skip[active] = losses
+        keep = losses >= cfg.skip_below
+        skipped_loss += float(losses[~keep].sum())
+        return active[keep], skipped_loss, len(active)
+
+    def _skip_accuracy(self):
+        _, correct, _ = self.net.evaluate(self.x[self.train_idx], self.y[self.train_idx])
+        return correct / len(self.train_idx)
+
+    def _restore_best(self, best, best_params, params, steps):
+        if best_params is None:
+            # The best epoch belongs to an earlier run: its weights are in the snapshot.
+            snap = os.path.join(self.md.path, CHECKPOINTS, "best")
+            if not os.path.isdir(snap):
+                return ""
+            saved = modelmod.flatten_params(self.md.load(self.dtype, version=snap)[0])
+            best_params = [saved[f"{key}/{name}"] for key, name, _ in self.net.param_items()]
+        for dst, src in zip(params, best_params):
+            np.copyto(dst, src)
+        self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
+        return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
+
+    def _stop_nan(self, epoch, b, have_backup, backup, backup_state, steps, records):
+        where = f"epoch {epoch}, batch {b + 1}"
+        if have_backup:
+            # The weights that gave a non-finite loss came from the last step: undo it.
+            for dst, src in zip([p for _, _, p in self.net.param_items()], backup):
+                np.copyto(dst, src)
+            self.optimizer.state = backup_state
+            self.optimizer.t -= 1
+            steps -= 1
+            # The partial sums of this epoch are gone with the step: the epoch restarts on resume.
+            self._save(epoch - 1, 0, {}, steps)
+            kept = f"the model is left at its last finite step (step {steps})"
+        else:
+            kept = "the model is left unchanged"
+        return FitResult("nan", f"the loss became non-finite at {where}; {kept}", 0, records)
+
+    # ------------------------------------------------------------ persistence
+
+    def _save(self, epochs, batch, partial, steps):
+        state = self.state
+        state.update(
+            epochs=epochs,
+            batch=batch,
+            partial=partial or {},
+            partial_samples_total=len(self.train_idx),
+            steps=steps,
+            seed=self.seed,
+            dtype=np.dtype(self.dtype).name,
+            optimizer=self.optimizer.describe(),
+        )
+        extra = {f"optimizer/{k}": v for k, v in self.optimizer.state.items()}
+        if self.skip is not None:
+            extra["training/skip_estimate"] = self.skip
+        self.md.save(self.net.get_params(), state, extra)
+        self.last_save = time.monotonic()
+        self._trace()
+
+    def _trace(self):
+        """Append the epochs now saved to MODEL/trace.tsv, so the trace never runs ahead of the model."""
+        if not self.pending:
+            return
+        path = os.path.join(self.md.path, TRACE_FILE)
+        lines = [format_record(r, TRACE_COLUMNS) + "\n" for r in self.pending]
+        if not os.path.exists(path):
+            lines.insert(0, "\t".join(TRACE_COLUMNS) + "\n")
+        with open(path, "a") as f:
+            f.write("".join(lines))
+        self.pending = []
+
+    def _snapshot(self, name):
+        snapshot(self.md, name)
+
+
+def snapshot(md, name):
+    """Copy the current version into MODEL/checkpoints/NAME (replacing an older one)."""
+    root = os.path.join(md.path, CHECKPOINTS)
+    os.makedirs(root, exist_ok=True)
+    target = os.path.join(root, name)
+    tmp = f"{target}.tmp-{os.getpid()}"
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    modelmod._copy_tree(md.version_dir(), tmp)
+    if os.path.exists(target):
+        old = f"{target}.old-{os.getpid()}"
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+
+
+def _check_finite(a, what):
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0]
+        raise DataError(f"{what} contain a non-finite value (sample {bad[0]}, value {bad[1]})")
+
+
+def _choose_seed(seed, state, warn):
+    recorded = state.get("seed")
+    if seed is None:
+        if recorded is not None:
+            return int(recorded)
+        if state.get("init_seed") is not None:
+            return int(state["init_seed"])
+        return int(np.random.SeedSequence().entropy % (2**63))
+    if recorded is not None and int(recorded) != seed and int(state.get("epochs", 0)) > 0:
+        warn(f"--seed {seed} differs from the seed {recorded} this model was trained with; "
+             "the validation split and shuffles change")
+    return seed
+
+
+def _make_optimizer(cfg, state):
+    recorded = state.get("optimizer") or {}
+    name = cfg.optimizer or recorded.get("name") or "sgd"
+    hyper = {}
+    for key in ("lr", "momentum", "beta1", "beta2", "eps", "rho"):
+        value = getattr(cfg, key)
+        if value is None and recorded.get("name") == name and key in recorded:
+            value = recorded[key]
+        if value is not None:
+            hyper[key] = value
+    return Optimizer(name, cfg.weight_decay or 0.0, **hyper)

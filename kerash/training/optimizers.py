@@ -1,0 +1,118 @@
+"""Optimisers: one step from mean gradients, with state kept as ordinary arrays.
+
+The update rules are PyTorch's (torch.optim), so their figures can be
+compared one to one:
+
+* sgd       p −= lr·g
+* momentum  v = μv + g;            p −= lr·v
+* nesterov  v = μv + g;            p −= lr·(g + μv)
+* adam      m = β1·m + (1−β1)·g;   v = β2·v + (1−β2)·g²;  p −= lr·m̂/(√v̂ + ε)
+            with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ)
+* rmsprop   s = ρ·s + (1−ρ)·g²;    p −= lr·g/(√s + ε)
+
+Weight decay (L2, DyNet's Rumelhart decay) adds decay·W to the gradient of
+weights W, not of biases.  State arrays are keyed 'layer_NN/W.velocity' and
+saved in the model directory under optimizer/, so `update` in a bash loop and
+`train` runs continue each other exactly.
+"""
+
+import numpy as np
+
+from ..errors import UsageError
+
+DEFAULTS = {
+    "sgd": {"lr": 0.01},
+    "momentum": {"lr": 0.01, "momentum": 0.9},
+    "nesterov": {"lr": 0.01, "momentum": 0.9},
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
+}
+SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
+
+
+class Optimizer:
+    """An optimiser with its hyper-parameters; `state` maps 'layer_NN/W.slot' to arrays."""
+
+    def __init__(self, name="sgd", weight_decay=0.0, **hyper):
+        if name not in DEFAULTS:
+            from ..errors import close_matches
+
+            raise UsageError(f"unknown optimizer {name!r}{close_matches(name, DEFAULTS)}; choose {', '.join(DEFAULTS)}")
+        self.name = name
+        self.hyper = dict(DEFAULTS[name])
+        for key, value in hyper.items():
+            if value is None:
+                continue
+            if key not in self.hyper:
+                raise UsageError(f"--{key} does not apply to the {name} optimizer")
+            self.hyper[key] = float(value)
+        if weight_decay < 0:
+            raise UsageError(f"--weight-decay must be ≥ 0, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
+        self.t = 0
+        self.state = {}
+
+    @property
+    def lr(self):
+        return self.hyper["lr"]
+
+    def describe(self):
+        """What state.json records about the optimiser."""
+        return {"name": self.name, **self.hyper, "weight_decay": self.weight_decay, "t": self.t}
+
+    def restore(self, recorded, arrays):
+        """Continue from a previous run: step count and state arrays, when they belong to this optimiser."""
+        if recorded and recorded.get("name") == self.name:
+            self.t = int(recorded.get("t", 0))
+            self.state = {k: v for k, v in arrays.items() if k.rsplit(".", 1)[-1] in SLOTS[self.name]}
+
+    def _slot(self, key, slot, like):
+        full = f"{key}.{slot}"
+        buf = self.state.get(full)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = self.state[full] = np.zeros_like(like)
+        return buf
+
+    def step(self, items):
+        """Apply one update in place. items: [(key 'layer_NN/W', param, mean gradient)].
+
+        The gradient arrays are used as scratch space and overwritten.
+        """
+        self.t += 1
+        h = self.hyper
+        lr = h["lr"]
+        for key, p, g in items:
+            if self.weight_decay and key.endswith("/W"):
+                g += self.weight_decay * p
+            if self.name == "sgd":
+                g *= lr
+                p -= g
+            elif self.name in ("momentum", "nesterov"):
+                v = self._slot(key, "velocity", p)
+                v *= h["momentum"]
+                v += g
+                if self.name == "nesterov":
+                    g += h["momentum"] * v
+                    g *= lr
+                    p -= g
+                else:
+                    p -= lr * v
+            elif self.name == "adam":
+                m = self._slot(key, "m", p)
+                v = self._slot(key, "v", p)
+                m *= h["beta1"]
+                m += (1 - h["beta1"]) * g
+                v *= h["beta2"]
+                v += (1 - h["beta2"]) * np.square(g)
+                m_hat_scale = 1 / (1 - h["beta1"] ** self.t)
+                v_hat_scale = 1 / (1 - h["beta2"] ** self.t)
+                denom = np.sqrt(v * v_hat_scale)
+                denom += h["eps"]
+                p -= (lr * m_hat_scale) * m / denom
+            else:  # rmsprop
+                s = self._slot(key, "s", p)
+                s *= h["rho"]
+                s += (1 - h["rho"]) * np.square(g)
+                denom = np.sqrt(s)
+                denom += h["eps"]
+                p -= lr * g / denom

@@ -1,0 +1,83 @@
+"""DyNet's parameters file: MODEL/params gives train's defaults, one 'option value' per line.
+
+    # MODEL/params
+    epochs 100
+    lr 0.05
+    optimizer adam
+    data ../digits/data.npy      # paths are relative to the model directory
+
+Keys are train's long options without the dashes (batch-size or batch_size).
+The command line wins over the file.
+"""
+
+import os
+
+from ..errors import UsageError, close_matches
+
+PARAMS_FILE = "params"
+
+_TYPES = {
+    "epochs": int,
+    "until-epoch": int,
+    "batch-size": int,
+    "lr": float,
+    "optimizer": str,
+    "momentum": float,
+    "beta1": float,
+    "beta2": float,
+    "eps": float,
+    "rho": float,
+    "weight-decay": float,
+    "workers": int,
+    "threads": int,
+    "validation-split": float,
+    "seed": int,
+    "dtype": str,
+    "target-loss": float,
+    "patience": int,
+    "restore-best": bool,
+    "checkpoint-every": int,
+    "skip-below": float,
+    "skip-growth": float,
+    "data": "path",
+    "labels": "path",
+    "val-data": "path",
+    "val-labels": "path",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def read_params(model_dir):
+    """{python_name: value} from MODEL/params, or {} when there is no such file."""
+    path = os.path.join(model_dir, PARAMS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    found = {}
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, _, value = line.partition(" ")
+        key, value = key.strip().replace("_", "-"), value.strip()
+        if key not in _TYPES:
+            raise UsageError(f"{path}:{lineno}: unknown option {key!r}{close_matches(key, _TYPES)}")
+        if not value:
+            raise UsageError(f"{path}:{lineno}: option {key} needs a value")
+        kind = _TYPES[key]
+        try:
+            if kind is bool:
+                if value.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                parsed = value.lower() in _TRUE
+            elif kind == "path":
+                parsed = value if value == "-" else os.path.join(model_dir, value)
+            else:
+                parsed = kind(value)
+        except ValueError:
+            expected = {int: "an integer", float: "a number", bool: "true or false", str: "a word"}[kind]
+            raise UsageError(f"{path}:{lineno}: {key} must be {expected}, not {value!r}") from None
+        found[key.replace("-", "_")] = parsed
+    return found
