@@ -347,7 +347,7 @@ class Loss:
         self.grad = grad
         self.params = tuple(params)
         self.doc = doc
-        self.fused = fused  # (activation name, value_from_z, grad_from_z) or None
+        self.fused = fused  # (activation name, value(z, ŷ, y), grad(z, ŷ, y)) or None
 
     def bind(self, given=()):
         return BoundLoss(self, resolve_params("loss", self.name, self.params, given))
@@ -368,8 +368,8 @@ class BoundLoss:
     def fuses_with(self, activation_name):
         return self.loss.fused is not None and self.loss.fused[0] == activation_name
 
-    def value_from_z(self, z, y):
-        return self.loss.fused[1](z, y, *self.values)
+    def value_from_z(self, z, yhat, y):
+        return self.loss.fused[1](z, yhat, y, *self.values)
 
     def grad_from_z(self, z, yhat, y):
         return self.loss.fused[2](z, yhat, y, *self.values)
@@ -476,7 +476,7 @@ def _bce_grad(yhat, y):
     return inside * (p - y) / (p * (1 - p)) / _units(y)
 
 
-def _bce_from_z(z, y):
+def _bce_from_z(z, yhat, y):
     # −[y log σ(z) + (1−y) log(1−σ(z))] = max(z,0) − zy + log(1+e^−|z|)
     return _mean_units(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
 
@@ -493,10 +493,14 @@ def _ce_grad(yhat, y):
     return -y / np.maximum(yhat, _eps(yhat))
 
 
-def _ce_from_z(z, y):
-    shifted = z - z.max(axis=-1, keepdims=True)
-    log_sum = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return -(y * (shifted - log_sum)).sum(axis=-1)
+def _ce_from_z(z, yhat, y):
+    # ln softmax(z)_k = z_k − m − ln S with m = max z and S = Σ e^(z−m) = 1/max softmax(z):
+    # exact and stable, and it reuses the softmax the layer already computed.
+    log_norm = z.max(axis=-1)
+    log_norm -= np.log(yhat.max(axis=-1))
+    log_norm *= y.sum(axis=-1)
+    log_norm -= (y * z).sum(axis=-1)
+    return log_norm
 
 
 def _ce_grad_from_z(z, yhat, y):

@@ -17,7 +17,8 @@ class Network:
         self.dtype = np.dtype(dtype)
         last = layers[-1]
         act = last.activation
-        self.fused = act is not None and loss.fuses_with(act.name)
+        # Losses fuse with a dense output layer, whose pre-activation rows are the samples.
+        self.fused = last.kind == "dense" and loss.fuses_with(act.name)
         # Single-output classification: outputs above the threshold mean class 1.
         self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
         self.first_trainable = next((i for i, l in enumerate(layers) if hasattr(l, "param_shapes")), len(layers))
@@ -77,7 +78,7 @@ class Network:
     def sample_losses(self, out, y):
         """Per-sample losses (N,) of outputs `out` (after forward) against targets y (N, K)."""
         if self.fused:
-            return self.loss.value_from_z(self.layers[-1].z, y)
+            return self.loss.value_from_z(self.layers[-1].z, out, y)
         return self.loss.value(out.reshape(out.shape[0], -1), y)
 
     def correct(self, out, y):

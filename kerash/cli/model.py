@@ -216,27 +216,35 @@ def summary(
 @tool("dataset")
 def dataset(
     name: Annotated[str, typer.Argument(metavar="NAME", help="digits or circle.", show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Folder for data.npy and labels.txt.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Folder for the files.")],
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Hold out this fraction as val-data.npy / val-labels.txt.")] = 0.0,
     samples: Annotated[Optional[int], typer.Option("--samples", help="Number of points (circle; default 1000).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (circle).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the points (circle) and of the held-out split.")] = 0,
 ):
     """Write a shipped data set as DIR/data.npy (one sample per row) and DIR/labels.txt (class indices).
 
     digits: 1797 handwritten 8×8 digits, pixels scaled to [0, 1], 10 classes
     (UCI optdigits, CC BY 4.0).  circle: points in the unit square, class 1
     outside the circle of area ½ (the mini-framework problem of seed 003).
+    With --val-fraction F, a random fraction F goes to DIR/val-data.npy and
+    DIR/val-labels.txt instead.
 
     \b
     Example:
-      kerash dataset digits -o digits
-      head -3 digits/labels.txt
+      kerash dataset digits -o digits --val-fraction 0.2 --seed 1
+      wc -l digits/labels.txt digits/val-labels.txt
     """
     import os
 
     from .. import datasets
     from ..tensorio import write_tensor
+    from ..training.batches import split
 
     data, labels = datasets.load(name, samples, seed)
+    keep, held = split(len(data), val_fraction, seed)
     os.makedirs(output, exist_ok=True)
-    write_tensor(data, os.path.join(output, "data.npy"))
-    write_tensor(labels.reshape(-1, 1), os.path.join(output, "labels.txt"))
+    write_tensor(data[keep], os.path.join(output, "data.npy"))
+    write_tensor(labels[keep].reshape(-1, 1), os.path.join(output, "labels.txt"))
+    if len(held):
+        write_tensor(data[held], os.path.join(output, "val-data.npy"))
+        write_tensor(labels[held].reshape(-1, 1), os.path.join(output, "val-labels.txt"))

@@ -221,9 +221,7 @@ class _Fit:
         items = net.param_items()
         keys = [f"{key}/{name}" for key, name, _ in items]
         params = [p for _, _, p in items]
-        backup = [np.empty_like(p) for p in params]
-        backup_state = {}
-        have_backup = False
+        backup = _Backup(params)
         best = self.state.get("best") or {}
         stale = int(self.state.get("stale", 0))
         best_params = None
@@ -248,12 +246,9 @@ class _Fit:
                     losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx))
                     batch_loss = float(losses.sum())
                     if not math.isfinite(batch_loss):
-                        return self._stop_nan(epoch, b, have_backup, backup, backup_state, steps, records)
-                    for dst, src in zip(backup, params):
-                        np.copyto(dst, src)
-                    backup_state = {k: v.copy() for k, v in opt.state.items()}
-                    have_backup = True
-                    opt.step(list(zip(keys, params, grads)))
+                        return self._stop_nan(epoch, b, backup, steps, records)
+                    backup.take(params, opt.state)
+                    opt.step(zip(keys, params, grads))
                     steps += 1
                     loss_sum += batch_loss
                     correct += c
@@ -370,14 +365,11 @@ class _Fit:
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
         return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
 
-    def _stop_nan(self, epoch, b, have_backup, backup, backup_state, steps, records):
+    def _stop_nan(self, epoch, b, backup, steps, records):
         where = f"epoch {epoch}, batch {b + 1}"
-        if have_backup:
+        if backup.taken:
             # The weights that gave a non-finite loss came from the last step: undo it.
-            for dst, src in zip([p for _, _, p in self.net.param_items()], backup):
-                np.copyto(dst, src)
-            self.optimizer.state = backup_state
-            self.optimizer.t -= 1
+            backup.restore([p for _, _, p in self.net.param_items()], self.optimizer)
             steps -= 1
             # The partial sums of this epoch are gone with the step: the epoch restarts on resume.
             self._save(epoch - 1, 0, {}, steps)
@@ -421,6 +413,31 @@ class _Fit:
 
     def _snapshot(self, name):
         snapshot(self.md, name)
+
+
+class _Backup:
+    """The weights and optimiser state before the last step, to undo a step that diverged."""
+
+    def __init__(self, params):
+        self.params = [np.empty_like(p) for p in params]
+        self.state = {}
+        self.taken = False
+
+    def take(self, params, opt_state):
+        for dst, src in zip(self.params, params):
+            np.copyto(dst, src)
+        for key, value in opt_state.items():
+            buf = self.state.get(key)
+            if buf is None or buf.shape != value.shape:
+                buf = self.state[key] = np.empty_like(value)
+            np.copyto(buf, value)
+        self.taken = True
+
+    def restore(self, params, optimizer):
+        for dst, src in zip(params, self.params):
+            np.copyto(dst, src)
+        optimizer.state = {k: v.copy() for k, v in self.state.items()}
+        optimizer.t -= 1
 
 
 def snapshot(md, name):

@@ -79,40 +79,54 @@ class Optimizer:
         The gradient arrays are used as scratch space and overwritten.
         """
         self.t += 1
-        h = self.hyper
-        lr = h["lr"]
+        rule = getattr(self, "_" + self.name)
+        decay = self.weight_decay
         for key, p, g in items:
-            if self.weight_decay and key.endswith("/W"):
-                g += self.weight_decay * p
-            if self.name == "sgd":
-                g *= lr
-                p -= g
-            elif self.name in ("momentum", "nesterov"):
-                v = self._slot(key, "velocity", p)
-                v *= h["momentum"]
-                v += g
-                if self.name == "nesterov":
-                    g += h["momentum"] * v
-                    g *= lr
-                    p -= g
-                else:
-                    p -= lr * v
-            elif self.name == "adam":
-                m = self._slot(key, "m", p)
-                v = self._slot(key, "v", p)
-                m *= h["beta1"]
-                m += (1 - h["beta1"]) * g
-                v *= h["beta2"]
-                v += (1 - h["beta2"]) * np.square(g)
-                m_hat_scale = 1 / (1 - h["beta1"] ** self.t)
-                v_hat_scale = 1 / (1 - h["beta2"] ** self.t)
-                denom = np.sqrt(v * v_hat_scale)
-                denom += h["eps"]
-                p -= (lr * m_hat_scale) * m / denom
-            else:  # rmsprop
-                s = self._slot(key, "s", p)
-                s *= h["rho"]
-                s += (1 - h["rho"]) * np.square(g)
-                denom = np.sqrt(s)
-                denom += h["eps"]
-                p -= lr * g / denom
+            if decay and key.endswith("/W"):
+                g += decay * p
+            rule(key, p, g)
+
+    def _sgd(self, key, p, g):
+        g *= self.hyper["lr"]
+        p -= g
+
+    def _momentum(self, key, p, g):
+        v = self._slot(key, "velocity", p)
+        v *= self.hyper["momentum"]
+        v += g
+        np.multiply(v, self.hyper["lr"], out=g)
+        p -= g
+
+    def _nesterov(self, key, p, g):
+        h = self.hyper
+        v = self._slot(key, "velocity", p)
+        v *= h["momentum"]
+        v += g
+        g += h["momentum"] * v
+        g *= h["lr"]
+        p -= g
+
+    def _adam(self, key, p, g):
+        h = self.hyper
+        m = self._slot(key, "m", p)
+        v = self._slot(key, "v", p)
+        m *= h["beta1"]
+        m += (1 - h["beta1"]) * g
+        v *= h["beta2"]
+        np.square(g, out=g)
+        g *= 1 - h["beta2"]
+        v += g
+        denom = np.sqrt(v * (1 / (1 - h["beta2"] ** self.t)))
+        denom += h["eps"]
+        p -= (h["lr"] / (1 - h["beta1"] ** self.t)) * m / denom
+
+    def _rmsprop(self, key, p, g):
+        h = self.hyper
+        s = self._slot(key, "s", p)
+        s *= h["rho"]
+        s += (1 - h["rho"]) * np.square(g)
+        denom = np.sqrt(s)
+        denom += h["eps"]
+        g *= h["lr"]
+        g /= denom
+        p -= g

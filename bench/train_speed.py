@@ -1,0 +1,195 @@
+"""Training throughput: kerash's `train` against a hand-written numpy loop (and PyTorch if installed).
+
+Prints samples/s of each and their ratios, all measured in this run, one
+BLAS thread each unless said otherwise:
+
+  python bench/train_speed.py            # all
+  python bench/train_speed.py --quick    # fewer epochs
+
+Workloads (issue 3): digits MLP 64-128-64-10 sigmoid + softmax/cross-entropy,
+batch 32; MLP 784-256-256-10 relu, batch 128; and `--workers 2` against
+`--workers 1` on the 784-256-256-10 MLP with batch 256.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+BIN = os.path.dirname(sys.executable)
+WORKLOADS = {
+    "digits-mlp": {"sizes": [64, 128, 64, 10], "act": "sigmoid", "batch": 32, "samples": 1797},
+    "wide-mlp": {"sizes": [784, 256, 256, 10], "act": "relu", "batch": 128, "samples": 8192},
+}
+
+
+def make_data(folder, w):
+    rng = np.random.default_rng(0)
+    if w["sizes"][0] == 64:
+        from kerash.datasets import digits
+
+        x, y = digits()
+    else:
+        x = rng.random((w["samples"], w["sizes"][0]))
+        y = rng.integers(0, 10, w["samples"]).astype(float)
+    np.save(os.path.join(folder, "x.npy"), x.astype(np.float32))
+    np.save(os.path.join(folder, "y.npy"), y.reshape(-1, 1))
+    return os.path.join(folder, "x.npy"), os.path.join(folder, "y.npy")
+
+
+# ---------------------------------------------------------------- references
+
+
+def hand_loop(w, epochs):
+    """A plain numpy training loop, written as one would by hand (float32, 1 thread, prewarmed)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    np.ones((128, 256), np.float32) @ np.ones((256, 784), np.float32)
+    rng = np.random.default_rng(1)
+    sizes, batch = w["sizes"], w["batch"]
+    x = np.load(os.environ["BENCH_X"]).astype(np.float32)
+    labels = np.load(os.environ["BENCH_Y"])[:, 0].astype(int)
+    y = np.eye(10, dtype=np.float32)[labels]
+    Ws = [rng.uniform(-0.1, 0.1, (a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+    lr = np.float32(0.1)
+    sigmoid = w["act"] == "sigmoid"
+    n = len(x)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = rng.permutation(n)
+        for s in range(0, n, batch):
+            idx = perm[s : s + batch]
+            xb, yb = x[idx], y[idx]
+            acts = [xb]
+            for W, b in zip(Ws[:-1], bs[:-1]):
+                z = acts[-1] @ W + b
+                acts.append(1 / (1 + np.exp(-z)) if sigmoid else np.maximum(z, 0))
+            z = acts[-1] @ Ws[-1] + bs[-1]
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            p = e / e.sum(axis=1, keepdims=True)
+            dz = (p - yb) / len(idx)
+            for i in range(len(Ws) - 1, -1, -1):
+                dW = acts[i].T @ dz
+                db = dz.sum(axis=0)
+                if i:
+                    da = dz @ Ws[i].T
+                    a = acts[i]
+                    dz = da * a * (1 - a) if sigmoid else da * (a > 0)
+                Ws[i] -= lr * dW
+                bs[i] -= lr * db
+        times.append(time.perf_counter() - t0)
+    return n / statistics.median(times)
+
+
+def torch_loop(w, epochs, threads=1):
+    import torch
+
+    torch.set_num_threads(threads)
+    sizes, batch = w["sizes"], w["batch"]
+    x = torch.from_numpy(np.load(os.environ["BENCH_X"]).astype(np.float32))
+    y = torch.from_numpy(np.load(os.environ["BENCH_Y"])[:, 0].astype(np.int64))
+    layers = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.Sigmoid() if w["act"] == "sigmoid" else torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n = len(x)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n)
+        for s in range(0, n, batch):
+            idx = perm[s : s + batch]
+            opt.zero_grad()
+            loss = loss_fn(net(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return n / statistics.median(times)
+
+
+# ---------------------------------------------------------------- kerash
+
+
+def kerash_train(folder, w, epochs, workers=1, batch=None):
+    """samples/s of the `train` tool, from its per-epoch seconds column (start-up excluded)."""
+    sizes = w["sizes"]
+    lines = [f"{sizes[0]} 1 1", "input"]
+    lines += [f"dense {s} {w['act']}" for s in sizes[1:-1]]
+    lines += [f"dense {sizes[-1]} softmax"]
+    model_file = os.path.join(folder, "bench.model")
+    with open(model_file, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    model = os.path.join(folder, f"model-{workers}")
+    env = dict(os.environ, KERASH_WORKDIR=folder)
+    subprocess.run([f"{BIN}/init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
+    out = subprocess.run(
+        [f"{BIN}/train", model, "--data", os.environ["BENCH_X"], "--labels", os.environ["BENCH_Y"],
+         "--epochs", str(epochs), "--batch-size", str(batch or w["batch"]), "--lr", "0.1", "--workers", str(workers), "--seed", "1"],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    samples = [int(r[1]) for r in rows]
+    seconds = [float(r[6]) for r in rows]
+    return statistics.median(s / t for s, t in zip(samples, seconds))
+
+
+def child(kind, name, epochs, extra):
+    w, epochs = WORKLOADS[name], int(epochs)
+    if kind == "hand":
+        print(json.dumps(hand_loop(w, epochs)))
+    elif kind == "torch":
+        print(json.dumps(torch_loop(w, epochs, int(extra or 1))))
+
+
+def measure(kind, name, epochs, extra=""):
+    out = subprocess.run([sys.executable, __file__, "--child", kind, name, str(epochs), extra],
+                         capture_output=True, text=True, env=os.environ)
+    if out.returncode:
+        sys.exit(f"{kind} {name} failed:\n{out.stderr}")
+    out = out.stdout
+    return json.loads(out)
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:5], sys.argv[5] if len(sys.argv) > 5 else "")
+        return
+    quick = "--quick" in sys.argv
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as folder:
+        print("workload                       kerash/s    numpy/s   ratio" + ("    torch/s   ratio" if have_torch else ""))
+        for name, w in WORKLOADS.items():
+            os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
+            epochs = (20 if name == "digits-mlp" else 4) // (2 if quick else 1)
+            ours = kerash_train(folder, w, epochs)
+            hand = measure("hand", name, epochs)
+            line = f"{name + ' (batch ' + str(w['batch']) + ')':<28} {ours:>10.0f} {hand:>10.0f} {ours / hand:>7.2f}"
+            if have_torch:
+                t = measure("torch", name, epochs, "1")
+                line += f" {t:>10.0f} {ours / t:>7.2f}"
+            print(line, flush=True)
+        w = WORKLOADS["wide-mlp"]
+        os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
+        epochs = 2 if quick else 4
+        one = kerash_train(folder, w, epochs, workers=1, batch=256)
+        two = kerash_train(folder, w, epochs, workers=2, batch=256)
+        print(f"workers 2 vs 1 (wide MLP, batch 256): {two:.0f} vs {one:.0f} samples/s = {two / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
