@@ -597,6 +597,8 @@ class ModelDir:
             os.makedirs(tmp)
             with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
+            # The lock file exists from the start, so a train or update that fails adds nothing.
+            open(os.path.join(tmp, LOCK_FILE), "a").close()
             staged = cls.__new__(cls)
             staged.path, staged.spec = tmp, spec
             staged.save(params, state)

@@ -257,5 +257,27 @@ def maxpool(x, size, stride=None, pad=0):
     if size < 1:
         raise UsageError(f"--size must be ≥ 1, got {size}")
     batch = _as_samples(x)
-    out, _ = maxpool_forward(batch, size, size, stride or size, pad)
+    out, _ = maxpool_forward(batch, size, size, size if stride is None else stride, pad)
     return out.reshape(out.shape[4 - np.asarray(x).ndim :])
+
+
+def parse_indices(text):
+    """'3 17 5' or '3,17,5' -> array of ints."""
+    tokens = text.replace(",", " ").split()
+    try:
+        return np.array([int(t) for t in tokens], dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+        raise UsageError(f"row numbers must be integers, not {bad!r}") from None
+
+
+def take_rows(a, rows):
+    """The rows (samples, along the first axis) of a at the given 0-based positions, in that order."""
+    a = np.asarray(a)
+    if a.ndim < 2:
+        a = a.reshape(-1, 1) if a.ndim == 1 else a.reshape(1, 1)
+    n = a.shape[0]
+    bad = rows[(rows < -n) | (rows >= n)]
+    if bad.size:
+        raise ShapeError(f"row {bad[0]} is out of range for a tensor of {n} rows")
+    return a[rows]

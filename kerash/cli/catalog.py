@@ -19,6 +19,7 @@ TOOLS = {
     "matrix-apply": ("kerash.cli.matrix:apply", True),
     "tensor-slice": ("kerash.cli.tensor:tslice", True),
     "tensor-flatten": ("kerash.cli.tensor:flatten", True),
+    "tensor-rows": ("kerash.cli.tensor:rows", True),
     "conv": ("kerash.cli.tensor:conv", True),
     "maxpool": ("kerash.cli.tensor:maxpool", True),
     "init": ("kerash.cli.model:init", True),
@@ -27,8 +28,12 @@ TOOLS = {
     "update": ("kerash.cli.model:update", True),
     "train": ("kerash.cli.train:train", True),
     "evaluate": ("kerash.cli.model:evaluate", True),
+    "evolve": ("kerash.cli.evolve:evolve", True),
     "summary": ("kerash.cli.model:summary", False),
     "dataset": ("kerash.cli.model:dataset", False),
+    "checkpoints": ("kerash.cli.train:checkpoints", False),
+    "restore": ("kerash.cli.train:restore", False),
+    "batches": ("kerash.cli.train:batches_tool", False),
 }
 
 

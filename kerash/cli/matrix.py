@@ -14,14 +14,18 @@ def _io():
     return tensorio
 
 
-def _binary(op, a, b, output, fmt):
-    from .. import ops
-
-    io = _io()
+def _check_one_stdin(a, b):
     if a in (None, "-") and b in (None, "-"):
         from ..errors import UsageError
 
         raise UsageError("only one operand can be standard input")
+
+
+def _binary(op, a, b, output, fmt):
+    from .. import ops
+
+    io = _io()
+    _check_one_stdin(a, b)
     x, y = io.read_tensor(a), io.read_tensor(b)
     result = ops.matmul(x, y) if op == "multiply matrices" else ops.elementwise(op, x, y)
     io.write_tensor(result, output, fmt)
@@ -179,12 +183,14 @@ def similar(
 
     \b
     Example:
-      matrix-similar 1e-9 a.txt b.npy && echo same
+      echo "1 2" > a.txt; echo "1 2.0000000001" > b.txt
+      matrix-similar 1e-9 a.txt b.txt && echo same     # same
     """
     from .. import ops
     from ..errors import KerashError
 
     io = _io()
+    _check_one_stdin(a, b)
     try:
         x, y = io.read_tensor(a), io.read_tensor(b)
     except KerashError as e:

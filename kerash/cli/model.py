@@ -96,6 +96,7 @@ def backprop(
     inputs: Annotated[str, typer.Option("--inputs", "--data", "-x", metavar="X", help="Samples, one per row; '-' is standard input.")],
     labels: Labels,
     output: Annotated[str, typer.Option("--output", "-o", metavar="GRADS", help="Gradient folder to write.")],
+    rows: Annotated[Optional[str], typer.Option("--rows", metavar="ROWS", help="Use only these 0-based rows of X and Y ('3 17 5'), e.g. a shard printed by `kerash batches`.")] = None,
     dtype: Dtype = None,
 ):
     """Write the gradient sums of the per-sample losses over the given samples.
@@ -114,8 +115,14 @@ def backprop(
     """
     from ..training.steps import backprop as run_backprop
 
+    from .. import ops
+
     _check_stdin(inputs, labels)
-    run_backprop(model_dir, _read(inputs), _read(labels), output, dtype)
+    x, y = _read(inputs), _read(labels)
+    if rows is not None:
+        picked = ops.parse_indices(rows)
+        x, y = ops.take_rows(x, picked), ops.take_rows(y, picked)
+    run_backprop(model_dir, x, y, output, dtype)
 
 
 @tool("update")

@@ -79,6 +79,12 @@ def invoke(fn, prog, argv=None):
     except BrokenPipeError:
         _quiet_broken_pipe()
         return 141
+    except SystemExit as e:
+        # typer's main turns a closed pipe into sys.exit(1); report it as SIGPIPE instead
+        if isinstance(e.__context__, BrokenPipeError):
+            _quiet_broken_pipe()
+            return 141
+        raise
     except MemoryError:
         return _error(prog, "out of memory", 1)
     except Exception as e:

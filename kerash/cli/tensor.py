@@ -118,3 +118,24 @@ def maxpool(
 
     io = _io()
     io.write_tensor(ops.maxpool(io.read_tensor(a), size, stride, pad), output, fmt)
+
+
+@tool("tensor-rows")
+def rows(
+    indices: Annotated[str, typer.Argument(metavar="ROWS", help="0-based row numbers, separated by spaces or commas (one argument).", show_default=False)],
+    a: Input = "-",
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Pick rows (samples) of a tensor by number, in the order given: a batch out of a data set.
+
+    \b
+    Example:
+      printf '10\\n11\\n12\\n13\\n' | tensor-rows "3 0 2"      # 13 10 12
+      printf '1 2\\n3 4\\n5 6\\n' > data.txt
+      tensor-rows "$(kerash batches --samples 3 --batch-size 2 --seed 1 | head -n 1)" data.txt
+    """
+    from .. import ops
+
+    io = _io()
+    io.write_tensor(ops.take_rows(io.read_tensor(a), ops.parse_indices(indices)), output, fmt)

@@ -149,3 +149,89 @@ class _ProgressBar:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
             self.shown = False
+
+
+@tool("checkpoints")
+def checkpoints(
+    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory.", show_default=False)],
+):
+    """List the checkpoints of a model (train --checkpoint-every N) with their epoch and losses.
+
+    Tab-separated: name, epoch, loss, accuracy, val_loss, val_accuracy.
+
+    \b
+    Example:
+      kerash dataset circle -o circle
+      printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
+      init c.model -o c --seed 1
+      train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
+      kerash checkpoints c
+    """
+    from ..training.checkpoints import list_checkpoints
+
+    rows = list_checkpoints(model_dir)
+    lines = ["name\tepoch\tloss\taccuracy\tval_loss\tval_accuracy"]
+    for row in rows:
+        lines.append("\t".join(str(v) for v in row))
+    typer.echo("\n".join(lines))
+
+
+@tool("restore")
+def restore(
+    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory.", show_default=False)],
+    name: Annotated[str, typer.Argument(metavar="CHECKPOINT", help="A name listed by `kerash checkpoints`, e.g. epoch-0005.", show_default=False)],
+):
+    """Make a checkpoint the model's current state (weights, optimiser state, epochs).
+
+    \b
+    Example:
+      kerash dataset circle -o circle
+      printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
+      init c.model -o c --seed 1
+      train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
+      kerash restore c epoch-0002
+    """
+    from ..training.checkpoints import restore_checkpoint
+
+    restore_checkpoint(model_dir, name)
+
+
+@tool("batches")
+def batches_tool(
+    samples: Annotated[Optional[int], typer.Option("--samples", "-n", help="Number of samples in the data.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Count the samples of this data file instead.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.")] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="The training seed.")] = 0,
+    epoch: Annotated[int, typer.Option("--epoch", "-e", help="Epoch number (1 is the first).")] = 1,
+    validation_split: Annotated[float, typer.Option("--validation-split", help="Leave out the validation part, as train does.")] = 0.0,
+    shards: Annotated[int, typer.Option("--shards", help="Split each batch into this many contiguous shards, separated by tabs.")] = 1,
+):
+    """Print the sample indices of each batch of an epoch, one batch per line, in train's order.
+
+    train uses the same function: with the same --seed, --batch-size and
+    --validation-split, line k lists the samples of train's k-th step.  With
+    --shards K each line holds K tab-separated shards, as train --workers K
+    splits its batches.
+
+    \b
+    Example:
+      kerash batches --samples 10 --batch-size 4 --seed 1 --epoch 1
+      kerash batches --samples 10 --batch-size 4 --seed 1 --shards 2
+    """
+    from ..errors import UsageError
+    from ..training import batches
+
+    if (samples is None) == (data is None):
+        raise UsageError("give either --samples or --data")
+    if data is not None:
+        from ..tensorio import read_tensor
+
+        samples = read_tensor(data).shape[0]
+    if samples < 1 or shards < 1 or epoch < 1:
+        raise UsageError("--samples, --shards and --epoch must be ≥ 1")
+    train_idx, _ = batches.split(samples, validation_split, seed)
+    out = []
+    for idx in batches.epoch_batches(train_idx, batch_size, seed, epoch):
+        parts = [idx[s:e] for s, e in batches.shard_bounds(0, len(idx), shards)]
+        out.append("\t".join(" ".join(map(str, p.tolist())) for p in parts))
+    sys.stdout.write("\n".join(out) + "\n")

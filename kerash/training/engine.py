@@ -211,7 +211,11 @@ class WorkerPool:
         shards = shard_bounds(0, n, self.workers)
         active = [k for k, (s, e) in enumerate(shards) if e > s]
         for k in active:
-            os.write(self.cmd_fds[k], _CMD.pack(*shards[k]))
+            try:
+                os.write(self.cmd_fds[k], _CMD.pack(*shards[k]))
+            except BrokenPipeError:
+                # The worker died while waiting for work: its command pipe has no reader.
+                raise TrainingError(self._death_message(k)) from None
         correct = 0
         pending = {self.result_fds[k]: k for k in active}
         failures = []

@@ -1,0 +1,62 @@
+"""The evolve tool."""
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .runner import tool
+
+
+@tool("evolve")
+def evolve(
+    data: Annotated[str, typer.Option("--data", "-x", metavar="X", help="Samples, one per row (or (N,C,H,W)).")],
+    labels: Annotated[str, typer.Option("--labels", "-y", metavar="Y", help="A column of class indices, one-hot rows, or real targets.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="BEST_DIR", help="Model directory for the best network (trained).")],
+    start: Annotated[Optional[str], typer.Option("--from", metavar="MODEL_FILE", help="Start from this description instead of from scratch.")] = None,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Start from input → output only (the default).")] = False,
+    population: Annotated[int, typer.Option("--population", "-p", help="Genomes per generation.")] = 6,
+    generations: Annotated[int, typer.Option("--generations", "-g", help="Generations after the first.")] = 5,
+    epochs_per_eval: Annotated[int, typer.Option("--epochs-per-eval", "-e", help="Training epochs before each fitness measure.")] = 5,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Genomes trained at once, one per forked worker.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; the result does not depend on --workers.")] = 0,
+    validation_split: Annotated[float, typer.Option("--validation-split", help="Fixed fraction of the data used to measure fitness.")] = 0.2,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per training step.")] = 32,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="Optimiser of the genomes' training.")] = "adam",
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate of the genomes' training.")] = 0.005,
+    force: Annotated[bool, typer.Option("--force", help="Replace BEST_DIR if it is already a model directory.")] = False,
+):
+    """Evolve a network topology by mutation and selection; keep the best as a trained model.
+
+    One tab-separated line per genome evaluated: generation, genome, parent,
+    mutation, layers, parameters, val_loss, val_accuracy, seconds.  The same
+    lines are kept in BEST_DIR/evolve.tsv.
+
+    \b
+    Example:
+      kerash dataset circle -o circle
+      evolve -x circle/data.npy -y circle/labels.txt --population 4 --generations 2 -o best --seed 1
+      kerash summary best
+    """
+    from .. import evolve as evolution
+    from .. import model as modelmod
+    from ..errors import UsageError
+    from ..tensorio import read_tensor
+
+    if start is not None and scratch:
+        raise UsageError("give either --from or --scratch, not both")
+    if data == "-" and labels == "-":
+        raise UsageError("only one input can be standard input")
+    text = modelmod.normalised_text(modelmod.read_model_file(start)) if start else None
+    cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size, optimizer, lr)
+    x, y = read_tensor(data), read_tensor(labels)
+    out = sys.stdout
+    out.write("\t".join(evolution.COLUMNS) + "\n")
+
+    def report(row):
+        out.write(evolution.format_row(row) + "\n")
+        out.flush()
+
+    best, rows = evolution.evolve(x, y, cfg, text, report)
+    evolution.write_best(best, output, rows, seed, force)
+    sys.stderr.write(f"evolve: best genome {best.id} (val_loss {best.val_loss:.6g}) written to {output}\n")

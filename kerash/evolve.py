@@ -1,0 +1,399 @@
+"""Neuro-evolution of topologies (KeraSH's "AutoML"), done for real.
+
+A genome is a model description plus its trained weights.  Each generation
+keeps the best genomes as parents (the very best always survives unchanged),
+and fills the population with mutants of them:
+
+* add a hidden dense layer (random width, random activation from the registry),
+* remove a hidden dense layer,
+* resize a hidden layer (or change a convolution's filter count),
+* change a hidden layer's activation.
+
+A mutant inherits its parent's trained weights wherever they still fit, then
+trains for E more epochs; its fitness is the loss (then the accuracy) on a
+fixed validation split.  Genomes are trained in parallel by forked workers,
+one genome per worker; every random choice comes from (seed, generation,
+index), so the result does not depend on the number of workers.
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import functions
+from . import model as modelmod
+from .errors import DataError, UsageError
+from .training import batches
+from .training.engine import limit_blas_threads, prewarm_blas
+from .training.optimizers import Optimizer
+from .workdir import scratch_dir
+
+# Activations a mutation may pick: all of the registry except the step
+# function (its derivative is 0: nothing would learn) and softmax (row-wise,
+# meant for outputs).
+EXCLUDED_ACTIVATIONS = ("binarystep", "softmax")
+WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+COLUMNS = ("generation", "genome", "parent", "mutation", "layers", "parameters", "val_loss", "val_accuracy", "seconds")
+
+
+@dataclass
+class EvolveConfig:
+    population: int = 6
+    generations: int = 5
+    epochs_per_eval: int = 5
+    workers: int = 1
+    seed: int = 0
+    validation_split: float = 0.2
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 0.005
+
+
+@dataclass
+class Genome:
+    id: str
+    parent: str
+    mutation: str
+    text: str  # normalised description
+    params: dict = field(repr=False, default=None)
+    epochs: int = 0
+    val_loss: float = math.inf
+    val_accuracy: float = math.nan
+    seconds: float = 0.0
+
+    @property
+    def spec(self):
+        return modelmod.parse_model(self.text, f"genome {self.id}")
+
+    def fitness(self):
+        acc = -self.val_accuracy if not math.isnan(self.val_accuracy) else 0.0
+        loss = self.val_loss if math.isfinite(self.val_loss) else math.inf
+        return (loss, acc)
+
+
+# ---------------------------------------------------------------- starting points
+
+
+def infer_task(x, y):
+    """(input line 'W H D', output width, output activation, targets as given) from the data."""
+    x = np.asarray(x)
+    if x.ndim == 4:
+        _, c, h, w = x.shape
+        input_line = f"{w} {h} {c}"
+    else:
+        input_line = f"{x.reshape(x.shape[0], -1).shape[1]} 1 1"
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(len(y), -1)
+    if y.shape[1] == 1:
+        values = y[:, 0]
+        if np.all(values == np.floor(values)) and values.min() >= 0 and len(np.unique(values)) > 1:
+            return input_line, int(values.max()) + 1, "softmax"
+        return input_line, 1, "identity"
+    if np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return input_line, y.shape[1], "softmax"
+    return input_line, y.shape[1], "identity"
+
+
+def scratch_text(x, y):
+    """KeraSH's evolve_from_scratch: input straight to the output layer."""
+    input_line, width, activation = infer_task(x, y)
+    return modelmod.normalised_text(modelmod.parse_model(f"{input_line}\ninput\ndense {width} {activation}\n", "scratch"))
+
+
+# ---------------------------------------------------------------- mutations
+
+
+def _hidden_dense(spec):
+    """Positions (0-based in spec.layers) of dense layers that are not the output."""
+    return [i for i, s in enumerate(spec.layers[:-1]) if s.kind == "dense"]
+
+
+def _dense_slot(spec):
+    """Where dense layers may be inserted: after the last non-dense layer, before the output."""
+    start = 0
+    for i, s in enumerate(spec.layers):
+        if s.kind != "dense":
+            start = i + 1
+    return list(range(start, len(spec.layers)))
+
+
+def _random_activation(rng, exclude=None):
+    names = [n for n in functions.ACTIVATIONS if n not in EXCLUDED_ACTIVATIONS and n != exclude]
+    return functions.get_activation(names[rng.integers(len(names))]).bind()
+
+
+def _resized(rng, old):
+    factor = (0.5, 0.75, 1.5, 2.0)[rng.integers(4)]
+    new = max(2, int(round(old * factor)))
+    return new if new != old else old + 1
+
+
+def mutate(parent_text, rng):
+    """(child text, description, mapping child layer position -> parent layer position or None)."""
+    spec = modelmod.parse_model(parent_text, "parent")
+    layers = list(spec.layers)
+    mapping = list(range(len(layers)))
+    hidden = _hidden_dense(spec)
+    convs = [i for i, s in enumerate(layers) if s.kind == "convolution"]
+    choices = ["add"]
+    if hidden:
+        choices += ["remove", "resize", "activation"]
+    if convs:
+        choices += ["filters"]
+    kind = choices[rng.integers(len(choices))]
+    if kind == "add":
+        slots = _dense_slot(spec)
+        at = slots[rng.integers(len(slots))]
+        width = int(WIDTHS[rng.integers(len(WIDTHS))])
+        act = _random_activation(rng)
+        layers.insert(at, modelmod.LayerSpec("dense", 0, 0, act, units=width))
+        mapping.insert(at, None)
+        what = f"add dense {width} {act.name} before layer {at + 1}"
+    elif kind == "remove":
+        at = hidden[rng.integers(len(hidden))]
+        what = f"remove layer {at + 1} ({modelmod.layer_description(layers[at])})"
+        del layers[at]
+        del mapping[at]
+    elif kind == "resize":
+        at = hidden[rng.integers(len(hidden))]
+        old = layers[at]
+        new = _resized(rng, old.units)
+        layers[at] = modelmod.LayerSpec("dense", 0, 0, old.activation, units=new)
+        what = f"resize layer {at + 1} {old.units}→{new}"
+    elif kind == "activation":
+        at = hidden[rng.integers(len(hidden))]
+        old = layers[at]
+        act = _random_activation(rng, exclude=old.activation.name)
+        layers[at] = modelmod.LayerSpec("dense", 0, 0, act, units=old.units)
+        what = f"activation layer {at + 1} {old.activation.name}→{act.name}"
+    else:
+        at = convs[rng.integers(len(convs))]
+        old = layers[at]
+        new = _resized(rng, old.filters)
+        layers[at] = modelmod.LayerSpec("convolution", 0, 0, old.activation, filters=new, stride=old.stride, pad=old.pad, kw=old.kw, kh=old.kh)
+        what = f"filters layer {at + 1} {old.filters}→{new}"
+    child = modelmod.ModelSpec(spec.input_shape, layers, spec.weight_init, spec.bias_init, spec.loss)
+    # Parsing the text back validates the child (a window that no longer fits, …).
+    text = modelmod.normalised_text(child)
+    modelmod.parse_model(text, "child")
+    return text, what, mapping
+
+
+def inherit(child_spec, parent_spec, parent_params, mapping, rng):
+    """Fresh weights for the child, overwritten by the parent's wherever the shapes overlap."""
+    params = modelmod.init_params(child_spec, int(rng.integers(2**63)), np.float32)
+    for new_pos, old_pos in enumerate(mapping):
+        if old_pos is None:
+            continue
+        new_key, old_key = child_spec.layers[new_pos].key, parent_spec.layers[old_pos].key
+        if new_key not in params or old_key not in parent_params:
+            continue
+        for name, target in params[new_key].items():
+            source = parent_params[old_key][name]
+            if source.ndim != target.ndim:
+                continue
+            overlap = tuple(slice(0, min(a, b)) for a, b in zip(source.shape, target.shape))
+            target[overlap] = source[overlap]
+    return params
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
+    """Train a genome for cfg.epochs_per_eval epochs from its weights; set its fitness."""
+    start = time.monotonic()
+    spec = genome.spec
+    net = modelmod.build_network(spec, np.float32)
+    net.set_params(genome.params)
+    net.adapt_threshold(y)
+    opt = Optimizer(cfg.optimizer, lr=cfg.lr)
+    items = net.param_items()
+    keys = [f"{k}/{n}" for k, n, _ in items]
+    params = [p for _, _, p in items]
+    diverged = False
+    for epoch in range(1, cfg.epochs_per_eval + 1):
+        for idx in batches.epoch_batches(train_idx, cfg.batch_size, seed, epoch):
+            losses, _ = net.gradient(x[idx], y[idx], 1.0 / len(idx))
+            if not np.isfinite(losses.sum()):
+                diverged = True
+                break
+            opt.step(zip(keys, params, [g for _, _, g in net.grad_items()]))
+        if diverged:
+            break
+    genome.epochs += cfg.epochs_per_eval
+    if diverged:
+        genome.val_loss, genome.val_accuracy = math.inf, math.nan
+    else:
+        loss_sum, correct, _ = net.evaluate(x[val_idx], y[val_idx])
+        genome.val_loss = loss_sum / len(val_idx)
+        classification = y.shape[1] > 1 or set(np.unique(y).tolist()) <= {0.0, 1.0}
+        genome.val_accuracy = correct / len(val_idx) if classification else math.nan
+        if not math.isfinite(genome.val_loss):
+            genome.val_loss = math.inf
+    genome.params = net.get_params()
+    genome.seconds = time.monotonic() - start
+    return genome
+
+
+def _save_result(folder, genome):
+    os.makedirs(folder, exist_ok=True)
+    modelmod.write_tree(folder, modelmod.flatten_params(genome.params))
+    with open(os.path.join(folder, "result.json"), "w") as f:
+        json.dump({"val_loss": genome.val_loss if math.isfinite(genome.val_loss) else None,
+                   "val_accuracy": None if math.isnan(genome.val_accuracy) else genome.val_accuracy,
+                   "seconds": genome.seconds, "epochs": genome.epochs}, f)
+
+
+def _load_result(folder, genome):
+    with open(os.path.join(folder, "result.json")) as f:
+        r = json.load(f)
+    genome.val_loss = math.inf if r["val_loss"] is None else r["val_loss"]
+    genome.val_accuracy = math.nan if r["val_accuracy"] is None else r["val_accuracy"]
+    genome.seconds, genome.epochs = r["seconds"], r["epochs"]
+    spec = genome.spec
+    from .tensorio import read_tensor
+
+    genome.params = {
+        key: {name: read_tensor(os.path.join(folder, key, name + ".npy")) for name in shapes}
+        for key, shapes in modelmod.param_shapes(spec).items()
+    }
+
+
+def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
+    """Train every (genome, seed) of jobs, in order, with up to cfg.workers forked workers."""
+    if cfg.workers <= 1 or len(jobs) <= 1:
+        return [train_genome(g, x, y, train_idx, val_idx, cfg, s) for g, s in jobs]
+    run_dir = scratch_dir("kerash-evolve")
+    running = {}
+    try:
+        pending = list(enumerate(jobs))
+        while pending or running:
+            while pending and len(running) < cfg.workers:
+                i, (genome, seed) = pending.pop(0)
+                folder = os.path.join(run_dir, f"job-{i}")
+                pid = os.fork()
+                if pid == 0:
+                    code = 1
+                    try:
+                        limit_blas_threads(1)
+                        train_genome(genome, x, y, train_idx, val_idx, cfg, seed)
+                        _save_result(folder, genome)
+                        code = 0
+                    finally:
+                        os._exit(code)
+                running[pid] = (i, genome, folder)
+            pid, status = os.wait()
+            if pid not in running:
+                continue
+            i, genome, folder = running.pop(pid)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise DataError(f"the worker training genome {genome.id} failed (status {os.waitstatus_to_exitcode(status)})")
+            _load_result(folder, genome)
+    finally:
+        for pid in running:
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return [g for g, _ in jobs]
+
+
+# ---------------------------------------------------------------- the search
+
+
+def summary_row(generation, g):
+    spec = g.spec
+    layers = ", ".join(modelmod.layer_description(s) for s in spec.layers)
+    return {
+        "generation": generation,
+        "genome": g.id,
+        "parent": g.parent or "-",
+        "mutation": g.mutation,
+        "layers": layers,
+        "parameters": modelmod.count_params(spec),
+        "val_loss": g.val_loss,
+        "val_accuracy": g.val_accuracy,
+        "seconds": g.seconds,
+    }
+
+
+def format_row(row):
+    out = []
+    for col in COLUMNS:
+        v = row[col]
+        if col in ("val_loss", "val_accuracy"):
+            out.append("nan" if isinstance(v, float) and math.isnan(v) else ("inf" if v == math.inf else f"{v:.6g}" if col == "val_loss" else f"{v:.4f}"))
+        elif col == "seconds":
+            out.append(f"{v:.2f}")
+        else:
+            out.append(str(v))
+    return "\t".join(out)
+
+
+def evolve(x, y, cfg, start_text=None, report=None):
+    """Run the search; returns (best genome, all rows)."""
+    if cfg.population < 1 or cfg.generations < 0 or cfg.epochs_per_eval < 1:
+        raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
+    report = report or (lambda row: None)
+    limiter = limit_blas_threads(1)  # noqa: F841 (the same arithmetic whatever --workers is)
+    text = start_text or scratch_text(x, y)
+    spec = modelmod.parse_model(text, "start")
+    xs = np.ascontiguousarray(modelmod.prepare_inputs(x, spec, "data"), dtype=np.float32)
+    ys = np.ascontiguousarray(modelmod.prepare_targets(y, xs.shape[0], spec.output_width, "labels"), dtype=np.float32)
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
+        raise DataError("data or labels contain non-finite values")
+    train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)
+    if len(val_idx) == 0:
+        raise UsageError("evolve needs a validation split > 0")
+    prewarm_blas(np.float32)
+    rows = []
+
+    def rng_for(generation, index):
+        return np.random.default_rng([cfg.seed, generation, index])
+
+    initial = Genome("g0-0", "", "initial", modelmod.normalised_text(spec))
+    initial.params = modelmod.init_params(spec, int(rng_for(0, 0).integers(2**63)), np.float32)
+    population = evaluate_all([(initial, int(rng_for(0, 0).integers(2**63)))], xs, ys, train_idx, val_idx, cfg)
+    for g in population:
+        rows.append(summary_row(0, g))
+        report(rows[-1])
+    for generation in range(1, cfg.generations + 1):
+        ranked = sorted(population, key=lambda g: (g.fitness(), g.id))
+        parents = ranked[: max(1, (cfg.population + 1) // 2)]
+        elite = ranked[0]
+        jobs = []
+        for index in range(1, cfg.population):
+            rng = rng_for(generation, index)
+            parent = parents[int(rng.integers(len(parents)))]
+            child_text, what, mapping = mutate(parent.text, rng)
+            child = Genome(f"g{generation}-{index}", parent.id, what, child_text, epochs=parent.epochs)
+            child.params = inherit(child.spec, parent.spec, parent.params, mapping, rng)
+            jobs.append((child, int(rng.integers(2**63))))
+        children = evaluate_all(jobs, xs, ys, train_idx, val_idx, cfg)
+        for g in children:
+            rows.append(summary_row(generation, g))
+            report(rows[-1])
+        population = [elite] + children
+    best = sorted(population, key=lambda g: (g.fitness(), g.id))[0]
+    return best, rows
+
+
+def write_best(best, out_dir, rows, seed, force=False):
+    """The best genome as a normal, trained model directory, with the evolution log."""
+    spec = best.spec
+    state = modelmod.new_state(seed, np.float32)
+    state["epochs"] = best.epochs
+    state["evolved"] = {"genome": best.id, "val_loss": best.val_loss, "val_accuracy": None if math.isnan(best.val_accuracy) else best.val_accuracy}
+    md = modelmod.ModelDir.create(out_dir, spec, best.params, state, origin=f"evolve (genome {best.id})", force=force)
+    with open(os.path.join(md.path, "evolve.tsv"), "w") as f:
+        f.write("\t".join(COLUMNS) + "\n")
+        f.write("".join(format_row(r) + "\n" for r in rows))
+    return md

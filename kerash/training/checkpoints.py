@@ -1,0 +1,41 @@
+"""Checkpoints: MODEL/checkpoints/NAME/ are complete copies of a version (hard links, no extra space)."""
+
+import json
+import os
+
+from .. import model as modelmod
+from ..errors import UsageError, close_matches
+from .loop import CHECKPOINTS
+
+
+def list_checkpoints(model_path):
+    """Rows (name, epoch, loss, accuracy, val_loss, val_accuracy) sorted by name."""
+    md = modelmod.ModelDir(model_path)
+    root = os.path.join(md.path, CHECKPOINTS)
+    rows = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        state_path = os.path.join(root, name, modelmod.STATE_FILE)
+        if ".tmp-" in name or ".old-" in name or not os.path.isfile(state_path):
+            continue
+        with open(state_path) as f:
+            state = json.load(f)
+        last = state.get("last") or {}
+
+        def show(key):
+            value = last.get(key)
+            return "nan" if value is None else f"{value:.6g}"
+
+        rows.append((name, state.get("epochs", 0), show("loss"), show("accuracy"), show("val_loss"), show("val_accuracy")))
+    return rows
+
+
+def restore_checkpoint(model_path, name):
+    md = modelmod.ModelDir(model_path)
+    folder = os.path.join(md.path, CHECKPOINTS, name)
+    if not os.path.isfile(os.path.join(folder, modelmod.STATE_FILE)):
+        names = [row[0] for row in list_checkpoints(model_path)]
+        hint = close_matches(name, names) or (f"; there are: {', '.join(names)}" if names else "; there are none")
+        raise UsageError(f"{md.path} has no checkpoint {name!r}{hint}")
+    with md.lock(blocking=False):
+        md.load(version=folder)  # refuse a damaged checkpoint before switching to it
+        md.adopt(folder)
