@@ -7,12 +7,13 @@
 # As root (or with password-less sudo) a tmpfs of SIZE is mounted at
 # ./kerash_mountpoint, as KeraSH did.  Otherwise, or when mounting is not
 # allowed (containers), a private folder under /dev/shm, which is already a
-# RAM tmpfs on Linux, is used instead.  Running it twice is harmless.
+# RAM tmpfs on Linux, is used instead.  Running it twice is harmless, and an
+# existing writable $KERASH_WORKDIR is kept.
 # Only the export line goes to standard output; messages go to standard error.
 set -euo pipefail
 
 usage() {
-    sed -n '2,11s/^# \{0,1\}//p' "$0"
+    sed -n '2,12s/^# \{0,1\}//p' "$0"
     echo "usage: $0 [SIZE] | --umount | --help   (SIZE as for mount -o size=, default 512m)"
 }
 
@@ -50,6 +51,12 @@ case "${1:-}" in
         exit 2
         ;;
 esac
+
+if [ -n "${KERASH_WORKDIR:-}" ] && [ -d "$KERASH_WORKDIR" ] && [ -w "$KERASH_WORKDIR" ]; then
+    echo "tmpfs_setup: keeping KERASH_WORKDIR=$KERASH_WORKDIR" >&2
+    echo "export KERASH_WORKDIR=$(printf '%q' "$KERASH_WORKDIR")"
+    exit 0
+fi
 
 size="${1:-512m}"
 if ! [[ "$size" =~ ^[0-9]+[kmgKMG%]?$ ]]; then

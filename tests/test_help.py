@@ -1,0 +1,93 @@
+"""Every tool explains itself in one sentence and shows a runnable example; the install list matches."""
+
+import re
+import tomllib
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, parse, run
+from kerash.cli.catalog import TOOLS
+
+MARK = "=== end of example line ==="
+
+
+def help_text(*command):
+    proc = run([*command, "--help"])
+    assert proc.stderr == b""
+    return proc.stdout.decode()
+
+
+def description(text):
+    """The first paragraph after the usage line, as one string."""
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    assert paragraphs[0].startswith("Usage: "), text
+    return " ".join(paragraphs[1].split())
+
+
+def example_lines(text):
+    """The command lines indented under 'Example:'."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Example:"]
+    assert len(starts) == 1, text
+    indent = len(lines[starts[0]]) - len(lines[starts[0]].lstrip())
+    commands = []
+    for line in lines[starts[0] + 1 :]:
+        if not line.strip() or len(line) - len(line.lstrip()) <= indent:
+            break
+        commands.append(line.strip())
+    return commands
+
+
+def command_of(name):
+    """How a user calls the tool: by its own name, or as `kerash NAME` when it is not installed alone."""
+    return [name] if TOOLS[name][1] else ["kerash", name]
+
+
+@pytest.mark.parametrize("name", list(TOOLS))
+def test_help_has_one_sentence_and_a_runnable_example(name, tmp_path):
+    text = help_text(*command_of(name))
+    sentence = description(text)
+    assert sentence.endswith("."), sentence
+    assert ". " not in sentence, sentence
+    assert len(sentence) > 20, sentence
+    commands = example_lines(text)
+    assert commands, text
+    called = " ".join(command_of(name))
+    assert any(re.search(rf"(^|[|;&]\s*){re.escape(called)}\b", line) for line in commands), commands
+    # the example runs on its own in an empty folder, without complaint; a marker
+    # after each line splits the output by command
+    script = "set -eo pipefail\n" + "".join(f"{line}\necho {MARK}\n" for line in commands)
+    proc = run(script, cwd=tmp_path)
+    # standard error may carry progress or diagnostics, never an error
+    assert b"error:" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr.decode()
+    outputs = proc.stdout.decode().split(MARK + "\n")
+    assert len(outputs) == len(commands) + 1
+    assert any(outputs) or any(tmp_path.iterdir()), f"{name} example produced nothing"
+    # a trailing comment made of numbers ('# 7 10 / 15 22', '/' between rows) lists the
+    # values printed, in reading order
+    for line, out in zip(commands, outputs):
+        comment = line.partition("#")[2].strip()
+        if comment and re.fullmatch(r"[-0-9. /]+", comment):
+            expected = np.array(comment.replace("/", " ").split(), dtype=float)
+            np.testing.assert_array_equal(parse(out).ravel(), expected, err_msg=line)
+
+
+def test_kerash_front_end_help_is_the_same():
+    for name in ("matrix-mul", "conv"):
+        direct, via = help_text(name), help_text("kerash", name)
+        assert description(direct) == description(via)
+        assert example_lines(direct) == example_lines(via)
+    listing = run(["kerash", "--help"]).stdout.decode()
+    for name in TOOLS:
+        assert name in listing
+
+
+def test_scripts_in_pyproject_match_the_catalog():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    installed = {name for name, (_, flag) in TOOLS.items() if flag}
+    assert set(scripts) == installed | {"kerash"}
+    assert scripts["kerash"] == "kerash.cli.main:main"
+    for name in installed:
+        assert scripts[name] == TOOLS[name][0] + ".main", name

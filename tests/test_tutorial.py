@@ -1,0 +1,25 @@
+"""docs/tutorial.md never rots: every fenced bash block runs, in order, in one shell."""
+
+import re
+
+from conftest import ROOT, run, tool_env
+
+
+def test_every_tutorial_command_runs(tmp_path):
+    text = (ROOT / "docs" / "tutorial.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 15
+    script = ["set -euo pipefail"]
+    for i, block in enumerate(blocks, 1):
+        script.append(f"echo '### block {i}' >&2")
+        script.append(block)
+    proc = run("\n".join(script), cwd=ROOT, env=tool_env(KERASH_WORKDIR=tmp_path), check=False, timeout=240)
+    err = proc.stderr.decode()
+    failed_at = re.findall(r"### block (\d+)", err)
+    assert proc.returncode == 0, f"tutorial block {failed_at[-1] if failed_at else '?'} failed:\n{err[-3000:]}"
+    out = proc.stdout.decode()
+    # What the lesson promises along the way
+    assert "same matrix" in out
+    assert "the halves add up" in out
+    assert "1 worker or 2: same weights" in out
+    assert "best validation accuracy" in out
