@@ -496,9 +496,17 @@ def write_tensor(array, output=None, fmt=None):
     fmt = resolve_format(fmt, output)
     chunks = tensor_chunks(array, fmt)
     if output in (None, "-"):
+        sys.stdout.flush()
         out = sys.stdout.buffer
         for chunk in chunks:
-            out.write(chunk)
+            view = memoryview(chunk).cast("B")
+            while view:
+                # A large write into a pipe can come back short when the reader
+                # goes away; writing the rest then raises BrokenPipeError.
+                written = out.write(view)
+                if not written:
+                    raise BrokenPipeError(32, "short write to standard output")
+                view = view[written:]
         out.flush()
         return
     with atomic_file(output) as f:

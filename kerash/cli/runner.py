@@ -6,6 +6,7 @@ format (``TOOL: error: WHAT (WHERE)``), exit codes (1 bad data, 2 bad usage,
 """
 
 import os
+import re
 import sys
 
 from ..errors import KerashError
@@ -42,6 +43,28 @@ def run(fn, prog, argv=None):
     sys.exit(invoke(fn, prog, argv))
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
+
+
+def _check_options(command, args):
+    """Reject unknown options ourselves, so that click can pass negative numbers through as operands."""
+    from ..errors import UsageError, close_matches
+
+    known = {"-h", "--help"}
+    for param in command.params:
+        known.update(getattr(param, "opts", ()))
+        known.update(getattr(param, "secondary_opts", ()))
+    for token in args:
+        if token == "--":
+            return
+        if not token.startswith("-") or token == "-" or _NEGATIVE_NUMBER.match(token):
+            continue
+        name = token.split("=", 1)[0]
+        if name in known or (not name.startswith("--") and name[:2] in known):
+            continue
+        raise UsageError(f"No such option: {name}{close_matches(name, sorted(o for o in known if o.startswith('--')))}")
+
+
 def invoke(fn, prog, argv=None):
     """Like `run` but return the exit status instead of exiting."""
     import numpy
@@ -55,13 +78,19 @@ def invoke(fn, prog, argv=None):
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        context_settings={
+            "help_option_names": ["-h", "--help"],
+            "max_content_width": 100,
+            "ignore_unknown_options": True,  # negative numbers are operands; see _check_options
+        },
     )
     app.command(name=prog)(fn)
     command = get_command(app)
     debug = os.environ.get("KERASH_DEBUG") == "1"
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = command.main(args=argv, prog_name=prog, standalone_mode=False)
+        _check_options(command, args)
+        result = command.main(args=args, prog_name=prog, standalone_mode=False)
         sys.stdout.flush()
         return result if isinstance(result, int) else 0
     except KerashError as e:
