@@ -1,0 +1,266 @@
+"""Bad input to the model tools: one line on standard error, and the model directory
+byte-for-byte as it was (every file hashed, following symlinks)."""
+
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run
+
+MODEL = "5 1 1\ninput\ndense 4 tanh\ndense 3 softmax\n"
+OTHER = "5 1 1\ninput\ndense 6 tanh\ndense 3 softmax\n"
+
+
+def savetxt(path, a):
+    np.savetxt(path, np.asarray(a, dtype=float).reshape(len(a), -1), fmt="%.17g")
+
+
+def fingerprint(folder):
+    """{relative path: content hash or link target} of everything under `folder`."""
+    found = {}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            if os.path.islink(path):
+                found[rel + " ->"] = os.readlink(path)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    found[rel] = hashlib.sha256(f.read()).hexdigest()
+            elif not os.path.exists(path):
+                found[rel] = "broken link"
+    return found
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A float64 model 'm' (trained one step, so it has optimiser state and two versions), another model and data."""
+    folder = tmp_path_factory.mktemp("template")
+    (folder / "m.model").write_text(MODEL)
+    (folder / "other.model").write_text(OTHER)
+    run(["init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=folder)
+    run(["init", "other.model", "-o", "other", "--seed", "1", "--dtype", "float64"], cwd=folder)
+    rng = np.random.default_rng(0)
+    savetxt(folder / "x.txt", rng.normal(size=(10, 5)))
+    savetxt(folder / "y.txt", rng.integers(0, 3, size=10))
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "--batch-size", "10", "--lr", "0.1"], cwd=folder)
+    run(["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "good"], cwd=folder)
+    run(["backprop", "other", "-x", "x.txt", "-y", "y.txt", "-o", "foreign"], cwd=folder)
+    return folder
+
+
+@pytest.fixture
+def setup(template, tmp_path):
+    """A private copy of the template (model directories keep their relative links)."""
+    work = tmp_path / "w"
+    shutil.copytree(template, work, symlinks=True)
+    return work
+
+
+def fails_unchanged(cwd, args, code, *fragments, folder="m", stdin=None):
+    """Run a tool that must fail; the model directory must not change."""
+    before = fingerprint(cwd / folder)
+    assert before
+    proc = run(args, cwd=cwd, check=False, input=stdin)
+    assert_one_line_error(proc, code, *fragments)
+    assert proc.stdout == b""
+    assert fingerprint(cwd / folder) == before
+    return proc
+
+
+# ---------------------------------------------------------------- bad data
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["train", "m", "-x", "x.txt", "-y", "bad.txt", "--epochs", "1"],
+        ["backprop", "m", "-x", "x.txt", "-y", "bad.txt", "-o", "g"],
+        ["evaluate", "m", "-x", "x.txt", "-y", "bad.txt"],
+    ],
+    ids=["train", "backprop", "evaluate"],
+)
+def test_label_and_data_count_mismatch(setup, tool):
+    savetxt(setup / "bad.txt", np.zeros(9))
+    fails_unchanged(setup, tool, 1, "10", "9", "label")
+    assert not (setup / "g").exists()
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["train", "m", "-x", "bad.txt", "-y", "y.txt", "--epochs", "1"],
+        ["backprop", "m", "-x", "bad.txt", "-y", "y.txt", "-o", "g"],
+        ["evaluate", "m", "-x", "bad.txt", "-y", "y.txt"],
+        ["predict", "m", "bad.txt"],
+        ["train", "m", "-x", "x.txt", "-y", "y.txt", "--val-data", "bad.txt", "--val-labels", "y.txt"],
+    ],
+    ids=["train", "backprop", "evaluate", "predict", "val-data"],
+)
+def test_wrong_data_width(setup, tool):
+    savetxt(setup / "bad.txt", np.zeros((10, 4)))
+    fails_unchanged(setup, tool, 1, "4 values", "5")
+
+
+def test_wrong_nchw_sample_shape(setup):
+    np.save(setup / "bad.npy", np.zeros((10, 1, 2, 3)))
+    fails_unchanged(setup, ["train", "m", "-x", "bad.npy", "-y", "y.txt"], 1, "1×2×3")
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["train", "m", "-x", "x.txt", "-y", "bad.txt", "--epochs", "1"],
+        ["backprop", "m", "-x", "x.txt", "-y", "bad.txt", "-o", "g"],
+        ["evaluate", "m", "-x", "x.txt", "-y", "bad.txt"],
+    ],
+    ids=["train", "backprop", "evaluate"],
+)
+def test_wrong_label_width(setup, tool):
+    savetxt(setup / "bad.txt", np.zeros((10, 2)))
+    fails_unchanged(setup, tool, 1, "2 columns", "3")
+
+
+@pytest.mark.parametrize("bad", [3, -1, 1.5])
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["train", "m", "-x", "x.txt", "-y", "bad.txt", "--epochs", "1"],
+        ["backprop", "m", "-x", "x.txt", "-y", "bad.txt", "-o", "g"],
+    ],
+    ids=["train", "backprop"],
+)
+def test_class_index_out_of_range(setup, tool, bad):
+    labels = np.zeros(10)
+    labels[6] = bad
+    savetxt(setup / "bad.txt", labels)
+    fails_unchanged(setup, tool, 1, "class indices 0..2", f"found {bad:g}")
+
+
+def test_non_finite_data(setup):
+    x = np.loadtxt(setup / "x.txt")
+    x[3, 2] = np.nan
+    savetxt(setup / "bad.txt", x)
+    fails_unchanged(setup, ["train", "m", "-x", "bad.txt", "-y", "y.txt"], 1, "non-finite")
+
+
+def test_a_diverging_update_changes_nothing(setup):
+    fails_unchanged(setup, ["update", "m", "good", "--lr", "inf"], 1, "non-finite")
+
+
+# ---------------------------------------------------------------- bad model descriptions in a model directory
+
+
+PREDICT = ["predict", "m", "x.txt"]
+TRAIN = ["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"]
+BACKPROP = ["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "g"]
+UPDATE = ["update", "m", "good"]
+EVALUATE = ["evaluate", "m", "-x", "x.txt", "-y", "y.txt"]
+
+
+@pytest.mark.parametrize(
+    "line,replacement,fragments,tool",
+    [
+        ("dense 4 tanh", "dense 4 tahn", ["unknown activation 'tahn'", "'tanh'"], TRAIN),
+        ("dense 4 tanh", "dnse 4 tanh", ["unknown layer 'dnse'", "'dense'"], UPDATE),
+        ("loss cross_entropy", "loss cross_entropi", ["unknown loss 'cross_entropi'"], TRAIN),
+        ("loss cross_entropy", "loss mse 2", ["loss mse"], PREDICT),
+        ("dense 4 tanh", "dense 4", ["dense needs"], BACKPROP),
+        ("dense 3 softmax", "dense three softmax", ["'three'"], TRAIN),
+        ("5 1 1", "5 1", ["input size"], EVALUATE),
+    ],
+    ids=["activation", "layer", "loss", "loss parameter", "missing activation", "bad integer", "bad size line"],
+)
+def test_bad_description_in_a_model_directory(setup, line, replacement, fragments, tool):
+    path = setup / "m" / "model"
+    text = path.read_text()
+    lines = text.splitlines()
+    assert line in lines
+    number = lines.index(line) + 1
+    path.write_text(text.replace(line + "\n", replacement + "\n"))
+    fails_unchanged(setup, tool, 1, f"m/model:{number}:", *fragments)
+    assert not (setup / "g").exists()
+
+
+# ---------------------------------------------------------------- unreadable model directories
+
+
+ALL_TOOLS = [PREDICT, TRAIN, BACKPROP, UPDATE, EVALUATE]
+TOOL_IDS = [t[0] for t in ALL_TOOLS]
+
+
+@pytest.mark.parametrize("tool", ALL_TOOLS, ids=TOOL_IDS)
+def test_missing_model_directory(setup, tool):
+    shutil.rmtree(setup / "m")
+    proc = run(tool, cwd=setup, check=False)
+    assert_one_line_error(proc, 1, "m", "does not exist")
+    assert not (setup / "m").exists() and not (setup / "g").exists()
+
+
+@pytest.mark.parametrize("tool", ALL_TOOLS, ids=TOOL_IDS)
+def test_directory_without_a_model_file(setup, tool):
+    shutil.rmtree(setup / "m")
+    (setup / "m").mkdir()
+    (setup / "m" / "notes.txt").write_text("not a model\n")
+    fails_unchanged(setup, tool, 1, "m", "model")
+
+
+@pytest.mark.parametrize(
+    "damage,tool",
+    [
+        ("shape", PREDICT), ("shape", TRAIN), ("shape", UPDATE),
+        ("truncated", BACKPROP), ("truncated", TRAIN), ("truncated", EVALUATE),
+        ("missing", UPDATE), ("missing", PREDICT),
+        ("garbage", TRAIN), ("garbage", BACKPROP),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v[0],
+)
+def test_damaged_weight_file(setup, damage, tool):
+    w = setup / "m" / "layer_02" / "W.npy"
+    if damage == "shape":
+        np.save(w, np.zeros((3, 4)))
+        fragments = ["layer_02/W.npy", "3×4", "4×3"]
+    elif damage == "truncated":
+        data = w.read_bytes()
+        w.write_bytes(data[: len(data) - 20])
+        fragments = ["W.npy"]
+    elif damage == "missing":
+        os.unlink(os.path.realpath(w))
+        fragments = ["layer_02/W.npy", "missing"]
+    else:
+        w.write_bytes(b"\x93NUMPY garbage")
+        fragments = ["W.npy"]
+    fails_unchanged(setup, tool, 1, *fragments)
+    assert not (setup / "g").exists()
+
+
+# ---------------------------------------------------------------- gradient folders
+
+
+def test_update_with_gradients_of_another_model(setup):
+    fails_unchanged(setup, ["update", "m", "foreign", "--lr", "0.1"], 1, "foreign/layer_01/W.npy", "5×6", "5×4")
+    # a foreign folder after a good one: still nothing is applied
+    fails_unchanged(setup, ["update", "m", "good", "foreign", "--lr", "0.1"], 1, "foreign")
+    (setup / "empty").mkdir()
+    fails_unchanged(setup, ["update", "m", "good", "empty"], 1, "empty", "not a gradient folder")
+    fails_unchanged(setup, ["update", "m", "good", "nowhere"], 1, "nowhere")
+
+
+def test_backprop_with_the_gradient_folder_of_another_model(setup):
+    # backprop replaces a gradient folder, whichever model made it; it never writes into a model directory
+    run(["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "foreign"], cwd=setup)
+    assert np.load(setup / "foreign" / "layer_01" / "W.npy").shape == (5, 4)
+    before_other = fingerprint(setup / "other")
+    fails_unchanged(setup, ["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "other"], 2, "other", "not a gradient folder")
+    assert fingerprint(setup / "other") == before_other
+    fails_unchanged(setup, ["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "m"], 2, "not a gradient folder")
+
+
+def test_failed_runs_on_a_fresh_model_add_nothing(setup):
+    # 'other' comes straight from init: no train or update has ever locked it
+    savetxt(setup / "bad.txt", np.zeros(9))
+    fails_unchanged(setup, ["train", "other", "-x", "x.txt", "-y", "bad.txt"], 1, "label", folder="other")
+    fails_unchanged(setup, ["update", "other", "good"], 1, "good/layer_01/W.npy", folder="other")

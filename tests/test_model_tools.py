@@ -1,0 +1,447 @@
+"""init, predict, backprop, update, evaluate, summary and dataset as a user runs them,
+checked against independent numpy computations."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, assert_one_line_error, parse, run
+
+MLP = "/uniform -0.8 0.8,uniform -0.3 0.3/\n5 1 1\ninput\ndense 7 tanh\ndense 4 sigmoid\ndense 3 softmax\n"
+CNN = (
+    "/he,uniform -0.2 0.2/\n# a small image model\n6 5 2\ninput\nconvolution relu 3 1 1 3 3\n"
+    "max_pooling - 2 0 2 2\nconvolution tanh 4 1 0 2 2\nflatten -\ndense 3 softmax\n"
+)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def savetxt(path, a):
+    np.savetxt(path, np.atleast_2d(a) if np.ndim(a) < 2 else a, fmt="%.17g")
+    return path
+
+
+def make_model(tmp_path, text, name="m", seed=1, dtype="float64"):
+    (tmp_path / f"{name}.model").write_text(text)
+    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=tmp_path)
+    return tmp_path / name
+
+
+def copy_model(folder, name):
+    """A second model directory with the same weights (cheaper than another init)."""
+    target = folder.parent / name
+    shutil.copytree(folder, target, symlinks=True)
+    return target
+
+
+def weights(folder):
+    """{'layer_NN': (W, b)} read with numpy from the model directory."""
+    found = {}
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith("layer_"):
+            found[entry] = (np.load(folder / entry / "W.npy"), np.load(folder / entry / "b.npy"))
+    return found
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def mlp_forward(x, w):
+    """The MLP above, by hand: returns every layer's output."""
+    (w1, b1), (w2, b2), (w3, b3) = w["layer_01"], w["layer_02"], w["layer_03"]
+    a1 = np.tanh(x @ w1 + b1)
+    a2 = sigmoid(a1 @ w2 + b2)
+    return a1, a2, softmax(a2 @ w3 + b3)
+
+
+def mlp_grad_sums(x, y, w):
+    """Gradient sums of Σ −y·log softmax over the samples, by hand."""
+    (w1, b1), (w2, b2), (w3, b3) = w["layer_01"], w["layer_02"], w["layer_03"]
+    a1, a2, p = mlp_forward(x, w)
+    dz3 = p - y
+    dz2 = (dz3 @ w3.T) * a2 * (1 - a2)
+    dz1 = (dz2 @ w2.T) * (1 - a1**2)
+    grads = {
+        "layer_03": (a2.T @ dz3, dz3.sum(axis=0)),
+        "layer_02": (a1.T @ dz2, dz2.sum(axis=0)),
+        "layer_01": (x.T @ dz1, dz1.sum(axis=0)),
+    }
+    loss_sum = float(-np.sum(y * np.log(p)))
+    correct = int(np.sum(p.argmax(axis=1) == y.argmax(axis=1)))
+    return grads, loss_sum, correct
+
+
+def conv_forward(x, w, b, stride, pad):
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    out = np.empty((n, f, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+            out[:, :, i, j] = np.einsum("nchw,fchw->nf", patch, w) + b
+    return out
+
+
+def pool_forward(x, k, stride):
+    n, c, h, w = x.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = x[:, :, i * stride : i * stride + k, j * stride : j * stride + k].max(axis=(2, 3))
+    return out
+
+
+def cnn_forward(x, w):
+    """The CNN above, by hand, on samples (N, 2, 5, 6)."""
+    a = np.maximum(conv_forward(x, *w["layer_01"], 1, 1), 0)
+    a = pool_forward(a, 2, 2)
+    a = np.tanh(conv_forward(a, *w["layer_03"], 1, 0))
+    flat = a.reshape(len(a), -1)
+    return softmax(flat @ w["layer_05"][0] + w["layer_05"][1])
+
+
+def data(rng, n, width=5, classes=3):
+    x = rng.normal(0, 1, size=(n, width))
+    labels = rng.integers(0, classes, n)
+    return x, labels, np.eye(classes)[labels]
+
+
+# ---------------------------------------------------------------- init
+
+
+def test_init_writes_one_folder_per_layer_with_parameters(tmp_path):
+    folder = make_model(tmp_path, CNN, dtype="float32")
+    assert (folder / "model").is_file()
+    assert json.loads((folder / "state.json").read_text())["dtype"] == "float32"
+    layers = sorted(p.name for p in folder.iterdir() if p.name.startswith("layer_"))
+    assert layers == ["layer_01", "layer_03", "layer_05"]  # input 00, pooling 02 and flatten 04 have none
+    w = weights(folder)
+    assert w["layer_01"][0].shape == (3, 2, 3, 3) and w["layer_01"][1].shape == (3,)
+    assert w["layer_03"][0].shape == (4, 3, 2, 2) and w["layer_03"][1].shape == (4,)
+    # conv 1 keeps 5×6 (pad 1), pooling gives 2×3, conv 2 gives 1×2 with 4 filters
+    assert w["layer_05"][0].shape == (4 * 1 * 2, 3) and w["layer_05"][1].shape == (3,)
+    assert all(a.dtype == np.float32 for pair in w.values() for a in pair)
+
+
+def test_dense_weights_are_in_by_out_and_work_with_matrix_mul(tmp_path, rng):
+    folder = make_model(tmp_path, MLP, dtype="float32")
+    w1 = np.load(folder / "layer_01" / "W.npy")
+    assert w1.shape == (5, 7)
+    x = rng.normal(size=(4, 5))
+    savetxt(tmp_path / "x.txt", x)
+    out = parse(run(["matrix-mul", "x.txt", "m/layer_01/W.npy"], cwd=tmp_path).stdout)
+    np.testing.assert_allclose(out, x @ w1.astype(np.float64), rtol=1e-12)
+    out = parse(run("matrix-mul - m/layer_02/W.npy < m/layer_01/b.npy", cwd=tmp_path).stdout)
+    np.testing.assert_allclose(out[0], np.load(folder / "layer_01" / "b.npy") @ np.load(folder / "layer_02" / "W.npy"), rtol=1e-6)
+
+
+def test_same_seed_gives_bit_identical_weights(tmp_path):
+    a = make_model(tmp_path, CNN, "a", seed=7, dtype="float32")
+    b = make_model(tmp_path, CNN, "b", seed=7, dtype="float32")
+    c = make_model(tmp_path, CNN, "c", seed=8, dtype="float32")
+    for key in ("layer_01", "layer_03", "layer_05"):
+        assert (a / key / "W.npy").read_bytes() == (b / key / "W.npy").read_bytes()
+        assert (a / key / "b.npy").read_bytes() == (b / key / "b.npy").read_bytes()
+        assert not np.array_equal(np.load(a / key / "W.npy"), np.load(c / key / "W.npy"))
+
+
+def test_xavier_bounds(tmp_path):
+    folder = make_model(tmp_path, (ROOT / "models" / "digits-mlp.model").read_text(), dtype="float32")
+    for key, (n_in, n_out) in {"layer_01": (64, 128), "layer_02": (128, 64), "layer_03": (64, 10)}.items():
+        w = np.load(folder / key / "W.npy")
+        assert w.shape == (n_in, n_out)
+        limit = math.sqrt(6 / (n_in + n_out))
+        assert np.abs(w).max() <= limit
+        assert np.abs(w).max() > 0.9 * limit and abs(w.mean()) < 0.1 * limit
+        assert np.all(np.load(folder / key / "b.npy") == 0)
+
+
+def test_dtype_float64_stores_float64(tmp_path):
+    folder = make_model(tmp_path, MLP, dtype="float64")
+    assert all(a.dtype == np.float64 for pair in weights(folder).values() for a in pair)
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path):
+    folder = make_model(tmp_path, MLP, seed=1)
+    before = {k: v[0].copy() for k, v in weights(folder).items()}
+    proc = run(["init", "m.model", "-o", "m", "--seed", "2"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "m", "--force")
+    for key, w in weights(folder).items():
+        np.testing.assert_array_equal(w[0], before[key])
+    run(["init", "m.model", "-o", "m", "--seed", "2", "--force"], cwd=tmp_path)
+    assert not np.array_equal(weights(folder)["layer_01"][0], before["layer_01"])
+    # a folder that is not a model directory is never replaced
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("precious")
+    proc = run(["init", "m.model", "-o", "notes", "--force"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "notes")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "precious"
+
+
+# ---------------------------------------------------------------- predict
+
+
+def test_predict_mlp_matches_numpy(tmp_path, rng):
+    folder = make_model(tmp_path, MLP)
+    x, _, _ = data(rng, 9)
+    savetxt(tmp_path / "x.txt", x)
+    np.save(tmp_path / "x.npy", x)
+    _, _, expected = mlp_forward(x, weights(folder))
+    out = parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout)
+    assert out.shape == (9, 3)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    for args, stdin in ((["predict", "m", "-"], "x.txt"), (["predict", "m"], "x.npy")):
+        proc = run(args, cwd=tmp_path, input=(tmp_path / stdin).read_bytes() if stdin else None)
+        np.testing.assert_allclose(parse(proc.stdout), expected, rtol=1e-12)
+    classes = parse(run(["predict", "m", "x.txt", "--classes"], cwd=tmp_path).stdout)
+    assert classes.shape == (9, 1)
+    np.testing.assert_array_equal(classes[:, 0], expected.argmax(axis=1))
+
+
+def test_predict_float32_model(tmp_path, rng):
+    folder = make_model(tmp_path, MLP, dtype="float32")
+    x, _, _ = data(rng, 4)
+    savetxt(tmp_path / "x.txt", x)
+    w = {k: (a.astype(np.float64), b.astype(np.float64)) for k, (a, b) in weights(folder).items()}
+    np.testing.assert_allclose(parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), mlp_forward(x, w)[2], rtol=1e-5)
+
+
+def test_predict_single_output_classes_threshold(tmp_path, rng):
+    folder = make_model(tmp_path, "3 1 1\ninput\ndense 4 tanh\ndense 1 sigmoid\n", seed=4)
+    x = rng.normal(0, 3, size=(20, 3))
+    savetxt(tmp_path / "x.txt", x)
+    w = weights(folder)
+    p = sigmoid(np.tanh(x @ w["layer_01"][0] + w["layer_01"][1]) @ w["layer_02"][0] + w["layer_02"][1])
+    np.testing.assert_allclose(parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), p, rtol=1e-12)
+    classes = parse(run(["predict", "m", "x.txt", "--classes"], cwd=tmp_path).stdout)[:, 0]
+    np.testing.assert_array_equal(classes, (p[:, 0] > 0.5).astype(float))
+
+
+def test_predict_cnn_from_rows_and_from_nchw(tmp_path, rng):
+    folder = make_model(tmp_path, CNN)
+    x = rng.normal(size=(5, 2, 5, 6))
+    expected = cnn_forward(x, weights(folder))
+    savetxt(tmp_path / "rows.txt", x.reshape(5, -1))
+    np.save(tmp_path / "x.npy", x)
+    for name in ("rows.txt", "x.npy"):
+        out = parse(run(["predict", "m", name], cwd=tmp_path).stdout)
+        np.testing.assert_allclose(out, expected, rtol=1e-11)
+
+
+# ---------------------------------------------------------------- backprop and update
+
+
+def test_backprop_writes_gradient_sums(tmp_path, rng):
+    folder = make_model(tmp_path, MLP)
+    x, labels, onehot = data(rng, 11)
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", labels.reshape(-1, 1))
+    run(["backprop", "m", "--inputs", "x.txt", "--labels", "y.txt", "-o", "g"], cwd=tmp_path)
+    grads, loss_sum, correct = mlp_grad_sums(x, onehot, weights(folder))
+    for key, (gw, gb) in grads.items():
+        np.testing.assert_allclose(np.load(tmp_path / "g" / key / "W.npy"), gw, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(np.load(tmp_path / "g" / key / "b.npy"), gb, rtol=1e-10, atol=1e-13)
+    stats = json.loads((tmp_path / "g" / "stats.json").read_text())
+    assert stats["samples"] == 11
+    assert stats["correct"] == correct
+    assert stats["loss_sum"] == pytest.approx(loss_sum, rel=1e-12)
+    # labels as one-hot rows from standard input give the same folder
+    savetxt(tmp_path / "y1.txt", onehot)
+    run("backprop m -x x.txt -y - -o g1 < y1.txt", cwd=tmp_path)
+    for key in grads:
+        np.testing.assert_array_equal(np.load(tmp_path / "g1" / key / "W.npy"), np.load(tmp_path / "g" / key / "W.npy"))
+
+
+def test_backprop_of_a_cnn_sums_over_samples(tmp_path, rng):
+    # Per-sample gradients add up: the folder of all samples is the sum of one folder per sample.
+    make_model(tmp_path, CNN)
+    x = rng.normal(size=(3, 60))
+    labels = np.array([[0], [2], [1]])
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", labels)
+    run(["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "all"], cwd=tmp_path)
+    total = {}
+    for i, rows in enumerate((slice(0, 1), slice(1, 3))):
+        savetxt(tmp_path / f"x{i}.txt", x[rows])
+        savetxt(tmp_path / f"y{i}.txt", labels[rows])
+        run(["backprop", "m", "-x", f"x{i}.txt", "-y", f"y{i}.txt", "-o", f"g{i}"], cwd=tmp_path)
+        for key in ("layer_01", "layer_03", "layer_05"):
+            total[key] = total.get(key, 0) + np.load(tmp_path / f"g{i}" / key / "W.npy")
+    for key, summed in total.items():
+        np.testing.assert_allclose(np.load(tmp_path / "all" / key / "W.npy"), summed, rtol=1e-10, atol=1e-13)
+    assert np.any(total["layer_01"] != 0)
+
+
+def test_update_merges_folders_and_takes_one_sgd_step(tmp_path, rng):
+    folder = make_model(tmp_path, MLP)
+    before = weights(folder)
+    x, labels, onehot = data(rng, 10)
+    savetxt(tmp_path / "a.txt", x[:3])
+    savetxt(tmp_path / "ya.txt", labels[:3].reshape(-1, 1))
+    savetxt(tmp_path / "b.txt", x[3:])
+    savetxt(tmp_path / "yb.txt", labels[3:].reshape(-1, 1))
+    run(["backprop", "m", "-x", "a.txt", "-y", "ya.txt", "-o", "g1"], cwd=tmp_path)
+    run(["backprop", "m", "-x", "b.txt", "-y", "yb.txt", "-o", "g2"], cwd=tmp_path)
+    g1 = {k: (np.load(tmp_path / "g1" / k / "W.npy"), np.load(tmp_path / "g1" / k / "b.npy")) for k in before}
+    g2 = {k: (np.load(tmp_path / "g2" / k / "W.npy"), np.load(tmp_path / "g2" / k / "b.npy")) for k in before}
+    run(["update", "m", "g1", "g2", "--lr", "0.3"], cwd=tmp_path)
+    after = weights(folder)
+    for key in before:
+        for i in range(2):
+            expected = before[key][i] - 0.3 * (g1[key][i] + g2[key][i]) / 10
+            np.testing.assert_allclose(after[key][i], expected, rtol=1e-14, atol=1e-16)
+    # the step is the mean gradient of all ten samples, computed by hand
+    grads, _, _ = mlp_grad_sums(x, onehot, before)
+    for key in before:
+        np.testing.assert_allclose(after[key][0], before[key][0] - 0.3 * grads[key][0] / 10, rtol=1e-11, atol=1e-14)
+    state = json.loads((folder / "state.json").read_text())
+    assert state["steps"] == 1 and state["samples"] == 10
+
+
+def test_halves_and_whole_batch_give_the_same_step(tmp_path, rng):
+    fresh = weights(copy_model(make_model(tmp_path, CNN, "halves", seed=3), "whole"))
+    x = rng.normal(size=(8, 60))
+    labels = rng.integers(0, 3, size=(8, 1))
+    for name, rows in (("all", slice(0, 8)), ("h1", slice(0, 5)), ("h2", slice(5, 8))):
+        savetxt(tmp_path / f"{name}.txt", x[rows])
+        savetxt(tmp_path / f"y{name}.txt", labels[rows])
+    run(["backprop", "halves", "-x", "h1.txt", "-y", "yh1.txt", "-o", "g1"], cwd=tmp_path)
+    run(["backprop", "halves", "-x", "h2.txt", "-y", "yh2.txt", "-o", "g2"], cwd=tmp_path)
+    run(["update", "halves", "g1", "g2", "--lr", "0.5"], cwd=tmp_path)
+    run(["backprop", "whole", "-x", "all.txt", "-y", "yall.txt", "-o", "g"], cwd=tmp_path)
+    run(["update", "whole", "g", "--lr", "0.5"], cwd=tmp_path)
+    a, b = weights(tmp_path / "halves"), weights(tmp_path / "whole")
+    for key in a:
+        for i in range(2):
+            np.testing.assert_allclose(a[key][i], b[key][i], rtol=1e-12, atol=1e-14)
+    assert all(not np.array_equal(fresh[key][0], a[key][0]) for key in a)  # every layer moved
+
+
+def test_backprop_and_update_equal_one_train_step(tmp_path, rng):
+    copy_model(make_model(tmp_path, CNN, "tools", seed=5), "trained")
+    x = rng.normal(size=(12, 60))
+    labels = rng.integers(0, 3, size=(12, 1))
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", labels)
+    run(["backprop", "tools", "-x", "x.txt", "-y", "y.txt", "-o", "g"], cwd=tmp_path)
+    run(["update", "tools", "g", "--lr", "0.2"], cwd=tmp_path)
+    out = run(["train", "trained", "-x", "x.txt", "-y", "y.txt", "--batch-size", "12", "--epochs", "1", "--lr", "0.2"], cwd=tmp_path)
+    assert len(out.stdout.decode().splitlines()) == 2
+    a, b = weights(tmp_path / "tools"), weights(tmp_path / "trained")
+    for key in a:
+        for i in range(2):
+            np.testing.assert_allclose(a[key][i], b[key][i], rtol=0, atol=1e-12)
+    stats = json.loads((tmp_path / "g" / "stats.json").read_text())
+    # train's epoch loss is the mean per-sample loss before the step, as in backprop's stats
+    fields = out.stdout.decode().splitlines()[1].split("\t")
+    assert float(fields[2]) == pytest.approx(stats["loss_sum"] / 12, rel=1e-5)
+    assert float(fields[3]) == pytest.approx(stats["correct"] / 12, abs=1e-4)
+
+
+# ---------------------------------------------------------------- evaluate and summary
+
+
+def read_evaluate(text):
+    values, matrix = {}, []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) == 2:
+            values[parts[0]] = float(parts[1])
+        else:
+            matrix.append([int(v) for v in line.split()])
+    return values, np.array(matrix)
+
+
+def test_evaluate_loss_accuracy_and_confusion(tmp_path, rng):
+    folder = make_model(tmp_path, MLP, seed=9)
+    x, labels, onehot = data(rng, 40)
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", labels.reshape(-1, 1))
+    out = run(["evaluate", "m", "--data", "x.txt", "--labels", "y.txt", "--confusion"], cwd=tmp_path).stdout.decode()
+    values, matrix = read_evaluate(out)
+    _, _, p = mlp_forward(x, weights(folder))
+    predicted = p.argmax(axis=1)
+    assert values["loss"] == pytest.approx(np.mean(-np.log(p[np.arange(40), labels])), rel=1e-5)
+    assert values["accuracy"] == pytest.approx(np.mean(predicted == labels), abs=1e-4)
+    assert values["samples"] == 40
+    expected = np.zeros((3, 3), dtype=int)
+    for t, q in zip(labels, predicted):
+        expected[t, q] += 1  # rows: true class, columns: predicted
+    np.testing.assert_array_equal(matrix, expected)
+    assert len(set(predicted)) > 1, "a degenerate model would not test the layout"
+
+
+def test_evaluate_regression_loss(tmp_path, rng):
+    folder = make_model(tmp_path, "3 1 1\ninput\ndense 2 identity\n", seed=2)
+    x = rng.normal(size=(15, 3))
+    y = rng.normal(size=(15, 2))
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", y)
+    values, _ = read_evaluate(run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt"], cwd=tmp_path).stdout.decode())
+    w, b = weights(folder)["layer_01"]
+    assert values["loss"] == pytest.approx(np.mean(np.mean((x @ w + b - y) ** 2, axis=1)), rel=1e-5)
+
+
+def summary_rows(text):
+    return [line for line in text.splitlines() if line.startswith(" layer_") or line.startswith(" input")]
+
+
+def test_summary_of_digits_mlp():
+    out = run(["kerash", "summary", str(ROOT / "models" / "digits-mlp.model")]).stdout.decode()
+    counts = [64 * 128 + 128, 128 * 64 + 64, 64 * 10 + 10]
+    assert sum(counts) == 17226
+    assert "Total params: 17,226" in out
+    rows = summary_rows(out)
+    assert len(rows) == 4
+    for row, shape, count in zip(rows[1:], ["(None, 128)", "(None, 64)", "(None, 10)"], counts):
+        assert shape in row and f"{count:,}" in row, row
+    assert "Dense" in rows[1]
+
+
+def test_summary_of_digits_cnn_directory(tmp_path):
+    run(["init", str(ROOT / "models" / "digits-cnn.model"), "-o", "cnn", "--seed", "1"], cwd=tmp_path)
+    out = run(["kerash", "summary", "cnn"], cwd=tmp_path).stdout.decode()
+    rows = summary_rows(out)
+    expected = [
+        ("(None, 16, 8, 8)", 16 * 1 * 9 + 16),
+        ("(None, 16, 4, 4)", 0),
+        ("(None, 32, 4, 4)", 32 * 16 * 9 + 32),
+        ("(None, 32, 2, 2)", 0),
+        ("(None, 128)", 0),
+        ("(None, 64)", 128 * 64 + 64),
+        ("(None, 10)", 64 * 10 + 10),
+    ]
+    assert len(rows) == 1 + len(expected)
+    for row, (shape, count) in zip(rows[1:], expected):
+        assert shape in row and f" {count:,} " in row + " ", row
+    assert f"Total params: {sum(c for _, c in expected):,}" in out
+
+
+# ---------------------------------------------------------------- the shipped data set
+
+
+def test_dataset_digits(tmp_path):
+    run(["kerash", "dataset", "digits", "-o", "digits"], cwd=tmp_path)
+    x = np.load(tmp_path / "digits" / "data.npy")
+    y = np.loadtxt(tmp_path / "digits" / "labels.txt")
+    assert x.shape == (1797, 64) and y.shape == (1797,)
+    assert x.min() == 0 and x.max() == 1
+    assert np.all(x * 16 == np.round(x * 16))  # pixels were 0..16
+    assert set(np.unique(y)) == set(range(10))
+    assert np.all(np.bincount(y.astype(int)) > 150)

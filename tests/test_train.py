@@ -1,0 +1,315 @@
+"""train as a user runs it: the trace on standard output, data and label forms, XOR,
+forked workers (equivalence, clean-up, a worker that dies) and the progress bar."""
+
+import json
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, assert_one_line_error, parse, run, tool_env
+
+HEADER = "epoch\tsamples\tloss\taccuracy\tval_loss\tval_accuracy\tseconds"
+MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n6 1 1\ninput\ndense 8 tanh\ndense 3 softmax\n"
+CNN = "/he,zero/\n5 4 2\ninput\nconvolution relu 3 1 1 3 3\nmax_pooling - 2 0 2 2\nflatten -\ndense 3 softmax\n"
+
+
+def savetxt(path, a):
+    np.savetxt(path, a, fmt="%.17g")
+
+
+def make_model(tmp_path, text, name="m", seed=1, dtype="float64"):
+    (tmp_path / f"{name}.model").write_text(text)
+    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=tmp_path)
+    return tmp_path / name
+
+
+def copy_model(folder, name):
+    target = folder.parent / name
+    shutil.copytree(folder, target, symlinks=True)
+    return target
+
+
+def weights(folder):
+    return {
+        (entry, name): np.load(folder / entry / f"{name}.npy")
+        for entry in sorted(os.listdir(folder))
+        if entry.startswith("layer_")
+        for name in ("W", "b")
+    }
+
+
+def assert_same_weights(a, b, atol):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        np.testing.assert_allclose(wa[key], wb[key], rtol=0, atol=atol, err_msg=str(key))
+
+
+def trace(stdout):
+    lines = stdout.decode().splitlines()
+    assert lines[0] == HEADER
+    rows = [line.split("\t") for line in lines[1:]]
+    assert all(len(r) == 7 for r in rows), lines
+    return rows
+
+
+def classification_data(tmp_path, n, width=6, classes=3, seed=0, name=""):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, width))
+    labels = (x[:, :classes].argmax(axis=1) + (rng.random(n) < 0.1)) % classes
+    savetxt(tmp_path / f"x{name}.txt", x)
+    savetxt(tmp_path / f"y{name}.txt", labels.reshape(-1, 1))
+    return x, labels
+
+
+def mlp_probs(folder, x):
+    w = weights(folder)
+    h = np.tanh(x @ w["layer_01", "W"] + w["layer_01", "b"])
+    z = h @ w["layer_02", "W"] + w["layer_02", "b"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- the trace
+
+
+def test_trace_has_a_header_and_one_line_per_epoch(tmp_path):
+    folder = make_model(tmp_path, MLP)
+    classification_data(tmp_path, 60)
+    x_val, y_val = classification_data(tmp_path, 20, seed=1, name="v")
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--val-data", "xv.txt", "--val-labels", "yv.txt",
+                "--epochs", "3", "--batch-size", "16", "--lr", "0.5", "--seed", "4"], cwd=tmp_path)
+    rows = trace(proc.stdout)
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    assert all(r[1] == "60" for r in rows)
+    assert all(float(r[6]) >= 0 for r in rows)
+    # no progress bar (nor anything else) when standard error is not a terminal
+    assert proc.stderr == b""
+    # the last validation figures are those of the final weights
+    p = mlp_probs(folder, x_val)
+    assert float(rows[-1][4]) == pytest.approx(np.mean(-np.log(p[np.arange(20), y_val])), rel=1e-5)
+    assert float(rows[-1][5]) == pytest.approx(np.mean(p.argmax(axis=1) == y_val), abs=1e-4)
+    losses = [float(r[2]) for r in rows]
+    assert losses[-1] < losses[0]
+
+
+def test_loss_and_accuracy_columns_with_a_validation_split(tmp_path):
+    # With --lr 0 the weights stay put, so the columns are plain averages over the data:
+    # the training and validation parts together make up the whole set, whichever samples are held out.
+    folder = make_model(tmp_path, MLP)
+    x, labels = classification_data(tmp_path, 40)
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--validation-split", "0.25", "--epochs", "2",
+                "--batch-size", "7", "--lr", "0", "--seed", "3"], cwd=tmp_path)
+    rows = trace(proc.stdout)
+    assert len(rows) == 2
+    n_val = 10
+    p = mlp_probs(folder, x)
+    losses = -np.log(p[np.arange(40), labels])
+    correct = np.sum(p.argmax(axis=1) == labels)
+    for r in rows:
+        assert int(r[1]) == 40 - n_val
+        total = (40 - n_val) * float(r[2]) + n_val * float(r[4])
+        assert total == pytest.approx(losses.sum(), rel=1e-5)
+        assert (40 - n_val) * float(r[3]) + n_val * float(r[5]) == pytest.approx(correct, abs=1e-2)
+    assert float(rows[0][4]) != pytest.approx(losses.mean(), rel=1e-9)  # a real split, not all data
+
+
+def test_validation_options_are_checked(tmp_path):
+    make_model(tmp_path, MLP)
+    classification_data(tmp_path, 10)
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--val-data", "x.txt"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "--val-labels")
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--val-data", "x.txt", "--val-labels", "y.txt",
+                "--validation-split", "0.2"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "--validation-split")
+
+
+# ---------------------------------------------------------------- data and label forms
+
+
+def test_class_indices_and_one_hot_rows_train_the_same(tmp_path):
+    a = make_model(tmp_path, MLP, "a")
+    b = copy_model(a, "b")
+    _, labels = classification_data(tmp_path, 30)
+    savetxt(tmp_path / "onehot.txt", np.eye(3)[labels])
+    common = ["--epochs", "2", "--batch-size", "8", "--lr", "0.3", "--seed", "2"]
+    out_a = run(["train", "a", "-x", "x.txt", "-y", "y.txt", *common], cwd=tmp_path).stdout
+    out_b = run(["train", "b", "-x", "x.txt", "-y", "onehot.txt", *common], cwd=tmp_path).stdout
+    assert_same_weights(a, b, atol=0)
+    assert [r[2:4] for r in trace(out_a)] == [r[2:4] for r in trace(out_b)]
+    assert not np.array_equal(weights(a)["layer_01", "W"], weights(make_model(tmp_path, MLP, "c"))["layer_01", "W"])
+
+
+def test_regression_with_real_targets(tmp_path):
+    folder = make_model(tmp_path, "3 1 1\ninput\ndense 1 identity\n", seed=3)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(64, 3))
+    a = np.array([[1.5], [0.5], [-1.0]])
+    c = np.array([0.25])
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", x @ a + c)
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "60", "--batch-size", "8", "--lr", "0.1"], cwd=tmp_path)
+    rows = trace(proc.stdout)
+    assert rows[0][3] == "nan"  # no accuracy for real targets
+    assert float(rows[-1][2]) < 1e-6 < float(rows[0][2])
+    w = weights(folder)
+    np.testing.assert_allclose(w["layer_01", "W"], a, atol=1e-3)
+    np.testing.assert_allclose(w["layer_01", "b"], c, atol=1e-3)
+
+
+def test_cnn_trains_the_same_from_rows_and_from_nchw_npy(tmp_path):
+    a = make_model(tmp_path, CNN, "a", seed=2)
+    b = copy_model(a, "b")
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(24, 2, 4, 5))
+    labels = rng.integers(0, 3, 24)
+    np.save(tmp_path / "x.npy", x)
+    savetxt(tmp_path / "rows.txt", x.reshape(24, -1))
+    savetxt(tmp_path / "y.txt", labels.reshape(-1, 1))
+    common = ["-y", "y.txt", "--epochs", "2", "--batch-size", "5", "--lr", "0.2", "--seed", "1"]
+    run(["train", "a", "-x", "x.npy", *common], cwd=tmp_path)
+    run(["train", "b", "-x", "rows.txt", *common], cwd=tmp_path)
+    assert_same_weights(a, b, atol=1e-14)
+    fresh = weights(make_model(tmp_path, CNN, "fresh", seed=2))
+    assert not np.array_equal(fresh["layer_01", "W"], weights(a)["layer_01", "W"])
+
+
+def test_kerash_xor_model_learns_xor(tmp_path):
+    run(["init", str(ROOT / "models" / "xor.model"), "-o", "xor", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    (tmp_path / "x.txt").write_text("0 0\n0 1\n1 0\n1 1\n")
+    (tmp_path / "y.txt").write_text("0\n1\n1\n0\n")
+    proc = run(["train", "xor", "-x", "x.txt", "-y", "y.txt", "--epochs", "2000", "--batch-size", "4", "--lr", "3"], cwd=tmp_path)
+    rows = trace(proc.stdout)
+    assert len(rows) == 2000 and rows[-1][3] == "1.0000"
+    out = parse(run(["predict", "xor", "x.txt"], cwd=tmp_path).stdout)[:, 0]
+    np.testing.assert_array_equal(np.round(out), [0, 1, 1, 0])
+    assert np.all(np.abs(out - [0, 1, 1, 0]) < 0.1)
+    classes = parse(run(["predict", "xor", "x.txt", "--classes"], cwd=tmp_path).stdout)[:, 0]
+    np.testing.assert_array_equal(classes, [0, 1, 1, 0])
+
+
+# ---------------------------------------------------------------- workers
+
+
+@pytest.mark.parametrize("text", [MLP, CNN], ids=["mlp", "cnn"])
+def test_one_and_three_workers_agree(tmp_path, text):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = tool_env(KERASH_WORKDIR=work)
+    one = make_model(tmp_path, text, "one", seed=3)
+    three = copy_model(one, "three")
+    rng = np.random.default_rng(8)
+    width = 6 if text is MLP else 40
+    savetxt(tmp_path / "x.txt", rng.normal(size=(50, width)))
+    savetxt(tmp_path / "y.txt", rng.integers(0, 3, size=(50, 1)))
+    # batches of 14 and a last one of 8: shards of 5+5+4 and 3+3+2 samples
+    common = ["-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "14", "--lr", "0.3", "--seed", "7"]
+    out1 = run(["train", "one", "--workers", "1", *common], cwd=tmp_path, env=env).stdout
+    out3 = run(["train", "three", "--workers", "3", *common], cwd=tmp_path, env=env).stdout
+    assert_same_weights(one, three, atol=1e-9)
+    for r1, r3 in zip(trace(out1), trace(out3)):
+        assert float(r1[2]) == pytest.approx(float(r3[2]), rel=1e-5)
+        assert r1[3] == r3[3]
+    assert os.listdir(work) == []
+
+
+def _children(pid):
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _gone(pid, seconds=5.0):
+    """The process has exited and been reaped (a zombie still counts as there)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_worker_that_dies_stops_training(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = tool_env(KERASH_WORKDIR=work)
+    folder = make_model(tmp_path, (ROOT / "models" / "digits-mlp.model").read_text(), seed=4)
+    initial = copy_model(folder, "initial")
+    rng = np.random.default_rng(9)
+    x = rng.random((1500, 64))
+    np.save(tmp_path / "x.npy", x)
+    savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(1500, 1)))
+    common = ["-x", "x.npy", "-y", "y.txt", "--batch-size", "32", "--lr", "0.1", "--seed", "5"]
+    proc = subprocess.Popen(["train", "m", "--workers", "2", "--epochs", "2000", *common], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().decode().rstrip("\n") == HEADER
+        assert proc.stdout.readline().startswith(b"1\t")  # a first epoch is done
+        workers = _children(proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: error: ") and "worker" in lines[0], err
+    assert len(rest.decode().splitlines()) < 1999
+    for pid in workers:
+        assert _gone(pid), f"worker {pid} is still there"
+    assert os.listdir(work) == []
+    # the model is whole: it loads, keeps its shapes and holds the weights of a completed epoch
+    out = parse(run(["predict", "m", "-"], input="0.5 " * 64 + "\n", cwd=tmp_path).stdout)
+    assert out.shape == (1, 10) and np.all(np.isfinite(out))
+    w, w0 = weights(folder), weights(initial)
+    assert {k: v.shape for k, v in w.items()} == {k: v.shape for k, v in w0.items()}
+    state = json.loads((folder / "state.json").read_text())
+    epochs = int(state["epochs"])
+    assert not state.get("batch"), state
+    if epochs:
+        run(["train", "initial", "--workers", "1", "--epochs", str(epochs), *common], cwd=tmp_path, env=env)
+    assert_same_weights(folder, initial, atol=1e-9)
+
+
+# ---------------------------------------------------------------- the progress bar
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    make_model(tmp_path, MLP)
+    classification_data(tmp_path, 40)
+    args = ["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "4", "--lr", "0.1"]
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=tool_env(), stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"\r" in shown and b"epoch" in shown  # a live bar on the terminal
+    rows = trace(out)
+    assert len(rows) == 2 and b"\r" not in out  # standard output stays clean
+    piped = run(args + ["--epochs", "1"], cwd=tmp_path)
+    assert piped.stderr == b""
