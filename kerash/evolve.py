@@ -28,6 +28,7 @@ import numpy as np
 from . import functions
 from . import model as modelmod
 from .errors import DataError, UsageError
+from .network import targets_are_classes
 from .training import batches
 from .training.engine import limit_blas_threads, prewarm_blas
 from .training.optimizers import Optimizer
@@ -232,8 +233,7 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     else:
         loss_sum, correct, _ = net.evaluate(x[val_idx], y[val_idx])
         genome.val_loss = loss_sum / len(val_idx)
-        classification = y.shape[1] > 1 or set(np.unique(y).tolist()) <= {0.0, 1.0}
-        genome.val_accuracy = correct / len(val_idx) if classification else math.nan
+        genome.val_accuracy = correct / len(val_idx) if targets_are_classes(y) else math.nan
         if not math.isfinite(genome.val_loss):
             genome.val_loss = math.inf
     genome.params = net.get_params()

@@ -31,7 +31,7 @@ import numpy as np
 from . import functions, layers, tensorio
 from .ops import shape_str
 from .errors import DataError, KerashError, ModelError, UsageError, close_matches
-from .network import Network
+from .network import Network, targets_are_classes
 
 MODEL_FILE = "model"
 STATE_FILE = "state.json"
@@ -691,7 +691,7 @@ def evaluate(path, x, y, dtype=None):
     loss_sum, correct, predicted = net.evaluate(x, y.astype(net.dtype))
     n = x.shape[0]
     width = md.spec.output_width
-    classification = width > 1 or set(np.unique(y).tolist()) <= {-1.0, 0.0, 1.0}
+    classification = targets_are_classes(y)
     confusion = None
     if classification and n:
         k = max(width, 2)

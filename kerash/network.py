@@ -9,6 +9,21 @@ import numpy as np
 MARGIN_LOSSES = ("hinge", "huber_modified")
 
 
+def targets_are_classes(y):
+    """Whether targets (N, K) are classes, so that accuracy means something.
+
+    One column: labels 0/1 or −1/+1.  Several: rows of non-negative values
+    summing to 1 (one-hot or soft labels).  Anything else is regression.
+    """
+    y = np.asarray(y)
+    if y.size == 0:
+        return False
+    if y.shape[1] == 1:
+        values = set(np.unique(y).tolist())
+        return values <= {0.0, 1.0} or values <= {-1.0, 1.0}
+    return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1), 1.0))
+
+
 class Network:
     def __init__(self, layers, loss, input_shape, dtype=np.float32):
         self.layers = layers

@@ -214,6 +214,7 @@ ERRORS = [
     ("bad header", "/fancy,zero/\n2 1 1\ninput\ndense 1 relu\n", 1, ["'fancy'"]),
     ("bad loss parameter", "2 1 1\ninput\ndense 1 relu\nloss huber x\n", 4, ["'x'"]),
     ("layer after loss", "2 1 1\ninput\nloss mse\ndense 1 relu\n", 4, ["loss"]),
+    ("pool padding over half the window", "8 8 1\ninput\nmax_pooling - 1 2 3 3\n", 3, ["padding 2", "half"]),
 ]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import model as modelmod
+from ..network import targets_are_classes
 from ..errors import DataError, TrainingError, UsageError
 from . import batches
 from .engine import LocalEngine, WorkerPool, limit_blas_threads, prewarm_blas
@@ -79,13 +80,6 @@ def format_record(record, columns=COLUMNS):
         else:
             out.append(f"{v:.6g}")
     return "\t".join(out)
-
-
-def _is_classification(y):
-    if y.shape[1] > 1:
-        return True
-    values = np.unique(y)
-    return set(values.tolist()) <= {0.0, 1.0} or set(values.tolist()) <= {-1.0, 1.0}
 
 
 class _Signals:
@@ -157,7 +151,7 @@ class _Fit:
             self.train_idx, val_idx = batches.split(n, cfg.validation_split, self.seed)
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
-        self.classification = _is_classification(self.y)
+        self.classification = targets_are_classes(self.y)
         self.net.adapt_threshold(self.y)
         self.optimizer = _make_optimizer(cfg, state)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
@@ -243,7 +237,14 @@ class _Fit:
                     idx, skipped_loss, fwd_seen = self._filter_learned(idx)
                     seen += fwd_seen
                 if len(idx):
-                    losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx))
+                    try:
+                        losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx))
+                    except TrainingError:
+                        # A worker died: keep what the completed steps achieved, then report.
+                        partial = {"loss_sum": loss_sum, "correct": correct, "learned": learned,
+                                   "seen": seen, "seconds": time.monotonic() - t0}
+                        self._save(epoch - 1, b, partial, steps)
+                        raise
                     batch_loss = float(losses.sum())
                     if not math.isfinite(batch_loss):
                         return self._stop_nan(epoch, b, backup, steps, records)
