@@ -31,7 +31,7 @@ from .errors import DataError, UsageError
 from .network import targets_are_classes
 from .training import batches
 from .training.engine import limit_blas_threads, prewarm_blas
-from .training.optimizers import Optimizer
+from .training.optimizers import Optimizer, decay_of
 from .workdir import scratch_dir
 
 # Activations a mutation may pick: all of the registry except the step
@@ -212,7 +212,7 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     spec = genome.spec
     net = modelmod.build_network(spec, np.float32)
     net.set_params(genome.params)
-    net.adapt_threshold(y)
+    net.adapt_to_targets(y)
     opt = Optimizer(cfg.optimizer, lr=cfg.lr)
     items = net.param_items()
     keys = [f"{k}/{n}" for k, n, _ in items]
@@ -224,7 +224,7 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
             if not np.isfinite(losses.sum()):
                 diverged = True
                 break
-            opt.step(zip(keys, params, [g for _, _, g in net.grad_items()]))
+            opt.step([(k, p, g, decay_of(k)) for k, p, (_, _, g) in zip(keys, params, net.grad_items())])
         if diverged:
             break
     genome.epochs += cfg.epochs_per_eval

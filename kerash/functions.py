@@ -88,22 +88,23 @@ class Activation:
 
 
 class BoundActivation:
-    """An activation with fixed parameters, as a layer uses it."""
+    """An activation with fixed parameters, as a layer uses it.
+
+    forward(x), derivative(x, y) and backward(x, y, g) (dL/dx from dL/dy = g,
+    x the pre-activation, y the output); without parameters they are the
+    registry's functions themselves, saving a call on every batch.
+    """
 
     def __init__(self, activation, values):
         self.activation = activation
         self.name = activation.name
         self.values = values
-
-    def forward(self, x):
-        return self.activation.f(x, *self.values)
-
-    def derivative(self, x, y):
-        return self.activation.d(x, y, *self.values)
-
-    def backward(self, x, y, g):
-        """dL/dx from dL/dy = g (x: pre-activation, y: output)."""
-        return self.activation.vjp(x, y, g, *self.values)
+        if values:
+            self.forward = lambda x: activation.f(x, *values)
+            self.derivative = lambda x, y: activation.d(x, y, *values)
+            self.backward = lambda x, y, g: activation.vjp(x, y, g, *values)
+        else:
+            self.forward, self.derivative, self.backward = activation.f, activation.d, activation.vjp
 
     def spec(self):
         """The activation as written in a model file: name and non-default parameters."""
@@ -347,7 +348,8 @@ class Loss:
         self.grad = grad
         self.params = tuple(params)
         self.doc = doc
-        self.fused = fused  # (activation name, value(z, ŷ, y), grad(z, ŷ, y)) or None
+        # (activation name, value(z, ŷ, y), grad(z, ŷ, y), grad when every target row sums to 1) or None
+        self.fused = fused
 
     def bind(self, given=()):
         return BoundLoss(self, resolve_params("loss", self.name, self.params, given))
@@ -371,8 +373,12 @@ class BoundLoss:
     def value_from_z(self, z, yhat, y):
         return self.loss.fused[1](z, yhat, y, *self.values)
 
-    def grad_from_z(self, z, yhat, y):
-        return self.loss.fused[2](z, yhat, y, *self.values)
+    def grad_from_z(self, z, yhat, y, unit_rows=False):
+        """∂loss/∂z; unit_rows says every target row sums to 1 (one-hot), which may simplify it."""
+        fused = self.loss.fused
+        if unit_rows and fused[3] is not None:
+            return fused[3](z, yhat, y, *self.values)
+        return fused[2](z, yhat, y, *self.values)
 
     def spec(self):
         defaults = [d for _, d in self.loss.params]
@@ -504,11 +510,15 @@ def _ce_from_z(z, yhat, y):
 
 
 def _ce_grad_from_z(z, yhat, y):
-    # d/dz of −Σ y log softmax(z) = softmax(z)·Σy − y  (= p − y for one-hot y)
+    # d/dz of −Σ y log softmax(z) = softmax(z)·Σy − y
     total = y.sum(axis=-1, keepdims=True)
     g = yhat * total
     g -= y
     return g
+
+
+def _ce_grad_unit_rows(z, yhat, y):
+    return yhat - y  # softmax(z) − y when Σy = 1
 
 
 _loss("huber_modified", doc="targets t=±1, z=tŷ: (max(0,1−z))² if z ≥ −1 else −4z, mean over units")(
@@ -517,12 +527,12 @@ _loss("huber_modified", doc="targets t=±1, z=tŷ: (max(0,1−z))² if z ≥ −
 _loss(
     "binary_cross_entropy",
     doc="−mean over units of y ln ŷ + (1−y) ln(1−ŷ); fused with a sigmoid output",
-    fused=("sigmoid", _bce_from_z, _bce_grad_from_z),
+    fused=("sigmoid", _bce_from_z, _bce_grad_from_z, None),
 )((_bce, _bce_grad))
 _loss(
     "cross_entropy",
     doc="−Σ y ln ŷ over units; fused with a softmax output",
-    fused=("softmax", _ce_from_z, _ce_grad_from_z),
+    fused=("softmax", _ce_from_z, _ce_grad_from_z, _ce_grad_unit_rows),
 )((_ce, _ce_grad))
 _loss("hinge", doc="targets t=±1: mean over units of max(0, 1−tŷ)")(
     (

@@ -11,6 +11,24 @@ import numpy as np
 from . import ops
 
 
+def _store(grads, name, a, b, shape=None):
+    """grads[name] = a·b, written into the existing array when there is one (a flat arena)."""
+    target = grads.get(name)
+    if target is None:
+        product = a @ b
+        grads[name] = product if shape is None else product.reshape(shape)
+    elif shape is None:
+        np.matmul(a, b, out=target)
+    else:
+        np.matmul(a, b, out=target.reshape(a.shape[0], b.shape[1]))
+
+
+def _store_sum(grads, name, dz):
+    target = grads.get(name)
+    # np.add.reduce: np.sum's Python wrapper costs as much as the sum on a small batch
+    grads[name] = np.add.reduce(dz, axis=0, out=target)
+
+
 class Layer:
     """A layer without parameters; subclasses override what they need."""
 
@@ -61,8 +79,8 @@ class Dense(Layer):
 
     def backward_z(self, dz, need_dx=True):
         """Backward from the gradient of the pre-activation z (used by fused losses)."""
-        self.grads["W"] = self.x.T @ dz
-        self.grads["b"] = dz.sum(axis=0)
+        _store(self.grads, "W", self.x.T, dz)
+        _store_sum(self.grads, "b", dz)
         if need_dx:
             return (dz @ self.params["W"].T).reshape(self.x_shape)
         return None
@@ -113,8 +131,8 @@ class Convolution(Layer):
 
     def backward_z(self, dz, need_dx=True):
         w = self.params["W"]
-        self.grads["W"] = (dz.T @ self.cols).reshape(w.shape)
-        self.grads["b"] = dz.sum(axis=0)
+        _store(self.grads, "W", dz.T, self.cols, w.shape)
+        _store_sum(self.grads, "b", dz)
         if not need_dx:
             return None
         dcols = dz @ w.reshape(w.shape[0], -1)

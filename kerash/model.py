@@ -687,7 +687,7 @@ def evaluate(path, x, y, dtype=None):
     net, _ = md.network(DTYPES.get(dtype))
     x = prepare_inputs(x, md.spec, "data")
     y = prepare_targets(y, x.shape[0], md.spec.output_width, "labels")
-    net.adapt_threshold(y)
+    net.adapt_to_targets(y)
     loss_sum, correct, predicted = net.evaluate(x, y.astype(net.dtype))
     n = x.shape[0]
     width = md.spec.output_width

@@ -36,6 +36,7 @@ class Network:
         self.fused = last.kind == "dense" and loss.fuses_with(act.name)
         # Single-output classification: outputs above the threshold mean class 1.
         self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
+        self.unit_rows = False  # every target row sums to 1 (see adapt_to_targets)
         self.first_trainable = next((i for i, l in enumerate(layers) if hasattr(l, "param_shapes")), len(layers))
 
     # ------------------------------------------------------------ parameters
@@ -60,6 +61,56 @@ class Network:
         for layer in self.layers:
             if hasattr(layer, "param_shapes"):
                 layer.params = params[layer.key]
+
+    def use_arena(self, params_buffer=None, grads_buffer=None):
+        """Lay every parameter out in one flat buffer, and every gradient in another.
+
+        The current weights are copied in.  An optimiser then updates all the
+        weights with a few whole-buffer operations, and a backup is one copy.
+        The buffers may be given (memory shared between processes).
+        Returns (parameters, gradients) as flat arrays.
+        """
+        layout, total = [], 0
+        for layer in self.layers:
+            for name in sorted(getattr(layer, "param_shapes", {})):
+                shape = layer.param_shapes[name]
+                size = int(np.prod(shape))
+                layout.append((layer, name, total, size, shape))
+                total += size
+        flat = np.empty(total, dtype=self.dtype) if params_buffer is None else params_buffer
+        grads = np.zeros(total, dtype=self.dtype) if grads_buffer is None else grads_buffer
+        for layer, name, start, size, shape in layout:
+            view = flat[start : start + size].reshape(shape)
+            current = layer.params[name]
+            if not (current.shape == view.shape and np.shares_memory(current, view)):
+                view[...] = current
+            layer.params[name] = view
+            layer.grads[name] = grads[start : start + size].reshape(shape)
+        self.layout = [(layer.key, name, start, size, shape) for layer, name, start, size, shape in layout]
+        self.flat_params, self.flat_grads = flat, grads
+        return flat, grads
+
+    def split_flat(self, flat):
+        """{'layer_NN/name': view} of an arena-shaped flat array (see use_arena)."""
+        return {f"{key}/{name}": flat[start : start + size].reshape(shape) for key, name, start, size, shape in self.layout}
+
+    def join_flat(self, arrays):
+        """An arena-shaped flat array from {'layer_NN/name': array}, or None if one is missing."""
+        flat = np.empty(self.flat_params.size, dtype=self.dtype)
+        for key, name, start, size, shape in self.layout:
+            part = arrays.get(f"{key}/{name}")
+            if part is None or part.shape != tuple(shape):
+                return None
+            flat[start : start + size] = part.reshape(-1)
+        return flat
+
+    def decay_mask(self):
+        """1 over the weights W, 0 over the biases: weight decay applies to weights only."""
+        mask = np.zeros(self.flat_params.size, dtype=self.dtype)
+        for key, name, start, size, shape in self.layout:
+            if name == "W":
+                mask[start : start + size] = 1
+        return mask
 
     def get_params(self):
         return {l.key: l.params for l in self.layers if l.params}
@@ -96,6 +147,18 @@ class Network:
             return self.loss.value_from_z(self.layers[-1].z, out, y)
         return self.loss.value(out.reshape(out.shape[0], -1), y)
 
+    def kept_metrics(self, kept):
+        """(per-sample losses, correct count) of the batches kept by gradient(keep=…)."""
+        if not kept:
+            return np.zeros(0), 0
+        out = np.concatenate([o.reshape(o.shape[0], -1) for _, o, _ in kept])
+        y = np.concatenate([t for _, _, t in kept])
+        if self.fused:
+            losses = self.loss.value_from_z(np.concatenate([z for z, _, _ in kept]), out, y)
+        else:
+            losses = self.loss.value(out, y)
+        return losses, self.correct(out, y)
+
     def correct(self, out, y):
         """How many samples are classified right (argmax, or the threshold for one output)."""
         out = out.reshape(out.shape[0], -1)
@@ -103,10 +166,15 @@ class Network:
             return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)))
         return int(np.count_nonzero((out[:, 0] > self.threshold) == (y[:, 0] > 0.5)))
 
-    def adapt_threshold(self, y):
-        """Single-output classification with ±1 targets splits outputs at 0 rather than 0.5."""
+    def adapt_to_targets(self, y):
+        """Learn what the targets (N, K) of a data set allow.
+
+        Single-output classification with ±1 targets splits outputs at 0
+        rather than 0.5; one-hot targets simplify the fused gradient.
+        """
         if y.shape[1] == 1 and y.size and float(y.min()) < 0:
             self.threshold = 0.0
+        self.unit_rows = bool(y.size) and bool(np.all(np.add.reduce(y, axis=1) == 1))
 
     def classes(self, out):
         out = out.reshape(out.shape[0], -1)
@@ -127,17 +195,24 @@ class Network:
         classes = np.concatenate(classes) if classes else np.zeros(0, dtype=np.int64)
         return loss_sum, correct, classes
 
-    def gradient(self, x, y, scale=1.0):
+    def gradient(self, x, y, scale=1.0, keep=None):
         """Forward and backward on one batch: (per-sample losses, correct count).
 
-        Leaves scale × ∂(Σ losses)/∂θ in each layer's `grads`.
+        Leaves scale × ∂(Σ losses)/∂θ in each layer's `grads`.  When `keep` is
+        a list, the losses are not computed now: the batch's outputs are
+        appended to it, and `kept_metrics(keep)` computes them later for many
+        batches at once; (None, None) is returned.
         """
         out = self.forward(x)
         last = self.layers[-1]
-        losses = self.sample_losses(out, y)
-        correct = self.correct(out, y)
+        if keep is None:
+            losses = self.sample_losses(out, y)
+            correct = self.correct(out, y)
+        else:
+            keep.append((last.z if self.fused else None, out, y))
+            losses = correct = None
         if self.fused:
-            dz = self.loss.grad_from_z(last.z, last.a, y)
+            dz = self.loss.grad_from_z(last.z, last.a, y, self.unit_rows)
             if scale != 1.0:
                 dz *= scale
             dx = last.backward_z(dz, need_dx=len(self.layers) - 1 > self.first_trainable)

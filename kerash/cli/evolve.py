@@ -1,5 +1,6 @@
 """The evolve tool."""
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -49,13 +50,21 @@ def evolve(
         raise UsageError("only one input can be standard input")
     text = modelmod.normalised_text(modelmod.read_model_file(start)) if start else None
     cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size, optimizer, lr)
+    if os.path.lexists(output) and not force:
+        # Checked now rather than after the whole search, which would be lost.
+        raise UsageError(f"{output} already exists (use --force to replace it)")
     x, y = read_tensor(data), read_tensor(labels)
     out = sys.stdout
-    out.write("\t".join(evolution.COLUMNS) + "\n")
 
     def report(row):
+        # The header comes with the first genome, so bad data leaves standard output empty.
+        if not report.header_done:
+            out.write("\t".join(evolution.COLUMNS) + "\n")
+            report.header_done = True
         out.write(evolution.format_row(row) + "\n")
         out.flush()
+
+    report.header_done = False
 
     best, rows = evolution.evolve(x, y, cfg, text, report)
     evolution.write_best(best, output, rows, seed, force)

@@ -10,6 +10,7 @@ that the coordinator updates in place.  Pipes carry only two numbers each way.
 """
 
 import ctypes
+import json
 import os
 import select
 import shutil
@@ -42,22 +43,22 @@ def prewarm_blas(dtype):
     a @ b
 
 
-def _grad_arrays(net):
-    return [g for _, _, g in net.grad_items()]
-
-
 class LocalEngine:
-    """Gradients computed in this process."""
+    """Gradients computed in this process, into the network's flat gradient arena."""
 
     workers = 1
 
     def __init__(self, net, x, y):
         self.net, self.x, self.y = net, x, y
+        net.use_arena()
 
-    def gradient(self, idx, scale):
-        """(per-sample losses, correct, [scale × gradient sums]) for the samples `idx`."""
-        losses, correct = self.net.gradient(self.x[idx], self.y[idx], scale)
-        return losses, correct, _grad_arrays(self.net)
+    def gradient(self, idx, scale, keep=None):
+        """(per-sample losses, correct, flat scale × gradient sums) for the samples `idx`.
+
+        With a `keep` list, losses and correct are None and computed later (Network.gradient).
+        """
+        losses, correct = self.net.gradient(self.x[idx], self.y[idx], scale, keep)
+        return losses, correct, self.net.flat_grads
 
     def close(self):
         pass
@@ -106,18 +107,18 @@ class WorkerPool:
         remove_stale_runs()
         self.run_dir = scratch_dir(RUN_PREFIX)
         try:
-            self._share_params()
+            # The weights live in one shared file: updates by the coordinator reach every worker.
+            net.use_arena()
+            size = net.flat_params.size
+            shared = self._memmap("weights.npy", net.dtype, (size,))
+            net.use_arena(params_buffer=shared, grads_buffer=net.flat_grads)
+            with open(os.path.join(self.run_dir, "layout.json"), "w") as f:
+                json.dump([[key, name, start, size, list(shape)] for key, name, start, size, shape in net.layout], f)
             n = len(x)
             self.idx_buf = self._memmap("batch_indices.npy", np.int64, (max(n, 1),))
             self.loss_buf = self._memmap("sample_losses.npy", np.float64, (max(n, 1),))
-            self.worker_grads = []
-            for k in range(workers):
-                arrays = [
-                    self._memmap(f"worker-{k}/{key}/{name}.npy", p.dtype, p.shape)
-                    for key, name, p in net.param_items()
-                ]
-                self.worker_grads.append(arrays)
-            self.sums = [np.zeros_like(p) for _, _, p in net.param_items()]
+            # Each worker's gradient sums, laid out as layout.json says, in its own folder.
+            self.worker_grads = [self._memmap(f"worker-{k}/gradients.npy", net.dtype, (size,)) for k in range(workers)]
             for k in range(workers):
                 self._fork(k)
         except BaseException:
@@ -128,15 +129,6 @@ class WorkerPool:
         path = os.path.join(self.run_dir, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-
-    def _share_params(self):
-        """Move the weights into shared files: updates by the coordinator reach every worker."""
-        shared = {}
-        for key, name, p in self.net.param_items():
-            mm = self._memmap(f"weights/{key}/{name}.npy", p.dtype, p.shape)
-            mm[...] = p
-            shared.setdefault(key, {})[name] = mm
-        self.net.set_params(shared)
 
     def _fork(self, k):
         cmd_r, cmd_w = os.pipe()
@@ -182,7 +174,8 @@ class WorkerPool:
             orphaned(None, None)
         limiter = limit_blas_threads(1)  # noqa: F841 (the limit lasts while it is referenced)
         prewarm_blas(self.net.dtype)
-        targets = self.worker_grads[k]
+        # The layers write their gradients straight into this worker's file.
+        self.net.use_arena(params_buffer=self.net.flat_params, grads_buffer=self.worker_grads[k])
         while True:
             msg = _read_exact(cmd_fd, _CMD.size)
             if msg is None:
@@ -194,8 +187,6 @@ class WorkerPool:
                 idx = self.idx_buf[start:stop]
                 losses, correct = self.net.gradient(self.x[idx], self.y[idx], 1.0)
                 self.loss_buf[start:stop] = losses
-                for target, g in zip(targets, _grad_arrays(self.net)):
-                    np.copyto(target, g)
                 result = _RESULT.pack(0, float(losses.sum()), correct)
             except Exception as e:
                 with open(os.path.join(run_dir, f"worker-{k}", "error.txt"), "w") as f:
@@ -205,7 +196,8 @@ class WorkerPool:
 
     # ------------------------------------------------------------ coordinator side
 
-    def gradient(self, idx, scale):
+    def gradient(self, idx, scale, keep=None):
+        """As LocalEngine.gradient (`keep` is ignored: workers return their losses)."""
         n = len(idx)
         self.idx_buf[:n] = idx
         shards = shard_bounds(0, n, self.workers)
@@ -238,18 +230,13 @@ class WorkerPool:
             except OSError:
                 reason = "unknown error"
             raise TrainingError(f"worker {k} failed: {reason}")
-        first = True
-        for k in active:
-            for total, part in zip(self.sums, self.worker_grads[k]):
-                if first:
-                    np.copyto(total, part)
-                else:
-                    total += part
-            first = False
+        total = self.net.flat_grads
+        np.copyto(total, self.worker_grads[active[0]])
+        for k in active[1:]:
+            total += self.worker_grads[k]
         if scale != 1.0:
-            for total in self.sums:
-                total *= scale
-        return self.loss_buf[:n].copy(), correct, self.sums
+            total *= scale
+        return self.loss_buf[:n].copy(), correct, total
 
     def _death_message(self, k):
         pid = self.pids[k]

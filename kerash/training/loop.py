@@ -19,7 +19,7 @@ from ..network import targets_are_classes
 from ..errors import DataError, TrainingError, UsageError
 from . import batches
 from .engine import LocalEngine, WorkerPool, limit_blas_threads, prewarm_blas
-from .optimizers import Optimizer
+from .optimizers import SLOTS, Optimizer
 
 COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TRACE_COLUMNS = COLUMNS + ("lr",)
@@ -152,7 +152,7 @@ class _Fit:
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
         self.classification = targets_are_classes(self.y)
-        self.net.adapt_threshold(self.y)
+        self.net.adapt_to_targets(self.y)
         self.optimizer = _make_optimizer(cfg, state)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
         if cfg.patience is not None and self.vx is None:
@@ -212,10 +212,13 @@ class _Fit:
     def _epochs(self, done, end, position, partial, signals):
         cfg = self.cfg
         net, opt = self.net, self.optimizer
-        items = net.param_items()
-        keys = [f"{key}/{name}" for key, name, _ in items]
-        params = [p for _, _, p in items]
+        # The engine put every weight in one flat arena: one update, one backup.
+        params = [net.flat_params]
+        mask = net.decay_mask() if opt.weight_decay else None
+        self._flatten_optimizer_state()
         backup = _Backup(params)
+        # In one process, losses of a fused loss are computed once an epoch for all its batches.
+        defer = isinstance(self.engine, LocalEngine) and self.skip is None and net.fused
         best = self.state.get("best") or {}
         stale = int(self.state.get("stale", 0))
         best_params = None
@@ -224,47 +227,47 @@ class _Fit:
         for epoch in range(done + 1, end + 1):
             t0 = time.monotonic() - float(partial.get("seconds", 0.0))
             epoch_batches = batches.epoch_batches(self.train_idx, cfg.batch_size, self.seed, epoch)
-            loss_sum = float(partial.get("loss_sum", 0.0))
-            correct = int(partial.get("correct", 0))
-            learned = int(partial.get("learned", 0))
-            seen = int(partial.get("seen", 0))
+            sums = _EpochSums(net, partial)
+            keep = sums.kept if defer else None
             if self.skip is not None and position == 0:
                 self.skip[self.skip < cfg.skip_below] += self.skip_growth
             for b in range(position, len(epoch_batches)):
                 idx = epoch_batches[b]
-                skipped_loss = 0.0
                 if self.skip is not None:
                     idx, skipped_loss, fwd_seen = self._filter_learned(idx)
-                    seen += fwd_seen
+                    sums.seen += fwd_seen
+                    sums.loss_sum += skipped_loss
                 if len(idx):
                     try:
-                        losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx))
+                        losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx), keep)
                     except TrainingError:
                         # A worker died: keep what the completed steps achieved, then report.
-                        partial = {"loss_sum": loss_sum, "correct": correct, "learned": learned,
-                                   "seen": seen, "seconds": time.monotonic() - t0}
-                        self._save(epoch - 1, b, partial, steps)
+                        self._save(epoch - 1, b, sums.partial(time.monotonic() - t0), steps)
                         raise
-                    batch_loss = float(losses.sum())
-                    if not math.isfinite(batch_loss):
-                        return self._stop_nan(epoch, b, backup, steps, records)
-                    backup.take(params, opt.state)
-                    opt.step(zip(keys, params, grads))
-                    steps += 1
-                    loss_sum += batch_loss
-                    correct += c
-                    learned += len(idx)
-                    if self.skip is None:
-                        seen += len(idx)
+                    if losses is None:
+                        finite = math.isfinite(float(keep[-1][1].sum()))
                     else:
-                        self.skip[idx] = losses
-                loss_sum += skipped_loss
+                        batch_loss = float(losses.sum())
+                        finite = math.isfinite(batch_loss)
+                    if not finite:
+                        return self._stop_nan(epoch, b, backup, params, steps, records)
+                    backup.take(params, opt.state)
+                    opt.step([("all", params[0], grads, mask)])  # grads: the flat arena
+                    steps += 1
+                    sums.learned += len(idx)
+                    if losses is None:
+                        sums.seen += len(idx)
+                    else:
+                        sums.loss_sum += batch_loss
+                        sums.correct += c
+                        if self.skip is None:
+                            sums.seen += len(idx)
+                        else:
+                            self.skip[idx] = losses
                 if self.progress:
                     self.progress(epoch, b + 1, len(epoch_batches))
                 if signals.received:
-                    partial = {"loss_sum": loss_sum, "correct": correct, "learned": learned,
-                               "seen": seen, "seconds": time.monotonic() - t0}
-                    self._save(epoch - 1, b + 1, partial, steps)
+                    self._save(epoch - 1, b + 1, sums.partial(time.monotonic() - t0), steps)
                     name = signal.Signals(signals.received).name
                     return FitResult(
                         "interrupted",
@@ -273,6 +276,8 @@ class _Fit:
                         signals.received,
                         records,
                     )
+            sums.settle()
+            loss_sum, correct, learned, seen = sums.loss_sum, sums.correct, sums.learned, sums.seen
             position, partial = 0, {}
             n_train = len(self.train_idx)
             record = {
@@ -359,18 +364,17 @@ class _Fit:
             snap = os.path.join(self.md.path, CHECKPOINTS, "best")
             if not os.path.isdir(snap):
                 return ""
-            saved = modelmod.flatten_params(self.md.load(self.dtype, version=snap)[0])
-            best_params = [saved[f"{key}/{name}"] for key, name, _ in self.net.param_items()]
+            best_params = [self.net.join_flat(modelmod.flatten_params(self.md.load(self.dtype, version=snap)[0]))]
         for dst, src in zip(params, best_params):
             np.copyto(dst, src)
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
         return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
 
-    def _stop_nan(self, epoch, b, backup, steps, records):
+    def _stop_nan(self, epoch, b, backup, params, steps, records):
         where = f"epoch {epoch}, batch {b + 1}"
         if backup.taken:
             # The weights that gave a non-finite loss came from the last step: undo it.
-            backup.restore([p for _, _, p in self.net.param_items()], self.optimizer)
+            backup.restore(params, self.optimizer)
             steps -= 1
             # The partial sums of this epoch are gone with the step: the epoch restarts on resume.
             self._save(epoch - 1, 0, {}, steps)
@@ -393,12 +397,26 @@ class _Fit:
             dtype=np.dtype(self.dtype).name,
             optimizer=self.optimizer.describe(),
         )
-        extra = {f"optimizer/{k}": v for k, v in self.optimizer.state.items()}
+        extra = {}
+        for key, flat in self.optimizer.state.items():
+            slot = key.rsplit(".", 1)[1]
+            for name, view in self.net.split_flat(flat).items():
+                extra[f"optimizer/{name}.{slot}"] = view
         if self.skip is not None:
             extra["training/skip_estimate"] = self.skip
         self.md.save(self.net.get_params(), state, extra)
         self.last_save = time.monotonic()
         self._trace()
+
+    def _flatten_optimizer_state(self):
+        """Saved optimiser state is per parameter ('layer_01/W.m'); training uses the flat arena."""
+        opt, flat = self.optimizer, {}
+        for slot in SLOTS[opt.name]:
+            parts = {k[: -len(slot) - 1]: v for k, v in opt.state.items() if k.endswith("." + slot)}
+            joined = self.net.join_flat(parts) if parts else None
+            if joined is not None:
+                flat[f"all.{slot}"] = joined
+        opt.state = flat
 
     def _trace(self):
         """Append the epochs now saved to MODEL/trace.tsv, so the trace never runs ahead of the model."""
@@ -414,6 +432,30 @@ class _Fit:
 
     def _snapshot(self, name):
         snapshot(self.md, name)
+
+
+class _EpochSums:
+    """Running sums of an epoch (loss, correct, samples learned and seen), resumable from `partial`."""
+
+    def __init__(self, net, partial):
+        self.net = net
+        self.loss_sum = float(partial.get("loss_sum", 0.0))
+        self.correct = int(partial.get("correct", 0))
+        self.learned = int(partial.get("learned", 0))
+        self.seen = int(partial.get("seen", 0))
+        self.kept = []  # batch outputs whose losses are not computed yet
+
+    def settle(self):
+        if self.kept:
+            losses, correct = self.net.kept_metrics(self.kept)
+            self.loss_sum += float(losses.sum())
+            self.correct += correct
+            self.kept.clear()
+
+    def partial(self, seconds):
+        self.settle()
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "learned": self.learned,
+                "seen": self.seen, "seconds": seconds}
 
 
 class _Backup:

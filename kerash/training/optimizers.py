@@ -30,6 +30,11 @@ DEFAULTS = {
 SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
 
 
+def decay_of(key):
+    """Weight decay applies to weights W, not to biases."""
+    return 1.0 if key.endswith("/W") else None
+
+
 class Optimizer:
     """An optimiser with its hyper-parameters; `state` maps 'layer_NN/W.slot' to arrays."""
 
@@ -74,16 +79,18 @@ class Optimizer:
         return buf
 
     def step(self, items):
-        """Apply one update in place. items: [(key 'layer_NN/W', param, mean gradient)].
+        """Apply one update in place.
 
-        The gradient arrays are used as scratch space and overwritten.
+        items: [(key, param, mean gradient, decay)], key 'layer_NN/W' (or any
+        name for a flat arena), decay 1 where weight decay applies, None where
+        it does not, or a 0/1 mask over a flat arena.  The gradient arrays are
+        used as scratch space and overwritten.
         """
         self.t += 1
         rule = getattr(self, "_" + self.name)
-        decay = self.weight_decay
-        for key, p, g in items:
-            if decay and key.endswith("/W"):
-                g += decay * p
+        for key, p, g, decay in items:
+            if self.weight_decay and decay is not None:
+                g += (self.weight_decay * decay) * p
             rule(key, p, g)
 
     def _sgd(self, key, p, g):

@@ -14,7 +14,7 @@ import numpy as np
 from .. import model as modelmod
 from .. import tensorio
 from ..errors import DataError, UsageError
-from .optimizers import Optimizer
+from .optimizers import Optimizer, decay_of
 
 STATS_FILE = "stats.json"
 
@@ -26,7 +26,7 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096):
     x = modelmod.prepare_inputs(x, md.spec, "inputs")
     y = modelmod.prepare_targets(y, x.shape[0], md.spec.output_width, "labels")
     y = y.astype(net.dtype)
-    net.adapt_threshold(y)
+    net.adapt_to_targets(y)
     sums = None
     loss_sum, correct = 0.0, 0
     for start in range(0, x.shape[0], chunk):
@@ -141,9 +141,9 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=0.0, **h
         for key, group in params.items():
             for pname, p in group.items():
                 g = (total[f"{key}/{pname}"] * scale).astype(p.dtype, copy=False)
-                items.append((f"{key}/{pname}", p, g))
+                items.append((f"{key}/{pname}", p, g, decay_of(f"{key}/{pname}")))
         opt.step(items)
-        for p in (p for _, p, _ in items):
+        for p in (item[1] for item in items):
             if not np.all(np.isfinite(p)):
                 raise DataError("the step produced non-finite weights; the model is left unchanged (lower --lr?)")
         state["steps"] = int(state.get("steps", 0)) + 1
