@@ -43,13 +43,21 @@ def prewarm_blas(dtype):
     a @ b
 
 
+def _gatherer(x):
+    """A function picking samples of x (N, C, H, W) by index: take() on rows is 3× faster than x[idx]."""
+    rows = x.reshape(x.shape[0], -1)
+    shape = x.shape[1:]
+    return lambda idx: rows.take(idx, axis=0).reshape((len(idx),) + shape)
+
+
 class LocalEngine:
     """Gradients computed in this process, into the network's flat gradient arena."""
 
     workers = 1
 
     def __init__(self, net, x, y):
-        self.net, self.x, self.y = net, x, y
+        self.net, self.y = net, y
+        self.gather = _gatherer(x)
         net.use_arena()
 
     def gradient(self, idx, scale, keep=None):
@@ -57,7 +65,7 @@ class LocalEngine:
 
         With a `keep` list, losses and correct are None and computed later (Network.gradient).
         """
-        losses, correct = self.net.gradient(self.x[idx], self.y[idx], scale, keep)
+        losses, correct = self.net.gradient(self.gather(idx), self.y.take(idx, axis=0), scale, keep)
         return losses, correct, self.net.flat_grads
 
     def close(self):
@@ -174,6 +182,7 @@ class WorkerPool:
             orphaned(None, None)
         limiter = limit_blas_threads(1)  # noqa: F841 (the limit lasts while it is referenced)
         prewarm_blas(self.net.dtype)
+        gather = _gatherer(self.x)
         # The layers write their gradients straight into this worker's file.
         self.net.use_arena(params_buffer=self.net.flat_params, grads_buffer=self.worker_grads[k])
         while True:
@@ -185,7 +194,7 @@ class WorkerPool:
                 return
             try:
                 idx = self.idx_buf[start:stop]
-                losses, correct = self.net.gradient(self.x[idx], self.y[idx], 1.0)
+                losses, correct = self.net.gradient(gather(idx), self.y.take(idx, axis=0), 1.0)
                 self.loss_buf[start:stop] = losses
                 result = _RESULT.pack(0, float(losses.sum()), correct)
             except Exception as e:
