@@ -343,7 +343,7 @@ def evolve(x, y, cfg, start_text=None, report=None):
     if cfg.population < 1 or cfg.generations < 0 or cfg.epochs_per_eval < 1:
         raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
     report = report or (lambda row: None)
-    limiter = limit_blas_threads(1)  # noqa: F841 (the same arithmetic whatever --workers is)
+    limit_blas_threads(1)
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
     xs = np.ascontiguousarray(modelmod.prepare_inputs(x, spec, "data"), dtype=np.float32)

@@ -588,12 +588,8 @@ class ModelDir:
             if os.path.isdir(path) and not os.path.islink(path) and os.listdir(path):
                 if not os.path.isfile(os.path.join(path, MODEL_FILE)):
                     raise UsageError(f"{path} is not a model directory; refusing to replace it")
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise DataError(f"cannot create {path}: folder {parent} does not exist")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+
+        def fill(tmp):
             os.makedirs(tmp)
             with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
@@ -602,19 +598,8 @@ class ModelDir:
             staged = cls.__new__(cls)
             staged.path, staged.spec = tmp, spec
             staged.save(params, state)
-            if os.path.lexists(path):
-                old = f"{path}.old-{os.getpid()}"
-                os.rename(path, old)
-                os.rename(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, path)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DataError(f"cannot create {path}: {e.strerror or e}") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        tensorio.atomic_folder(path, fill)
         return cls(path)
 
 

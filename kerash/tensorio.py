@@ -491,6 +491,37 @@ def atomic_file(path):
         raise
 
 
+def atomic_folder(path, fill):
+    """Build a folder with fill(tmp) beside `path`, then put it in place, replacing an older one.
+
+    Readers see the old folder or the new one, never half of it (but for
+    the instant between two renames when an old folder is replaced).
+    """
+    import shutil
+
+    path = os.fspath(path).rstrip("/") or "/"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DataError(f"cannot create {path}: folder {parent} does not exist")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        fill(tmp)
+        if os.path.lexists(path):
+            old = f"{path}.old-{os.getpid()}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"cannot create {path}: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_tensor(array, output=None, fmt=None):
     """Write `array` to standard output, or atomically to the path `output`."""
     fmt = resolve_format(fmt, output)

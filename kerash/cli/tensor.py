@@ -18,17 +18,23 @@ def _coord(help_text):
     return Annotated[int, typer.Argument(help=help_text, show_default=False)]
 
 
+_X = _coord("Column of the corner (width axis), in the padded input.")
+_Y = _coord("Row of the corner (height axis), in the padded input.")
+_Z = _coord("Channel of the corner (depth axis).")
+_W = _coord("Width of the slice.")
+_H = _coord("Height of the slice.")
+_D = _coord("Depth of the slice (channels).")
 Pad = Annotated[int, typer.Option("--pad", help="Zero padding around the height and width of the input.")]
 
 
 @tool("tensor-slice")
 def tslice(
-    x: _coord("Column of the corner (width axis), in the padded input."),
-    y: _coord("Row of the corner (height axis), in the padded input."),
-    z: _coord("Channel of the corner (depth axis)."),
-    w: _coord("Width of the slice."),
-    h: _coord("Height of the slice."),
-    d: _coord("Depth of the slice (channels)."),
+    x: _X,
+    y: _Y,
+    z: _Z,
+    w: _W,
+    h: _H,
+    d: _D,
     a: Input = "-",
     pad: Pad = 0,
     output: Output = None,

@@ -29,7 +29,7 @@ RUN_PREFIX = "kerash-train"
 
 
 def limit_blas_threads(threads):
-    """Limit BLAS to `threads` threads in this process; returns the limiter (keep a reference)."""
+    """Limit BLAS to `threads` threads in this process (until it exits)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=threads, user_api="blas")
@@ -180,7 +180,7 @@ class WorkerPool:
             pass
         if os.getppid() != coordinator:
             orphaned(None, None)
-        limiter = limit_blas_threads(1)  # noqa: F841 (the limit lasts while it is referenced)
+        limit_blas_threads(1)
         prewarm_blas(self.net.dtype)
         gather = _gatherer(self.x)
         # The layers write their gradients straight into this worker's file.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import model as modelmod
+from .. import tensorio
 from ..network import targets_are_classes
 from ..errors import DataError, TrainingError, UsageError
 from . import batches
@@ -190,7 +191,7 @@ class _Fit:
         if position and self.state.get("partial_samples_total") != len(self.train_idx):
             self.warn("the data changed since the interrupted epoch; restarting that epoch")
             position, partial = 0, {}
-        limiter = limit_blas_threads(max(1, self.cfg.threads))  # noqa: F841
+        limit_blas_threads(max(1, self.cfg.threads))
         prewarm_blas(self.dtype)
         engine = None
         result = None
@@ -487,19 +488,7 @@ def snapshot(md, name):
     """Copy the current version into MODEL/checkpoints/NAME (replacing an older one)."""
     root = os.path.join(md.path, CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
-    target = os.path.join(root, name)
-    tmp = f"{target}.tmp-{os.getpid()}"
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    modelmod._copy_tree(md.version_dir(), tmp)
-    if os.path.exists(target):
-        old = f"{target}.old-{os.getpid()}"
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
+    tensorio.atomic_folder(os.path.join(root, name), lambda tmp: modelmod._copy_tree(md.version_dir(), tmp))
 
 
 def _check_finite(a, what):

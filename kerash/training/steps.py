@@ -7,7 +7,6 @@ Gradient folders have the model directory's layout, `layer_NN/W.npy` and
 
 import json
 import os
-import shutil
 
 import numpy as np
 
@@ -51,26 +50,14 @@ def _write_grads(out_dir, arrays, stats):
     if os.path.lexists(out_dir):
         if not os.path.isdir(out_dir) or (os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, STATS_FILE))):
             raise UsageError(f"{out_dir} exists and is not a gradient folder; refusing to replace it")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    if not os.path.isdir(parent):
-        raise DataError(f"cannot create {out_dir}: folder {parent} does not exist")
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def fill(tmp):
         os.makedirs(tmp)
         modelmod.write_tree(tmp, arrays)
         with tensorio.atomic_file(os.path.join(tmp, STATS_FILE)) as f:
             f.write((json.dumps(stats) + "\n").encode())
-        if os.path.lexists(out_dir):
-            old = f"{out_dir}.old-{os.getpid()}"
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    tensorio.atomic_folder(out_dir, fill)
 
 
 def read_grads(folder, shapes):
