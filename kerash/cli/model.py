@@ -136,7 +136,7 @@ def update(
     beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam's β2.")] = None,
     eps: Annotated[Optional[float], typer.Option("--eps", help="ε of adam and rmsprop.")] = None,
     rho: Annotated[Optional[float], typer.Option("--rho", help="RMSprop's ρ.")] = None,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="L2 decay added to weight gradients.")] = 0.0,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="L2 decay added to weight gradients (default: the model's last, else 0).")] = None,
 ):
     """Merge gradient folders and take one optimiser step on MODEL, atomically.
 

@@ -28,7 +28,7 @@ def train(
     beta2: Annotated[Optional[float], _opt("--beta2", help="Adam's β2 [default: 0.999].")] = None,
     eps: Annotated[Optional[float], _opt("--eps", help="ε of adam and rmsprop [default: 1e-8].")] = None,
     rho: Annotated[Optional[float], _opt("--rho", help="RMSprop's ρ [default: 0.9].")] = None,
-    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: 0].")] = None,
+    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: the model's last, else 0].")] = None,
     workers: Annotated[Optional[int], _opt("--workers", "-w", help="Forked worker processes sharing each batch [default: 1, in this process].")] = None,
     threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of the training process [default: 1; use --workers for more cores].")] = None,
     validation_split: Annotated[Optional[float], _opt("--validation-split", help="Hold out this fraction of the data for validation (fixed by the seed).")] = None,

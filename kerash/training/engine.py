@@ -188,7 +188,8 @@ class WorkerPool:
         while True:
             msg = _read_exact(cmd_fd, _CMD.size)
             if msg is None:
-                return
+                # The coordinator is gone without a word: clean up as for its death signal.
+                orphaned(None, None)
             start, stop = _CMD.unpack(msg)
             if stop < 0:
                 return

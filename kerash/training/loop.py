@@ -41,7 +41,7 @@ class TrainConfig:
     beta2: float = None
     eps: float = None
     rho: float = None
-    weight_decay: float = 0.0
+    weight_decay: float = None
     workers: int = 1
     threads: int = 1
     validation_split: float = 0.0
@@ -251,7 +251,9 @@ class _Fit:
                         batch_loss = float(losses.sum())
                         finite = math.isfinite(batch_loss)
                     if not finite:
-                        return self._stop_nan(epoch, b, backup, params, steps, records)
+                        if keep:
+                            keep.pop()  # the non-finite batch is not part of the epoch's sums
+                        return self._stop_nan(epoch, b, backup, params, steps, records, sums.partial(time.monotonic() - t0))
                     backup.take(params, opt.state)
                     opt.step([("all", params[0], grads, mask)])  # grads: the flat arena
                     steps += 1
@@ -371,14 +373,23 @@ class _Fit:
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
         return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
 
-    def _stop_nan(self, epoch, b, backup, params, steps, records):
+    def _stop_nan(self, epoch, b, backup, params, steps, records, partial):
+        """The loss of batch b is not finite: save the last step whose weights are finite, and stop."""
         where = f"epoch {epoch}, batch {b + 1}"
-        if backup.taken:
-            # The weights that gave a non-finite loss came from the last step: undo it.
+        if all(np.all(np.isfinite(p)) for p in params):
+            # Finite weights whose loss overflowed: they are the last finite step.
+            if backup.taken:
+                self._save(epoch - 1, b, partial, steps)
+            kept = f"the model is left at its last finite step (step {steps})"
+        elif backup.taken:
+            # The last step made the weights non-finite: undo it.  The position before
+            # it is in this epoch, or at the end of the previous one; its partial sums are lost.
             backup.restore(params, self.optimizer)
             steps -= 1
-            # The partial sums of this epoch are gone with the step: the epoch restarts on resume.
-            self._save(epoch - 1, 0, {}, steps)
+            if b > 0:
+                self._save(epoch - 1, b - 1, {}, steps)
+            else:
+                self._save(epoch - 2, len(batches.batch_bounds(len(self.train_idx), self.cfg.batch_size)) - 1, {}, steps)
             kept = f"the model is left at its last finite step (step {steps})"
         else:
             kept = "the model is left unchanged"
@@ -515,10 +526,10 @@ def _make_optimizer(cfg, state):
     recorded = state.get("optimizer") or {}
     name = cfg.optimizer or recorded.get("name") or "sgd"
     hyper = {}
-    for key in ("lr", "momentum", "beta1", "beta2", "eps", "rho"):
+    for key in ("lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay"):
         value = getattr(cfg, key)
         if value is None and recorded.get("name") == name and key in recorded:
             value = recorded[key]
         if value is not None:
             hyper[key] = value
-    return Optimizer(name, cfg.weight_decay or 0.0, **hyper)
+    return Optimizer(name, **hyper)

@@ -38,7 +38,7 @@ def decay_of(key):
 class Optimizer:
     """An optimiser with its hyper-parameters; `state` maps 'layer_NN/W.slot' to arrays."""
 
-    def __init__(self, name="sgd", weight_decay=0.0, **hyper):
+    def __init__(self, name="sgd", weight_decay=None, **hyper):
         if name not in DEFAULTS:
             from ..errors import close_matches
 
@@ -51,9 +51,10 @@ class Optimizer:
             if key not in self.hyper:
                 raise UsageError(f"--{key} does not apply to the {name} optimizer")
             self.hyper[key] = float(value)
+        weight_decay = 0.0 if weight_decay is None else float(weight_decay)
         if weight_decay < 0:
             raise UsageError(f"--weight-decay must be ≥ 0, got {weight_decay}")
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = weight_decay
         self.t = 0
         self.state = {}
 

@@ -88,7 +88,7 @@ def read_grads(folder, shapes):
     return arrays, stats
 
 
-def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=0.0, **hyper):
+def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, **hyper):
     """Add the partial sums of grad_dirs, divide by their total samples, and take one optimiser step.
 
     Returns the merged stats (loss_sum, samples, correct).
@@ -116,12 +116,12 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=0.0, **h
         recorded = state.get("optimizer") or {}
         name = optimizer or recorded.get("name") or "sgd"
         settings = {}
-        for key, value in dict(hyper, lr=lr).items():
+        for key, value in dict(hyper, lr=lr, weight_decay=weight_decay).items():
             if value is None and recorded.get("name") == name and key in recorded:
                 value = recorded[key]
             if value is not None:
                 settings[key] = value
-        opt = Optimizer(name, weight_decay, **settings)
+        opt = Optimizer(name, **settings)
         opt.restore(recorded, md.load_extra("optimizer"))
         scale = 1.0 / merged["samples"]
         items = []
