@@ -338,16 +338,16 @@ def format_row(row):
     return "\t".join(out)
 
 
-def evolve(x, y, cfg, start_text=None, report=None):
-    """Run the search; returns (best genome, all rows)."""
+def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
+    """Run the search; returns (best genome, all rows).  `names` name x and y in messages."""
     if cfg.population < 1 or cfg.generations < 0 or cfg.epochs_per_eval < 1:
         raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
     report = report or (lambda row: None)
     limit_blas_threads(1)
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
-    xs = np.ascontiguousarray(modelmod.prepare_inputs(x, spec, "data"), dtype=np.float32)
-    ys = np.ascontiguousarray(modelmod.prepare_targets(y, xs.shape[0], spec.output_width, "labels"), dtype=np.float32)
+    xs = np.ascontiguousarray(modelmod.prepare_inputs(x, spec, names[0]), dtype=np.float32)
+    ys = np.ascontiguousarray(modelmod.prepare_targets(y, xs.shape[0], spec.output_width, names[1]), dtype=np.float32)
     if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
         raise DataError("data or labels contain non-finite values")
     train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)

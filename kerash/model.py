@@ -659,19 +659,19 @@ def load_network(path, dtype=None):
     return ModelDir(path).network(DTYPES.get(dtype))
 
 
-def predict(path, x, dtype=None):
+def predict(path, x, dtype=None, name="input"):
     """Outputs (N, K) and predicted classes (N,) of the model for samples x."""
     net, _ = load_network(path, dtype)
-    out = net.predict(prepare_inputs(x, ModelDir(path).spec, "input"))
+    out = net.predict(prepare_inputs(x, ModelDir(path).spec, name))
     return out, net.classes(out)
 
 
-def evaluate(path, x, y, dtype=None):
+def evaluate(path, x, y, dtype=None, names=("data", "labels")):
     """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None)} of the model on (x, y)."""
     md = ModelDir(path)
     net, _ = md.network(DTYPES.get(dtype))
-    x = prepare_inputs(x, md.spec, "data")
-    y = prepare_targets(y, x.shape[0], md.spec.output_width, "labels")
+    x = prepare_inputs(x, md.spec, names[0])
+    y = prepare_targets(y, x.shape[0], md.spec.output_width, names[1])
     net.adapt_to_targets(y)
     loss_sum, correct, predicted = net.evaluate(x, y.astype(net.dtype))
     n = x.shape[0]

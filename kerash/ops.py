@@ -277,7 +277,7 @@ def take_rows(a, rows):
     if a.ndim < 2:
         a = a.reshape(-1, 1) if a.ndim == 1 else a.reshape(1, 1)
     n = a.shape[0]
-    bad = rows[(rows < -n) | (rows >= n)]
+    bad = rows[(rows < 0) | (rows >= n)]
     if bad.size:
-        raise ShapeError(f"row {bad[0]} is out of range for a tensor of {n} rows")
+        raise ShapeError(f"row {bad[0]} is out of range: rows are numbered 0 to {n - 1}")
     return a[rows]

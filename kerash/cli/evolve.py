@@ -42,7 +42,7 @@ def evolve(
     from .. import evolve as evolution
     from .. import model as modelmod
     from ..errors import UsageError
-    from ..tensorio import read_tensor
+    from ..tensorio import read_tensor, source_name
 
     if start is not None and scratch:
         raise UsageError("give either --from or --scratch, not both")
@@ -66,6 +66,6 @@ def evolve(
 
     report.header_done = False
 
-    best, rows = evolution.evolve(x, y, cfg, text, report)
+    best, rows = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
     evolution.write_best(best, output, rows, seed, force)
     sys.stderr.write(f"evolve: best genome {best.id} (val_loss {best.val_loss:.6g}) written to {output}\n")

@@ -22,6 +22,12 @@ def _read(path):
     return read_tensor(path)
 
 
+def _name(path):
+    from ..tensorio import source_name
+
+    return source_name(path)
+
+
 def _check_stdin(*paths):
     from ..errors import UsageError
 
@@ -86,7 +92,9 @@ def predict(
     from .. import model
     from ..tensorio import write_tensor
 
-    outputs, predicted = model.predict(model_dir, _read(input), dtype)
+    from ..tensorio import source_name
+
+    outputs, predicted = model.predict(model_dir, _read(input), dtype, source_name(input))
     write_tensor(predicted.reshape(-1, 1) if classes else outputs, output, fmt)
 
 
@@ -122,7 +130,7 @@ def backprop(
     if rows is not None:
         picked = ops.parse_indices(rows)
         x, y = ops.take_rows(x, picked), ops.take_rows(y, picked)
-    run_backprop(model_dir, x, y, output, dtype)
+    run_backprop(model_dir, x, y, output, dtype, names=(_name(inputs), _name(labels)))
 
 
 @tool("update")
@@ -181,7 +189,7 @@ def evaluate(
     from ..tensorio import tensor_chunks
 
     _check_stdin(data, labels)
-    result = model.evaluate(model_dir, _read(data), _read(labels), dtype)
+    result = model.evaluate(model_dir, _read(data), _read(labels), dtype, (_name(data), _name(labels)))
     lines = [f"loss\t{result['loss']:.6g}", f"accuracy\t{result['accuracy']:.4f}", f"samples\t{result['samples']}"]
     if result["correct"] is not None:
         lines.append(f"correct\t{result['correct']}")

@@ -143,5 +143,11 @@ def rows(
     """
     from .. import ops
 
+    from ..errors import ShapeError
+
     io = _io()
-    io.write_tensor(ops.take_rows(io.read_tensor(a), ops.parse_indices(indices)), output, fmt)
+    try:
+        picked = ops.take_rows(io.read_tensor(a), ops.parse_indices(indices))
+    except ShapeError as e:
+        raise ShapeError(f"{e} ({io.source_name(a)})") from None
+    io.write_tensor(picked, output, fmt)

@@ -112,7 +112,8 @@ def train(
         if not quiet:
             sys.stderr.write(f"train: warning: {message}\n")
 
-    result = loop.fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn)
+    names = tuple(tensorio.source_name(p) if p else "" for p in (data, labels, vdata, vlabels))
+    result = loop.fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn, names)
     if bar:
         bar.clear()
     if result.status == "nothing":

@@ -106,15 +106,21 @@ class _Signals:
         return False
 
 
-def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None):
-    """Train the model in `model_path` on samples x with targets y; see TrainConfig."""
+DEFAULT_NAMES = ("data", "labels", "validation data", "validation labels")
+
+
+def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, names=DEFAULT_NAMES):
+    """Train the model in `model_path` on samples x with targets y; see TrainConfig.
+
+    `names` (data, labels, validation data, validation labels) name the inputs in messages.
+    """
     md = modelmod.ModelDir(model_path)
     with md.lock(blocking=False):
-        return _Fit(md, x, y, cfg, val, report, progress, warn).run()
+        return _Fit(md, x, y, cfg, val, report, progress, warn, names).run()
 
 
 class _Fit:
-    def __init__(self, md, x, y, cfg, val, report, progress, warn):
+    def __init__(self, md, x, y, cfg, val, report, progress, warn, names):
         self.md, self.cfg = md, cfg
         self.report = report or (lambda record: None)
         self.progress = progress
@@ -126,10 +132,10 @@ class _Fit:
         dtype = self.dtype = self.net.dtype
         spec = md.spec
         self.width = spec.output_width
-        x = modelmod.prepare_inputs(x, spec, "data")
-        y = modelmod.prepare_targets(y, x.shape[0], self.width, "labels")
-        _check_finite(x, "data")
-        _check_finite(y, "labels")
+        x = modelmod.prepare_inputs(x, spec, names[0])
+        y = modelmod.prepare_targets(y, x.shape[0], self.width, names[1])
+        _check_finite(x, names[0])
+        _check_finite(y, names[1])
         self.x = np.ascontiguousarray(x, dtype=dtype)
         self.y = np.ascontiguousarray(y, dtype=dtype)
         n = self.x.shape[0]
@@ -141,10 +147,10 @@ class _Fit:
             raise UsageError(f"--workers must be ≥ 1, got {cfg.workers}")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
-            vx = modelmod.prepare_inputs(val[0], spec, "validation data")
-            vy = modelmod.prepare_targets(val[1], vx.shape[0], self.width, "validation labels")
-            _check_finite(vx, "validation data")
-            _check_finite(vy, "validation labels")
+            vx = modelmod.prepare_inputs(val[0], spec, names[2])
+            vy = modelmod.prepare_targets(val[1], vx.shape[0], self.width, names[3])
+            _check_finite(vx, names[2])
+            _check_finite(vy, names[3])
             self.train_idx = np.arange(n)
             self.vx = np.ascontiguousarray(vx, dtype=dtype)
             self.vy = np.ascontiguousarray(vy, dtype=dtype)
@@ -505,7 +511,7 @@ def snapshot(md, name):
 def _check_finite(a, what):
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0]
-        raise DataError(f"{what} contain a non-finite value (sample {bad[0]}, value {bad[1]})")
+        raise DataError(f"a non-finite value in sample {bad[0]}, value {bad[1]} ({what})")
 
 
 def _choose_seed(seed, state, warn):

@@ -18,12 +18,12 @@ from .optimizers import Optimizer, decay_of
 STATS_FILE = "stats.json"
 
 
-def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096):
+def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs", "labels")):
     """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir."""
     md = modelmod.ModelDir(model_path)
     net, _ = md.network(modelmod.DTYPES.get(dtype) if dtype else None)
-    x = modelmod.prepare_inputs(x, md.spec, "inputs")
-    y = modelmod.prepare_targets(y, x.shape[0], md.spec.output_width, "labels")
+    x = modelmod.prepare_inputs(x, md.spec, names[0])
+    y = modelmod.prepare_targets(y, x.shape[0], md.spec.output_width, names[1])
     y = y.astype(net.dtype)
     net.adapt_to_targets(y)
     sums = None
