@@ -6,21 +6,28 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bytecode clean
 
 $(BIN)/kerash: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
-demo: $(BIN)/kerash
+# Byte-compile kerash even where PYTHONDONTWRITEBYTECODE is set: every tool
+# start would otherwise compile its modules again (a few ms each).
+bytecode: $(BIN)/kerash
+	$(BIN)/python -m compileall -q kerash
+
+demo: bytecode
 	bash bin/demo
 
-test: $(BIN)/kerash
+test: bytecode
 	$(BIN)/python -m pytest -n 2 tests
 
-bench: $(BIN)/kerash
+bench: bytecode
 	$(BIN)/python bench/startup_io.py
+	$(BIN)/python bench/train_speed.py
+	bash bench/evolve_runs.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

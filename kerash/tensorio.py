@@ -78,7 +78,8 @@ def read_tensor(source=None):
                 buf[:6] = head
                 got = 6 + f.readinto(memoryview(buf)[6:])
                 return _parse_npy(buf if got == size else buf[:got] + f.read(), where)
-            return parse_tensor(head + f.read(), where)
+            f.seek(0)  # one read of the whole text, without copying it again
+            return parse_tensor(f.read(), where)
     except IsADirectoryError:
         raise DataError(f"cannot read {source}: it is a directory") from None
     except OSError as e:

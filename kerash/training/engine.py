@@ -23,7 +23,7 @@ from ..errors import TrainingError
 from ..workdir import scratch_dir, workdir
 from .batches import shard_bounds
 
-_CMD = struct.Struct("qq")  # shard start, stop (stop < 0: quit)
+_CMD = struct.Struct("qqd")  # shard start, stop (stop < 0: quit), gradient scale
 _RESULT = struct.Struct("qdq")  # status, loss sum, correct
 RUN_PREFIX = "kerash-train"
 
@@ -60,13 +60,22 @@ class LocalEngine:
         self.gather = _gatherer(x)
         net.use_arena()
 
-    def gradient(self, idx, scale, keep=None):
-        """(per-sample losses, correct, flat scale × gradient sums) for the samples `idx`.
+    def start(self, idx, scale, keep=None):
+        """Begin the gradient of the samples `idx`: scale × the sum of their loss gradients.
 
-        With a `keep` list, losses and correct are None and computed later (Network.gradient).
+        With a `keep` list, the losses are computed later (see Network.gradient).
         """
+        self.args = (idx, scale, keep)
+
+    def finish(self):
+        """(per-sample losses or None, correct or None, flat gradient) of the batch begun by start()."""
+        idx, scale, keep = self.args
         losses, correct = self.net.gradient(self.gather(idx), self.y.take(idx, axis=0), scale, keep)
         return losses, correct, self.net.flat_grads
+
+    def gradient(self, idx, scale, keep=None):
+        self.start(idx, scale, keep)
+        return self.finish()
 
     def close(self):
         pass
@@ -190,12 +199,13 @@ class WorkerPool:
             if msg is None:
                 # The coordinator is gone without a word: clean up as for its death signal.
                 orphaned(None, None)
-            start, stop = _CMD.unpack(msg)
+            start, stop, scale = _CMD.unpack(msg)
             if stop < 0:
                 return
             try:
                 idx = self.idx_buf[start:stop]
-                losses, correct = self.net.gradient(gather(idx), self.y.take(idx, axis=0), 1.0)
+                # Scaled by 1/batch size here, so the coordinator only has to add the shards up.
+                losses, correct = self.net.gradient(gather(idx), self.y.take(idx, axis=0), scale)
                 self.loss_buf[start:stop] = losses
                 result = _RESULT.pack(0, float(losses.sum()), correct)
             except Exception as e:
@@ -206,18 +216,30 @@ class WorkerPool:
 
     # ------------------------------------------------------------ coordinator side
 
-    def gradient(self, idx, scale, keep=None):
-        """As LocalEngine.gradient (`keep` is ignored: workers return their losses)."""
+    def start(self, idx, scale, keep=None):
+        """Send each worker its shard of `idx` (`keep` is ignored: workers return their losses).
+
+        The coordinator is free until finish(): the loop takes its backup meanwhile.
+        """
         n = len(idx)
         self.idx_buf[:n] = idx
         shards = shard_bounds(0, n, self.workers)
         active = [k for k, (s, e) in enumerate(shards) if e > s]
         for k in active:
             try:
-                os.write(self.cmd_fds[k], _CMD.pack(*shards[k]))
+                os.write(self.cmd_fds[k], _CMD.pack(*shards[k], scale))
             except BrokenPipeError:
                 # The worker died while waiting for work: its command pipe has no reader.
                 raise TrainingError(self._death_message(k)) from None
+        self.pending = (n, active)
+
+    def gradient(self, idx, scale, keep=None):
+        self.start(idx, scale, keep)
+        return self.finish()
+
+    def finish(self):
+        """Wait for the workers and add their scaled partial sums up: as LocalEngine.finish."""
+        n, active = self.pending
         correct = 0
         pending = {self.result_fds[k]: k for k in active}
         failures = []
@@ -241,11 +263,12 @@ class WorkerPool:
                 reason = "unknown error"
             raise TrainingError(f"worker {k} failed: {reason}")
         total = self.net.flat_grads
-        np.copyto(total, self.worker_grads[active[0]])
-        for k in active[1:]:
-            total += self.worker_grads[k]
-        if scale != 1.0:
-            total *= scale
+        if len(active) == 1:
+            np.copyto(total, self.worker_grads[active[0]])
+        else:
+            np.add(self.worker_grads[active[0]], self.worker_grads[active[1]], out=total)
+            for k in active[2:]:
+                total += self.worker_grads[k]
         return self.loss_buf[:n].copy(), correct, total
 
     def _death_message(self, k):
@@ -262,7 +285,7 @@ class WorkerPool:
         """Stop the workers and remove the run folder, whatever state they are in."""
         for fd in self.cmd_fds:
             try:
-                os.write(fd, _CMD.pack(0, -1))
+                os.write(fd, _CMD.pack(0, -1, 0.0))
             except OSError:
                 pass
         for fd in self.cmd_fds + self.result_fds:

@@ -219,7 +219,7 @@ class _Fit:
     def _epochs(self, done, end, position, partial, signals):
         cfg = self.cfg
         net, opt = self.net, self.optimizer
-        # The engine put every weight in one flat arena: one update, one backup.
+        # The engine put every weight in one flat arena: one update, one copy for a backup.
         params = [net.flat_params]
         mask = net.decay_mask() if opt.weight_decay else None
         self._flatten_optimizer_state()
@@ -246,7 +246,10 @@ class _Fit:
                     sums.loss_sum += skipped_loss
                 if len(idx):
                     try:
-                        losses, c, grads = self.engine.gradient(idx, 1.0 / len(idx), keep)
+                        self.engine.start(idx, 1.0 / len(idx), keep)
+                        if backup.due():
+                            backup.take(params, opt)  # while the workers compute
+                        losses, c, grads = self.engine.finish()
                     except TrainingError:
                         # A worker died: keep what the completed steps achieved, then report.
                         self._save(epoch - 1, b, sums.partial(time.monotonic() - t0), steps)
@@ -260,8 +263,8 @@ class _Fit:
                         if keep:
                             keep.pop()  # the non-finite batch is not part of the epoch's sums
                         return self._stop_nan(epoch, b, backup, params, steps, records, sums.partial(time.monotonic() - t0))
-                    backup.take(params, opt.state)
                     opt.step([("all", params[0], grads, mask)])  # grads: the flat arena
+                    backup.record(idx)
                     steps += 1
                     sums.learned += len(idx)
                     if losses is None:
@@ -388,9 +391,13 @@ class _Fit:
                 self._save(epoch - 1, b, partial, steps)
             kept = f"the model is left at its last finite step (step {steps})"
         elif backup.taken:
-            # The last step made the weights non-finite: undo it.  The position before
-            # it is in this epoch, or at the end of the previous one; its partial sums are lost.
-            backup.restore(params, self.optimizer)
+            # The last step made the weights non-finite: rebuild the state before it by
+            # replaying the steps since the backup.  That position is in this epoch, or at
+            # the end of the previous one; its partial sums are lost.
+            mask = self.net.decay_mask() if self.optimizer.weight_decay else None
+            for idx in backup.restore(params, self.optimizer):
+                _, _, grads = self.engine.gradient(idx, 1.0 / len(idx))
+                self.optimizer.step([("all", params[0], grads, mask)])
             steps -= 1
             if b > 0:
                 self._save(epoch - 1, b - 1, {}, steps)
@@ -477,28 +484,45 @@ class _EpochSums:
 
 
 class _Backup:
-    """The weights and optimiser state before the last step, to undo a step that diverged."""
+    """A recent state (weights, optimiser state) and the batches applied since.
+
+    Any later step can be rebuilt exactly by replaying those batches, so the
+    weights are copied only every EVERY steps instead of at each one.
+    """
+
+    EVERY = 16
 
     def __init__(self, params):
         self.params = [np.empty_like(p) for p in params]
         self.state = {}
-        self.taken = False
+        self.t = None
+        self.batches = []
 
-    def take(self, params, opt_state):
+    @property
+    def taken(self):
+        return self.t is not None
+
+    def due(self):
+        return self.t is None or len(self.batches) >= self.EVERY
+
+    def take(self, params, optimizer):
         for dst, src in zip(self.params, params):
             np.copyto(dst, src)
-        for key, value in opt_state.items():
-            buf = self.state.get(key)
-            if buf is None or buf.shape != value.shape:
-                buf = self.state[key] = np.empty_like(value)
-            np.copyto(buf, value)
-        self.taken = True
+        self.state = {k: v.copy() for k, v in optimizer.state.items()}
+        self.t = optimizer.t
+        self.batches = []
+
+    def record(self, idx):
+        """A step was applied with the samples idx."""
+        self.batches.append(idx)
 
     def restore(self, params, optimizer):
+        """Back to the state before the last applied step; returns the batches to replay to get there."""
         for dst, src in zip(params, self.params):
             np.copyto(dst, src)
         optimizer.state = {k: v.copy() for k, v in self.state.items()}
-        optimizer.t -= 1
+        optimizer.t = self.t
+        return self.batches[:-1]
 
 
 def snapshot(md, name):

@@ -1,0 +1,34 @@
+"""A step that makes the weights non-finite is undone exactly, even long after the last backup."""
+
+import json
+
+from conftest import run
+
+
+def _state(folder):
+    return json.loads((folder / "state.json").read_text())
+
+
+def test_weights_that_overflow_are_rebuilt_at_the_last_finite_step(tmp_path):
+    # Adam moves the bias by lr each step towards an unreachable target: after 17 steps of
+    # 1e307 it holds 1.7e308, and the 18th overflows float64.  The loss (mae) stays finite
+    # until then, so the run stops one batch later with non-finite weights, 17 steps after
+    # its start: more than the loop's backup interval, so the last step is rebuilt by replay.
+    (tmp_path / "m.model").write_text("1 1 1\ninput\ndense 1 identity\nloss mae\n")
+    (tmp_path / "x.txt").write_text("0\n")
+    (tmp_path / "y.txt").write_text("1.79e308\n")
+    common = ["-x", "x.txt", "-y", "y.txt", "--batch-size", "1", "--optimizer", "adam", "--lr", "1e307"]
+    for name in ("a", "b"):
+        run(["init", "m.model", "-o", name, "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    proc = run(["train", "a", "--epochs", "100", *common], cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "step 17" in proc.stderr.decode()
+    state = _state(tmp_path / "a")
+    assert (state["steps"], state["epochs"], state["batch"]) == (17, 17, 0)
+    bias = float(run(["matrix-transpose", "a/layer_01/b.npy"], cwd=tmp_path).stdout)
+    assert bias == sum([1e307] * 17) or abs(bias - 1.7e308) < 1e300
+    # The same 17 steps in a fresh run give the very same weights and optimiser state.
+    run(["train", "b", "--epochs", "17", *common], cwd=tmp_path)
+    for f in ("layer_01/W.npy", "layer_01/b.npy", "optimizer/layer_01/b.m.npy", "optimizer/layer_01/b.v.npy"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert _state(tmp_path / "a")["optimizer"]["t"] == _state(tmp_path / "b")["optimizer"]["t"] == 17
