@@ -12,6 +12,8 @@ import pytest
 from conftest import ROOT, assert_one_line_error, parse, run
 
 MLP = "/uniform -0.8 0.8,uniform -0.3 0.3/\n5 1 1\ninput\ndense 7 tanh\ndense 4 sigmoid\ndense 3 softmax\n"
+# The benchmark's digits MLP (issue 3): 64-128-64-10, sigmoid, softmax + cross-entropy.
+BENCH_MLP = "64 1 1\ninput\ndense 128 sigmoid\ndense 64 sigmoid\ndense 10 softmax\n"
 CNN = (
     "/he,uniform -0.2 0.2/\n# a small image model\n6 5 2\ninput\nconvolution relu 3 1 1 3 3\n"
     "max_pooling - 2 0 2 2\nconvolution tanh 4 1 0 2 2\nflatten -\ndense 3 softmax\n"
@@ -160,7 +162,7 @@ def test_same_seed_gives_bit_identical_weights(tmp_path):
 
 
 def test_xavier_bounds(tmp_path):
-    folder = make_model(tmp_path, (ROOT / "models" / "digits-mlp.model").read_text(), dtype="float32")
+    folder = make_model(tmp_path, BENCH_MLP, dtype="float32")
     for key, (n_in, n_out) in {"layer_01": (64, 128), "layer_02": (128, 64), "layer_03": (64, 10)}.items():
         w = np.load(folder / key / "W.npy")
         assert w.shape == (n_in, n_out)
@@ -402,8 +404,10 @@ def summary_rows(text):
     return [line for line in text.splitlines() if line.startswith(" layer_") or line.startswith(" input")]
 
 
-def test_summary_of_digits_mlp():
-    out = run(["kerash", "summary", str(ROOT / "models" / "digits-mlp.model")]).stdout.decode()
+def test_summary_of_the_benchmark_mlp(tmp_path):
+    (tmp_path / "bench-mlp.model").write_text(BENCH_MLP)
+    out = run(["kerash", "summary", "bench-mlp.model"], cwd=tmp_path).stdout.decode()
+    assert 'Model: "bench-mlp"' in out
     counts = [64 * 128 + 128, 128 * 64 + 64, 64 * 10 + 10]
     assert sum(counts) == 17226
     assert "Total params: 17,226" in out
