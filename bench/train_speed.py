@@ -142,7 +142,8 @@ def kerash_train(folder, w, epochs, workers=1, batch=None):
     rows = [line.split("\t") for line in out.splitlines()[1:]]
     samples = [int(r[1]) for r in rows]
     seconds = [float(r[6]) for r in rows]
-    return statistics.median(s / t for s, t in zip(samples, seconds))
+    rates = [s / t for s, t in zip(samples, seconds)]
+    return rates[1:] if len(rates) > 1 else rates  # the first epoch warms caches up
 
 
 def child(kind, name, epochs, extra):
@@ -177,19 +178,29 @@ def main():
         print("workload                       kerash/s    numpy/s   ratio" + ("    torch/s   ratio" if have_torch else ""))
         for name, w in WORKLOADS.items():
             os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
-            epochs = 4 // (2 if quick else 1)
-            ours = kerash_train(folder, w, epochs)
-            hand = measure("hand", name, epochs)
+            epochs = 3 if quick else 5
+            # The machine is shared: interleave three runs of each and take the medians.
+            ours, hand, torch_rates = [], [], []
+            for _ in range(3):
+                ours += kerash_train(folder, w, epochs)
+                hand.append(measure("hand", name, epochs))
+                if have_torch:
+                    torch_rates.append(measure("torch", name, epochs, "1"))
+            ours, hand = statistics.median(ours), statistics.median(hand)
             line = f"{name + ' (batch ' + str(w['batch']) + ')':<28} {ours:>10.0f} {hand:>10.0f} {ours / hand:>7.2f}"
             if have_torch:
-                t = measure("torch", name, epochs, "1")
+                t = statistics.median(torch_rates)
                 line += f" {t:>10.0f} {ours / t:>7.2f}"
             print(line, flush=True)
         w = WORKLOADS["wide-mlp"]
         os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
-        epochs = 3 if quick else 6
-        one = kerash_train(folder, w, epochs, workers=1, batch=256)
-        two = kerash_train(folder, w, epochs, workers=2, batch=256)
+        # The machine is shared: interleave three runs of each and take the median epoch.
+        epochs = 3 if quick else 5
+        ones, twos = [], []
+        for _ in range(3):
+            ones += kerash_train(folder, w, epochs, workers=1, batch=256)
+            twos += kerash_train(folder, w, epochs, workers=2, batch=256)
+        one, two = statistics.median(ones), statistics.median(twos)
         print(f"workers 2 vs 1 (wide MLP, batch 256): {two:.0f} vs {one:.0f} samples/s = {two / one:.2f}x")
 
 
