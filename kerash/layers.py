@@ -157,14 +157,13 @@ class MaxPooling(Layer):
         )
 
     def forward(self, x):
-        self.x_shape = x.shape
-        out, self.arg = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
-        return out
+        self.out, self.x_padded = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
+        return self.out
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return ops.maxpool_backward(dy, self.arg, self.x_shape, self.kh, self.kw, self.stride, self.pad)
+        return ops.maxpool_backward(dy, self.out, self.x_padded, self.kh, self.kw, self.stride, self.pad)
 
 
 class Flatten(Layer):

@@ -226,27 +226,51 @@ def conv2d(x, kernels, stride=1, pad=0, bias=None):
     return out[0] if single else out
 
 
+def _offset_view(x, i, j, stride, oh, ow):
+    """x[:, :, i + stride·r, j + stride·q] for every output position (r, q): a strided view."""
+    return x[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+
+
 def maxpool_forward(batch, kh, kw, stride, pad):
-    """Max over windows of (N,C,H,W): the output and the argmax within each window."""
+    """Max over windows of (N,C,H,W): (output, the padded input that backward needs).
+
+    A running np.maximum over the KH·KW offsets, each a strided view of the
+    input: no copy of the windows.  NaN wins its window, as in PyTorch.
+    """
     _check_window("max-pooling", batch.shape[2], batch.shape[3], kh, kw, stride, pad)
     if 2 * pad > min(kh, kw):
         raise UsageError(f"max-pooling padding {pad} must be at most half the window {kh}×{kw}")
-    win = windows(batch, kh, kw, stride, pad, fill=-np.inf)
-    n, c, oh, ow = win.shape[:4]
-    flat = win.reshape(n, c, oh, ow, kh * kw)
-    arg = flat.argmax(axis=-1)
-    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-    return out, arg
+    x = batch
+    if pad:
+        x = np.pad(batch, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
+    oh = conv_output_size(batch.shape[2], kh, stride, pad)
+    ow = conv_output_size(batch.shape[3], kw, stride, pad)
+    out = _offset_view(x, 0, 0, stride, oh, ow).copy()
+    for k in range(1, kh * kw):
+        np.maximum(out, _offset_view(x, *divmod(k, kw), stride, oh, ow), out=out)
+    return out, x
 
 
-def maxpool_backward(dout, arg, x_shape, kh, kw, stride, pad):
-    """Route each output gradient to the input position that won its window."""
-    n, c, h, w = x_shape
+def maxpool_backward(dout, out, x_padded, kh, kw, stride, pad):
+    """Route each output gradient to the input position that won its window.
+
+    The winner is the first offset holding the maximum (PyTorch's tie rule).
+    """
+    n, c, hp, wp = x_padded.shape
     oh, ow = dout.shape[2:]
-    dx = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=dout.dtype)
+    dx = np.zeros((n, c, hp, wp), dtype=dout.dtype)
+    claimed = np.zeros(out.shape, dtype=bool)
+    nan_out = np.isnan(out)
+    has_nan = bool(nan_out.any())
     for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        dx[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += np.where(arg == k, dout, 0)
+        v = _offset_view(x_padded, *divmod(k, kw), stride, oh, ow)
+        hit = v == out
+        if has_nan:
+            hit |= np.isnan(v) & nan_out
+        hit &= ~claimed
+        claimed |= hit
+        target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
+        target += dout * hit
     if pad:
         dx = dx[:, :, pad:-pad, pad:-pad]
     return dx

@@ -512,3 +512,24 @@ def test_loss_gradients(loss, act, kind):
     # the value computed by the network matches the independent formula (with the default parameters)
     if not params:
         np.testing.assert_allclose(net.sample_losses(net.forward(x), y), FORMULAS[name](net.forward(x), y), rtol=1e-11)
+
+
+def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
+    # PyTorch's rule: a tie sends the gradient to the first position of the window
+    # (row by row); a NaN wins its window.
+    from kerash import ops
+
+    x = np.array([[[[1.0, 3.0, 2.0, 2.0],
+                    [3.0, 0.0, 2.0, 2.0],
+                    [0.0, 0.0, 5.0, np.nan],
+                    [0.0, 0.0, np.nan, 5.0]]]])
+    out, padded = ops.maxpool_forward(x, 2, 2, 2, 0)
+    assert out[0, 0, 0, 0] == 3 and out[0, 0, 0, 1] == 2 and out[0, 0, 1, 0] == 0
+    assert np.isnan(out[0, 0, 1, 1])
+    dx = ops.maxpool_backward(np.ones_like(out), out, padded, 2, 2, 2, 0)
+    expected = np.zeros_like(x)
+    expected[0, 0, 0, 1] = 1  # first 3
+    expected[0, 0, 0, 2] = 1  # first 2
+    expected[0, 0, 2, 0] = 1  # first 0
+    expected[0, 0, 2, 3] = 1  # first NaN
+    np.testing.assert_array_equal(dx, expected)
