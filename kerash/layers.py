@@ -34,6 +34,7 @@ class Layer:
 
     kind = "layer"
     activation = None
+    channels_last = False  # True: works on (N, H, W, C) batches (see Network)
 
     def __init__(self):
         self.params = {}
@@ -86,7 +87,25 @@ class Dense(Layer):
         return None
 
 
-class Convolution(Layer):
+class ChannelsLast(Layer):
+    """A layer computed channels-last, (N, H, W, C), where a patch or a window row is contiguous.
+
+    forward(X) and backward(dY) take and return (N, C, H, W) like every
+    layer; forward_last and backward_last work on (N, H, W, C), so that the
+    Network transposes only at the edges of a run of such layers.
+    """
+
+    channels_last = True
+
+    def forward(self, x):
+        return self.forward_last(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+    def backward(self, dy, need_dx=True):
+        dx = self.backward_last(dy.transpose(0, 2, 3, 1), need_dx)
+        return None if dx is None else dx.transpose(0, 3, 1, 2)
+
+
+class Convolution(ChannelsLast):
     """Y = f(conv(X, W) + b) with W (F, C, KH, KW), b (F,); X (N, C, H, W) → Y (N, F, OH, OW).
 
     The activation is applied per pixel over the F filters (softmax runs
@@ -112,34 +131,33 @@ class Convolution(Layer):
             ops.conv_output_size(w, self.kw, self.stride, self.pad),
         )
 
-    def forward(self, x):
+    def forward_last(self, x):
         self.x_shape = x.shape
         self.cols, self.oh, self.ow = ops.im2col(x, self.kh, self.kw, self.stride, self.pad)
-        w = self.params["W"]
-        z = self.cols @ w.reshape(w.shape[0], -1).T  # (N·OH·OW, F): one row per pixel
+        self.wmat = ops.kernel_matrix(self.params["W"])
+        z = self.cols @ self.wmat.T  # (N·OH·OW, F): one row per pixel
         z += self.params["b"]
         self.z = z
         self.a = self.activation.forward(z)
-        n = x.shape[0]
-        return self.a.reshape(n, self.oh, self.ow, self.filters).transpose(0, 3, 1, 2)
+        return self.a.reshape(x.shape[0], self.oh, self.ow, self.filters)
 
-    def _rows(self, dy):
-        return dy.transpose(0, 2, 3, 1).reshape(-1, self.filters)
-
-    def backward(self, dy, need_dx=True):
-        return self.backward_z(self.activation.backward(self.z, self.a, self._rows(dy)), need_dx)
+    def backward_last(self, dy, need_dx=True):
+        return self.backward_z(self.activation.backward(self.z, self.a, dy.reshape(-1, self.filters)), need_dx)
 
     def backward_z(self, dz, need_dx=True):
-        w = self.params["W"]
-        _store(self.grads, "W", dz.T, self.cols, w.shape)
+        """Backward from the gradient of the pre-activation rows (N·OH·OW, F); dX is (N, H, W, C)."""
+        dw = ops.kernel_grad(dz.T @ self.cols, self.params["W"].shape)
+        if self.grads.get("W") is None:
+            self.grads["W"] = np.ascontiguousarray(dw)
+        else:
+            np.copyto(self.grads["W"], dw)
         _store_sum(self.grads, "b", dz)
         if not need_dx:
             return None
-        dcols = dz @ w.reshape(w.shape[0], -1)
-        return ops.col2im(dcols, self.x_shape, self.kh, self.kw, self.stride, self.pad, self.oh, self.ow)
+        return ops.col2im(dz @ self.wmat, self.x_shape, self.kh, self.kw, self.stride, self.pad, self.oh, self.ow)
 
 
-class MaxPooling(Layer):
+class MaxPooling(ChannelsLast):
     """Max over KH×KW windows of each channel; X (N, C, H, W) → (N, C, OH, OW)."""
 
     kind = "max_pooling"
@@ -156,11 +174,11 @@ class MaxPooling(Layer):
             ops.conv_output_size(w, self.kw, self.stride, self.pad),
         )
 
-    def forward(self, x):
+    def forward_last(self, x):
         self.out, self.x_padded = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
         return self.out
 
-    def backward(self, dy, need_dx=True):
+    def backward_last(self, dy, need_dx=True):
         if not need_dx:
             return None
         return ops.maxpool_backward(dy, self.out, self.x_padded, self.kh, self.kw, self.stride, self.pad)

@@ -24,6 +24,20 @@ def targets_are_classes(y):
     return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1), 1.0))
 
 
+def _to(layout, x):
+    """A batch brought into a layout: 'last' (N,H,W,C) from (N,C,H,W), 'first' the reverse; a view."""
+    if layout == "last":
+        return x.transpose(0, 2, 3, 1)
+    if layout == "first":
+        return x.transpose(0, 3, 1, 2)
+    return x
+
+
+def _from(layout, dx):
+    """A gradient taken back through _to(layout, ·)."""
+    return _to({"last": "first", "first": "last"}.get(layout), dx)
+
+
 class Network:
     def __init__(self, layers, loss, input_shape, dtype=np.float32):
         self.layers = layers
@@ -37,6 +51,14 @@ class Network:
         # Single-output classification: outputs above the threshold mean class 1.
         self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
         self.unit_rows = False  # every target row sums to 1 (see adapt_to_targets)
+        # Convolution and pooling work channels-last: before each layer, the
+        # transpose (if any) that brings a batch into its layout; and after the last.
+        self.convert, layout = [], "first"
+        for layer in layers:
+            wanted = "last" if layer.channels_last else "first"
+            self.convert.append(None if wanted == layout else wanted)
+            layout = wanted
+        self.convert_out = "first" if layout == "last" else None
         self.first_trainable = next((i for i, l in enumerate(layers) if hasattr(l, "param_shapes")), len(layers))
 
     # ------------------------------------------------------------ parameters
@@ -118,9 +140,13 @@ class Network:
     # ------------------------------------------------------------ passes
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        for layer, convert in zip(self.layers, self.convert):
+            x = (layer.forward_last if layer.channels_last else layer.forward)(_to(convert, x))
+        return _to(self.convert_out, x)
+
+    def _backward(self, i, dy, need_dx):
+        layer = self.layers[i]
+        return (layer.backward_last if layer.channels_last else layer.backward)(dy, need_dx)
 
     def predict(self, x, batch_size=1024):
         """Outputs (N, K) for inputs (N, C, H, W), in batches to bound memory."""
@@ -221,7 +247,8 @@ class Network:
             dout = self.loss.grad(flat, y)
             if scale != 1.0:
                 dout *= scale
-            dx = last.backward(dout.reshape(out.shape), need_dx=len(self.layers) - 1 > self.first_trainable)
+            dout = _from(self.convert_out, dout.reshape(out.shape))
+            dx = self._backward(len(self.layers) - 1, dout, len(self.layers) - 1 > self.first_trainable)
         for i in range(len(self.layers) - 2, self.first_trainable - 1, -1):
-            dx = self.layers[i].backward(dx, need_dx=i > self.first_trainable)
+            dx = self._backward(i, _from(self.convert[i + 1], dx), i > self.first_trainable)
         return losses, correct

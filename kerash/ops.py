@@ -162,33 +162,54 @@ def _check_window(kind, h, w, kh, kw, stride, pad):
         )
 
 
-def windows(x, kh, kw, stride, pad, fill=0.0):
-    """Strided (N, C, OH, OW, KH, KW) view of the padded batch x (N, C, H, W)."""
-    if pad:
-        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
-    view = sliding_window_view(x, (kh, kw), axis=(2, 3))
-    return view[:, :, ::stride, ::stride]
+# Internally convolution and pooling work channels-last, (N, H, W, C): a patch
+# or a window row is then contiguous in memory, and the output of a layer is
+# the next layer's input without a transpose.  Files and tools stay (N, C, H, W).
+
+
+def pad_nhwc(x, pad, fill=0.0):
+    if not pad:
+        return x
+    return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=fill)
+
+
+def _offset_view(x, i, j, stride, oh, ow):
+    """x[:, i + stride·r, j + stride·q, :] for every output position (r, q): a strided view."""
+    return x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
 
 
 def im2col(x, kh, kw, stride, pad):
-    """Patches of x (N,C,H,W) as rows: (N·OH·OW, C·KH·KW), plus OH and OW."""
-    win = windows(x, kh, kw, stride, pad)
-    n, c, oh, ow = win.shape[:4]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    """Patches of x (N,H,W,C) as rows (N·OH·OW, KH·KW·C), in (KH, KW, C) order; and OH, OW."""
+    xp = pad_nhwc(x, pad)
+    n, hp, wp, c = xp.shape
+    oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    view = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # (N,OH,OW,C,KH,KW)
+    cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * c)
     return cols, oh, ow
 
 
 def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
-    """Adjoint of im2col: scatter-add patch gradients (N·OH·OW, C·KH·KW) back to (N,C,H,W)."""
-    n, c, h, w = x_shape
-    d = dcols.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-    dx = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=dcols.dtype)
+    """Adjoint of im2col: scatter-add patch gradients back to (N,H,W,C)."""
+    n, h, w, c = x_shape
+    d = dcols.reshape(n, oh, ow, kh, kw, c)
+    dx = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=dcols.dtype)
     for i in range(kh):
         for j in range(kw):
-            dx[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += d[:, :, i, j]
+            _offset_view(dx, i, j, stride, oh, ow)[...] += d[:, :, :, i, j]
     if pad:
-        dx = dx[:, :, pad:-pad, pad:-pad]
+        dx = dx[:, pad:-pad, pad:-pad]
     return dx
+
+
+def kernel_matrix(w):
+    """Kernels (F, C, KH, KW) as rows (F, KH·KW·C), matching im2col's patches."""
+    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def kernel_grad(dmatrix, shape):
+    """Gradient of kernel_matrix: rows (F, KH·KW·C) back to (F, C, KH, KW)."""
+    f, c, kh, kw = shape
+    return dmatrix.reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
 
 
 def _as_kernels(k, channels):
@@ -213,8 +234,8 @@ def conv2d(x, kernels, stride=1, pad=0, bias=None):
     k = _as_kernels(kernels, batch.shape[1])
     f, _, kh, kw = k.shape
     _check_window("convolution", batch.shape[2], batch.shape[3], kh, kw, stride, pad)
-    cols, oh, ow = im2col(batch, kh, kw, stride, pad)
-    out = cols @ k.reshape(f, -1).T
+    cols, oh, ow = im2col(batch.transpose(0, 2, 3, 1), kh, kw, stride, pad)
+    out = cols @ kernel_matrix(k).T
     if bias is not None:
         b = np.asarray(bias).reshape(-1)
         if b.size != f:
@@ -226,39 +247,34 @@ def conv2d(x, kernels, stride=1, pad=0, bias=None):
     return out[0] if single else out
 
 
-def _offset_view(x, i, j, stride, oh, ow):
-    """x[:, :, i + stride·r, j + stride·q] for every output position (r, q): a strided view."""
-    return x[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+def check_pooling(h, w, kh, kw, stride, pad):
+    _check_window("max-pooling", h, w, kh, kw, stride, pad)
+    if 2 * pad > min(kh, kw):
+        raise UsageError(f"max-pooling padding {pad} must be at most half the window {kh}×{kw}")
 
 
-def maxpool_forward(batch, kh, kw, stride, pad):
-    """Max over windows of (N,C,H,W): (output, the padded input that backward needs).
+def maxpool_forward(x, kh, kw, stride, pad):
+    """Max over windows of x (N,H,W,C): (output (N,OH,OW,C), the padded input backward needs).
 
     A running np.maximum over the KH·KW offsets, each a strided view of the
     input: no copy of the windows.  NaN wins its window, as in PyTorch.
     """
-    _check_window("max-pooling", batch.shape[2], batch.shape[3], kh, kw, stride, pad)
-    if 2 * pad > min(kh, kw):
-        raise UsageError(f"max-pooling padding {pad} must be at most half the window {kh}×{kw}")
-    x = batch
-    if pad:
-        x = np.pad(batch, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
-    oh = conv_output_size(batch.shape[2], kh, stride, pad)
-    ow = conv_output_size(batch.shape[3], kw, stride, pad)
-    out = _offset_view(x, 0, 0, stride, oh, ow).copy()
+    check_pooling(x.shape[1], x.shape[2], kh, kw, stride, pad)
+    xp = pad_nhwc(x, pad, fill=-np.inf)
+    oh, ow = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
+    out = _offset_view(xp, 0, 0, stride, oh, ow).copy()
     for k in range(1, kh * kw):
-        np.maximum(out, _offset_view(x, *divmod(k, kw), stride, oh, ow), out=out)
-    return out, x
+        np.maximum(out, _offset_view(xp, *divmod(k, kw), stride, oh, ow), out=out)
+    return out, xp
 
 
 def maxpool_backward(dout, out, x_padded, kh, kw, stride, pad):
-    """Route each output gradient to the input position that won its window.
+    """Route each output gradient (N,OH,OW,C) to the input position that won its window.
 
     The winner is the first offset holding the maximum (PyTorch's tie rule).
     """
-    n, c, hp, wp = x_padded.shape
-    oh, ow = dout.shape[2:]
-    dx = np.zeros((n, c, hp, wp), dtype=dout.dtype)
+    oh, ow = dout.shape[1:3]
+    dx = np.zeros(x_padded.shape, dtype=dout.dtype)
     claimed = np.zeros(out.shape, dtype=bool)
     nan_out = np.isnan(out)
     has_nan = bool(nan_out.any())
@@ -272,7 +288,7 @@ def maxpool_backward(dout, out, x_padded, kh, kw, stride, pad):
         target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
         target += dout * hit
     if pad:
-        dx = dx[:, :, pad:-pad, pad:-pad]
+        dx = dx[:, pad:-pad, pad:-pad]
     return dx
 
 
@@ -281,8 +297,9 @@ def maxpool(x, size, stride=None, pad=0):
     if size < 1:
         raise UsageError(f"--size must be ≥ 1, got {size}")
     batch = _as_samples(x)
-    out, _ = maxpool_forward(batch, size, size, size if stride is None else stride, pad)
-    return out.reshape(out.shape[4 - np.asarray(x).ndim :])
+    out, _ = maxpool_forward(batch.transpose(0, 2, 3, 1), size, size, size if stride is None else stride, pad)
+    out = out.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out.reshape(out.shape[4 - np.asarray(x).ndim :]))
 
 
 def parse_indices(text):

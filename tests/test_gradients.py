@@ -517,16 +517,17 @@ def test_loss_gradients(loss, act, kind):
 def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
     # PyTorch's rule: a tie sends the gradient to the first position of the window
     # (row by row); a NaN wins its window.
-    from kerash import ops
+    from kerash.layers import MaxPooling
 
     x = np.array([[[[1.0, 3.0, 2.0, 2.0],
                     [3.0, 0.0, 2.0, 2.0],
                     [0.0, 0.0, 5.0, np.nan],
                     [0.0, 0.0, np.nan, 5.0]]]])
-    out, padded = ops.maxpool_forward(x, 2, 2, 2, 0)
+    pool = MaxPooling(2, 2, 2, 0)
+    out = pool.forward(x)
     assert out[0, 0, 0, 0] == 3 and out[0, 0, 0, 1] == 2 and out[0, 0, 1, 0] == 0
     assert np.isnan(out[0, 0, 1, 1])
-    dx = ops.maxpool_backward(np.ones_like(out), out, padded, 2, 2, 2, 0)
+    dx = pool.backward(np.ones_like(out))
     expected = np.zeros_like(x)
     expected[0, 0, 0, 1] = 1  # first 3
     expected[0, 0, 0, 2] = 1  # first 2
