@@ -8,7 +8,8 @@ BLAS thread each unless said otherwise:
 
 Workloads (issue 3): digits MLP 64-128-64-10 sigmoid + softmax/cross-entropy,
 batch 32; MLP 784-256-256-10 relu, batch 128; and `--workers 2` against
-`--workers 1` on the 784-256-256-10 MLP with batch 256.
+`--workers 1` on the 784-256-256-10 MLP with batch 256.  Also the small CNN
+of PERFORMANCE-NOTES (1×28×28, batch 64).
 """
 
 import json
@@ -25,7 +26,18 @@ BIN = os.path.dirname(sys.executable)
 WORKLOADS = {
     "digits-mlp": {"sizes": [64, 128, 64, 10], "act": "sigmoid", "batch": 32, "samples": 53910},
     "wide-mlp": {"sizes": [784, 256, 256, 10], "act": "relu", "batch": 128, "samples": 16384},
+    # conv 8 3×3 → relu → pool 2 → conv 16 3×3 → relu → pool 2 → dense 10 on 1×28×28 (PERFORMANCE-NOTES)
+    "cnn": {"sizes": [784], "act": "relu", "batch": 64, "samples": 4096, "cnn": True},
 }
+CNN_MODEL = """28 28 1
+input
+convolution relu 8 1 0 3 3
+max_pooling - 2 0 2 2
+convolution relu 16 1 0 3 3
+max_pooling - 2 0 2 2
+flatten -
+dense 10 softmax
+"""
 
 
 def make_data(folder, w):
@@ -91,6 +103,81 @@ def hand_loop(w, epochs):
     return n / statistics.median(times)
 
 
+def hand_cnn(w, epochs):
+    """The CNN as one would write it by hand with numpy: im2col products, reshape pooling."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    np.ones((128, 256), np.float32) @ np.ones((256, 784), np.float32)
+    rng = np.random.default_rng(1)
+    x = np.load(os.environ["BENCH_X"]).astype(np.float32).reshape(-1, 28, 28, 1)  # channels-last
+    labels = np.load(os.environ["BENCH_Y"])[:, 0].astype(int)
+    y = np.eye(10, dtype=np.float32)[labels]
+    k1 = rng.uniform(-0.3, 0.3, (9 * 1, 8)).astype(np.float32)
+    k2 = rng.uniform(-0.1, 0.1, (9 * 8, 16)).astype(np.float32)
+    wd = rng.uniform(-0.1, 0.1, (5 * 5 * 16, 10)).astype(np.float32)
+    b1, b2, bd = np.zeros(8, np.float32), np.zeros(16, np.float32), np.zeros(10, np.float32)
+    lr = np.float32(0.01)
+
+    def conv(a, k):
+        n, h, w_, c = a.shape
+        cols = sliding_window_view(a, (3, 3), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3).reshape(-1, 9 * c)
+        return cols, (cols @ k).reshape(n, h - 2, w_ - 2, -1)
+
+    def pool(a):
+        n, h, w_, c = a.shape
+        v = a[:, : h // 2 * 2, : w_ // 2 * 2].reshape(n, h // 2, 2, w_ // 2, 2, c)
+        return v.max(axis=(2, 4))
+
+    def unpool(d, a, out):
+        n, h, w_, c = a.shape
+        da = np.zeros_like(a)
+        v = a[:, : h // 2 * 2, : w_ // 2 * 2].reshape(n, h // 2, 2, w_ // 2, 2, c)
+        mask = v == out[:, :, None, :, None, :]
+        da[:, : h // 2 * 2, : w_ // 2 * 2] = (mask * d[:, :, None, :, None, :]).reshape(n, h // 2 * 2, w_ // 2 * 2, c)
+        return da
+
+    def unconv(dcols, shape, c):
+        n, h, w_, _ = shape
+        d = dcols.reshape(n, h - 2, w_ - 2, 3, 3, c)
+        dx = np.zeros(shape, np.float32)
+        for i in range(3):
+            for j in range(3):
+                dx[:, i : i + h - 2, j : j + w_ - 2] += d[:, :, :, i, j]
+        return dx
+
+    n = len(x)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = rng.permutation(n)
+        for s in range(0, n, w["batch"]):
+            idx = perm[s : s + w["batch"]]
+            xb, yb = x[idx], y[idx]
+            c1, z1 = conv(xb, k1)
+            a1 = np.maximum(z1 + b1, 0)
+            p1 = pool(a1)
+            c2, z2 = conv(p1, k2)
+            a2 = np.maximum(z2 + b2, 0)
+            p2 = pool(a2)
+            flat = p2.reshape(len(idx), -1)
+            z = flat @ wd + bd
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            dz = (e / e.sum(axis=1, keepdims=True) - yb) / len(idx)
+            dwd, dbd = flat.T @ dz, dz.sum(axis=0)
+            dp2 = (dz @ wd.T).reshape(p2.shape)
+            dz2 = unpool(dp2, a2, p2) * (a2 > 0)
+            dk2, db2 = c2.T @ dz2.reshape(-1, 16), dz2.reshape(-1, 16).sum(axis=0)
+            dp1 = unconv(dz2.reshape(-1, 16) @ k2.T, p1.shape, 8)
+            dz1 = unpool(dp1, a1, p1) * (a1 > 0)
+            dk1, db1 = c1.T @ dz1.reshape(-1, 8), dz1.reshape(-1, 8).sum(axis=0)
+            for p, g in ((wd, dwd), (bd, dbd), (k2, dk2), (b2, db2), (k1, dk1), (b1, db1)):
+                p -= lr * g
+        times.append(time.perf_counter() - t0)
+    return n / statistics.median(times)
+
+
 def torch_loop(w, epochs, threads=1):
     import torch
 
@@ -99,6 +186,11 @@ def torch_loop(w, epochs, threads=1):
     x = torch.from_numpy(np.load(os.environ["BENCH_X"]).astype(np.float32))
     y = torch.from_numpy(np.load(os.environ["BENCH_Y"])[:, 0].astype(np.int64))
     layers = []
+    if w.get("cnn"):
+        x = x.reshape(-1, 1, 28, 28)
+        nn = torch.nn
+        layers = [nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Flatten(), nn.Linear(400, 10), nn.ReLU()]
     for a, b in zip(sizes, sizes[1:]):
         layers += [torch.nn.Linear(a, b), torch.nn.Sigmoid() if w["act"] == "sigmoid" else torch.nn.ReLU()]
     net = torch.nn.Sequential(*layers[:-1])
@@ -130,7 +222,7 @@ def kerash_train(folder, w, epochs, workers=1, batch=None):
     lines += [f"dense {sizes[-1]} softmax"]
     model_file = os.path.join(folder, "bench.model")
     with open(model_file, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(CNN_MODEL if w.get("cnn") else "\n".join(lines) + "\n")
     model = os.path.join(folder, f"model-{workers}")
     env = dict(os.environ, KERASH_WORKDIR=folder)
     subprocess.run([f"{BIN}/init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
@@ -149,7 +241,7 @@ def kerash_train(folder, w, epochs, workers=1, batch=None):
 def child(kind, name, epochs, extra):
     w, epochs = WORKLOADS[name], int(epochs)
     if kind == "hand":
-        print(json.dumps(hand_loop(w, epochs)))
+        print(json.dumps(hand_cnn(w, epochs) if w.get("cnn") else hand_loop(w, epochs)))
     elif kind == "torch":
         print(json.dumps(torch_loop(w, epochs, int(extra or 1))))
 
