@@ -1,6 +1,7 @@
 """Shared helpers: run the installed tools as a user does, as subprocesses."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,26 @@ def assert_one_line_error(proc, code, *fragments):
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def savetxt(path, a):
+    """Write a matrix as text with full precision (independently of kerash); returns the path."""
+    np.savetxt(path, np.atleast_2d(a) if np.ndim(a) < 2 else a, fmt="%.17g")
+    return path
+
+
+def make_model(folder, text, name="m", seed=1, dtype="float64"):
+    """folder/name.model holding `text`, made into the model directory folder/name by `init`."""
+    (folder / f"{name}.model").write_text(text)
+    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=folder)
+    return folder / name
+
+
+def copy_model(folder, name):
+    """A second model directory with the same weights (cheaper than another init)."""
+    target = folder.parent / name
+    shutil.copytree(folder, target, symlinks=True)
+    return target
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ checked against independent numpy computations."""
 import json
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, parse, run
+from conftest import ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt
 
 MLP = "/uniform -0.8 0.8,uniform -0.3 0.3/\n5 1 1\ninput\ndense 7 tanh\ndense 4 sigmoid\ndense 3 softmax\n"
 # The benchmark's digits MLP (issue 3): 64-128-64-10, sigmoid, softmax + cross-entropy.
@@ -23,22 +22,10 @@ CNN = (
 # ---------------------------------------------------------------- helpers
 
 
-def savetxt(path, a):
-    np.savetxt(path, np.atleast_2d(a) if np.ndim(a) < 2 else a, fmt="%.17g")
-    return path
 
 
-def make_model(tmp_path, text, name="m", seed=1, dtype="float64"):
-    (tmp_path / f"{name}.model").write_text(text)
-    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=tmp_path)
-    return tmp_path / name
 
 
-def copy_model(folder, name):
-    """A second model directory with the same weights (cheaper than another init)."""
-    target = folder.parent / name
-    shutil.copytree(folder, target, symlinks=True)
-    return target
 
 
 def weights(folder):
@@ -69,7 +56,7 @@ def mlp_forward(x, w):
 
 def mlp_grad_sums(x, y, w):
     """Gradient sums of Σ −y·log softmax over the samples, by hand."""
-    (w1, b1), (w2, b2), (w3, b3) = w["layer_01"], w["layer_02"], w["layer_03"]
+    w2, w3 = w["layer_02"][0], w["layer_03"][0]
     a1, a2, p = mlp_forward(x, w)
     dz3 = p - y
     dz2 = (dz3 @ w3.T) * a2 * (1 - a2)

@@ -3,12 +3,11 @@ order of `kerash batches` against a numpy SGD, bin/forward-pipeline against pred
 numpy, and tensor-rows."""
 
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, assert_one_line_error, parse, run, tool_env
+from conftest import BIN, ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env
 
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n5 1 1\ninput\ndense 6 tanh\ndense 3 softmax\n"
 LINEAR = "/uniform -0.5 0.5,uniform -0.5 0.5/\n4 1 1\ninput\ndense 3 softmax\n"
@@ -24,23 +23,6 @@ def env(**extra):
     e = tool_env(**extra)
     e["PATH"] = f"{BIN}{os.pathsep}{ROOT / 'bin'}{os.pathsep}{e['PATH']}"
     return e
-
-
-def savetxt(path, a):
-    np.savetxt(path, a, fmt="%.17g")
-    return path
-
-
-def make_model(folder, text, name="m", seed=1, dtype="float64"):
-    (folder / f"{name}.model").write_text(text)
-    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=folder)
-    return folder / name
-
-
-def copy_model(folder, name):
-    target = folder.parent / name
-    shutil.copytree(folder, target, symlinks=True)
-    return target
 
 
 def weights(folder):

@@ -4,7 +4,6 @@ forked workers (equivalence, clean-up, a worker that dies) and the progress bar.
 import json
 import os
 import pty
-import shutil
 import signal
 import subprocess
 import time
@@ -12,27 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, parse, run, tool_env
+from conftest import ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env
 
 HEADER = "epoch\tsamples\tloss\taccuracy\tval_loss\tval_accuracy\tseconds"
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n6 1 1\ninput\ndense 8 tanh\ndense 3 softmax\n"
 CNN = "/he,zero/\n5 4 2\ninput\nconvolution relu 3 1 1 3 3\nmax_pooling - 2 0 2 2\nflatten -\ndense 3 softmax\n"
-
-
-def savetxt(path, a):
-    np.savetxt(path, a, fmt="%.17g")
-
-
-def make_model(tmp_path, text, name="m", seed=1, dtype="float64"):
-    (tmp_path / f"{name}.model").write_text(text)
-    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=tmp_path)
-    return tmp_path / name
-
-
-def copy_model(folder, name):
-    target = folder.parent / name
-    shutil.copytree(folder, target, symlinks=True)
-    return target
 
 
 def weights(folder):

@@ -8,13 +8,13 @@ step that the numpy reference below can replay exactly whatever the shuffle orde
 
 import json
 import os
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run, tool_env
+import conftest
+from conftest import ROOT, assert_one_line_error, copy_model, run, savetxt, tool_env
 
 MLP = "/uniform -0.5 0.5,uniform -0.3 0.3/\n4 1 1\ninput\ndense 5 tanh\ndense 3 softmax\n"
 HEADER = ["epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
@@ -24,21 +24,8 @@ TRACE_HEADER = HEADER + ["lr"]
 # ---------------------------------------------------------------- helpers
 
 
-def savetxt(path, a):
-    np.savetxt(path, a, fmt="%.17g")
-    return path
-
-
 def make_model(tmp_path, text=MLP, name="m", seed=1):
-    (tmp_path / f"{name}.model").write_text(text)
-    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", "float64"], cwd=tmp_path)
-    return tmp_path / name
-
-
-def copy_model(folder, name):
-    target = folder.parent / name
-    shutil.copytree(folder, target, symlinks=True)
-    return target
+    return conftest.make_model(tmp_path, text, name, seed)
 
 
 def weights(folder):
@@ -678,7 +665,6 @@ def make(out, *args, check=True):
     return proc
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_the_make_example_redoes_only_what_is_out_of_date(tmp_path):
     out = tmp_path / "build"
     make(out, "EPOCHS=2")
@@ -706,7 +692,6 @@ def test_the_make_example_redoes_only_what_is_out_of_date(tmp_path):
     assert "3 epochs" in (out / "report.txt").read_text()
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_the_make_example_runs_in_parallel_from_clean(tmp_path):
     out = tmp_path / "build"
     make(out, "EPOCHS=1", "-j2")
