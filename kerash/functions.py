@@ -106,12 +106,9 @@ class BoundActivation:
         else:
             self.forward, self.derivative, self.backward = activation.f, activation.d, activation.vjp
 
-    def spec(self):
-        """The activation as written in a model file: name and non-default parameters."""
-        defaults = [d for _, d in self.activation.params]
-        if list(self.values) == defaults:
-            return self.name
-        return " ".join([self.name] + [_fmt(v) for v in self.values])
+    def text(self):
+        """The activation as a model file writes it: its name and every parameter."""
+        return " ".join([self.name, *map(_fmt, self.values)])
 
 
 def _fmt(v):
@@ -380,11 +377,9 @@ class BoundLoss:
             return fused[3](z, yhat, y, *self.values)
         return fused[2](z, yhat, y, *self.values)
 
-    def spec(self):
-        defaults = [d for _, d in self.loss.params]
-        if list(self.values) == defaults:
-            return self.name
-        return " ".join([self.name] + [_fmt(v) for v in self.values])
+    def text(self):
+        """The loss as a model file writes it: its name and every parameter."""
+        return " ".join([self.name, *map(_fmt, self.values)])
 
 
 LOSSES = {}

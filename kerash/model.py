@@ -254,7 +254,7 @@ def normalised_text(spec, origin=None):
     d, h, w = spec.input_shape
     lines += [f"{w} {h} {d}", "input"]
     for s in spec.layers:
-        act = _activation_text(s.activation) if s.activation is not None else ""
+        act = s.activation.text() if s.activation is not None else ""
         if s.kind == "dense":
             lines.append(f"dense {s.units} {act}")
         elif s.kind == "convolution":
@@ -264,20 +264,16 @@ def normalised_text(spec, origin=None):
             lines.append(f"max_pooling - {s.stride} {s.pad} {s.kw} {s.kh}")
         else:
             lines.append("flatten -")
-    lines.append("loss " + " ".join([spec.loss.name, *[functions._fmt(v) for v in spec.loss.values]]))
+    lines.append("loss " + spec.loss.text())
     return "\n".join(lines) + "\n"
-
-
-def _activation_text(bound):
-    return " ".join([bound.name, *[functions._fmt(v) for v in bound.values]])
 
 
 def layer_description(s):
     """One layer as written in a model file (for summaries and traces)."""
     if s.kind == "dense":
-        return f"dense {s.units} {_activation_text(s.activation)}"
+        return f"dense {s.units} {s.activation.text()}"
     if s.kind == "convolution":
-        return f"convolution {_activation_text(s.activation)} {s.filters} {s.stride} {s.pad} {s.kw} {s.kh}"
+        return f"convolution {s.activation.text()} {s.filters} {s.stride} {s.pad} {s.kw} {s.kh}"
     if s.kind == "max_pooling":
         return f"max_pooling - {s.stride} {s.pad} {s.kw} {s.kh}"
     return "flatten -"
@@ -525,7 +521,7 @@ class ModelDir:
 
         def fill(folder):
             shutil.rmtree(folder)
-            _copy_tree(source_folder, folder)
+            copy_tree(source_folder, folder)
 
         self._commit(fill)
 
@@ -603,7 +599,7 @@ class ModelDir:
         return cls(path)
 
 
-def _copy_tree(source, target):
+def copy_tree(source, target):
     """Copy a folder of immutable files, with hard links where the file system allows."""
 
     def link_or_copy(src, dst):
@@ -716,7 +712,7 @@ def summary_text(spec, name):
         f"Total params: {total:,}",
         f"Trainable params: {total:,}",
         "Non-trainable params: 0",
-        f"Loss: {' '.join([spec.loss.name, *[functions._fmt(v) for v in spec.loss.values]])}",
+        f"Loss: {spec.loss.text()}",
         rule,
     ]
     return "\n".join(lines) + "\n"

@@ -529,7 +529,7 @@ def snapshot(md, name):
     """Copy the current version into MODEL/checkpoints/NAME (replacing an older one)."""
     root = os.path.join(md.path, CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
-    tensorio.atomic_folder(os.path.join(root, name), lambda tmp: modelmod._copy_tree(md.version_dir(), tmp))
+    tensorio.atomic_folder(os.path.join(root, name), lambda tmp: modelmod.copy_tree(md.version_dir(), tmp))
 
 
 def _check_finite(a, what):
