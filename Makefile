@@ -28,6 +28,7 @@ bench: bytecode
 	$(BIN)/python bench/startup_io.py
 	$(BIN)/python bench/train_speed.py
 	bash bench/evolve_runs.sh
+	bash bench/circle.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
