@@ -87,6 +87,18 @@ def copy_model(folder, name):
     return target
 
 
+def children(pid):
+    """The pids of a process's children, read from /proc."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

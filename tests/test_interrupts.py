@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import run, tool_env
+from conftest import children, run, tool_env
 
 # Slow enough to be caught in the middle of an epoch: hundreds of small float64 steps.
 BIG = "784 1 1\ninput\ndense 256 relu\ndense 256 relu\ndense 10 softmax\n"
@@ -36,17 +36,6 @@ def setup(tmp_path, n):
 def common(extra=()):
     return ["-x", "x.npy", "-y", "y.txt", "--batch-size", str(BATCH), "--lr", "0.01", "--optimizer", "momentum",
             "--seed", "5", "--workers", "2", *extra]
-
-
-def children(pid):
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
 
 
 def alive(pid):

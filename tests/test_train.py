@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env
+from conftest import ROOT, assert_one_line_error, children, copy_model, make_model, parse, run, savetxt, tool_env
 
 HEADER = "epoch\tsamples\tloss\taccuracy\tval_loss\tval_accuracy\tseconds"
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n6 1 1\ninput\ndense 8 tanh\ndense 3 softmax\n"
@@ -215,17 +215,6 @@ def test_one_and_three_workers_agree(tmp_path, text):
     assert os.listdir(work) == []
 
 
-def _children(pid):
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
-
-
 def _gone(pid, seconds=5.0):
     """The process has exited and been reaped (a zombie still counts as there)."""
     deadline = time.monotonic() + seconds
@@ -252,7 +241,7 @@ def test_a_worker_that_dies_stops_training(tmp_path):
     try:
         assert proc.stdout.readline().decode().rstrip("\n") == HEADER
         assert proc.stdout.readline().startswith(b"1\t")  # a first epoch is done
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         assert len(workers) == 2, workers
         os.kill(workers[1], signal.SIGKILL)
         rest, err = proc.communicate(timeout=60)
