@@ -15,25 +15,20 @@ best_line() {  # the evaluated genome with the lowest val_loss
     tail -n +2 "$1" | sort -t$'\t' -k7,7g | head -n 1
 }
 
+search() {  # search NAME DESCRIPTION EVOLVE-OPTIONS…: run evolve on $work/NAME, print initial and best
+    local name=$1 what=$2 start=$SECONDS
+    shift 2
+    evolve -x "$work/$name/data.npy" -y "$work/$name/labels.txt" --scratch --workers 2 --seed 1 "$@" \
+        -o "$work/$name-best" > "$work/$name.tsv" 2>/dev/null
+    best=$(best_line "$work/$name.tsv")
+    echo "$name ($what, $((SECONDS - start)) s):"
+    echo "  initial  $(sed -n 2p "$work/$name.tsv" | cut -f 5,7,8 | tr '\t' ' ')"
+    echo "  best     $(cut -f 2,5,7,8 <<< "$best" | tr '\t' ' ')"
+}
+
 kerash dataset digits -o "$work/digits"
-start=$SECONDS
-evolve -x "$work/digits/data.npy" -y "$work/digits/labels.txt" --scratch \
-    --population 6 --generations 5 --epochs-per-eval 3 --workers 2 --seed 1 \
-    -o "$work/digits-best" > "$work/digits.tsv" 2>/dev/null
-initial=$(sed -n 2p "$work/digits.tsv")
-best=$(best_line "$work/digits.tsv")
-echo "digits (population 6, 5 generations, $((SECONDS - start)) s):"
-echo "  initial  $(cut -f 5,7,8 <<< "$initial" | tr '\t' ' ')"
-echo "  best     $(cut -f 2,5,7,8 <<< "$best" | tr '\t' ' ')"
+search digits "population 6, 5 generations" --population 6 --generations 5 --epochs-per-eval 3
 
 kerash dataset circle -o "$work/circle" --seed 1
-start=$SECONDS
-evolve -x "$work/circle/data.npy" -y "$work/circle/labels.txt" --scratch \
-    --population 8 --generations 10 --epochs-per-eval 10 --lr 0.01 --workers 2 --seed 1 \
-    -o "$work/circle-best" > "$work/circle.tsv" 2>/dev/null
-initial=$(sed -n 2p "$work/circle.tsv")
-best=$(best_line "$work/circle.tsv")
-echo "circle (population 8, 10 generations, $((SECONDS - start)) s):"
-echo "  initial  $(cut -f 5,7,8 <<< "$initial" | tr '\t' ' ')"
-echo "  best     $(cut -f 2,5,7,8 <<< "$best" | tr '\t' ' ')"
+search circle "population 8, 10 generations" --population 8 --generations 10 --epochs-per-eval 10 --lr 0.01
 awk -F'\t' '{ printf "  validation error of the best: %.1f%%\n", 100 * (1 - $8) }' <<< "$best"

@@ -422,6 +422,26 @@ def write_tree(folder, arrays, state=None):
             f.write((json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
 
 
+def read_tree(folder, shapes, error, shown=None, hint=""):
+    """{'layer_NN/W': array} read from folder/layer_NN/W.npy, each checked against `shapes`.
+
+    `error` is the exception to raise, `shown` the folder named in messages,
+    `hint` a remark added when a file is missing.
+    """
+    arrays = {}
+    for key, group in shapes.items():
+        for name, shape in group.items():
+            path = os.path.join(folder, key, name + ".npy")
+            where = os.path.join(shown or folder, key, name + ".npy")
+            if not os.path.exists(path):
+                raise error(f"{where} is missing{hint}")
+            array = tensorio.read_tensor(path)
+            if array.shape != tuple(shape):
+                raise error(f"{where} has shape {shape_str(array.shape)} but the model needs {shape_str(shape)}")
+            arrays[f"{key}/{name}"] = array
+    return arrays
+
+
 def flatten_params(params):
     return {f"{layer}/{name}": array for layer, group in params.items() for name, array in group.items()}
 
@@ -467,20 +487,11 @@ class ModelDir:
         version = version or self.version_dir()
         state = self.read_state(version)
         dtype = dtype or self.dtype(state)
+        arrays = read_tree(version, param_shapes(self.spec), ModelError, shown=self.path)
         params = {}
-        for key, shapes in param_shapes(self.spec).items():
-            params[key] = {}
-            for name, shape in shapes.items():
-                path = os.path.join(version, key, name + ".npy")
-                shown = os.path.join(self.path, key, name + ".npy")
-                if not os.path.exists(path):
-                    raise ModelError(f"{shown} is missing")
-                array = tensorio.read_tensor(path)
-                if array.shape != tuple(shape):
-                    raise ModelError(
-                        f"{shown} has shape {shape_str(array.shape)} but the description needs {shape_str(shape)}"
-                    )
-                params[key][name] = np.array(array, dtype=dtype)
+        for key, array in arrays.items():
+            layer, name = key.split("/")
+            params.setdefault(layer, {})[name] = np.array(array, dtype=dtype)
         return params, state
 
     def load_extra(self, prefix):

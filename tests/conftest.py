@@ -87,6 +87,36 @@ def copy_model(folder, name):
     return target
 
 
+def naive_conv(x, k, stride, pad, bias=None):
+    """Cross-correlation of x (N,C,H,W) with k (F,C,KH,KW), one output pixel at a time."""
+    n, c, h, w = x.shape
+    f, _, kh, kw = k.shape
+    padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad))
+    padded[:, :, pad : pad + h, pad : pad + w] = x
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, f, oh, ow))
+    for b in range(n):
+        for o in range(f):
+            for i in range(oh):
+                for j in range(ow):
+                    patch = padded[b, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+                    out[b, o, i, j] = np.sum(patch * k[o]) + (0.0 if bias is None else bias[o])
+    return out
+
+
+def naive_maxpool(x, kh, kw, stride, pad):
+    """Max over KH×KW windows of x (N,C,H,W) padded with −∞, one output pixel at a time."""
+    n, c, h, w = x.shape
+    padded = np.full((n, c, h + 2 * pad, w + 2 * pad), -np.inf)
+    padded[:, :, pad : pad + h, pad : pad + w] = x
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = padded[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw].max(axis=(2, 3))
+    return out
+
+
 def children(pid):
     """The pids of a process's children, read from /proc."""
     found = []

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import naive_conv, naive_maxpool
 
 from kerash import functions, model
 
@@ -122,32 +123,8 @@ def regression_targets(spec, n, seed):
 # ---------------------------------------------------------------- naive forward passes
 
 
-def naive_conv(x, w, b, stride, pad):
-    n, c, h, wd = x.shape
-    f, _, kh, kw = w.shape
-    xp = np.zeros((n, c, h + 2 * pad, wd + 2 * pad))
-    xp[:, :, pad : pad + h, pad : pad + wd] = x
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, f, oh, ow))
-    for s in range(n):
-        for k in range(f):
-            for i in range(oh):
-                for j in range(ow):
-                    window = xp[s, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
-                    out[s, k, i, j] = np.sum(window * w[k]) + b[k]
-    return out
 
 
-def naive_maxpool(x, kh, kw, stride, pad):
-    n, c, h, wd = x.shape
-    xp = np.full((n, c, h + 2 * pad, wd + 2 * pad), -np.inf)
-    xp[:, :, pad : pad + h, pad : pad + wd] = x
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, c, oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, :, i, j] = xp[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw].max(axis=(2, 3))
-    return out
 
 
 # (input W H D, convolution FILTERS STRIDE PAD KW KH)
@@ -170,7 +147,7 @@ def test_convolution_forward_is_cross_correlation_with_zero_padding(dims, conv):
     params = net.get_params()["layer_01"]
     assert params["W"].shape == (f, d, kh, kw)
     out = net.forward(x)
-    expected = naive_conv(x, params["W"], params["b"], s, p)
+    expected = naive_conv(x, params["W"], s, p, params["b"])
     assert out.shape == expected.shape == (3, *spec.shapes[0])
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
@@ -200,7 +177,7 @@ def test_softmax_in_a_convolution_runs_across_filters():
     spec, net = make_net("4 4 2\ninput\nconvolution softmax 3 1 1 3 3\n", seed=2)
     x = sample_inputs(spec, 2, 3)
     p = net.get_params()["layer_01"]
-    z = naive_conv(x, p["W"], p["b"], 1, 1)
+    z = naive_conv(x, p["W"], 1, 1, p["b"])
     e = np.exp(z - z.max(axis=1, keepdims=True))
     np.testing.assert_allclose(net.forward(x), e / e.sum(axis=1, keepdims=True), rtol=1e-12, atol=1e-15)
 

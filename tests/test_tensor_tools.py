@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from conftest import parse, run
+from conftest import naive_conv, naive_maxpool, parse, run
 from kerash import ops
 
 
@@ -15,35 +15,8 @@ def load_npy(data):
 # ---------------------------------------------------------------- naive references
 
 
-def naive_conv(x, k, stride, pad, bias=None):
-    """Cross-correlation of x (N,C,H,W) with k (F,C,KH,KW), one output pixel at a time."""
-    n, c, h, w = x.shape
-    f, _, kh, kw = k.shape
-    padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad))
-    padded[:, :, pad : pad + h, pad : pad + w] = x
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, f, oh, ow))
-    for b in range(n):
-        for o in range(f):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = padded[b, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
-                    out[b, o, i, j] = np.sum(patch * k[o]) + (0.0 if bias is None else bias[o])
-    return out
 
 
-def naive_maxpool(x, size, stride, pad):
-    n, c, h, w = x.shape
-    padded = np.full((n, c, h + 2 * pad, w + 2 * pad), -np.inf)
-    padded[:, :, pad : pad + h, pad : pad + w] = x
-    oh, ow = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
-    out = np.zeros((n, c, oh, ow))
-    for b in range(n):
-        for ch in range(c):
-            for i in range(oh):
-                for j in range(ow):
-                    out[b, ch, i, j] = padded[b, ch, i * stride : i * stride + size, j * stride : j * stride + size].max()
-    return out
 
 
 def naive_slice(t, x, y, z, w, h, d, pad):
@@ -118,7 +91,7 @@ def test_maxpool_matches_naive_loop():
         h = int(rng.integers(max(1, size - 2 * pad), 10))
         w = int(rng.integers(max(1, size - 2 * pad), 10))
         x = rng.normal(size=(n, c, h, w))
-        expected = naive_maxpool(x, size, stride, pad)
+        expected = naive_maxpool(x, size, size, stride, pad)
         np.testing.assert_array_equal(ops.maxpool(x, size, stride, pad), expected)
         np.testing.assert_array_equal(ops.maxpool(x[0], size, stride, pad), expected[0])
         np.testing.assert_array_equal(ops.maxpool(x[0, 0], size, stride, pad), expected[0, 0])
@@ -126,8 +99,8 @@ def test_maxpool_matches_naive_loop():
 
 def test_maxpool_stride_defaults_to_size_and_padding_is_minus_infinity():
     x = -np.arange(1.0, 37.0).reshape(1, 6, 6)  # all negative: zero padding would win
-    np.testing.assert_array_equal(ops.maxpool(x, 3), naive_maxpool(x[None], 3, 3, 0)[0])
-    np.testing.assert_array_equal(ops.maxpool(x, 2, 2, 1), naive_maxpool(x[None], 2, 2, 1)[0])
+    np.testing.assert_array_equal(ops.maxpool(x, 3), naive_maxpool(x[None], 3, 3, 3, 0)[0])
+    np.testing.assert_array_equal(ops.maxpool(x, 2, 2, 1), naive_maxpool(x[None], 2, 2, 2, 1)[0])
     assert np.all(ops.maxpool(x, 2, 2, 1) < 0)
 
 
@@ -192,12 +165,12 @@ def test_maxpool_tool(tmp_path):
     x = rng.normal(size=(2, 7, 9))
     np.save(tmp_path / "x.npy", x)
     got = load_npy(run(["maxpool", "x.npy", "--size", "3", "--format", "npy"], cwd=tmp_path).stdout)
-    np.testing.assert_array_equal(got, naive_maxpool(x[None], 3, 3, 0)[0])
+    np.testing.assert_array_equal(got, naive_maxpool(x[None], 3, 3, 3, 0)[0])
     got = load_npy(run("cat x.npy | maxpool - --size 3 --stride 2 --pad 1 --format npy", cwd=tmp_path).stdout)
-    np.testing.assert_array_equal(got, naive_maxpool(x[None], 3, 2, 1)[0])
+    np.testing.assert_array_equal(got, naive_maxpool(x[None], 3, 3, 2, 1)[0])
     got = parse(run("matrix-create 4 6 --init uniform -p -1 -p 0 --seed 2 | tee m.txt | maxpool --size 2", cwd=tmp_path).stdout)
     m = parse((tmp_path / "m.txt").read_bytes())
-    np.testing.assert_array_equal(got, naive_maxpool(m[None, None], 2, 2, 0)[0, 0])
+    np.testing.assert_array_equal(got, naive_maxpool(m[None, None], 2, 2, 2, 0)[0, 0])
 
 
 def test_tensor_slice_tool(tmp_path):

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .runner import tool
+from .runner import table_printer, tool
 
 
 @tool("evolve")
@@ -54,18 +54,7 @@ def evolve(
         # Checked now rather than after the whole search, which would be lost.
         raise UsageError(f"{output} already exists (use --force to replace it)")
     x, y = read_tensor(data), read_tensor(labels)
-    out = sys.stdout
-
-    def report(row):
-        # The header comes with the first genome, so bad data leaves standard output empty.
-        if not report.header_done:
-            out.write("\t".join(evolution.COLUMNS) + "\n")
-            report.header_done = True
-        out.write(evolution.format_row(row) + "\n")
-        out.flush()
-
-    report.header_done = False
-
+    report = table_printer(evolution.COLUMNS, evolution.format_row)
     best, rows = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
     evolution.write_best(best, output, rows, seed, force)
     sys.stderr.write(f"evolve: best genome {best.id} (val_loss {best.val_loss:.6g}) written to {output}\n")

@@ -23,6 +23,28 @@ def tool(name):
     return register
 
 
+def table_printer(columns, format_row, before=None):
+    """A function printing one tab-separated row a call, after a header line that comes with the first row.
+
+    The header waits for a row so that a run failing on bad data leaves
+    standard output empty.  `before` runs first on every call (clearing a
+    progress bar).
+    """
+    started = False
+
+    def print_row(row):
+        nonlocal started
+        if before:
+            before()
+        if not started:
+            sys.stdout.write("\t".join(columns) + "\n")
+            started = True
+        sys.stdout.write(format_row(row) + "\n")
+        sys.stdout.flush()
+
+    return print_row
+
+
 def _error(prog, message, code):
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.stderr.flush()

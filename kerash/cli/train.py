@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import Dtype, Quiet
-from .runner import tool
+from .runner import table_printer, tool
 
 
 def _opt(*names, help, metavar=None):
@@ -94,19 +94,8 @@ def train(
     x, y = tensorio.read_tensor(data), tensorio.read_tensor(labels)
     val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
 
-    out = sys.stdout
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
-
-    def report(record):
-        if bar:
-            bar.clear()
-        if not report.header_done:
-            out.write("\t".join(loop.COLUMNS) + "\n")
-            report.header_done = True
-        out.write(loop.format_record(record) + "\n")
-        out.flush()
-
-    report.header_done = False
+    report = table_printer(loop.COLUMNS, loop.format_record, bar.clear if bar else None)
 
     def warn(message):
         if not quiet:

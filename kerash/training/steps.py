@@ -73,18 +73,7 @@ def read_grads(folder, shapes):
         raise DataError(f"{stats_path} is unreadable: {e}") from None
     if samples < 0:
         raise DataError(f"{stats_path}: samples must be ≥ 0")
-    arrays = {}
-    for key, group in shapes.items():
-        for name, shape in group.items():
-            path = os.path.join(folder, key, name + ".npy")
-            if not os.path.exists(path):
-                raise DataError(f"{path} is missing (is this a gradient of the same model?)")
-            array = tensorio.read_tensor(path)
-            if array.shape != tuple(shape):
-                raise DataError(
-                    f"{path} has shape {'×'.join(map(str, array.shape))} but the model needs {'×'.join(map(str, shape))}"
-                )
-            arrays[f"{key}/{name}"] = array
+    arrays = modelmod.read_tree(folder, shapes, DataError, hint=" (is this a gradient of the same model?)")
     return arrays, stats
 
 
