@@ -242,3 +242,23 @@ def test_error_names_the_line_after_comments_and_header(tmp_path):
     proc = run(["init", "typo.model", "-o", "out"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "typo.model:7:", "sigmiod", "'sigmoid'")
     assert re.search(r"typo\.model:7:", proc.stderr.decode())
+
+
+@pytest.mark.parametrize("line", [
+    "convolution elu 4 1 1 3 3 0.5",  # activation parameters after the window (they once drifted before it)
+    "convolution srelu 2 2 0 3 2 -1 0.1 1 0.2",
+    "dense 7 leaky_relu 0.3",
+    "dense 3 isru 2",
+    "max_pooling - 2 1 2 2",
+    "flatten -",
+])
+def test_every_layer_kind_writes_the_text_it_reads(line):
+    from kerash import layers
+
+    kind, *args = line.split()
+    layer = layers.get_kind(kind).parse(args)
+    assert layer.text() == line
+    text = f"6 5 2\ninput\n{line}\nflatten -\ndense 2 softmax\n" if kind != "dense" else f"6 5 2\ninput\n{line}\ndense 2 softmax\n"
+    spec = model.parse_model(text)
+    assert model.normalised_text(spec).splitlines()[3] == line
+    assert model.normalised_text(model.parse_model(model.normalised_text(spec))) == model.normalised_text(spec)
