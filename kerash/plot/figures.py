@@ -58,6 +58,7 @@ def _figure_class():
             "grid.alpha": 0.3,
             "legend.fontsize": 8,
             "svg.hashsalt": "kerash",  # the same picture gives the same SVG file
+            "svg.fonttype": "none",  # text stays text: smaller files, searchable
         }
     )
     from matplotlib.figure import Figure
@@ -222,6 +223,7 @@ def confusion(model, data, labels):
                 j, i, str(count), ha="center", va="center", fontsize=size,
                 color="white" if count > top / 2 else ("black" if count else "0.6"),
                 fontweight="bold" if count and i != j else "normal",  # the mistakes stand out
+                gid=f"count-{i}-{j}",  # the SVG's <g id="count-TRUE-PREDICTED"> holds the cell's number
             )
     long_names = max(len(n) for n in names) > 3
     ax.set_xticks(range(k), names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
@@ -439,6 +441,7 @@ def evolution(source):
 
 def draw(kind, sources, data=None, labels=None, grads=None):
     """The figure of `kind` (see kerash.plot.KINDS)."""
+    _figure_class()  # first: without matplotlib, say what to install
     if kind == "curves":
         return curves(sources)
     if kind == "confusion":
