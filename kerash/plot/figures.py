@@ -128,6 +128,11 @@ def _log_if_wide(ax, values, label):
     return label
 
 
+def _short(path):
+    """A data file named in a title: its last two path components."""
+    return os.path.join(*os.path.normpath(source_name(path)).split(os.sep)[-2:])
+
+
 def _names(paths):
     """Short names for legends: the folder names, or the paths when two folder names are the same."""
     short = [os.path.basename(os.path.normpath(p)) for p in paths]
@@ -232,8 +237,8 @@ def confusion(model, data, labels):
     ax.set_ylabel("true class")
     fig.colorbar(image, ax=ax, label="samples", shrink=0.8)
     n, correct = result["samples"], result["correct"]
-    ax.set_title(
-        f"Confusion matrix of {_names([model])[0]} on {source_name(data)}: "
+    fig.suptitle(
+        f"Confusion matrix of {_names([model])[0]} on {_short(data)}\n"
         f"{correct} of {n} correct ({100 * correct / max(n, 1):.1f}%)",
         fontweight="bold",
     )
@@ -303,7 +308,7 @@ def boundary(model, data, labels):
     ax.set_ylabel("input 2 (second column)")
     fig.legend(handles=handles, loc="outside right center")
     fig.suptitle(
-        f"Decision regions of {_names([model])[0]}, and the points of {source_name(data)}\n"
+        f"Decision regions of {_names([model])[0]}, and the points of {_short(data)}\n"
         f"{len(x)} points, {wrong.sum()} misclassified ({100 * wrong.mean():.1f}%)",
         fontweight="bold",
     )
