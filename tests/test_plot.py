@@ -4,6 +4,7 @@ matplotlib costs about a second a process, so each test draws its pictures
 from one shell script.
 """
 
+import ast
 import fcntl
 import math
 import os
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_one_line_error, make_model, parse, run, savetxt, tool_env
+from conftest import ROOT, assert_one_line_error, make_model, parse, run, savetxt, tool_env
 from kerash.plot import tables
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -250,3 +251,13 @@ def test_plot_errors(tmp_path):
     proc = run(["kerash", "plot", "curves", "m", "-o", "c.png"], cwd=tmp_path, check=False, env=tool_env(PYTHONPATH=tmp_path / "hide"))
     assert_one_line_error(proc, 1, "pip install 'kerash[plot]'")
     assert not list(tmp_path.glob("c.*"))
+
+
+def test_only_the_figures_module_imports_matplotlib():
+    importers = set()
+    for path in (ROOT / "kerash").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] == "matplotlib" for n in names):
+                importers.add(path.relative_to(ROOT).as_posix())
+    assert importers == {"kerash/plot/figures.py"}
