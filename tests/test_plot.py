@@ -159,7 +159,7 @@ def test_weights_with_gradients_and_statistics(tmp_path):
     texts = svg_texts(svg_root(tmp_path / "weights.svg"))
     w = np.load(model / "layer_01" / "W.npy")
     assert "layer_01: W (2×4)" in texts and "layer_02: gradient of b (1)" in texts
-    assert f"rms {math.sqrt(np.mean(w**2)):.3g}" in texts, texts
+    assert f"rms {math.sqrt(np.mean(w**2)):.3g}, mean {w.mean():.3g}" in texts, texts
     assert "Per-layer statistics while training (stats.tsv)" in texts
     assert {"layer_01 W", "layer_02 b"} <= set(texts)
 

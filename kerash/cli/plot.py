@@ -22,7 +22,7 @@ def plot(
     labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices or one-hot rows.")] = None,
     grads: Annotated[Optional[str], typer.Option("--grads", metavar="GRADS", help="weights: also the histograms of this gradient folder (written by backprop).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", metavar="PX", help="Width in pixels (default 800; weights: 280 a column of histograms).")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", metavar="PX", help="Height in pixels (default 600; weights: 170 a layer).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", metavar="PX", help="Height in pixels (default 600; weights: 200 a layer).")] = None,
     dpi: Annotated[int, typer.Option("--dpi", metavar="DPI", help="Pixels per inch: text is sized in points, so a higher dpi makes it larger.")] = 100,
 ):
     """Draw training curves, a confusion matrix, decision regions, weight histograms or an evolution as a picture.

@@ -322,22 +322,19 @@ def weights_size(model, grads=None):
     """A default (width, height) in pixels that gives each layer's histograms room."""
     found = tables.read_layers(model)
     rows, columns = len({layer for layer, _, _ in found}), len({name for _, name, _ in found}) * (2 if grads else 1)
-    height = 60 + 170 * rows + (280 if os.path.exists(os.path.join(model, tables.STATS_FILE)) else 0)
+    height = 60 + 200 * rows + (280 if os.path.exists(os.path.join(model, tables.STATS_FILE)) else 0)
     return max(800, 280 * columns), max(600, height)
 
 
 def _histogram(ax, values, title, color, hatch=None):
+    from matplotlib.ticker import MaxNLocator
+
     values = np.asarray(values, dtype=float).ravel()
     ax.hist(values, bins=int(np.clip(2 * math.sqrt(values.size), 8, 50)), color=color, alpha=0.75, hatch=hatch, edgecolor="white" if hatch is None else "black", linewidth=0.3)
     rms = math.sqrt(float(np.mean(np.square(values))))
-    ax.set_title(title, fontsize=8)
-    from matplotlib.ticker import MaxNLocator
-
+    ax.set_title(f"{title}\nrms {rms:.3g}, mean {values.mean():.3g}\nrange {values.min():.3g} … {values.max():.3g}", fontsize=7.5)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
-    ax.text(
-        0.98, 0.95, f"rms {rms:.3g}\nmean {values.mean():.3g}\n{values.min():.3g} … {values.max():.3g}",
-        transform=ax.transAxes, ha="right", va="top", fontsize=7, bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none"},
-    )
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
 
 
 def weights(model, grads=None):
