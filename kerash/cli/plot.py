@@ -48,8 +48,7 @@ def plot(
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
       init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 30 --lr 0.5 > /dev/null
-      kerash plot curves c -o curves.png
-      kerash plot boundary c -x circle/data.npy -y circle/labels.txt -o boundary.svg --width 640 --height 480
+      kerash plot curves c -o curves.png --width 640 --height 480
     """
     from .. import plot as plots
     from ..errors import UsageError
