@@ -78,6 +78,7 @@ def output_format(path):
 
 
 def check_size(width, height, dpi):
+    """Refuse sizes matplotlib would choke on (or that fill the disk) before any drawing."""
     if not (16 <= width <= 20000 and 16 <= height <= 20000):
         raise UsageError(f"--width and --height must be 16 to 20000 pixels, not {width}×{height}")
     if not 10 <= dpi <= 2000:
@@ -134,8 +135,8 @@ def _short(path):
 
 
 def _names(paths):
-    """Short names for legends: the folder names, or the paths when two folder names are the same."""
-    short = [os.path.basename(os.path.normpath(p)) for p in paths]
+    """Short names for legends: the model folders' names, or the paths when two names are the same."""
+    short = [os.path.basename(os.path.normpath(p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p)))) for p in paths]
     return short if len(set(short)) == len(short) else list(paths)
 
 
@@ -144,13 +145,13 @@ def _names(paths):
 
 def curves(models):
     """Loss and accuracy per epoch of each model, training (solid) and validation (dashed)."""
+    fig = _figure_class()(layout="constrained")
     from matplotlib.lines import Line2D
 
     traces = [tables.read_trace(p, n) for p, n in zip(models, _names(models))]
     panels = [("loss", "val_loss", 1.0)]
     if any(t.has("accuracy") or t.has("val_accuracy") for t in traces):
         panels.append(("accuracy", "val_accuracy", 100.0))
-    fig = _figure_class()(layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     extra = {}
     for k, t in enumerate(traces):
@@ -198,7 +199,8 @@ def curves(models):
     handles += list(extra.values())
     labels += list(extra)
     axes[0].legend(handles, labels, loc="upper right", ncols=2 if len(labels) > 6 else 1)
-    what = ", ".join(t.name for t in traces[:-1]) + " and " + traces[-1].name if 1 < len(traces) <= 3 else traces[0].name if len(traces) == 1 else f"{len(traces)} models"
+    names = [t.name for t in traces]
+    what = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}" if len(names) <= 3 else f"{len(names)} models"
     fig.suptitle(f"Training curves of {what}", fontweight="bold")
     return fig
 
@@ -257,10 +259,13 @@ def _tint(color, amount=0.72):
 
 def boundary(model, data, labels):
     """The model's class over the data's bounding box, with the points coloured by true class."""
+    fig = _figure_class()(layout="constrained")
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     x, y = read_tensor(data), read_tensor(labels)
+    if not x.size:
+        raise UsageError(f"no samples to draw ({source_name(data)})")
     x = x.reshape(len(x), -1)
     if x.shape[1] != 2:
         raise UsageError(f"boundary draws 2-D inputs, but the samples have {x.shape[1]} values ({source_name(data)})")
@@ -278,7 +283,6 @@ def boundary(model, data, labels):
     k = max(2, outputs.shape[1], int(truth.max()) + 1, int(predicted.max()) + 1)
     names = tables.read_classes(model, k) if outputs.shape[1] > 1 else [str(c) for c in range(k)]
     colors = [PALETTE[c % len(PALETTE)] for c in range(k)]
-    fig = _figure_class()(layout="constrained")
     ax = fig.add_subplot()
     ax.grid(False)
     spans = high - low
@@ -361,7 +365,7 @@ def weights(model, grads=None):
             _histogram(ax, array, f"{layer}: {what}{name} ({shape})", PALETTE[1] if is_grad else PALETTE[0], "///" if is_grad else None)
             if c == 0:
                 ax.set_ylabel("count")
-            if r == len(layers) - 1 or (layer, name) not in values:
+            if r == len(layers) - 1:
                 ax.set_xlabel("gradient per sample" if is_grad else "value")
     heading = f"Parameters of {_names([model])[0]}"
     if grads:
@@ -432,7 +436,7 @@ def evolution(source):
     _integer_ticks(axes[-1])
     loss = table["val_loss"]
     best = int(np.nanargmin(np.where(np.isfinite(loss), loss, np.nan))) if np.any(np.isfinite(loss)) else None
-    title = f"Evolution logged in {path}: {len(generation)} genomes, {len(gens)} generations"
+    title = f"Evolution logged in {_short(path)}\n{len(generation)} genomes, {len(gens)} generations"
     if best is not None:
         title += f"; best {table['genome'][best]}, validation loss {loss[best]:.4g}"
     if failed:
