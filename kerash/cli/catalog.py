@@ -35,6 +35,7 @@ TOOLS = {
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "batches": ("kerash.cli.train:batches_tool", False),
+    "plot": ("kerash.cli.plot:plot", False),
 }
 
 
