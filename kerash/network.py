@@ -133,6 +133,10 @@ class Network:
 
     # ------------------------------------------------------------ parameters
 
+    def macs_per_sample(self):
+        """Multiply-adds of one sample's forward pass (one step of a sequence)."""
+        return sum(layer.macs(self._in_shapes(i)) for i, layer in enumerate(self.layers) if layer is not None)
+
     def param_shapes(self):
         """{'layer_NN': {name: shape}} in initialisation order."""
         return {self.nodes[i].key: self.layers[i].param_shapes(self._in_shapes(i)) for i in self.param_nodes}
@@ -189,9 +193,9 @@ class Network:
         """{'layer_NN/name': view} of an arena-shaped flat array (see use_arena)."""
         return {f"{key}/{name}": flat[start : start + size].reshape(shape) for key, name, start, size, shape in self.layout}
 
-    def join_flat(self, arrays):
+    def join_flat(self, arrays, dtype=None):
         """An arena-shaped flat array from {'layer_NN/name': array}, or None if one is missing."""
-        flat = np.empty(self.flat_params.size, dtype=self.dtype)
+        flat = np.empty(self.flat_params.size, dtype=dtype or self.dtype)
         for key, name, start, size, shape in self.layout:
             part = arrays.get(f"{key}/{name}")
             if part is None or part.shape != tuple(shape):

@@ -75,6 +75,10 @@ class Layer:
         """(fan-in, fan-out) for the initialisers."""
         return 0, 0
 
+    def macs(self, shapes):
+        """Multiply-adds of the forward pass per sample (to judge whether a batch is worth splitting)."""
+        return 0
+
     def forward(self, p, *xs):
         raise NotImplementedError
 

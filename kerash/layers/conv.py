@@ -78,6 +78,10 @@ class Convolution(Layer):
     def describe(self):
         return f"{self.activation.text()}, {self.kw}×{self.kh}/{self.stride}"
 
+    def macs(self, shapes):
+        _, oh, ow = self.output_shape(shapes)
+        return shapes[0][0] * self.kh * self.kw * self.filters * oh * ow
+
     def forward(self, p, x):
         cols, oh, ow = ops.im2col(x, self.kh, self.kw, self.stride, self.pad)
         wmat = ops.kernel_matrix(p["W"])

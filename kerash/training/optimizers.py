@@ -30,9 +30,25 @@ DEFAULTS = {
 SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
 
 
-def decay_of(key):
-    """Weight decay applies to weights W, not to biases."""
-    return 1.0 if key.endswith("/W") else None
+def flat_state(optimizer, net):
+    """The optimiser's saved state, per parameter ('layer_01/W.m'), laid out as the network's flat arena ('all.m')."""
+    flat = {}
+    for slot in SLOTS[optimizer.name]:
+        parts = {k[: -len(slot) - 1]: v for k, v in optimizer.state.items() if k.endswith("." + slot)}
+        joined = net.join_flat(parts) if parts else None
+        if joined is not None:
+            flat[f"all.{slot}"] = joined
+    return flat
+
+
+def per_parameter_state(optimizer, net):
+    """{'optimizer/layer_01/W.m': view} of a flat-arena state, as the model directory keeps it."""
+    extra = {}
+    for key, flat in optimizer.state.items():
+        slot = key.rsplit(".", 1)[1]
+        for name, view in net.split_flat(flat).items():
+            extra[f"optimizer/{name}.{slot}"] = view
+    return extra
 
 
 class Optimizer:
