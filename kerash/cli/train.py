@@ -104,8 +104,8 @@ def train(
     if sum(p == "-" for p in (data, labels, vdata, vlabels)) > 1:
         raise UsageError("only one input can be standard input")
     cfg = loop.TrainConfig(**settings)
-    if loop._mpi(cfg):
-        quiet = _join_mpi_job() or quiet
+    silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
+    quiet = quiet or silent
     x, y = tensorio.read_tensor(data), tensorio.read_tensor(labels)
     val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
 
@@ -129,7 +129,8 @@ def train(
 
         raise TrainingError(result.message)
     if result.status == "interrupted":
-        sys.stderr.write(f"train: {result.message}\n")
+        if not silent:
+            sys.stderr.write(f"train: {result.message}\n")
         return 128 + result.signal
     if result.message and not quiet:
         sys.stderr.write(f"train: {result.message}\n")
@@ -146,6 +147,9 @@ def _join_mpi_job():
 
     rank = rank_from_environment()
     if mpi_size() > 1:
+        from ..training.mpi import world
+
+        world()  # MPI is started now, so that mpiexec ends every rank when one fails
         # Errors that every rank meets (bad data) are told once, by rank 0, whose exit
         # makes mpiexec stop the others; a rank failing alone tells its own a moment later.
         on_error(before=(lambda: time.sleep(1.0)) if rank else None, after=lambda code: os._exit(code))

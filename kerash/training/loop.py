@@ -118,7 +118,7 @@ def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, 
     `names` (data, labels, validation data, validation labels) name the inputs in messages.
     """
     md = modelmod.ModelDir(model_path)
-    if _mpi(cfg):
+    if uses_mpi(cfg):
         from .mpi import rank_from_environment
 
         if rank_from_environment() != 0:
@@ -128,7 +128,8 @@ def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, 
         return _Fit(md, x, y, cfg, val, report, progress, warn, names).run()
 
 
-def _mpi(cfg):
+def uses_mpi(cfg):
+    """Whether training runs as MPI ranks (--engine mpi, or started by mpiexec with several ranks)."""
     return cfg.engine == "mpi" or (cfg.engine is None and mpi_size() > 1)
 
 
@@ -216,7 +217,7 @@ class _Fit:
         cfg = self.cfg
         workers = cfg.workers
         if workers is None:
-            workers = 1 if _mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
+            workers = 1 if uses_mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
         limit_blas_threads(cfg.threads or 1)
         prewarm_blas(self.dtype)
         self.net.use_arena()

@@ -56,8 +56,7 @@ class MpiEngine:
         self.workers = workers
         self.shards = self.size * workers
         self.leader = self.rank == 0
-        self.stop_request = 0  # this rank's signal, set by the loop; summed over ranks at each step
-        self.agreed_stop = 0
+        self.agreed_stop = 0  # how many ranks had a stop request (a signal) at the last step
         self.gather = gatherer(x)
         self.interrupted = lambda: False
         if getattr(net, "flat_params", None) is None:
@@ -87,7 +86,7 @@ class MpiEngine:
         extra[:n] = 0
         for start, stop in self._local_bounds(n):
             extra[start:stop] = losses[start:stop]
-        extra[n:] = (loss_sum, correct, self.stop_request)
+        extra[n:] = (loss_sum, correct, 1 if self.interrupted() else 0)
         self.comm.Allreduce(self.in_place, self.buffer[: size + n + _EXTRA], op=self.sum)
         self.agreed_stop = int(extra[n + 2])
         return extra[:n].astype(np.float64), float(extra[n]), int(round(float(extra[n + 1])))
