@@ -73,6 +73,7 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.t = 0
         self.state = {}
+        self._scratch = {}
 
     @property
     def lr(self):
@@ -95,6 +96,15 @@ class Optimizer:
             buf = self.state[full] = np.zeros_like(like)
         return buf
 
+    def _temp(self, like):
+        """A scratch array shaped like `like`, kept between steps: no allocation on the hot path."""
+        buf = self._scratch.get((like.shape, like.dtype))
+        if buf is None:
+            if len(self._scratch) > 8:
+                self._scratch.clear()
+            buf = self._scratch[(like.shape, like.dtype)] = np.empty_like(like)
+        return buf
+
     def step(self, items):
         """Apply one update in place.
 
@@ -107,7 +117,11 @@ class Optimizer:
         rule = getattr(self, "_" + self.name)
         for key, p, g, decay in items:
             if self.weight_decay and decay is not None:
-                g += (self.weight_decay * decay) * p
+                decayed = np.multiply(p, self.weight_decay * decay if np.isscalar(decay) else self.weight_decay,
+                                      out=self._temp(p))
+                if not np.isscalar(decay):
+                    decayed *= decay
+                g += decayed
             rule(key, p, g)
 
     def _sgd(self, key, p, g):
@@ -126,7 +140,7 @@ class Optimizer:
         v = self._slot(key, "velocity", p)
         v *= h["momentum"]
         v += g
-        g += h["momentum"] * v
+        g += np.multiply(v, h["momentum"], out=self._temp(p))
         g *= h["lr"]
         p -= g
 
@@ -134,22 +148,31 @@ class Optimizer:
         h = self.hyper
         m = self._slot(key, "m", p)
         v = self._slot(key, "v", p)
+        # Whole-buffer operations in place, with one scratch array: the same arithmetic
+        # as the textbook expressions, without a temporary array per operation.
+        temp = self._temp(p)
         m *= h["beta1"]
-        m += (1 - h["beta1"]) * g
+        m += np.multiply(g, 1 - h["beta1"], out=temp)
         v *= h["beta2"]
         np.square(g, out=g)
         g *= 1 - h["beta2"]
         v += g
-        denom = np.sqrt(v * (1 / (1 - h["beta2"] ** self.t)))
+        denom = np.multiply(v, 1 / (1 - h["beta2"] ** self.t), out=temp)
+        np.sqrt(denom, out=denom)
         denom += h["eps"]
-        p -= (h["lr"] / (1 - h["beta1"] ** self.t)) * m / denom
+        step = np.multiply(m, h["lr"] / (1 - h["beta1"] ** self.t), out=g)
+        step /= denom
+        p -= step
 
     def _rmsprop(self, key, p, g):
         h = self.hyper
         s = self._slot(key, "s", p)
+        temp = self._temp(p)
         s *= h["rho"]
-        s += (1 - h["rho"]) * np.square(g)
-        denom = np.sqrt(s)
+        np.square(g, out=temp)
+        temp *= 1 - h["rho"]
+        s += temp
+        denom = np.sqrt(s, out=temp)
         denom += h["eps"]
         g *= h["lr"]
         g /= denom
