@@ -30,7 +30,7 @@ from . import model as modelmod
 from .errors import DataError, UsageError
 from .network import targets_are_classes
 from .training import batches
-from .training.engine import LocalEngine, limit_blas_threads, prewarm_blas
+from .training.engine import LocalEngine, limit_blas_threads, prewarm_blas, tune_allocator
 from .training.optimizers import Optimizer
 from .workdir import scratch_dir
 
@@ -339,6 +339,7 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
         raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
     report = report or (lambda row: None)
     limit_blas_threads(1)
+    tune_allocator()
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
     if spec.format != "lines":

@@ -47,7 +47,7 @@ class Layer:
     kind = "layer"
     keras_name = "Layer"
     arity = 1  # inputs per call
-    channels_last = False  # True: batches of images come (N, H, W, C) (see network)
+    layout = "first"  # how batches of images come: "first" (N, C, H, W) or "cnhw" (C, N, H, W) (see network)
     activation = None
     syntax = ""  # the line-format arguments after the kind name, for messages
 

@@ -19,7 +19,8 @@ from .. import tensorio
 from ..network import targets_are_classes
 from ..errors import DataError, TrainingError, UsageError
 from . import batches
-from .engine import apply_update, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas
+from .engine import (apply_update, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
+                     tune_allocator)
 from .fork import EngineFailure, Interrupted
 from .optimizers import Optimizer, flat_state, per_parameter_state
 
@@ -219,6 +220,7 @@ class _Fit:
         if workers is None:
             workers = 1 if uses_mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
         limit_blas_threads(cfg.threads or 1)
+        tune_allocator()
         prewarm_blas(self.dtype)
         self.net.use_arena()
         self._flatten_optimizer_state()
