@@ -20,7 +20,7 @@ from ..network import targets_are_classes
 from ..errors import DataError, TrainingError, UsageError
 from . import batches
 from .engine import (apply_update, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
-                     tune_allocator)
+                     tune_allocator, usable_cores)
 from .fork import EngineFailure, Interrupted
 from .optimizers import Optimizer, flat_state, per_parameter_state
 
@@ -219,6 +219,9 @@ class _Fit:
         workers = cfg.workers
         if workers is None:
             workers = 1 if uses_mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
+        if workers * (cfg.threads or 1) > usable_cores():
+            self.warn(f"{workers} worker(s) × {cfg.threads or 1} thread(s) on {usable_cores()} core(s): "
+                      "they will take turns, slower than fewer")
         limit_blas_threads(cfg.threads or 1)
         tune_allocator()
         prewarm_blas(self.dtype)
