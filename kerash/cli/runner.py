@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from ..errors import KerashError
+from ..errors import KerashError, printable
 
 
 def tool(name):
@@ -46,8 +46,9 @@ def table_printer(columns, format_row, before=None):
 
 
 def _error(prog, message, code):
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    sys.stderr.flush()
+    if sys.stderr is not None:  # with standard error closed (2>&-) only the status tells
+        sys.stderr.write(f"{prog}: error: {printable(message)}\n")
+        sys.stderr.flush()
     return code
 
 
@@ -138,7 +139,15 @@ def invoke(fn, prog, argv=None):
         raise
     except MemoryError:
         return _error(prog, "out of memory", 1)
+    except OSError as e:
+        if debug:
+            raise
+        # a failed read or write outside tensorio (a full disk, a vanished file)
+        where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
+        return _error(prog, f"{e.strerror or e}{where}", 1)
     except Exception as e:
+        if isinstance(e, AttributeError) and sys.stdout is None:  # started with standard output closed (>&-)
+            return _error(prog, "cannot write to standard output: it is closed", 1)
         if debug:
             raise
         return _error(prog, f"internal error: {type(e).__name__}: {e} (KERASH_DEBUG=1 shows the traceback)", 1)
