@@ -39,6 +39,7 @@ STDIN_NAME = "<stdin>"
 # npy headers are short dictionaries; numpy itself refuses those above 10 000 bytes.
 _NPY_HEADER_MAX = 1 << 16
 _NPY_MAX_BYTES = 1 << 62
+MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
 _READ_BLOCK = 1 << 20
 
 
@@ -203,8 +204,10 @@ def _npy_header(head, where):
     shape, fortran = header["shape"], header["fortran_order"]
     if not isinstance(shape, tuple) or not all(type(d) is int for d in shape) or not isinstance(fortran, bool):
         raise DataError(f"malformed npy header ({where})")
+    if len(shape) > MAX_DIMS:
+        raise DataError(f"npy header gives {len(shape)} dimensions, more than {MAX_DIMS} ({where})")
     if any(d < 0 for d in shape):
-        raise DataError(f"npy header gives a negative dimension in shape {shape} ({where})")
+        raise DataError(f"npy header gives a negative dimension in shape {_shape_str(shape)} ({where})")
     try:
         dtype = np.dtype(header["descr"])
     except Exception:  # numpy raises several types for a malformed descr
@@ -212,12 +215,12 @@ def _npy_header(head, where):
     if dtype.kind == "c":
         raise DataError(f"complex values are not supported ({where})")
     if dtype.kind not in "biuf" or dtype.fields is not None or dtype.shape != ():
-        raise DataError(f"npy arrays of {dtype} are not supported; numbers only ({where})")
+        raise DataError(f"npy arrays of {_short(str(dtype))} are not supported; numbers only ({where})")
     count = 1
     for d in shape:
         count *= d
     if count * dtype.itemsize >= _NPY_MAX_BYTES:
-        raise DataError(f"npy header gives an impossibly large shape {shape} ({where})")
+        raise DataError(f"npy header gives an impossibly large shape {_shape_str(shape)} ({where})")
     return dtype, shape, fortran, start + hlen
 
 
@@ -234,7 +237,7 @@ def _read_npy(inp, head, expect_shape=None):
     if inp.size is not None:  # a regular file: its size is known before anything is read
         have = inp.size - offset
         if have < need:
-            raise DataError(f"truncated npy file: shape {shape} needs {need} bytes of data, found {have} ({where})")
+            raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {have} ({where})")
         if have > need:
             raise DataError(f"{have - need} unexpected bytes after the npy array data ({where})")
     try:
@@ -250,7 +253,7 @@ def _read_npy(inp, head, expect_shape=None):
     if got < need:
         got += inp.readinto(view[got:])
     if got < need:
-        raise DataError(f"truncated npy file: shape {shape} needs {need} bytes of data, found {got} ({where})")
+        raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {got} ({where})")
     if inp.size is None and inp.read(1):
         raise DataError(f"unexpected bytes after the npy array data ({where})")
     array = array.reshape(shape, order="F" if fortran else "C")
@@ -268,7 +271,11 @@ def _native(array):
 
 
 def _shape_str(shape):
-    return "×".join(map(str, shape)) if len(shape) else "scalar"
+    return _short("×".join(map(str, shape))) if len(shape) else "scalar"
+
+
+def _short(text, limit=60):
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):

@@ -29,6 +29,7 @@ import sys
 import numpy as np
 
 from .errors import DataError, printable
+from .tensorio import MAX_DIMS
 
 # Bytes read and parsed at a time; a line longer than this is checked as it grows.
 BLOCK = 1 << 20
@@ -45,7 +46,7 @@ _LONE_CR = re.compile(rb"\r(?!\n)")
 _SHAPE = re.compile(rb"\s*#\s*shape:(.*)", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(rb"[ \t\r\f\v]*#")
 _BOM = b"\xef\xbb\xbf"
-_MAX_DIM = 1 << 62
+_MAX_SIZE = 1 << 62
 # np.fromstring saturates integers that overflow int64; such mantissas, and
 # those above 9e18 (whose split into two doubles would not be exact), go to float().
 _MAX_DIGITS = 40
@@ -620,8 +621,10 @@ def _shape_header(line, where):
     total = 1
     for d in dims:
         total *= d
-    if total >= _MAX_DIM or any(d >= _MAX_DIM for d in dims):
+    if total >= _MAX_SIZE or any(d >= _MAX_SIZE for d in dims):
         raise DataError(f"{where}:1: bad shape header: dimensions too large")
+    if len(dims) > MAX_DIMS:
+        raise DataError(f"{where}:1: bad shape header: {len(dims)} dimensions, more than {MAX_DIMS}")
     return dims
 
 
