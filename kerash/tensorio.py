@@ -455,6 +455,16 @@ def write_tensor(array, output=None, fmt=None):
             f.write(chunk)
 
 
+def write_text(text, output=None):
+    """Write a str to standard output, or atomically to the path `output`."""
+    data = text.encode("utf-8")
+    if output in (None, "-"):
+        write_stream(_stdout(), [data])
+        return
+    with atomic_file(output) as f:
+        f.write(data)
+
+
 def write_stream(out, chunks):
     """Write byte chunks to a stream such as standard output; a failed write is a DataError."""
     try:
