@@ -40,7 +40,6 @@ STDIN_NAME = "<stdin>"
 _NPY_HEADER_MAX = 1 << 16
 _NPY_MAX_BYTES = 1 << 62
 MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
-_READ_BLOCK = 1 << 20
 
 
 # ---------------------------------------------------------------- reading
@@ -140,8 +139,8 @@ def read_table(source=None, where=None):
     """Read one tensor from a path, standard input ('-' or None) or a binary file object, in any format."""
     inp = _Input(source, where)
     try:
-        head = inp.read(_READ_BLOCK)
-        if head[:6] == NPY_MAGIC:
+        head = inp.read(len(NPY_MAGIC))
+        if head == NPY_MAGIC:
             array, stored = _read_npy(inp, head)
             return Table(array, None, "npy", stored)
         from . import textformat
@@ -178,23 +177,28 @@ def read_bytes(source, limit=None):
     return data
 
 
-def _npy_header(head, where):
-    """(dtype, shape, fortran_order, data offset) from the start of an npy file."""
-    if len(head) < 10:
-        raise DataError(f"truncated npy header ({where})")
+def _npy_header(inp, head):
+    """(dtype, shape, fortran_order, bytes read) of an npy file whose first bytes `head` came from `inp`."""
+    where = inp.where
+
+    def complete(size):
+        data = head + inp.read(size - len(head)) if len(head) < size else head
+        if len(data) < size:
+            raise DataError(f"truncated npy header ({where})")
+        return data
+
+    head = complete(10)
     major = head[6]
     if major == 1:
         hlen, start = int.from_bytes(head[8:10], "little"), 10
     elif major in (2, 3):
-        if len(head) < 12:
-            raise DataError(f"truncated npy header ({where})")
+        head = complete(12)
         hlen, start = int.from_bytes(head[8:12], "little"), 12
     else:
         raise DataError(f"unsupported npy version {major} ({where})")
     if hlen > _NPY_HEADER_MAX:
         raise DataError(f"npy header of {hlen} bytes is too long ({where})")
-    if len(head) < start + hlen:
-        raise DataError(f"truncated npy header ({where})")
+    head = complete(start + hlen)
     try:
         header = ast.literal_eval(bytes(head[start : start + hlen]).decode("utf-8" if major == 3 else "latin1"))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError):
@@ -216,20 +220,23 @@ def _npy_header(head, where):
         raise DataError(f"complex values are not supported ({where})")
     if dtype.kind not in "biuf" or dtype.fields is not None or dtype.shape != ():
         raise DataError(f"npy arrays of {_short(str(dtype))} are not supported; numbers only ({where})")
-    count = 1
+    span = 1  # numpy refuses shapes whose nonzero dimensions overflow, even with a zero among them
     for d in shape:
-        count *= d
-    if count * dtype.itemsize >= _NPY_MAX_BYTES:
+        span *= max(d, 1)
+    if span * dtype.itemsize >= _NPY_MAX_BYTES:
         raise DataError(f"npy header gives an impossibly large shape {_shape_str(shape)} ({where})")
-    return dtype, shape, fortran, start + hlen
+    return dtype, shape, fortran, head
 
 
-def _read_npy(inp, head, expect_shape=None):
-    """The array of an npy file whose first bytes are `head`, and its stored dtype."""
+def _read_npy(inp, head, expect_shape=None, expect_dtype=None):
+    """The array of an npy file whose first bytes `head` came from `inp`, and its stored dtype."""
     where = inp.where
-    dtype, shape, fortran, offset = _npy_header(head, where)
+    dtype, shape, fortran, head = _npy_header(inp, head)
+    offset = len(head)
     if expect_shape is not None and shape != expect_shape:
         raise DataError(f"{where} has shape {_shape_str(shape)} but {_shape_str(expect_shape)} is expected")
+    if expect_dtype is not None and dtype != np.dtype(expect_dtype):
+        raise DataError(f"{where} holds {dtype} values, {np.dtype(expect_dtype)} expected")
     count = 1
     for d in shape:
         count *= d
@@ -244,14 +251,7 @@ def _read_npy(inp, head, expect_shape=None):
         array = np.empty(count, dtype)
     except (MemoryError, ValueError):
         raise DataError(f"npy header announces {need} bytes of data, more than fits in memory ({where})") from None
-    view = memoryview(array).cast("B")
-    first = head[offset : offset + need]
-    view[: len(first)] = first
-    got = len(first)
-    if len(head) > offset + need:
-        raise DataError(f"unexpected bytes after the npy array data ({where})")
-    if got < need:
-        got += inp.readinto(view[got:])
+    got = inp.readinto(memoryview(array).cast("B"))
     if got < need:
         raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {got} ({where})")
     if inp.size is None and inp.read(1):
@@ -303,14 +303,11 @@ def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):
         inp = _Input(f, where)
         if inp.size is None:  # replaced by something else since the stat
             raise error(f"{where} is not a regular file")
-        head = inp.read(min(inp.size, 12 + _NPY_HEADER_MAX))
-        if head[:6] != NPY_MAGIC:
+        head = inp.read(len(NPY_MAGIC))
+        if head != NPY_MAGIC:
             raise error(f"{where} is not an npy file")
         try:
-            stored = _npy_header(head, where)[0]
-            if dtype is not None and stored != np.dtype(dtype):
-                raise DataError(f"{where} holds {stored} values, {np.dtype(dtype)} expected")
-            array, _ = _read_npy(inp, head, None if shape is None else tuple(shape))
+            array, stored = _read_npy(inp, head, None if shape is None else tuple(shape), dtype)
         except DataError as e:
             raise error(str(e)) from None
     return array

@@ -46,7 +46,7 @@ _LONE_CR = re.compile(rb"\r(?!\n)")
 _SHAPE = re.compile(rb"\s*#\s*shape:(.*)", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(rb"[ \t\r\f\v]*#")
 _BOM = b"\xef\xbb\xbf"
-_MAX_SIZE = 1 << 62
+_MAX_BYTES = 1 << 62
 # np.fromstring saturates integers that overflow int64; such mantissas, and
 # those above 9e18 (whose split into two doubles would not be exact), go to float().
 _MAX_DIGITS = 40
@@ -132,7 +132,7 @@ def split_fields(line, dialect):
         return [f[1:-1] if len(f) >= 2 and f[:1] == f[-1:] == b'"' else f for f in line.split()]
     import csv
 
-    text = line.decode("latin-1").rstrip("\r\n")
+    text = line.decode("latin-1").replace("\r", " ").replace("\0", " ")  # csv refuses both inside a line
     row = next(csv.reader([text], delimiter=dialect.sep.decode(), skipinitialspace=True), [])
     fields = [f.strip().encode("latin-1") for f in row]
     return fields if any(fields) else []
@@ -412,9 +412,12 @@ def _values(blk, dialect, starts, ends, has_e, frac, odd):
     else:
         text = blk
         first = np.frombuffer(blk, np.uint8)[starts]
-    ints = np.fromstring(text.translate(dialect.digits, dialect.delete), dtype=np.int64, sep=" ")
     n = first.size
-    if ints.size != n + int(np.count_nonzero(has_e)):
+    expected = n + int(np.count_nonzero(has_e))
+    if expected == 0:
+        return np.full(ntok, np.nan)  # np.fromstring would read a 0 from white space alone
+    ints = np.fromstring(text.translate(dialect.digits, dialect.delete), dtype=np.int64, sep=" ")
+    if ints.size != expected:
         raise _Mismatch
     if n != ints.size:
         at = np.arange(n) + np.cumsum(has_e) - has_e
@@ -618,10 +621,10 @@ def _shape_header(line, where):
     if not all(re.fullmatch(rb"[0-9]+", w) for w in words):
         raise DataError(f"{where}:1: bad shape header {excerpt(line.strip())}: expected '# shape: d0 d1 …', whole numbers ≥ 0")
     dims = tuple(int(w) for w in words)
-    total = 1
+    span = 1  # numpy refuses shapes whose nonzero dimensions overflow, even with a zero among them
     for d in dims:
-        total *= d
-    if total >= _MAX_SIZE or any(d >= _MAX_SIZE for d in dims):
+        span *= max(d, 1)
+    if span * 8 >= _MAX_BYTES:
         raise DataError(f"{where}:1: bad shape header: dimensions too large")
     if len(dims) > MAX_DIMS:
         raise DataError(f"{where}:1: bad shape header: {len(dims)} dimensions, more than {MAX_DIMS}")
