@@ -22,6 +22,7 @@ round trip is bit-exact (see `textformat`).
 """
 
 import ast
+import io
 import os
 import stat
 import sys
@@ -94,7 +95,9 @@ class _Input:
                 raise DataError(f"cannot read {self.where}: {e.strerror or e}") from None
             # a file object without a descriptor (BytesIO, gzip): read it as a stream
         else:
-            if stat.S_ISREG(info.st_mode):
+            # only a file read directly knows its size; not so a decompressing reader with a fileno
+            direct = source in (None, "-") or self.owned or isinstance(self.file, (io.BufferedReader, io.FileIO))
+            if direct and stat.S_ISREG(info.st_mode):
                 try:  # what is left of it: standard input may be a file read in part already
                     base = self.file.tell()
                 except OSError:
@@ -158,21 +161,17 @@ def read_tensor(source=None):
 
 def parse_tensor(data, where="<data>"):
     """Parse the bytes of a tensor file; `where` names it in error messages."""
-    import io
-
     return read_table(io.BytesIO(data), where).array
 
 
-def read_bytes(source, limit=None):
-    """All bytes of a file or of standard input ('-' or None); DataError beyond `limit` bytes."""
+def read_bytes(source, limit=16 << 20):
+    """All bytes of a small file or of standard input ('-' or None); more than `limit` bytes is a DataError."""
     inp = _Input(source)
     try:
-        data = inp.read(limit + 1 if limit is not None else -1) if limit is not None else inp.file.read()
-    except OSError as e:
-        raise DataError(f"cannot read {inp.where}: {e.strerror or e}") from None
+        data = inp.read(limit + 1)
     finally:
         inp.close()
-    if limit is not None and len(data) > limit:
+    if len(data) > limit:
         raise DataError(f"{inp.where} is larger than {limit} bytes")
     return data
 
@@ -334,8 +333,6 @@ def resolve_format(fmt=None, output=None):
 
 def _npy_chunks(a):
     """The npy header, then the array's bytes straight from memory (no copy of a C-ordered array)."""
-    import io
-
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise DataError(f"cannot write values of type {a.dtype}")
