@@ -5,7 +5,7 @@ Formats are recognised from the bytes, never from a file name:
 * ``.npy`` starts with the ``\\x93NUMPY`` magic;
 * KeraSH's matrix format is a first line ``w h d`` followed by ``w·h·d``
   values, one per line, x fastest;
-* anything else is text (see `textparse`): rows of numbers separated by
+* anything else is text (see `textformat`): rows of numbers separated by
   spaces, tabs, commas or semicolons, ``#`` comment lines, an optional first
   line ``# shape: d0 d1 …`` for N-D tensors stored as rows of the last
   dimension, and an optional header row of column names.
