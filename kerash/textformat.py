@@ -45,6 +45,9 @@ _BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _SHAPE = re.compile(rb"\s*#\s*shape:(.*)", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(rb"[ \t\r\f\v]*#")
+# The bytes of numbers (nan and inf(inity) included) and of separators.
+_NUMBER_BYTES = b'0123456789+-.eEnNaAiIfFtTyY" \t\r\f\v,;'
+
 _BOM = b"\xef\xbb\xbf"
 _MAX_BYTES = 1 << 62
 # np.fromstring saturates integers that overflow int64; such mantissas, and
@@ -129,7 +132,10 @@ def excerpt(data, limit=24):
 def split_fields(line, dialect):
     """The fields of one line (quotes removed, white space stripped); [] for a line without values."""
     if dialect.sep is None:
-        return [f[1:-1] if len(f) >= 2 and f[:1] == f[-1:] == b'"' else f for f in line.split()]
+        fields = line.split()
+        if b'"' not in line:
+            return fields
+        return [f[1:-1] if len(f) >= 2 and f[:1] == f[-1:] == b'"' else f for f in fields]
     import csv
 
     text = line.decode("latin-1").replace("\r", " ").replace("\0", " ")  # csv refuses both inside a line
@@ -152,7 +158,7 @@ def _overflows(value, field):
 
 
 def line_problem(line, dialect, ncols, header=False):
-    """Why `line` is not a row of `ncols` numbers, or None when it is one (or holds no values)."""
+    """Why `line` is not a row of `ncols` numbers (any number when None), or None when it is one or holds no values."""
     if _BINARY.search(line):
         return "binary data, not a text tensor"
     if _COMMENT.match(line):
@@ -168,7 +174,7 @@ def line_problem(line, dialect, ncols, header=False):
             return f"not a number: {excerpt(field)}{_hint(field, dialect)}"
         if _overflows(value, field):
             return f"{excerpt(field)} is too large for a float64 (it overflows to infinity)"
-    if fields and len(fields) != ncols:
+    if fields and ncols is not None and len(fields) != ncols:
         named = f" (the header names {ncols} columns)" if header else ""
         return f"expected {ncols} values, found {len(fields)}{named}"
     return None
@@ -222,6 +228,18 @@ def _scale(m, e10):
     relative error below 2^-100, so its rounding is exact unless the value
     lies that close to a midpoint between two floats: those are undecided.
     """
+    # In slices whose temporaries stay in the cache (and below malloc's mmap
+    # threshold): five times as fast as whole blocks.
+    values, undecided = np.empty(m.size), np.empty(m.size, bool)
+    for s in range(0, m.size, _SLICE):
+        values[s : s + _SLICE], undecided[s : s + _SLICE] = _scale_slice(m[s : s + _SLICE], e10[s : s + _SLICE])
+    return values, undecided
+
+
+_SLICE = 8192
+
+
+def _scale_slice(m, e10):
     hi, hh, hl, lo = _powers()
     i = e10 - _POW_MIN
     ph, phh, phl, pl = hi[i], hh[i], hl[i], lo[i]
@@ -482,18 +500,26 @@ class _Lines:
 
     def block(self, lineno):
         """The next bytes holding whole lines (ending in a newline), or b'' at the end."""
-        pending = self.pending
-        searched = checked = 0
-        while not self.eof and pending.find(b"\n", searched) < 0:
-            if len(pending) - checked > BLOCK:
-                checked = self.check(pending, checked, lineno)
-            searched = len(pending)
+        parts = [self.pending]
+        unchecked, waiting = [self.pending], len(self.pending)  # of a line longer than a block
+        found = False  # in what is read now: what was pending holds no newline, but for the first bytes
+        comment = None
+        while not found and not self.eof:
+            if waiting > BLOCK:
+                data = b"".join(unchecked)
+                if comment is None:  # the first check sees the start of the line
+                    comment = bool(_COMMENT.match(data))
+                rest = b"" if comment else data[self.check(data, lineno) :]
+                unchecked, waiting = [rest], len(rest)
             want = BLOCK if self.limit is None else min(BLOCK, self.limit - self.consumed)
             more = self.read(want) if want > 0 else b""
             self.consumed += len(more)
-            if not more:
-                self.eof = True
-            pending += more
+            self.eof = not more
+            found = b"\n" in more
+            parts.append(more)
+            unchecked.append(more)
+            waiting += len(more)
+        pending = b"".join(parts) if len(parts) > 1 else parts[0]
         if self.eof and pending and not pending.endswith(b"\n"):
             pending += b"\n"
         cut = pending.rfind(b"\n") + 1
@@ -518,8 +544,8 @@ def read_text(source, where, head=b""):
 def _read_text(source, where, head):
     dialect = None
 
-    def check(data, start, lineno):
-        return _check_long_line(data, start, dialect, lineno)
+    def check(data, lineno):
+        return _check_long_line(data, dialect, lineno)
 
     lines = _Lines(source.read, head, check)
     lineno = 1
@@ -547,7 +573,7 @@ def _read_text(source, where, head):
         if stripped.startswith(b"#"):
             if lineno == 1:
                 shape = _shape_header(line, where)
-        elif stripped and split_fields(line, dialect_of(line)):
+        elif stripped.translate(None, b" \t\r\f\v,;"):  # not only separators: values
             break
         pos = end + 1
         lineno += 1
@@ -557,6 +583,8 @@ def _read_text(source, where, head):
     ncols = len(fields)
     columns = None
     if all(number(f, dialect) is None for f in fields):
+        if not any(fields):
+            raise _LineProblem(lineno, "empty fields only")
         columns = tuple(printable(f.decode("utf-8", "replace")) for f in fields)
         pos = end + 1
         lineno += 1
@@ -581,6 +609,7 @@ def _read_text(source, where, head):
 def _blocks(lines, body, dialect, ncols, lineno, header):
     """Parse the rest of the input (`body`, then lines.block()); returns the row blocks."""
     chunks = []
+    body = body or lines.block(lineno)
     while body:
         rows, nlines = parse_block(body, dialect, ncols, lineno, header)
         chunks.append(rows)
@@ -589,27 +618,24 @@ def _blocks(lines, body, dialect, ncols, lineno, header):
     return chunks
 
 
-def _check_long_line(data, start, dialect, lineno):
-    """A line longer than a block: fail early when what came of it after `start` is not numbers.
+def _check_long_line(data, dialect, lineno):
+    """Part of a line longer than a block: fail early when it is clearly not numbers.
 
-    Returns where the next check starts (a separator).
+    Only its bytes are checked (the line is parsed once it is whole).
+    Returns how much of `data` needs no checking again.
     """
-    if _BINARY.search(data, start):
-        raise _LineProblem(lineno, "binary data, not a text tensor")
-    if _COMMENT.match(data):
-        return len(data)
-    dialect = dialect or dialect_of(data[:BLOCK])
+    dialect = dialect or dialect_of(data)
     seps = b" \t\r\f\v" + (dialect.sep or b"")
-    cut = max(data.rfind(bytes([c]), start) for c in seps)
-    if cut <= start:
-        if len(data) - start > BLOCK:
-            raise _LineProblem(lineno, f"more than {BLOCK} bytes without a separator: not a text tensor")
-        return start
-    part = data[start:cut].strip(seps) + b"\n"
-    tok = np.frombuffer(part.translate(dialect.classes), np.uint8) > FIELD
-    ntok = int(np.count_nonzero(tok[1:] & ~tok[:-1])) + int(tok[0])
-    if ntok:
-        parse_block(part, dialect, ntok, lineno)
+    cut = max(data.rfind(bytes([c])) for c in seps) + 1
+    strange = data.translate(None, _NUMBER_BYTES)
+    if strange:
+        if _BINARY.search(strange):
+            raise _LineProblem(lineno, "binary data, not a text tensor")
+        problem = cut and line_problem(data[:cut].strip(seps), dialect, None)
+        if problem:
+            raise _LineProblem(lineno, problem)
+    if cut == 0 and len(data) > BLOCK:
+        raise _LineProblem(lineno, f"more than {BLOCK} bytes without a separator: not a text tensor")
     return cut
 
 
@@ -707,7 +733,7 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header):
             offset[0] += len(data)
             return data
 
-        child_lines = _Lines(read, b"", lambda data, start, k: _check_long_line(data, start, dialect, k))
+        child_lines = _Lines(read, b"", lambda data, k: _check_long_line(data, dialect, k))
         n, k = 0, 1
         try:
             body = child_lines.block(k)
@@ -731,6 +757,7 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header):
     lines.limit = split
     try:
         chunks = []
+        body = body or lines.block(lineno)
         while body:
             rows, nlines = parse_block(body, dialect, ncols, lineno, header)
             chunks.append(rows)
