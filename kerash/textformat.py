@@ -70,7 +70,7 @@ class Dialect:
     def __init__(self, sep):
         self.sep = sep
         classes = bytearray([OTHER]) * 256
-        for c in b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f":
+        for c in [*range(0, 9), *range(14, 32), 127]:  # as _BINARY
             classes[c] = CONTROL
         for c in b" \t\r\f\v":
             classes[c] = WS

@@ -1,5 +1,6 @@
 """The text reader in-process: every value exact against Python's float, blocks, two processes, messages."""
 
+import io
 import random
 from decimal import Decimal
 
@@ -143,3 +144,17 @@ def test_an_error_quotes_a_short_escaped_excerpt():
     with pytest.raises(DataError) as caught:
         tensorio.parse_tensor(b"1 2\n3 " + b"abc" * 5000 + b"\n", "t")
     assert str(caught.value) == "t:2: not a number: 'abcabcabcabcabcabcabcabc…'"
+
+
+def test_header_rows_give_column_names():
+    for text, columns in [
+        (b"x,y\n1,2\n", ("x", "y")),
+        (b"\xef\xbb\xbf\"sepal length\";\"Gr\xc3\xb6\xc3\x9fe\"\r\n1,5;2\r\n", ("sepal length", "Größe")),
+        (b"a b c\n1 2 3\n4 5 6\n", ("a", "b", "c")),
+        (b"nan 1\n2 3\n", None),
+        (b"1,2\n", None),
+    ]:
+        table = tensorio.read_table(io.BytesIO(text))
+        assert table.columns == columns and table.format == "text" and table.array.dtype == np.float64
+    assert tensorio.read_table(io.BytesIO(b"x;y\n1,5;2\n")).array.tolist() == [[1.5, 2.0]]
+    assert tensorio.read_table(io.BytesIO(b"3 1 1\n1\n2\n3\n")).format == "kerash"
