@@ -1,7 +1,6 @@
 """Any readable path is an input; hostile inputs fail fast with little memory; output failures are located errors."""
 
 import gzip
-import io
 import os
 import pty
 import shutil
@@ -14,12 +13,6 @@ import pytest
 from conftest import BIN, assert_one_line_error, parse, run, tool_env
 from kerash import tensorio
 from kerash.errors import DataError, ModelError
-
-
-def npy_bytes(array):
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def npy_with_header(header, data=b""):
