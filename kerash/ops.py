@@ -90,7 +90,7 @@ def column_stats(a):
     (÷N, as for a z-score); a column of NaNs only has NaN statistics.
     """
     a = np.asarray(a, dtype=np.float64)
-    a = a.reshape(-1, 1) if a.ndim < 2 else a.reshape(a.shape[0], -1)
+    a = a.reshape(-1, 1) if a.ndim < 2 else a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
     missing = np.isnan(a)
     count = a.shape[0] - missing.sum(axis=0)
     present = np.maximum(count, 1)

@@ -78,3 +78,26 @@ def test_tensor_show_summarises_large_tensors(tmp_path):
     assert "..." in lines[1] and len(lines) < 20
     assert "ints.npy: npy int16, read as float64, shape 2×2" in lines
     assert int(lines[-1]) > 2000
+
+
+def test_column_stats_against_numpy_in_process(rng):
+    import warnings
+
+    from kerash import ops
+
+    for shape in [(7, 3), (1, 4), (5,), (), (0, 3), (4, 2, 3)]:
+        a = rng.normal(size=shape)
+        if a.size > 2:
+            a.flat[::3] = np.nan
+        got = ops.column_stats(a)
+        m = a.reshape(-1, 1) if a.ndim < 2 else a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            expected = {
+                "count": np.sum(~np.isnan(m), axis=0), "nan": np.sum(np.isnan(m), axis=0),
+                "mean": np.nanmean(m, axis=0), "std": np.nanstd(m, axis=0),
+                "min": np.nanmin(m, axis=0) if m.size else np.full(m.shape[1], np.nan),
+                "max": np.nanmax(m, axis=0) if m.size else np.full(m.shape[1], np.nan),
+            }
+        for name in ops.STATS:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-13, err_msg=f"{name} {shape}")
