@@ -351,7 +351,7 @@ class Loss:
     """A loss: per-sample values (N,) and their gradient dL_i/dŷ_i (N, K).
 
     The batch loss is the mean of the per-sample losses.  A loss may be fused
-    with the output activation it pairs with (softmax for cross-entropy,
+    with the output activations it pairs with (softmax for cross-entropy,
     sigmoid for binary cross-entropy): then it works from the pre-activation z
     for numerical stability.
     """
@@ -362,8 +362,8 @@ class Loss:
         self.grad = grad
         self.params = tuple(params)
         self.doc = doc
-        # (activation name, value(z, ŷ, y), grad(z, ŷ, y), grad when every target row sums to 1) or None
-        self.fused = fused
+        # {activation name: (value(z, ŷ, y), grad(z, ŷ, y), grad when every target row sums to 1 or None)}
+        self.fused = fused or {}
 
     def bind(self, given=()):
         return BoundLoss(self, resolve_params("loss", self.name, self.params, given))
@@ -382,21 +382,33 @@ class BoundLoss:
         return self.loss.grad(yhat, y, *self.values)
 
     def fuses_with(self, activation_name):
-        return self.loss.fused is not None and self.loss.fused[0] == activation_name
+        return activation_name in self.loss.fused
 
-    def value_from_z(self, z, yhat, y):
-        return self.loss.fused[1](z, yhat, y, *self.values)
-
-    def grad_from_z(self, z, yhat, y, unit_rows=False):
-        """∂loss/∂z; unit_rows says every target row sums to 1 (one-hot), which may simplify it."""
-        fused = self.loss.fused
-        if unit_rows and fused[3] is not None:
-            return fused[3](z, yhat, y, *self.values)
-        return fused[2](z, yhat, y, *self.values)
+    def fusion(self, activation_name):
+        """This loss worked out from the pre-activation z of the output activation, or None."""
+        found = self.loss.fused.get(activation_name)
+        return None if found is None else FusedLoss(found, self.values)
 
     def text(self):
         """The loss as a model file writes it: its name and every parameter."""
         return " ".join([self.name, *map(_fmt, self.values)])
+
+
+class FusedLoss:
+    """A loss together with its output activation: values and gradients from the pre-activation z."""
+
+    def __init__(self, functions, values):
+        self._value, self._grad, self._grad_unit_rows = functions
+        self.values = values
+
+    def value(self, z, yhat, y):
+        return self._value(z, yhat, y, *self.values)
+
+    def grad(self, z, yhat, y, unit_rows=False):
+        """∂loss/∂z; unit_rows says every target row sums to 1 (one-hot), which may simplify it."""
+        if unit_rows and self._grad_unit_rows is not None:
+            return self._grad_unit_rows(z, yhat, y, *self.values)
+        return self._grad(z, yhat, y, *self.values)
 
 
 LOSSES = {}
@@ -539,13 +551,37 @@ _loss("huber_modified", doc="targets t=±1, z=tŷ: (max(0,1−z))² if z ≥ −
 _loss(
     "binary_cross_entropy",
     doc="−mean over units of y ln ŷ + (1−y) ln(1−ŷ); fused with a sigmoid output",
-    fused=("sigmoid", _bce_from_z, _bce_grad_from_z, None),
+    fused={"sigmoid": (_bce_from_z, _bce_grad_from_z, None)},
 )((_bce, _bce_grad))
 _loss(
     "cross_entropy",
     doc="−Σ y ln ŷ over units; fused with a softmax output",
-    fused=("softmax", _ce_from_z, _ce_grad_from_z, _ce_grad_unit_rows),
+    fused={"softmax": (_ce_from_z, _ce_grad_from_z, _ce_grad_unit_rows)},
 )((_ce, _ce_grad))
+
+
+# McClelland's "new error" (DyNet's v_l): the cross-entropy of outputs read as probabilities,
+# p = ŷ for sigmoid outputs in (0, 1), p = (1 + ŷ)/2 for tanh outputs in (−1, 1), targets alike.
+# Its gradient at the pre-activation is ŷ − y: it does not vanish where the output saturates,
+# unlike the squared error's (ŷ − y)·f'(z).  tanh z = 2σ(2z) − 1, so both are one formula in σ.
+
+
+def _mcclelland(yhat, y):
+    # Outside a fused output (the activation unknown): ŷ and y read as in the sigmoid case.
+    return _bce(yhat, y)
+
+
+def _mcclelland_tanh_from_z(z, yhat, y):
+    u, q = 2 * z, (1 + y) / 2
+    return _mean_units(np.maximum(u, 0) - u * q + np.log1p(np.exp(-np.abs(u))))
+
+
+_loss(
+    "mcclelland",
+    doc="McClelland's error: −mean over units of q ln p + (1−q) ln(1−p), p = ŷ (sigmoid) or (1+ŷ)/2 (tanh); "
+        "∂/∂z = ŷ − y",
+    fused={"sigmoid": (_bce_from_z, _bce_grad_from_z, None), "tanh": (_mcclelland_tanh_from_z, _bce_grad_from_z, None)},
+)((_mcclelland, _bce_grad))
 _loss("hinge", doc="targets t=±1: mean over units of max(0, 1−tŷ)")(
     (
         lambda yhat, y: _mean_units(np.maximum(0, 1 - _signed_targets(y) * yhat)),

@@ -70,7 +70,8 @@ class Network:
         self.recurrent = any(d for node in nodes for _, d in node.inputs)
         out = self.layers[-1]
         # Losses fuse with a dense output layer, whose pre-activation rows are the samples.
-        self.fused = out.kind == "dense" and loss.fuses_with(out.activation.name)
+        self.fusion = loss.fusion(out.activation.name) if out.kind == "dense" else None
+        self.fused = self.fusion is not None
         # Single-output classification: outputs above the threshold mean class 1.
         self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
         self.unit_rows = False  # every target row sums to 1 (see adapt_to_targets)
@@ -289,7 +290,7 @@ class Network:
         """Per-sample losses (N,) of outputs out (N, K) against y (N, K)."""
         if self.fused:
             z, a = self.layers[-1].pre_activation(ctx)
-            return self.loss.value_from_z(z, a, y)
+            return self.fusion.value(z, a, y)
         return self.loss.value(out, y)
 
     def _gradient_flat(self, x, y, scale, keep=None, plan=None):
@@ -306,7 +307,7 @@ class Network:
         dvals = [None] * self.size
         if self.fused:
             z, a = self.layers[-1].pre_activation(ctxs[-1])
-            dz = self.loss.grad_from_z(z, a, y, self.unit_rows)
+            dz = self.fusion.grad(z, a, y, self.unit_rows)
             if scale != 1.0:
                 dz *= scale
             self._back_step(dvals, None, ctxs, written, dz, plan)
@@ -359,7 +360,7 @@ class Network:
             correct += self.correct(out, yt)
             if self.fused:
                 z, a = self.layers[-1].pre_activation(contexts[t][-1])
-                d = self.loss.grad_from_z(z, a, yt, self.unit_rows)
+                d = self.fusion.grad(z, a, yt, self.unit_rows)
             else:
                 d = self.loss.grad(out, yt)
             d *= weight
@@ -482,7 +483,7 @@ class Network:
         out = np.concatenate([o for _, o, _ in kept])
         y = np.concatenate([t for _, _, t in kept])
         if self.fused:
-            losses = self.loss.value_from_z(np.concatenate([z for z, _, _ in kept]), out, y)
+            losses = self.fusion.value(np.concatenate([z for z, _, _ in kept]), out, y)
         else:
             losses = self.loss.value(out, y)
         return losses, self.correct(out, y)
