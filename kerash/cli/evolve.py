@@ -1,6 +1,5 @@
 """The evolve tool."""
 
-import os
 import sys
 from typing import Annotated, Optional
 
@@ -50,9 +49,7 @@ def evolve(
         raise UsageError("only one input can be standard input")
     text = modelmod.normalised_text(modelmod.read_model_file(start)) if start else None
     cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size, optimizer, lr)
-    if os.path.lexists(output) and not force:
-        # Checked now rather than after the whole search, which would be lost.
-        raise UsageError(f"{output} already exists (use --force to replace it)")
+    modelmod.check_target(output, force)  # now rather than after the whole search, which would be lost
     x, y = read_tensor(data), read_tensor(labels)
     report = table_printer(evolution.COLUMNS, evolution.format_row)
     best, rows = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
