@@ -38,15 +38,11 @@ def targets_are_classes(y):
 
 
 def _to(layout, x):
-    """A batch brought into a layout: 'last' (N,H,W,C) from (N,C,H,W), 'first' the reverse; a view."""
-    if layout == "last":
-        return x.transpose(0, 2, 3, 1)
-    if layout == "first":
-        return x.transpose(0, 3, 1, 2)
-    return x
+    """A batch of images brought into the other layout, (N,C,H,W) ↔ (C,N,H,W): a view (the swap is its own inverse)."""
+    return x.transpose(1, 0, 2, 3) if layout else x
 
 
-_BACK = {"last": "first", "first": "last", None: None}
+_BACK = {"cnhw": "first", "first": "cnhw", None: None}
 
 
 class Node:
@@ -82,12 +78,12 @@ class Network:
         self.grads = [{} for _ in nodes]
         self.has_params = [bool(layer is not None and layer.param_shapes(self._in_shapes(i))) for i, layer in enumerate(self.layers)]
         self.param_nodes = [i for i in range(n) if self.has_params[i]]
-        # Convolution and pooling work channels-last: each node's output layout, and
+        # Convolution and pooling work on (C, N, H, W): each node's output layout, and
         # for each input the transpose (if any) that brings it into the reader's layout.
         layout = ["first"] * n
         self.sources = [()] * n
         for i in range(1, n):
-            wanted = "last" if self.layers[i].channels_last else "first"
+            wanted = self.layers[i].layout
             srcs = []
             for j, delay in nodes[i].inputs:
                 image = len(nodes[j].shape) == 3
@@ -95,7 +91,8 @@ class Network:
             self.sources[i] = tuple(srcs)
             layout[i] = wanted
         self.single = [len(s) == 1 for s in self.sources]
-        self.convert_out = "first" if layout[-1] == "last" and len(nodes[-1].shape) == 3 else None
+        self.convert_out = "first" if layout[-1] != "first" and len(nodes[-1].shape) == 3 else None
+        self.layouts = layout
         self.needs_grad, self.need_dx, self.backward_nodes = self._plan(want_input=False)
         # Parameters that the output reads within a step get a gradient at every call;
         # others (read only through the previous step) may not, and are zeroed then.
@@ -132,6 +129,10 @@ class Network:
         return [self.nodes[j].shape for j, _ in self.nodes[i].inputs]
 
     # ------------------------------------------------------------ parameters
+
+    def macs_per_sample(self):
+        """Multiply-adds of one sample's forward pass (one step of a sequence)."""
+        return sum(layer.macs(self._in_shapes(i)) for i, layer in enumerate(self.layers) if layer is not None)
 
     def param_shapes(self):
         """{'layer_NN': {name: shape}} in initialisation order."""
@@ -189,9 +190,9 @@ class Network:
         """{'layer_NN/name': view} of an arena-shaped flat array (see use_arena)."""
         return {f"{key}/{name}": flat[start : start + size].reshape(shape) for key, name, start, size, shape in self.layout}
 
-    def join_flat(self, arrays):
+    def join_flat(self, arrays, dtype=None):
         """An arena-shaped flat array from {'layer_NN/name': array}, or None if one is missing."""
-        flat = np.empty(self.flat_params.size, dtype=self.dtype)
+        flat = np.empty(self.flat_params.size, dtype=dtype or self.dtype)
         for key, name, start, size, shape in self.layout:
             part = arrays.get(f"{key}/{name}")
             if part is None or part.shape != tuple(shape):
@@ -412,11 +413,12 @@ class Network:
     def trace(self, x):
         """[(value, forward context)] of every node for one step of a batch (for inspection).
 
-        Values of convolution and pooling nodes are channels-last, (N, H, W, C).
+        Values are in the public layout: images (N, C, H, W).
         """
         ctxs = [None] * self.size
         vals = self._step(x, self._initial(x.shape[0]) if self.recurrent else None, ctxs)
-        return list(zip(vals, ctxs))
+        public = [_to(_BACK[layout] if layout != "first" and v.ndim == 4 else None, v) for layout, v in zip(self.layouts, vals)]
+        return list(zip(public, ctxs))
 
     @property
     def can_defer(self):

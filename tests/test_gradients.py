@@ -158,7 +158,7 @@ def test_max_pooling_forward_against_naive_loop(pool):
     spec, net = make_net(f"7 5 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
     x = sample_inputs(spec, 3, 5)
     expected = naive_maxpool(x, kh, kw, s, p)
-    out = net.trace(x)[1][0].transpose(0, 3, 1, 2)  # pooling works channels-last
+    out = net.trace(x)[1][0]
     assert out.shape == expected.shape == (3, *spec.shapes[0])
     np.testing.assert_array_equal(out, expected)
 
@@ -503,12 +503,12 @@ def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
                     [0.0, 0.0, 5.0, np.nan],
                     [0.0, 0.0, np.nan, 5.0]]]])
     pool = MaxPooling(2, 2, 2, 0)
-    out, ctx = pool.forward({}, x.transpose(0, 2, 3, 1))  # pooling works channels-last
-    out = out.transpose(0, 3, 1, 2)
+    out, ctx = pool.forward({}, x.transpose(1, 0, 2, 3))  # pooling works on (C, N, H, W)
+    out = out.transpose(1, 0, 2, 3)
     assert out[0, 0, 0, 0] == 3 and out[0, 0, 0, 1] == 2 and out[0, 0, 1, 0] == 0
     assert np.isnan(out[0, 0, 1, 1])
-    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(0, 2, 3, 1))
-    dx = dx.transpose(0, 3, 1, 2)
+    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(1, 0, 2, 3))
+    dx = dx.transpose(1, 0, 2, 3)
     expected = np.zeros_like(x)
     expected[0, 0, 0, 1] = 1  # first 3
     expected[0, 0, 0, 2] = 1  # first 2

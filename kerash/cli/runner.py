@@ -46,6 +46,12 @@ def table_printer(columns, format_row, before=None):
 
 
 _PROG = ["kerash"]  # the tool being run, for warnings
+_ON_ERROR = {}  # optional 'before' () and 'after' (exit code) hooks around an error message
+
+
+def on_error(before=None, after=None):
+    """Hooks around a failure's message: an MPI rank delays it, then ends the whole job."""
+    _ON_ERROR.update(before=before, after=after)
 
 
 def warn(message):
@@ -54,8 +60,12 @@ def warn(message):
 
 
 def _error(prog, message, code):
+    if _ON_ERROR.get("before"):
+        _ON_ERROR["before"]()
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.stderr.flush()
+    if _ON_ERROR.get("after"):
+        _ON_ERROR["after"](code)
     return code
 
 

@@ -49,7 +49,7 @@ class Layer:
     kind = "layer"
     keras_name = "Layer"
     arity = 1  # inputs per call
-    channels_last = False  # True: batches of images come (N, H, W, C) (see network)
+    layout = "first"  # how batches of images come: "first" (N, C, H, W) or "cnhw" (C, N, H, W) (see network)
     activation = None
     syntax = ""  # the line-format arguments after the kind name, for messages
 
@@ -76,6 +76,10 @@ class Layer:
     def fans(self, shapes):
         """(fan-in, fan-out) for the initialisers."""
         return 0, 0
+
+    def macs(self, shapes):
+        """Multiply-adds of the forward pass per sample (to judge whether a batch is worth splitting)."""
+        return 0
 
     def forward(self, p, *xs):
         raise NotImplementedError

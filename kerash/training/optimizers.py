@@ -30,9 +30,25 @@ DEFAULTS = {
 SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
 
 
-def decay_of(key):
-    """Weight decay applies to weights W, not to biases."""
-    return 1.0 if key.endswith("/W") else None
+def flat_state(optimizer, net):
+    """The optimiser's saved state, per parameter ('layer_01/W.m'), laid out as the network's flat arena ('all.m')."""
+    flat = {}
+    for slot in SLOTS[optimizer.name]:
+        parts = {k[: -len(slot) - 1]: v for k, v in optimizer.state.items() if k.endswith("." + slot)}
+        joined = net.join_flat(parts) if parts else None
+        if joined is not None:
+            flat[f"all.{slot}"] = joined
+    return flat
+
+
+def per_parameter_state(optimizer, net):
+    """{'optimizer/layer_01/W.m': view} of a flat-arena state, as the model directory keeps it."""
+    extra = {}
+    for key, flat in optimizer.state.items():
+        slot = key.rsplit(".", 1)[1]
+        for name, view in net.split_flat(flat).items():
+            extra[f"optimizer/{name}.{slot}"] = view
+    return extra
 
 
 class Optimizer:
@@ -57,6 +73,7 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.t = 0
         self.state = {}
+        self._scratch = {}
 
     @property
     def lr(self):
@@ -79,6 +96,15 @@ class Optimizer:
             buf = self.state[full] = np.zeros_like(like)
         return buf
 
+    def _temp(self, like):
+        """A scratch array shaped like `like`, kept between steps: no allocation on the hot path."""
+        buf = self._scratch.get((like.shape, like.dtype))
+        if buf is None:
+            if len(self._scratch) > 8:
+                self._scratch.clear()
+            buf = self._scratch[(like.shape, like.dtype)] = np.empty_like(like)
+        return buf
+
     def step(self, items):
         """Apply one update in place.
 
@@ -91,7 +117,11 @@ class Optimizer:
         rule = getattr(self, "_" + self.name)
         for key, p, g, decay in items:
             if self.weight_decay and decay is not None:
-                g += (self.weight_decay * decay) * p
+                decayed = np.multiply(p, self.weight_decay * decay if np.isscalar(decay) else self.weight_decay,
+                                      out=self._temp(p))
+                if not np.isscalar(decay):
+                    decayed *= decay
+                g += decayed
             rule(key, p, g)
 
     def _sgd(self, key, p, g):
@@ -110,7 +140,7 @@ class Optimizer:
         v = self._slot(key, "velocity", p)
         v *= h["momentum"]
         v += g
-        g += h["momentum"] * v
+        g += np.multiply(v, h["momentum"], out=self._temp(p))
         g *= h["lr"]
         p -= g
 
@@ -118,22 +148,31 @@ class Optimizer:
         h = self.hyper
         m = self._slot(key, "m", p)
         v = self._slot(key, "v", p)
+        # Whole-buffer operations in place, with one scratch array: the same arithmetic
+        # as the textbook expressions, without a temporary array per operation.
+        temp = self._temp(p)
         m *= h["beta1"]
-        m += (1 - h["beta1"]) * g
+        m += np.multiply(g, 1 - h["beta1"], out=temp)
         v *= h["beta2"]
         np.square(g, out=g)
         g *= 1 - h["beta2"]
         v += g
-        denom = np.sqrt(v * (1 / (1 - h["beta2"] ** self.t)))
+        denom = np.multiply(v, 1 / (1 - h["beta2"] ** self.t), out=temp)
+        np.sqrt(denom, out=denom)
         denom += h["eps"]
-        p -= (h["lr"] / (1 - h["beta1"] ** self.t)) * m / denom
+        step = np.multiply(m, h["lr"] / (1 - h["beta1"] ** self.t), out=g)
+        step /= denom
+        p -= step
 
     def _rmsprop(self, key, p, g):
         h = self.hyper
         s = self._slot(key, "s", p)
+        temp = self._temp(p)
         s *= h["rho"]
-        s += (1 - h["rho"]) * np.square(g)
-        denom = np.sqrt(s)
+        np.square(g, out=temp)
+        temp *= 1 - h["rho"]
+        s += temp
+        denom = np.sqrt(s, out=temp)
         denom += h["eps"]
         g *= h["lr"]
         g /= denom

@@ -30,6 +30,8 @@ _TYPES = {
     "weight-decay": float,
     "workers": int,
     "threads": int,
+    "engine": str,
+    "stall": float,
     "validation-split": float,
     "seed": int,
     "dtype": str,

@@ -13,7 +13,8 @@ import numpy as np
 from .. import model as modelmod
 from .. import tensorio
 from ..errors import DataError, UsageError
-from .optimizers import Optimizer, decay_of
+from .engine import apply_update
+from .optimizers import Optimizer, flat_state, per_parameter_state
 
 STATS_FILE = "stats.json"
 
@@ -119,20 +120,17 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, dt
             if value is not None:
                 settings[key] = value
         opt = Optimizer(name, **settings)
-        saved = md.load_extra("optimizer")
-        if dtype is not None:
-            saved = {k: v.astype(modelmod.DTYPES[dtype], copy=False) for k, v in saved.items()}
-        opt.restore(recorded, saved)
-        scale = 1.0 / merged["samples"]
-        items = []
-        for key, group in params.items():
-            for pname, p in group.items():
-                g = (total[f"{key}/{pname}"] * scale).astype(p.dtype, copy=False)
-                items.append((f"{key}/{pname}", p, g, decay_of(f"{key}/{pname}")))
-        opt.step(items)
-        for p in (item[1] for item in items):
-            if not np.all(np.isfinite(p)):
-                raise DataError("the step produced non-finite weights; the model is left unchanged (lower --lr?)")
+        opt.restore(recorded, md.load_extra("optimizer"))
+        # The step train takes: one update of the flat arena, with the optimiser's state laid out alike.
+        net = modelmod.build_network(md.spec, modelmod.DTYPES[dtype] if dtype else md.dtype(state))
+        net.set_params(params)
+        net.use_arena()
+        opt.state = flat_state(opt, net)
+        grads = net.join_flat(total, np.float64) * (1.0 / merged["samples"])  # merged in float64, then cast
+        apply_update(opt, net.flat_params, grads.astype(net.dtype, copy=False), net.decay_mask() if opt.weight_decay else None)
+        if not np.all(np.isfinite(net.flat_params)):
+            raise DataError("the step produced non-finite weights; the model is left unchanged (lower --lr?)")
+        params = net.get_params()
         state["steps"] = int(state.get("steps", 0)) + 1
         state["samples"] = int(state.get("samples", 0)) + merged["samples"]
         state["optimizer"] = opt.describe()
@@ -143,7 +141,7 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, dt
             state.update(epochs=epoch_done, batch=0, partial={})
         if seed is not None:
             state["seed"] = seed
-        extra = {f"optimizer/{k}": v for k, v in opt.state.items()}
+        extra = per_parameter_state(opt, net)
         extra.update({f"training/{k}": v for k, v in md.load_extra("training").items()})
         md.save(params, state, extra)
     return merged
