@@ -130,13 +130,23 @@ def test_snapshot_runs_a_command_on_a_pinned_version(trained):
 # ---------------------------------------------------------------- item 5: model files checked before reading
 
 
-@pytest.mark.parametrize("damage", ["fifo", "device", "sparse", "text", "nul", "trailing"])
+@pytest.mark.parametrize("damage", ["fifo", "device", "sparse", "text", "nul", "trailing", "state"])
 def test_hostile_weight_files_are_refused_before_reading(trained, damage):
     tmp_path = trained.parent
     w = os.path.realpath(trained / "layer_01" / "W.npy")
     secret = "sk-secret-first-line"
     os.unlink(w)
-    if damage == "fifo":
+    where = "m/layer_01/W.npy"
+    if damage == "state":  # as a non-finite training used to leave it
+        np.save(w, np.zeros((3, 4)))
+        state = os.path.realpath(trained / "state.json")
+        with open(state) as f:
+            content = json.load(f)
+        os.unlink(state)
+        with open(state, "w") as f:
+            json.dump(dict(content, epochs=-2), f)
+        where, fragment = "m/state.json", "epochs must be a whole number ≥ 0"
+    elif damage == "fifo":
         os.mkfifo(w)  # no writer: reading it would wait for ever
         fragment = "not a regular file"
     elif damage == "device":
@@ -162,7 +172,7 @@ def test_hostile_weight_files_are_refused_before_reading(trained, damage):
             f.write(b"\0" * 100)
         fragment = "bytes"
     proc = run(["predict", "m", "x.txt"], cwd=tmp_path, check=False, timeout=20)
-    assert_one_line_error(proc, 1, "m/layer_01/W.npy", fragment)
+    assert_one_line_error(proc, 1, where, fragment)
     assert len(proc.stderr) < 300 and secret.encode() not in proc.stderr
     assert proc.stdout == b""
 

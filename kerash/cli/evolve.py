@@ -19,7 +19,7 @@ def evolve(
     generations: Annotated[int, typer.Option("--generations", "-g", help="Generations after the first.")] = 5,
     epochs_per_eval: Annotated[int, typer.Option("--epochs-per-eval", "-e", help="Training epochs before each fitness measure.")] = 5,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Genomes trained at once, one per forked worker.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; the result does not depend on --workers.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the result does not depend on --workers.")] = 0,
     validation_split: Annotated[float, typer.Option("--validation-split", help="Fixed fraction of the data used to measure fitness.")] = 0.2,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per training step.")] = 32,
     optimizer: Annotated[str, typer.Option("--optimizer", help="Optimiser of the genomes' training.")] = "adam",

@@ -154,7 +154,7 @@ def update(
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="L2 decay added to weight gradients (default: the model's last, else 0).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="float32|float64", help="Take the step in this type and keep the weights in it, as train --dtype does.")] = None,
     epoch_done: Annotated[Optional[int], typer.Option("--epoch-done", metavar="E", help="This step ends epoch E: the model records E epochs, so train continues after it.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Record the seed of the shuffles the steps follow, for train to continue them.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Record the seed of the shuffles the steps follow, for train to continue them.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once (exit 2) when another process trains or updates MODEL, instead of waiting.")] = False,
 ):
     """Merge gradient folders and take one optimiser step on MODEL, atomically.
@@ -338,7 +338,7 @@ def dataset(
     samples: Annotated[Optional[int], typer.Option("--samples", help="Number of points or sequences (default 1000; not digits).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sequence length T (echo, parity: 20; adding: 50).")] = None,
     delay: Annotated[int, typer.Option("--delay", help="How many steps back echo repeats a bit.")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data and of the held-out split.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the generated data and of the held-out split.")] = 0,
 ):
     """Write a data set as DIR/data.npy (one sample or sequence per row) and DIR/labels.txt.
 

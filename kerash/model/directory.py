@@ -19,7 +19,7 @@ import numpy as np
 from .. import tensorio
 from ..errors import DataError, KerashError, ModelError, UsageError
 from ..ops import shape_str
-from .description import normalised_text, read_model_file
+from .description import escaped, normalised_text, read_model_file
 from .spec import build_network, param_shapes
 
 MODEL_FILE = "model"
@@ -267,7 +267,10 @@ class ModelDir:
         if version is None:
             with self.pinned() as folder:
                 return self.read_state(folder)
-        return read_json_checked(os.path.join(version, STATE_FILE), ModelError, os.path.join(self.path, STATE_FILE))
+        where = os.path.join(self.path, STATE_FILE)
+        state = read_json_checked(os.path.join(version, STATE_FILE), ModelError, where)
+        _check_state(state, where)
+        return state
 
     def dtype(self, state=None):
         state = state or self.read_state()
@@ -350,6 +353,12 @@ class ModelDir:
         self._commit(fill)
 
     def _commit(self, fill):
+        try:
+            self._write_version(fill)
+        except OSError as e:  # a full disk: the previous version stays current
+            raise DataError(f"cannot save {self.path}: {e.strerror or e}") from None
+
+    def _write_version(self, fill):
         versions = os.path.join(self.path, VERSIONS)
         os.makedirs(versions, exist_ok=True)
         self._remove_stale(versions)
@@ -432,6 +441,26 @@ class ModelDir:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return cls(path)
+
+
+_COUNTS = ("epochs", "steps", "batch", "samples", "partial_samples_total", "stale")
+_OBJECTS = ("optimizer", "partial", "best", "last")
+
+
+def _check_state(state, where):
+    """Refuse a state.json whose fields have impossible types or values, before anything computes with them."""
+    for key in _COUNTS:
+        value = state.get(key, 0)
+        if type(value) is not int or value < 0:
+            raise ModelError(f"{where}: {key} must be a whole number ≥ 0, not {escaped(json.dumps(value))[:40]}")
+    for key in ("seed", "init_seed"):
+        if type(state.get(key, 0)) not in (int, type(None)):
+            raise ModelError(f"{where}: {key} must be a whole number")
+    if state.get("dtype", "float32") not in DTYPES:
+        raise ModelError(f"{where}: dtype must be float32 or float64")
+    for key in _OBJECTS:
+        if type(state.get(key)) not in (dict, type(None)):
+            raise ModelError(f"{where}: {key} must be an object")
 
 
 def _version_of(path):
