@@ -37,7 +37,7 @@ from .workdir import scratch_dir
 # Activations a mutation may pick: all of the registry except the step
 # function (its derivative is 0: nothing would learn) and softmax (row-wise,
 # meant for outputs).
-EXCLUDED_ACTIVATIONS = ("binarystep", "softmax")
+EXCLUDED_ACTIVATIONS = ("binarystep", "softmax", "sqrt", "reciprocal", "abs", "log", "exp", "square")
 WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 COLUMNS = ("generation", "genome", "parent", "mutation", "layers", "parameters", "val_loss", "val_accuracy", "seconds")
 

@@ -69,7 +69,7 @@ class Activation:
     multiply by the derivative, softmax needs its whole Jacobian.
     """
 
-    def __init__(self, name, f, d, params=(), aliases=(), doc="", vjp=None):
+    def __init__(self, name, f, d, params=(), aliases=(), doc="", vjp=None, domain=None):
         self.name = name
         self.f = f
         self.d = d
@@ -77,6 +77,7 @@ class Activation:
         self.aliases = tuple(aliases)
         self.doc = doc
         self._vjp = vjp
+        self.domain = domain  # None: every real x; else where f and its derivative are finite, as 'x > 0'
 
     def vjp(self, x, y, g, *p):
         if self._vjp is not None:
@@ -122,10 +123,10 @@ ACTIVATIONS = {}
 _ACTIVATION_NAMES = {}
 
 
-def _activation(name, params=(), aliases=(), doc="", vjp=None):
+def _activation(name, params=(), aliases=(), doc="", vjp=None, domain=None):
     def register(pair):
         f, d = pair
-        act = Activation(name, f, d, params, aliases, doc, vjp)
+        act = Activation(name, f, d, params, aliases, doc, vjp, domain)
         ACTIVATIONS[name] = act
         for key in (name, *aliases):
             _ACTIVATION_NAMES[key] = act
@@ -326,12 +327,23 @@ _activation(
 )((_softmax, _sigmoid_d))
 
 
+# Element-wise functions for data (a z-score as a pipe, a log transform), with
+# exact derivatives; evolve does not pick them as hidden activations.
+_activation("sqrt", doc="√x", domain="x > 0")((np.sqrt, lambda x, y: 0.5 / y))
+_activation("reciprocal", doc="1/x", domain="x ≠ 0")((lambda x: 1 / x, lambda x, y: -np.square(y)))
+_activation("abs", doc="|x| (derivative sign x, 0 at 0)")((np.abs, lambda x, y: np.sign(x)))
+_activation("log", aliases=("ln",), doc="ln x", domain="x > 0")((np.log, lambda x, y: 1 / x))
+_activation("exp", doc="eˣ")((np.exp, lambda x, y: y.copy()))
+_activation("square", doc="x²")((np.square, lambda x, y: 2 * x))
+
+
 def activation_table():
     """Rows (name, aliases, parameters, formula) for `matrix-apply --list`."""
     rows = []
     for act in ACTIVATIONS.values():
         params = ", ".join(f"{p}={_fmt(d)}" for p, d in act.params)
-        rows.append((act.name, ", ".join(act.aliases), params, act.doc))
+        doc = f"{act.doc}, for {act.domain}" if act.domain else act.doc
+        rows.append((act.name, ", ".join(act.aliases), params, doc))
     return rows
 
 

@@ -78,6 +78,33 @@ def reduce(kind, a, axis=None):
     return fn(a, axis=axis, keepdims=True)
 
 
+STATS = ("count", "nan", "mean", "std", "min", "max")
+
+
+def column_stats(a):
+    """{name: one value per column} for STATS: values and NaNs counted, then NaNs left out.
+
+    A matrix has its columns, a vector one column, a batch (N, …) one column
+    per feature of a sample.  std is the population standard deviation
+    (÷N, as for a z-score); a column of NaNs only has NaN statistics.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    a = a.reshape(-1, 1) if a.ndim < 2 else a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    missing = np.isnan(a)
+    count = a.shape[0] - missing.sum(axis=0)
+    present = np.maximum(count, 1)
+    zeroed = np.where(missing, 0.0, a)
+    mean = zeroed.sum(axis=0) / present
+    spread = np.where(missing, 0.0, a - mean)
+    std = np.sqrt(np.einsum("ij,ij->j", spread, spread) / present)
+    empty = count == 0
+    lowest = np.where(missing, np.inf, a).min(axis=0, initial=np.inf)
+    highest = np.where(missing, -np.inf, a).max(axis=0, initial=-np.inf)
+    for values in (mean, std, lowest, highest):
+        values[empty] = np.nan
+    return {"count": count, "nan": missing.sum(axis=0), "mean": mean, "std": std, "min": lowest, "max": highest}
+
+
 def create(rows, cols, fill=None, init=None, params=(), seed=None):
     """A rows×cols matrix: zeros, a constant, or drawn by an initialiser (fan in = rows, fan out = cols)."""
     if rows < 0 or cols < 0:

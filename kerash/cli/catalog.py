@@ -20,6 +20,8 @@ TOOLS = {
     "tensor-slice": ("kerash.cli.tensor:tslice", True),
     "tensor-flatten": ("kerash.cli.tensor:flatten", True),
     "tensor-rows": ("kerash.cli.tensor:rows", True),
+    "tensor-stats": ("kerash.cli.tensor:stats", True),
+    "tensor-show": ("kerash.cli.tensor:show", True),
     "conv": ("kerash.cli.tensor:conv", True),
     "maxpool": ("kerash.cli.tensor:maxpool", True),
     "init": ("kerash.cli.model:init", True),

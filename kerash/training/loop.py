@@ -144,6 +144,10 @@ class _Fit:
         if cfg.dtype is not None and cfg.dtype not in modelmod.DTYPES:
             raise UsageError(f"--dtype must be float32 or float64, not {cfg.dtype!r}")
         self.net, state = md.network(modelmod.DTYPES.get(cfg.dtype))
+        for key, name, p in self.net.param_items():
+            if not np.all(np.isfinite(p)):
+                raise DataError(f"{os.path.join(md.path, key, name)}.npy holds non-finite weights; restore a checkpoint "
+                                "(kerash checkpoints) or init the model again")
         self.state = state
         dtype = self.dtype = self.net.dtype
         spec = md.spec
@@ -219,7 +223,7 @@ class _Fit:
         workers = cfg.workers
         if workers is None:
             workers = 1 if uses_mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
-        if workers * (cfg.threads or 1) > usable_cores():
+        if workers * (cfg.threads or 1) > 2 * usable_cores():  # far more than the machine can run at once
             self.warn(f"{workers} worker(s) × {cfg.threads or 1} thread(s) on {usable_cores()} core(s): "
                       "they will take turns, slower than fewer")
         limit_blas_threads(cfg.threads or 1)
@@ -309,8 +313,15 @@ class _Fit:
                 if self.progress:
                     self.progress(epoch, b + 1, len(epoch_batches))
                 if self._stopped_by(signals):
+                    if not np.all(np.isfinite(params[0])):
+                        return self._stop_nan(epoch, b + 1, backup, params, steps, records, {}, mask,
+                                              f"the weights became non-finite at epoch {epoch}, batch {b + 1}")
                     self._save(epoch - 1, b + 1, sums.partial(time.monotonic() - t0), steps)
                     return self._interrupted(self._stopped_by(signals), epoch, b + 1, len(epoch_batches), records)
+            if not np.all(np.isfinite(params[0])):
+                # The epoch's last step overflowed the weights: that step is undone, not saved.
+                return self._stop_nan(epoch + 1, 0, backup, params, steps, records, {}, mask,
+                                      f"the weights became non-finite at the last step of epoch {epoch}")
             sums.settle()
             loss_sum, correct, learned, seen = sums.loss_sum, sums.correct, sums.learned, sums.seen
             position, partial = 0, {}
@@ -421,9 +432,9 @@ class _Fit:
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
         return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
 
-    def _stop_nan(self, epoch, b, backup, params, steps, records, partial, mask):
+    def _stop_nan(self, epoch, b, backup, params, steps, records, partial, mask, what=None):
         """The loss of batch b is not finite: save the last step whose weights are finite, and stop."""
-        where = f"epoch {epoch}, batch {b + 1}"
+        what = what or f"the loss became non-finite at epoch {epoch}, batch {b + 1}"
         if all(np.all(np.isfinite(p)) for p in params):
             # Finite weights whose loss overflowed: they are the last finite step.
             if backup.taken:
@@ -442,11 +453,13 @@ class _Fit:
             kept = f"the model is left at its last finite step (step {steps})"
         else:
             kept = "the model is left unchanged"
-        return FitResult("nan", f"the loss became non-finite at {where}; {kept}", 0, records)
+        return FitResult("nan", f"{what}; {kept}", 0, records)
 
     # ------------------------------------------------------------ persistence
 
     def _save(self, epochs, batch, partial, steps):
+        if not np.all(np.isfinite(self.net.flat_params)):
+            raise TrainingError("refusing to save non-finite weights as a completed step; the model is left as it was")
         if not self.leader:
             self.pending = []
             return

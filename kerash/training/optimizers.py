@@ -16,6 +16,8 @@ saved in the model directory under optimizer/, so `update` in a bash loop and
 `train` runs continue each other exactly.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import UsageError
@@ -27,6 +29,16 @@ DEFAULTS = {
     "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
 }
+# Hyper-parameters must lie in (low, high) — or equal low for those in CLOSED; NaN and ∞ never do.
+RANGES = {
+    "lr": (0.0, math.inf, "a finite number ≥ 0"),
+    "momentum": (0.0, 1.0, "in [0, 1)"),
+    "beta1": (0.0, 1.0, "in [0, 1)"),
+    "beta2": (0.0, 1.0, "in [0, 1)"),
+    "rho": (0.0, 1.0, "in [0, 1)"),
+    "eps": (0.0, math.inf, "a finite number > 0"),
+}
+CLOSED = ("lr", "momentum", "beta1", "beta2", "rho")
 SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
 
 
@@ -66,10 +78,14 @@ class Optimizer:
                 continue
             if key not in self.hyper:
                 raise UsageError(f"--{key} does not apply to the {name} optimizer")
-            self.hyper[key] = float(value)
+            value = float(value)
+            low, high, what = RANGES[key]
+            if not (low < value < high or (key in CLOSED and value == low)):
+                raise UsageError(f"--{key} must be {what}, not {value:g}")
+            self.hyper[key] = value
         weight_decay = 0.0 if weight_decay is None else float(weight_decay)
-        if weight_decay < 0:
-            raise UsageError(f"--weight-decay must be ≥ 0, got {weight_decay}")
+        if not 0 <= weight_decay < math.inf:
+            raise UsageError(f"--weight-decay must be a finite number ≥ 0, not {weight_decay:g}")
         self.weight_decay = weight_decay
         self.t = 0
         self.state = {}
