@@ -9,7 +9,7 @@ from .data import prepare_inputs, prepare_targets
 from .description import escaped, normalised_text, parse_model, read_model_file
 from .lines import chain_spec
 from .directory import (DTYPES, MODEL_FILE, STATE_FILE, ModelDir, check_target, copy_tree, flatten_params, new_state,
-                        read_json_checked, read_npy_checked, read_tree, write_tree)
+                        read_json_checked, read_tree, write_tree)
 from .spec import ModelSpec, NodeSpec, build_network, count_params, init_params, param_shapes
 from .use import evaluate, load_network, predict
 
@@ -18,5 +18,5 @@ __all__ = [
     "copy_tree",
     "count_params", "escaped", "evaluate", "flatten_params", "init_params", "load_network", "new_state",
     "normalised_text", "param_shapes", "parse_model", "predict", "prepare_inputs", "prepare_targets", "read_json_checked",
-    "read_model_file", "read_npy_checked", "read_tree", "write_tree",
+    "read_model_file", "read_tree", "write_tree",
 ]

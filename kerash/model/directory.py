@@ -7,7 +7,6 @@ new version and then switches the `current` link in one atomic rename, so a
 crash or kill at any moment leaves the previous or the new version whole.
 """
 
-import ast
 import errno
 import json
 import os
@@ -69,7 +68,8 @@ def write_tree(folder, arrays, state=None):
 
 
 def read_tree(folder, shapes, error, shown=None, hint=""):
-    """{'layer_NN/W': array} read from folder/layer_NN/W.npy, each checked against `shapes` before it is read.
+    """{'layer_NN/W': array} read from folder/layer_NN/W.npy, each checked against `shapes` before it is read
+    (a regular npy file of exactly that shape: a FIFO, a device, a sparse giant or a text file is refused unread).
 
     `error` is the exception to raise, `shown` the folder named in messages,
     `hint` a remark added when a file is missing.
@@ -79,7 +79,7 @@ def read_tree(folder, shapes, error, shown=None, hint=""):
         for name, shape in group.items():
             path = os.path.join(folder, key, name + ".npy")
             where = os.path.join(shown or folder, key, name + ".npy")
-            arrays[f"{key}/{name}"] = read_npy_checked(path, shape, error, where, hint)
+            arrays[f"{key}/{name}"] = _read_npy(path, shape, error, where, hint)
     return arrays
 
 
@@ -106,11 +106,9 @@ def _open_regular(path, error, where, hint=""):
     return f, info.st_size
 
 
-def _read_exactly(f, size, error, where, head=b""):
-    """The `size` bytes of f, of which `head` was read already, in one mutable buffer (arrays on it are writable)."""
+def _read_exactly(f, size, error, where):
     data = bytearray(size)
-    data[: len(head)] = head
-    view, got = memoryview(data), len(head)
+    view, got = memoryview(data), 0
     while got < size:
         n = f.readinto(view[got:])
         if not n:
@@ -119,54 +117,11 @@ def _read_exactly(f, size, error, where, head=b""):
     return data
 
 
-def _npy_layout(head, error, where):
-    """(shape, dtype, offset of the data) from the first bytes of an npy file; quotes nothing from the file."""
-    if head[:6] != tensorio.NPY_MAGIC:
-        raise error(f"{where} is not an npy file")
-    major = head[6] if len(head) > 6 else 0
-    if major not in (1, 2, 3) or len(head) < (10 if major == 1 else 12):
-        raise error(f"{where}: unsupported or truncated npy header")
-    hlen, start = (int.from_bytes(head[8:10], "little"), 10) if major == 1 else (int.from_bytes(head[8:12], "little"), 12)
-    if start + hlen > len(head):
-        raise error(f"{where}: truncated or oversized npy header")
-    try:
-        header = ast.literal_eval(bytes(head[start : start + hlen]).decode("utf-8" if major == 3 else "latin1"))
-        shape, dtype = header["shape"], np.dtype(header["descr"])
-        if not (isinstance(shape, tuple) and all(type(d) is int and d >= 0 for d in shape)) or len(header) != 3:
-            raise ValueError
-        if type(header["fortran_order"]) is not bool:
-            raise ValueError
-    except Exception:  # literal_eval and np.dtype raise many kinds of errors on arbitrary bytes
-        raise error(f"{where}: malformed npy header") from None
-    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.shape != ():
-        raise error(f"{where} does not hold an array of numbers")
-    return shape, dtype, start + hlen
-
-
-def read_npy_checked(path, shape, error=ModelError, where=None, hint=""):
-    """The array in npy file `path`, which must be a regular file holding exactly `shape` (any shape if None).
-
-    The file's type, its header and its exact size (header plus the values
-    the header announces) are checked before its data is read, so a FIFO, a
-    device, a sparse giant or a text file is refused without reading it.
-    """
-    where = where or path
-    f, size = _open_regular(path, error, where, hint)
-    with f:
-        head = f.read(min(size, 65536 + 12))  # the largest header numpy writes, and more
-        found, dtype, offset = _npy_layout(head, error, where)
-        if shape is not None and tuple(found) != tuple(shape):
-            shown = shape_str(found)
-            shown = shown if len(shown) <= 60 else shown[:60] + "…"
-            raise error(f"{where} has shape {shown} but the model needs {shape_str(shape)}")
-        need = offset + int(np.prod(found, dtype=object)) * dtype.itemsize
-        if size != need:
-            raise error(f"{where} holds {size} bytes, but an npy file of {shape_str(found)} {dtype.name} values holds {need}")
-        data = _read_exactly(f, need, error, where, head)
-    try:
-        return tensorio.parse_tensor(data, where)
-    except DataError as e:
-        raise error(str(e)) from None
+def _read_npy(path, shape, error, where, hint=""):
+    """tensorio.read_npy_checked (a regular npy file of exactly `shape`), with `hint` when the file is missing."""
+    if not os.path.lexists(path):
+        raise error(f"{where} is missing{hint}")
+    return tensorio.read_npy_checked(path, shape, error=error, where=where)
 
 
 def read_json_checked(path, error=ModelError, where=None, hint=""):
@@ -313,7 +268,7 @@ class ModelDir:
                             shape = shapes.get(rel.rsplit(".", 1)[0])
                             if shape is None:
                                 raise ModelError(f"{where} belongs to no parameter of the model")
-                        found[rel] = read_npy_checked(path, shape, ModelError, where)
+                        found[rel] = _read_npy(path, shape, ModelError, where)
             return found
 
     def network(self, dtype=None):
