@@ -36,6 +36,7 @@ TOOLS = {
     "dataset": ("kerash.cli.model:dataset", False),
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
+    "snapshot": ("kerash.cli.model:snapshot", False),
     "batches": ("kerash.cli.train:batches_tool", False),
     "plot": ("kerash.cli.plot:plot", False),
 }

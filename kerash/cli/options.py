@@ -26,7 +26,7 @@ Format = Annotated[
     ),
 ]
 Seed = Annotated[
-    Optional[int], typer.Option("--seed", help="Random seed: the same seed gives bit-identical results.")
+    Optional[int], typer.Option("--seed", min=0, help="Random seed (≥ 0): the same seed gives bit-identical results.")
 ]
 Params = Annotated[
     Optional[List[str]],

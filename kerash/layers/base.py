@@ -16,6 +16,8 @@ shape and its parameter shapes, so a new kind is one class in one place.
 Shapes are per sample: (C, H, W) for images, (F,) for vectors; batches add N.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import ModelError, close_matches
@@ -38,7 +40,7 @@ def get_kind(name):
 
 
 def size_of(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(d) for d in shape)  # exact: a description may give sizes that overflow int64
 
 
 class Layer:
