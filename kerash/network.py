@@ -79,6 +79,8 @@ class Network:
         self.grads = [{} for _ in nodes]
         self.has_params = [bool(layer is not None and layer.param_shapes(self._in_shapes(i))) for i, layer in enumerate(self.layers)]
         self.param_nodes = [i for i in range(n) if self.has_params[i]]
+        self.frozen = set()  # nodes whose parameters are not trained (see freeze)
+        self.noisy = [bool(layer is not None and layer.stochastic) for layer in self.layers]
         # Convolution and pooling work on (C, N, H, W): each node's output layout, and
         # for each input the transpose (if any) that brings it into the reader's layout.
         layout = ["first"] * n
@@ -114,7 +116,7 @@ class Network:
         input, for input_gradient).
         """
         n = self.size
-        needs = list(self.has_params)
+        needs = [self.has_params[i] and i not in self.frozen for i in range(n)]
         needs[0] = want_input
         changed = True
         while changed:
@@ -123,8 +125,29 @@ class Network:
                 if not needs[i] and any(needs[j] for j, _, _ in self.sources[i]):
                     needs[i] = changed = True
         need_dx = [any(needs[j] for j, _, _ in self.sources[i]) for i in range(n)]
-        visit = [i for i in range(n - 1, 0, -1) if self.has_params[i] or need_dx[i]]
+        visit = [i for i in range(n - 1, 0, -1) if (self.has_params[i] and i not in self.frozen) or need_dx[i]]
         return needs, need_dx, visit
+
+    def freeze(self, keys):
+        """Leave the parameters of these nodes ('layer_NN') out of training: no gradient, no update."""
+        known = {self.nodes[i].key: i for i in self.param_nodes}
+        self.frozen = {known[key] for key in keys}
+        self.needs_grad, self.need_dx, self.backward_nodes = self._plan(want_input=False)
+        for i in self.frozen:
+            for g in self.grads[i].values():
+                g.fill(0)
+
+    def trainable_ranges(self):
+        """[(start, stop)] of the flat arena that training updates: everything but frozen nodes, merged."""
+        ranges = []
+        for i, name, start, size, shape in self._arena:
+            if i in self.frozen:
+                continue
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], start + size)
+            else:
+                ranges.append((start, start + size))
+        return ranges
 
     def _in_shapes(self, i):
         return [self.nodes[j].shape for j, _ in self.nodes[i].inputs]
@@ -214,13 +237,20 @@ class Network:
 
     # ------------------------------------------------------------ one time step
 
-    def _step(self, x, prev, ctxs):
-        """Values of every node at one time step; prev: the values of the previous step (or None)."""
-        layers, params, sources, single = self.layers, self.params, self.sources, self.single
+    def _step(self, x, prev, ctxs, noise=None, t=0):
+        """Values of every node at one time step; prev: the values of the previous step (or None).
+
+        noise: the training call's Noise for stochastic layers (dropout), None outside training.
+        """
+        layers, params, sources, single, noisy = self.layers, self.params, self.sources, self.single, self.noisy
         vals = [None] * self.size
         vals[0] = x
         for i in range(1, self.size):
-            if single[i]:
+            if noisy[i]:
+                (j, delay, convert), = sources[i]
+                v = prev[j] if delay else vals[j]
+                vals[i], ctxs[i] = layers[i].forward(params[i], _to(convert, v) if convert else v, noise, i, t)
+            elif single[i]:
                 j, delay, convert = sources[i][0]
                 v = prev[j] if delay else vals[j]
                 vals[i], ctxs[i] = layers[i].forward(params[i], _to(convert, v) if convert else v)
@@ -237,19 +267,21 @@ class Network:
         """
         layers, params, grads, sources, single = self.layers, self.params, self.grads, self.sources, self.single
         needs, need_dx, visit = plan or (self.needs_grad, self.need_dx, self.backward_nodes)
+        frozen = self.frozen
         last = self.size - 1
         for i in visit:
             dy = dvals[i]
             layer = layers[i]
+            g = None if i in frozen else grads[i]
             if i == last and out_dz is not None:
                 if dy is not None:  # the output also feeds a later step
                     z, a = layer.pre_activation(ctxs[i])
                     out_dz = out_dz + layer.activation.backward(z, a, dy)
-                dxs = layer.backward_z(params[i], grads[i], ctxs[i], out_dz, need_dx[i], written[i])
+                dxs = layer.backward_z(params[i], g, ctxs[i], out_dz, need_dx[i], written[i])
             elif dy is None:
                 continue
             else:
-                dxs = layer.backward(params[i], grads[i], ctxs[i], dy, need_dx[i], written[i])
+                dxs = layer.backward(params[i], g, ctxs[i], dy, need_dx[i], written[i])
             written[i] = True
             if not need_dx[i]:
                 continue
@@ -293,9 +325,9 @@ class Network:
             return self.fusion.value(z, a, y)
         return self.loss.value(out, y)
 
-    def _gradient_flat(self, x, y, scale, keep=None, plan=None):
+    def _gradient_flat(self, x, y, scale, keep=None, plan=None, noise=None):
         ctxs = [None] * self.size
-        vals = self._step(x, None, ctxs)
+        vals = self._step(x, None, ctxs, noise)
         out = self._flat_out(vals)
         if keep is None:
             losses = self._losses(ctxs[-1], out, y)
@@ -331,22 +363,22 @@ class Network:
             prev[j] = np.zeros((batch,) + self.nodes[j].shape, dtype=self.dtype)
         return prev
 
-    def _unroll(self, x):
+    def _unroll(self, x, noise=None):
         """Forward through every step of x (N, T, I): (values per step, contexts per step)."""
         xs = x.transpose(1, 0, 2)
         prev = self._initial(x.shape[0])
         values, contexts = [], []
         for t in range(x.shape[1]):
             ctxs = [None] * self.size
-            prev = self._step(xs[t], prev, ctxs)
+            prev = self._step(xs[t], prev, ctxs, noise, t)
             values.append(prev)
             contexts.append(ctxs)
         return values, contexts
 
-    def _gradient_steps(self, x, y, scale):
+    def _gradient_steps(self, x, y, scale, noise=None):
         """Exact back-propagation through time over x (N, T, I)."""
         n, steps = x.shape[:2]
-        values, contexts = self._unroll(x)
+        values, contexts = self._unroll(x, noise)
         every = y.ndim == 3
         scored = range(steps) if every else (steps - 1,)
         weight = scale / len(scored)
@@ -386,7 +418,7 @@ class Network:
 
     # ------------------------------------------------------------ passes
 
-    def gradient(self, x, y, scale=1.0, keep=None):
+    def gradient(self, x, y, scale=1.0, keep=None, noise=None):
         """Forward and backward on one batch: (per-sample losses, correct count).
 
         Leaves scale × ∂(Σ losses)/∂θ in `grads` (the flat gradient arena).
@@ -394,16 +426,18 @@ class Network:
         When `keep` is a list (one fused output, no sequences), the losses
         are not computed now: the batch's outputs are appended to it, and
         `kept_metrics(keep)` computes them later for many batches at once;
-        (None, None) is returned.
+        (None, None) is returned.  `noise` (kerash.layers.Noise: seed, epoch and
+        the samples' ids) drives stochastic layers; without it they are inactive.
         """
         if not self.sequence:
-            return self._gradient_flat(x, y, scale, keep)[:2]
+            return self._gradient_flat(x, y, scale, keep, noise=noise)[:2]
         if self.recurrent:
-            return self._gradient_steps(x, y, scale)
+            return self._gradient_steps(x, y, scale, noise)
         n, steps = x.shape[:2]
         if y.ndim == 2:  # scored at the last step only, which depends on the last input only
-            return self._gradient_flat(x[:, -1], y, scale)[:2]
-        losses, correct, _ = self._gradient_flat(self._folded(x), y.reshape(n * steps, -1), scale / steps)
+            return self._gradient_flat(x[:, -1], y, scale, noise=noise)[:2]
+        rows = None if noise is None else noise.rows(steps)
+        losses, correct, _ = self._gradient_flat(self._folded(x), y.reshape(n * steps, -1), scale / steps, noise=rows)
         return losses.reshape(n, steps).mean(axis=1), correct
 
     def input_gradient(self, x, y):

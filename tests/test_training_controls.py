@@ -18,7 +18,7 @@ from conftest import ROOT, assert_one_line_error, copy_model, run, savetxt, tool
 
 MLP = "/uniform -0.5 0.5,uniform -0.3 0.3/\n4 1 1\ninput\ndense 5 tanh\ndense 3 softmax\n"
 HEADER = ["epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
-TRACE_HEADER = HEADER + ["lr"]
+TRACE_HEADER = HEADER + ["lr", "batch_size", "event"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -302,7 +302,10 @@ def test_ten_epochs_equal_five_twice(tmp_path, case):
     assert state(twice)["epochs"] == state(once)["epochs"] == 10
     assert state(twice)["steps"] == state(once)["steps"]
     # and so does the history in trace.tsv
-    assert without_seconds(trace_rows(twice), TRACE_HEADER) == without_seconds(trace_rows(once), TRACE_HEADER)
+    events = [r[-1] for r in trace_rows(twice)]
+    assert events == ["start"] + [""] * 4 + ["start"] + [""] * 4  # each run's first epoch says so
+    assert [r[:-1] for r in without_seconds(trace_rows(twice), TRACE_HEADER)] == \
+        [r[:-1] for r in without_seconds(trace_rows(once), TRACE_HEADER)]
 
 
 def test_until_epoch_trains_to_a_total_and_then_does_nothing(tmp_path):
@@ -530,7 +533,7 @@ def test_trace_keeps_the_whole_history_with_the_learning_rate(tmp_path):
     assert lines[0].split("\t") == TRACE_HEADER
     assert sum(line.startswith("epoch\t") for line in lines) == 1  # the header once
     rows = trace_rows(folder)
-    assert [r[:-1] for r in rows] == stdout_rows(first) + stdout_rows(second)
+    assert [r[: len(HEADER)] for r in rows] == stdout_rows(first) + stdout_rows(second)
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
     assert column(rows, "lr", TRACE_HEADER) == [0.5] * 3 + [0.25] * 2
     opt = HandOptimizer("sgd", lr=0.5)

@@ -112,6 +112,8 @@ def backprop(
     labels: Labels,
     output: Annotated[str, typer.Option("--output", "-o", metavar="GRADS", help="Gradient folder to write.")],
     rows: Annotated[Optional[str], typer.Option("--rows", metavar="ROWS", help="Use only these 0-based rows of X and Y ('3 17 5'), e.g. a shard printed by `kerash batches`.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of dropout masks, as train's --seed [default: the model's].")] = None,
+    epoch: Annotated[Optional[int], typer.Option("--epoch", help="Epoch of dropout masks [default: the model's next].")] = None,
     dtype: Dtype = None,
 ):
     """Write the gradient sums of the per-sample losses over the given samples.
@@ -134,10 +136,11 @@ def backprop(
 
     _check_stdin(inputs, labels)
     x, y = _read(inputs), _read(labels)
+    picked = None
     if rows is not None:
         picked = ops.parse_indices(rows)
         x, y = ops.take_rows(x, picked), ops.take_rows(y, picked)
-    run_backprop(model_dir, x, y, output, dtype, names=(_name(inputs), _name(labels)))
+    run_backprop(model_dir, x, y, output, dtype, names=(_name(inputs), _name(labels)), ids=picked, seed=seed, epoch=epoch)
 
 
 @tool("update")
@@ -268,14 +271,20 @@ def snapshot(
         raise error from None
 
 
-def _description(path):
-    """(spec, name) of a model directory or a description file; the file's warnings go to standard error."""
+def _description(path, frozen=None):
+    """(spec, name) of a model directory or a description file; the file's warnings go to standard error.
+
+    With a list as `frozen`, the directory's frozen parameter folders are added to it.
+    """
     import os
 
     from .. import model as modelmod
 
     if os.path.isdir(path):
-        spec = modelmod.ModelDir(path).spec
+        md = modelmod.ModelDir(path)
+        spec = md.spec
+        if frozen is not None:
+            frozen += md.read_state().get("frozen") or []
     else:
         spec = modelmod.read_model_file(path)
         _warn(spec)
@@ -308,8 +317,9 @@ def summary(
     """
     from ..model.reports import summary_text
 
-    spec, name = _description(model)
-    typer.echo(summary_text(spec, name), nl=False)
+    frozen = []
+    spec, name = _description(model, frozen)
+    typer.echo(summary_text(spec, name, frozen), nl=False)
 
 
 @tool("graph")

@@ -31,8 +31,11 @@ def train(
     labels: Annotated[Optional[str], _opt("--labels", "-y", metavar="Y", help="One-hot rows, a column of class indices, or real targets.")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", "-e", help="Epochs to run now [default: 10].")] = None,
     until_epoch: Annotated[Optional[int], _opt("--until-epoch", help="Train until the model has N epochs in total; do nothing if it has them.")] = None,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Samples per step [default: 32].")] = None,
+    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Samples per step [default: the model's last, else 32].")] = None,
+    batch_growth: Annotated[Optional[str], _opt("--batch-growth", metavar="START:STEP:MAX", help="DyNet's growing batches: START samples per step, STEP more each epoch, at most MAX.")] = None,
     lr: Annotated[Optional[float], _opt("--lr", help="Learning rate [default: 0.01 for sgd/momentum/nesterov, 0.001 for adam/rmsprop].")] = None,
+    lr_schedule: Annotated[Optional[str], _opt("--lr-schedule", metavar="SCHEDULE", help="constant, step:EVERY:FACTOR, exponential:GAMMA, cosine:EPOCHS[:MIN_LR] or plateau:PATIENCE:FACTOR (PyTorch's StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau) [default: the model's last, else constant].")] = None,
+    warmup: Annotated[Optional[int], _opt("--warmup", metavar="N", help="Rise linearly to the rate over the first N epochs, then follow the schedule.")] = None,
     optimizer: Annotated[Optional[str], _opt("--optimizer", help="sgd, momentum, nesterov, adam or rmsprop [default: the model's last, else sgd].")] = None,
     momentum: Annotated[Optional[float], _opt("--momentum", help="Momentum μ [default: 0.9].")] = None,
     beta1: Annotated[Optional[float], _opt("--beta1", help="Adam's β1 [default: 0.9].")] = None,
@@ -40,6 +43,8 @@ def train(
     eps: Annotated[Optional[float], _opt("--eps", help="ε of adam and rmsprop [default: 1e-8].")] = None,
     rho: Annotated[Optional[float], _opt("--rho", help="RMSprop's ρ [default: 0.9].")] = None,
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: the model's last, else 0].")] = None,
+    clip_norm: Annotated[Optional[float], _opt("--clip-norm", metavar="C", help="Scale the step's gradient down to a global norm of at most C (torch.nn.utils.clip_grad_norm_).")] = None,
+    freeze: Annotated[Optional[str], _opt("--freeze", metavar="LAYERS", help="Train all but these: layer_01,layer_03-layer_04 (or node names, or 1-2); their weights stay bit-identical.")] = None,
     workers: Annotated[Optional[int], _opt("--workers", "-w", help=f"Processes sharing each batch [default: {min(CORES, 8)} on this {CORES}-core machine when a batch is worth splitting (≥ 4 million multiply-adds), else 1].")] = None,
     threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of each training process [default: 1: the cores go to workers].")] = None,
     engine: Annotated[Optional[str], _opt("--engine", help="local (one process), fork (--workers processes on this machine) or mpi (ranks of mpiexec) [default: mpi under mpiexec, else fork or local].")] = None,
@@ -55,13 +60,16 @@ def train(
     checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", help="Keep MODEL/checkpoints/epoch-NNNN every N epochs.")] = None,
     skip_below: Annotated[Optional[float], _opt("--skip-below", help="Skip learning samples whose loss is under this (DyNet).")] = None,
     skip_growth: Annotated[Optional[float], _opt("--skip-growth", help="Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10].")] = None,
+    stats: Annotated[Optional[bool], _opt("--stats/--no-stats", help="Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each epoch.")] = None,
+    restart_epoch: Annotated[Optional[bool], _opt("--restart-epoch", help="Start an interrupted epoch afresh, on purpose, when the data, split, seed or batch size changed.")] = None,
     quiet: Quiet = False,
 ):
     """Train a model: one tab-separated line per epoch on standard output.
 
     Columns: epoch, samples (learned this epoch), loss, accuracy, val_loss,
-    val_accuracy, seconds.  The same lines (plus the learning rate) are
-    appended to MODEL/trace.tsv.  MODEL/params, if present, gives defaults
+    val_accuracy, seconds (empty where there is no such value).  The same
+    lines, plus the learning rate and batch size in force and an event
+    (start, restore), are appended to MODEL/trace.tsv.  MODEL/params, if present, gives defaults
     ('option value' lines); the command line wins.  Ctrl-C or SIGTERM saves a
     consistent state and exits 130 or 143; running train again continues
     exactly where it stopped.
@@ -110,7 +118,9 @@ def train(
     val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
 
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
-    report = table_printer(loop.COLUMNS, loop.format_record, bar.clear if bar else None)
+    from ..training.trace import COLUMNS, format_record
+
+    report = table_printer(COLUMNS, format_record, bar.clear if bar else None)
 
     def warn(message):
         if not quiet:

@@ -3,6 +3,7 @@
 from .base import KINDS, Layer, get_kind
 from .conv import Convolution, MaxPooling
 from .dense import Dense, Flatten
+from .dropout import Dropout, Noise
 from .merge import Merge
 
-__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Flatten", "Convolution", "MaxPooling", "Merge"]
+__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge"]

@@ -9,7 +9,8 @@ and every time step that uses it:
 * ``backward(p, g, ctx, dy, need_dx, accumulate) -> (dx, …)``: one gradient
   per input (None where need_dx is False); parameter gradients are written
   into the arrays of g, or added to them when `accumulate` is True (a layer
-  that runs at several time steps sums its gradients over them).
+  that runs at several time steps sums its gradients over them); g is None
+  for a frozen layer, whose parameter gradients are not computed.
 
 Each kind also owns its line-format syntax (``parse``/``text``), its output
 shape and its parameter shapes, so a new kind is one class in one place.
@@ -52,6 +53,7 @@ class Layer:
     layout = "first"  # how batches of images come: "first" (N, C, H, W) or "cnhw" (C, N, H, W) (see network)
     activation = None
     syntax = ""  # the line-format arguments after the kind name, for messages
+    stochastic = False  # True: forward takes the call's Noise (training) or None (see dropout)
 
     @classmethod
     def parse(cls, args):

@@ -100,12 +100,13 @@ class Convolution(Layer):
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
         x_shape, cols, wmat, oh, ow, z, a = ctx
         dz = self.activation.backward(z.T, a.T, dy.reshape(self.filters, -1).T).T  # (F, N·OH·OW)
-        dw = (dz @ cols.T).reshape(p["W"].shape)
-        if accumulate:
-            g["W"] += dw
-        else:
-            np.copyto(g["W"], dw)
-        store_column_sums(g, "b", dz.T, accumulate)
+        if g is not None:
+            dw = (dz @ cols.T).reshape(p["W"].shape)
+            if accumulate:
+                g["W"] += dw
+            else:
+                np.copyto(g["W"], dw)
+            store_column_sums(g, "b", dz.T, accumulate)
         if not need_dx:
             return (None,)
         return (ops.col2im(wmat.T @ dz, x_shape, self.kh, self.kw, self.stride, self.pad, oh, ow),)

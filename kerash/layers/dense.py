@@ -58,8 +58,9 @@ class Dense(Layer):
     def backward_z(self, p, g, ctx, dz, need_dx=True, accumulate=False):
         """Backward from the gradient of the pre-activation z (used by fused losses)."""
         flat, shape = ctx[0], ctx[1]
-        store_product(g, "W", flat.T, dz, accumulate)
-        store_column_sums(g, "b", dz, accumulate)
+        if g is not None:
+            store_product(g, "W", flat.T, dz, accumulate)
+            store_column_sums(g, "b", dz, accumulate)
         return ((dz @ p["W"].T).reshape(shape) if need_dx else None,)
 
 

@@ -67,6 +67,7 @@ class Dropout(Layer):
     keras_name = "Dropout"
     syntax = "RATE"
     stochastic = True  # the network passes it the call's Noise
+    keeps_width = True  # MDL writes it as a node without width: (drop, <dropout, 0.3>)
 
     def __init__(self, rate):
         if not 0 <= rate < 1:

@@ -143,6 +143,10 @@ def _item(tokens):
     if sym == "(":
         name, _ = tokens.name()
         tokens.expect(",", name)
+        if tokens.peek()[1] == "<":  # a layer that keeps its input's width: (drop, <dropout, 0.3>)
+            func = _function(tokens, name)
+            tokens.expect(")", name)
+            return {"type": "kind", "name": name, "line": line, "func": func}
         kind, width, wline = tokens.take()
         if kind != "word" or not (width.isascii() and width.isdigit()) or int(width) < 1:
             tokens.fail(wline, name, f"the width must be a positive integer, not {width!r}")
@@ -220,6 +224,11 @@ class _Builder:
                 self.funcs[name] = item
                 pred = name
                 tree.append(name)
+            elif item["type"] == "kind":
+                layer = self.layer_kind(name, item["func"])
+                self.add(NodeSpec(name, layer.kind, layer, [(pred, 0)], line))
+                pred = name
+                tree.append(name)
             elif item["type"] == "merge":
                 self.add(NodeSpec(name, "merge", layers.Merge(item["op"]), [(pred, 0), (item["other"], None)], line))
                 pred = name
@@ -234,6 +243,19 @@ class _Builder:
                 tree.append((name, subtrees))
                 pred = name
         return tree
+
+    def layer_kind(self, node, func):
+        """A layer of the registry written as a node without width, e.g. (drop, <dropout, 0.3>)."""
+        name, params, line = func
+        kind = layers.KINDS.get(name)
+        if kind is None or not getattr(kind, "keeps_width", False):
+            kinds = [k for k, c in layers.KINDS.items() if getattr(c, "keeps_width", False)]
+            self.fail(line, node, f"(NAME, <KIND, …>) is a layer that keeps its input's width: {', '.join(kinds)}, "
+                                  f"not {name!r}{close_matches(name, kinds)}")
+        try:
+            return kind.parse(params)
+        except KerashError as e:
+            self.fail(line, node, str(e))
 
     def function(self, node, func, lookup, what):
         name, params, line = func
@@ -338,7 +360,7 @@ def _widths(b):
                 width[node.name] = node.shape[0]
             elif node.kind == "dense":
                 width[node.name] = node.layer.units
-            elif node.kind in (SPLIT, TAP):
+            elif node.kind in (SPLIT, TAP) or _keeps_width(node):
                 if node.inputs[0][0] in width:
                     width[node.name] = width[node.inputs[0][0]]
             else:
@@ -361,6 +383,10 @@ def _widths(b):
                 article = "an" if node.layer.op[0] in "aeiou" else "a"
                 b.fail(node.lineno, node.name, f"{article} {node.layer.op} merge of {u!r} (width {width[u]}) and {v!r} "
                        f"(width {width[v]}) needs equal widths (concatenate joins unequal ones)")
+
+
+def _keeps_width(node):
+    return node.layer is not None and getattr(node.layer, "keeps_width", False)
 
 
 def _check_branches(b):
@@ -425,6 +451,8 @@ def mdl_text(spec):
             node = spec.node(item)
             if node.kind == INPUT:
                 out.append(f"{pad}({node.name}, {node.shape[0]})")
+            elif _keeps_width(node):
+                out.append(f"{pad}({node.name}, <{', '.join(node.layer.text().split())}>)")
             elif node.kind == "merge":
                 out.append(f"{pad}{{{node.name}, {node.inputs[1][0]}, {node.layer.op}}}")
             else:

@@ -32,10 +32,11 @@ def connections(node):
     return ", ".join(src + (RECURRENT_MARK if delay else "") for src, delay in node.inputs)
 
 
-def summary_text(spec, name):
+def summary_text(spec, name, frozen=()):
     """The model as a table of nodes, output shapes and parameter counts, as Keras prints it.
 
-    Graph (MDL) models get Keras's "Connected to" column, recurrent links marked [t-1].
+    Graph (MDL) models get Keras's "Connected to" column, recurrent links marked [t-1];
+    `frozen` parameter folders (train --freeze) count as non-trainable.
     """
     shapes = param_shapes(spec)
     graph = spec.format == "mdl"
@@ -43,10 +44,11 @@ def summary_text(spec, name):
     columns += [("Connected to", 30)] if graph else []
     columns += [("Activation", 0)]
     rows = []
-    total = 0
+    total = fixed = 0
     for node in spec.nodes:
         count = sum(int(np.prod(v)) for v in shapes.get(node.key, {}).values()) if node.key else 0
         total += count
+        fixed += count if node.key in frozen else 0
         shape = _input_shape(spec) if node.kind == INPUT else _shape_text(node.shape)
         row = [f" {node.name} ({_type_name(node)})", shape, f"{count:,}"]
         if graph:
@@ -67,8 +69,8 @@ def summary_text(spec, name):
     lines += [
         thick,
         f"Total params: {total:,}",
-        f"Trainable params: {total:,}",
-        "Non-trainable params: 0",
+        f"Trainable params: {total - fixed:,}",
+        f"Non-trainable params: {fixed:,}" + (f" (frozen: {', '.join(frozen)})" if fixed else ""),
         f"Loss: {spec.loss.text()}",
     ]
     if spec.recurrent:

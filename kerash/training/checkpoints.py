@@ -5,6 +5,7 @@ import os
 from .. import model as modelmod
 from ..errors import UsageError, close_matches
 from .loop import CHECKPOINTS
+from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines
 
 
 def list_checkpoints(model_path):
@@ -35,5 +36,12 @@ def restore_checkpoint(model_path, name):
         hint = close_matches(name, names) or (f"; there are: {', '.join(names)}" if names else "; there are none")
         raise UsageError(f"{md.path} has no checkpoint {name!r}{hint}")
     with md.lock(blocking=False):
-        md.load(version=folder)  # refuse a damaged checkpoint before switching to it
+        _, state = md.load(version=folder)  # refuse a damaged checkpoint before switching to it
         md.adopt(folder)
+        # The history goes on from the checkpoint: a trace line says so, with its figures.
+        last = state.get("last") if isinstance(state.get("last"), dict) else {}
+        record = {key: last.get(key) for key in TRACE_COLUMNS}
+        record.update(epoch=int(state.get("epochs", 0)), event=f"restore:{name}", seconds=None,
+                      samples=last.get("samples", 0), lr=(state.get("optimizer") or {}).get("lr"),
+                      batch_size=state.get("batch_size"))
+        append_lines(os.path.join(md.path, TRACE_FILE), TRACE_COLUMNS, [record])

@@ -28,15 +28,21 @@ import time
 import numpy as np
 
 from ..errors import TrainingError
+from ..layers import Noise
 from ..workdir import scratch_dir
 from .batches import shard_bounds
-from .engine import StepResult, apply_update, gatherer, limit_blas_threads, prewarm_blas
+from .engine import (StepResult, apply_update, clip_coefficient, gatherer, intersect, limit_blas_threads, prewarm_blas,
+                     squared_norm)
 from .optimizers import SLOTS
 
 RUN_PREFIX = "kerash-train"
-STEP, QUIT = 1, 3  # commands
-# control.npy: the command, the batch length, the decision (1: update), then per-worker fields
-_CMD, _N, _UPDATE, _SCALE_BITS = 0, 1, 2, 3
+# Phases of a step, each ended by every process arriving: the gradient of each shard; the
+# shards added up over each process's slice, with its share of the gradient's squared norm
+# (only to clip); the update of each slice (or nothing, after a non-finite loss); the end.
+GRADIENT, ADD_UP, APPLY, SKIP, QUIT = 1, 2, 3, 4, 5
+# control.npy (int64): phase, batch length, epoch, flags; then two float64s stored as their bits
+_PHASE, _N, _EPOCH, _FLAGS, _SCALE, _COEF = range(6)
+_SUMMED, _CAPTURE = 1, 2  # flags: the sum is already made (MPI), copy the applied gradient out
 SPIN_SECONDS = 0.002  # poll this long before blocking: a wake-up from a blocked wait costs more
 
 
@@ -121,17 +127,22 @@ class ForkEngine:
     """K processes sharing each batch; see the module docstring.
 
     `bounds(n)` gives the K shards of a batch of n (default: K contiguous
-    equal parts); `reduce(total, stats)` may combine the summed gradient and
-    the step's figures with other machines (the MPI engine) before the update.
+    equal parts); `reduce(total, figures, losses)` may combine the summed
+    gradient and the step's figures with other machines (the MPI engine)
+    before the update.
     """
 
     kind = "fork"
     leader = True  # writes the model (every engine but MPI's other ranks)
     agreed_stop = 0  # a stop request agreed with other processes (MPI)
 
-    def __init__(self, net, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None):
+    def __init__(self, net, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None,
+                 settings=None):
+        from .engine import StepSettings
+
         self.net, self.x, self.y = net, x, y
         self.optimizer, self.mask = optimizer, mask
+        self.settings = settings or StepSettings()
         self.shards = workers
         self.bounds = bounds or (lambda n: shard_bounds(0, n, workers))
         self.reduce = reduce
@@ -140,6 +151,7 @@ class ForkEngine:
         self.pids = []
         self.gather = gatherer(x)
         self.interrupted = lambda: False
+        self.epoch = 1
         remove_stale_runs()
         self.run_dir = scratch_dir(RUN_PREFIX)
         try:
@@ -168,6 +180,7 @@ class ForkEngine:
         self.grads = [self._array(f"worker-{j}/gradients.npy", net.dtype, (size,)) for j in range(k)]
         net.use_arena(params_buffer=weights, grads_buffer=self.grads[0])
         self.total = self._array("gradient-sum.npy", net.dtype, (size,))
+        self.captured = self._array("gradient-applied.npy", net.dtype, (size,))
         for slot in SLOTS[opt.name]:
             key = f"all.{slot}"
             shared = self._array(f"optimizer-{slot}.npy", net.dtype, (size,))
@@ -176,9 +189,15 @@ class ForkEngine:
             opt.state[key] = shared
         self.idx = self._array("batch_indices.npy", np.int64, (n,))
         self.losses = self._array("sample_losses.npy", np.float64, (n,))
-        self.control = self._array("control.npy", np.int64, (4,))
-        self.results = self._array("results.npy", np.float64, (k, 3))  # loss sum, correct, failed
-        self.slices = [slice(s, e) for s, e in shard_bounds(0, size, k)]
+        self.control = self._array("control.npy", np.int64, (8,))
+        self.results = self._array("results.npy", np.float64, (k, 4))  # loss sum, correct, failed, Σg² of a slice
+        self.slices = shard_bounds(0, size, k)
+
+    def _real(self, field):
+        return float(self.control[field:field + 1].view(np.float64)[0])
+
+    def _set_real(self, field, value):
+        self.control[field:field + 1].view(np.float64)[0] = value
 
     # ------------------------------------------------------------ workers
 
@@ -218,78 +237,78 @@ class ForkEngine:
         self.net.use_arena(params_buffer=self.net.flat_params, grads_buffer=self.grads[k])
         go = self.go[k]
         while True:
-            if not go.acquire(timeout=1.0):
+            while not go.acquire(timeout=1.0):
                 if os.getppid() != coordinator:
                     orphaned()
-                continue
-            command = int(self.control[_CMD])
-            if command == QUIT:
+            phase = int(self.control[_PHASE])
+            if phase == QUIT:
                 return
-            self._shard(k, int(self.control[_N]), float(self.control[_SCALE_BITS:_SCALE_BITS + 1].view(np.float64)[0]))
-            self.arrived.release()
-            while not go.acquire(timeout=1.0):  # the coordinator says whether to update
-                if os.getppid() != coordinator:
-                    orphaned()
-            if self.control[_CMD] == QUIT:
-                return
-            if self.control[_UPDATE]:
-                self._update(k)
+            self._phase(k, phase)
             self.arrived.release()
 
-    def _shard(self, k, n, scale):
+    def _phase(self, k, phase):
+        """This process's part of a phase of the step (see GRADIENT…)."""
+        if phase == GRADIENT:
+            self._shard(k, int(self.control[_N]), self._real(_SCALE), int(self.control[_EPOCH]))
+        elif phase == ADD_UP:
+            start, stop = self.slices[k]
+            self._add_up(start, stop)
+            self.results[k, 3] = squared_norm(self.total, intersect(self.settings.ranges, start, stop))
+        elif phase == APPLY:
+            self._apply(k)
+
+    def _shard(self, k, n, scale, epoch):
         """Gradient of shard k of the current batch into this process's gradient file."""
         start, stop = self.bounds(n)[k]
         try:
             if stop > start:
                 idx = self.idx[start:stop]
-                losses, correct = self.net.gradient(self.gather(idx), self.y.take(idx, axis=0), scale)
+                noise = Noise(self.settings.seed, epoch, idx) if any(self.net.noisy) else None
+                losses, correct = self.net.gradient(self.gather(idx), self.y.take(idx, axis=0), scale, None, noise)
                 self.losses[start:stop] = losses
-                self.results[k] = (float(losses.sum()), correct, 0)
+                self.results[k, :3] = (float(losses.sum()), correct, 0)
             else:
                 self.grads[k].fill(0)
-                self.results[k] = (0.0, 0, 0)
+                self.results[k, :3] = (0.0, 0, 0)
         except Exception as e:
             os.makedirs(os.path.join(self.run_dir, f"worker-{k}"), exist_ok=True)
             with open(os.path.join(self.run_dir, f"worker-{k}", "error.txt"), "w") as f:
                 f.write(f"{type(e).__name__}: {e}")
-            self.results[k] = (0.0, 0, 1)
+            self.results[k, :3] = (0.0, 0, 1)
 
-    def _add_up(self, part):
-        """total[part] = the shards' gradients added in shard order."""
-        total, grads = self.total[part], self.grads
+    def _add_up(self, start, stop):
+        """total[start:stop] = the shards' gradients added in shard order."""
+        total, grads = self.total[start:stop], self.grads
         if len(grads) == 1:
-            np.copyto(total, grads[0][part])
+            np.copyto(total, grads[0][start:stop])
             return
-        np.add(grads[0][part], grads[1][part], out=total)
+        np.add(grads[0][start:stop], grads[1][start:stop], out=total)
         for g in grads[2:]:
-            total += g[part]
+            total += g[start:stop]
 
-    def _update(self, k):
-        """Add the shards up over slice k (unless reduce did it) and step the optimiser on it."""
-        part = self.slices[k]
-        if self.reduce is None:
-            self._add_up(part)
-        opt = self.optimizer
-        saved = opt.state
-        opt.state = {key: value[part] for key, value in saved.items()}
-        try:
-            apply_update(opt, self.net.flat_params[part], self.total[part], None if self.mask is None else self.mask[part])
-        finally:
-            opt.state = saved
+    def _apply(self, k):
+        """Slice k of the step's gradient: added up (unless already), clipped, copied out, applied."""
+        start, stop = self.slices[k]
+        flags = int(self.control[_FLAGS])
+        if not flags & _SUMMED:
+            self._add_up(start, stop)
+        coef = self._real(_COEF)
+        part = self.total[start:stop]
+        if coef != 1.0:
+            part *= coef
+        if flags & _CAPTURE:
+            self.captured[start:stop] = part
+        apply_update(self.optimizer, self.net.flat_params, self.total, self.mask,
+                     intersect(self.settings.ranges, start, stop))
 
     # ------------------------------------------------------------ coordinator
 
-    def _publish(self, command, idx, scale):
-        n = len(idx)
-        self.idx[:n] = idx
-        self.control[_CMD], self.control[_N] = command, n
-        self.control[_SCALE_BITS:_SCALE_BITS + 1].view(np.float64)[0] = scale
+    def _run(self, phase, intact):
+        """Every process does its part of `phase`, this one included; returns when all have."""
+        self.control[_PHASE] = phase
         for go in self.go[1:]:
             go.release()
-        return n
-
-    def _collect(self, intact):
-        """Wait until every worker has arrived; a signal or a dead worker ends the wait."""
+        self._phase(0, phase)
         for _ in range(self.shards - 1):
             self._wait(self.arrived, intact)
 
@@ -337,29 +356,42 @@ class ForkEngine:
             reason = "unknown error"
         return f"worker {k} failed: {reason}" if k else f"the gradient failed: {reason}"
 
-    def step(self, idx, scale, keep=None):
+    def step(self, idx, scale, keep=None, capture=None):
         """One training step over the shards; keep is ignored (workers return their losses)."""
-        n = self._publish(STEP, idx, scale)
-        self._shard(0, n, scale)
-        self._collect(intact=True)
+        n = len(idx)
+        self.idx[:n] = idx
+        self.control[_N], self.control[_EPOCH] = n, self.epoch
+        self._set_real(_SCALE, scale)
+        self._run(GRADIENT, intact=True)
         failure = self._failures()
         loss_sum = float(self.results[:, 0].sum())
         correct = int(self.results[:, 1].sum())
-        if self.reduce is not None and failure is None:
-            self._add_up(slice(None))
+        flags = _CAPTURE if capture is not None else 0
+        coef = 1.0
+        if failure is None and self.reduce is not None:
+            # Across machines: the sum of this machine's shards, then the sum over machines.
+            self._add_up(0, self.total.size)
             figures = np.array([loss_sum, correct])
             self.reduce(self.total, figures, self.losses[:n])
             loss_sum, correct = float(figures[0]), int(figures[1])
-        finite = np.isfinite(loss_sum)
-        self.control[_UPDATE] = int(finite and failure is None)
-        for go in self.go[1:]:
-            go.release()
-        if self.control[_UPDATE]:
-            self._update(0)
-        self._collect(intact=not self.control[_UPDATE])
+            flags |= _SUMMED
+            if self.settings.clip is not None:
+                parts = [p for s, e in self.slices for p in intersect(self.settings.ranges, s, e)]
+                coef = clip_coefficient(squared_norm(self.total, parts), self.settings.clip)
+        finite = bool(np.isfinite(loss_sum))
+        update = finite and failure is None
+        if update and self.settings.clip is not None and not flags & _SUMMED:
+            self._run(ADD_UP, intact=True)
+            coef = clip_coefficient(float(np.sum(self.results[:, 3])), self.settings.clip)
+            flags |= _SUMMED
+        self.control[_FLAGS] = flags
+        self._set_real(_COEF, coef)
+        self._run(APPLY if update else SKIP, intact=not update)
         if failure:
             raise EngineFailure(failure, intact=True)
-        return StepResult(self.losses[:n].copy(), correct, bool(finite))
+        if update and capture is not None:
+            np.copyto(capture, self.captured)
+        return StepResult(self.losses[:n].copy(), correct, finite)
 
     def gradient(self, idx, scale, keep=None):
         """The step's gradient computed here, shard by shard in shard order: the same numbers, no workers."""
@@ -370,7 +402,8 @@ class ForkEngine:
             if stop <= start:
                 continue
             part = idx[start:stop]
-            shard_losses, c = self.net.gradient(self.gather(part), self.y.take(part, axis=0), scale)
+            noise = Noise(self.settings.seed, self.epoch, part) if any(self.net.noisy) else None
+            shard_losses, c = self.net.gradient(self.gather(part), self.y.take(part, axis=0), scale, None, noise)
             losses[start:stop] = shard_losses
             correct += c
             if k == 0:
@@ -383,12 +416,29 @@ class ForkEngine:
             correct = int(figures[1])
         return losses, correct, total
 
+    def apply(self, grads, capture=None):
+        """The update of step() for a gradient computed by gradient(), here, slice by slice: the same numbers."""
+        settings = self.settings
+        per_slice = [intersect(settings.ranges, start, stop) for start, stop in self.slices]
+        coef = 1.0
+        if settings.clip is not None:
+            if self.reduce is not None:  # step() measured the summed gradient in one go
+                squared = squared_norm(grads, [p for parts in per_slice for p in parts])
+            else:  # each process measured its slice
+                squared = float(np.sum([squared_norm(grads, parts) for parts in per_slice]))
+            coef = clip_coefficient(squared, settings.clip)
+        if coef != 1.0:
+            for start, stop in self.slices:
+                grads[start:stop] *= coef
+        if capture is not None:
+            np.copyto(capture, grads)
+        apply_update(self.optimizer, self.net.flat_params, grads, self.mask, [p for parts in per_slice for p in parts])
+
     def close(self):
         """Stop the workers and remove the run folder, whatever state they are in."""
         pids = [p for p in self.pids if p is not None]
         if pids and hasattr(self, "control"):
-            self.control[_UPDATE] = 0
-            self.control[_CMD] = QUIT
+            self.control[_PHASE] = QUIT
             for go in self.go[1:]:
                 go.release()
         for pid in pids:

@@ -6,6 +6,7 @@ interrupted epoch and its partial sums, the seed of the shuffles, and the
 skip estimates.  Saves go through ModelDir.save, which is atomic.
 """
 
+import hashlib
 import math
 import os
 import signal
@@ -16,17 +17,16 @@ import numpy as np
 
 from .. import model as modelmod
 from .. import tensorio
+from ..errors import DataError, TrainingError, UsageError, close_matches
 from ..network import targets_are_classes
-from ..errors import DataError, TrainingError, UsageError
 from . import batches
-from .engine import (apply_update, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
+from .engine import (StepSettings, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
                      tune_allocator, usable_cores)
 from .fork import EngineFailure, Interrupted
 from .optimizers import Optimizer, flat_state, per_parameter_state
+from .schedule import BatchGrowth, Schedule
+from .trace import COLUMNS, STATS_FILE, TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, layer_statistics
 
-COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-TRACE_COLUMNS = COLUMNS + ("lr",)
-TRACE_FILE = "trace.tsv"
 CHECKPOINTS = "checkpoints"
 SAVE_EVERY = 2.0  # seconds between saves of a run that is going well
 
@@ -35,15 +35,20 @@ SAVE_EVERY = 2.0  # seconds between saves of a run that is going well
 class TrainConfig:
     epochs: int = None
     until_epoch: int = None
-    batch_size: int = 32
+    batch_size: int = None  # None: the model's last, else 32
+    batch_growth: str = None  # DyNet's START:STEP:MAX
     optimizer: str = None
     lr: float = None
+    lr_schedule: str = None  # see schedule.py; None: the model's last, else constant
+    warmup: int = None
     momentum: float = None
     beta1: float = None
     beta2: float = None
     eps: float = None
     rho: float = None
     weight_decay: float = None
+    clip_norm: float = None
+    freeze: str = None  # 'layer_01,layer_03-layer_04': their parameters are not trained
     workers: int = None  # None: every core when a batch is worth splitting (engine.default_workers)
     threads: int = None  # None: 1 (more cores go to workers)
     engine: str = None  # local, fork or mpi; None: mpi under mpiexec, else fork when workers > 1
@@ -57,6 +62,8 @@ class TrainConfig:
     checkpoint_every: int = 0
     skip_below: float = None
     skip_growth: float = None
+    stats: bool = False
+    restart_epoch: bool = False  # start an interrupted epoch afresh even if the data changed
 
 
 @dataclass
@@ -65,26 +72,6 @@ class FitResult:
     message: str = ""
     signal: int = 0
     records: list = field(default_factory=list)
-
-
-def format_record(record, columns=COLUMNS):
-    """One tab-separated trace line."""
-    out = []
-    for col in columns:
-        v = record[col]
-        if col in ("epoch", "samples"):
-            out.append(str(int(v)))
-        elif col == "seconds":
-            out.append(f"{v:.3f}")
-        elif col == "lr":
-            out.append(f"{v:.6g}")
-        elif isinstance(v, float) and math.isnan(v):
-            out.append("nan")
-        elif col.endswith("accuracy"):
-            out.append(f"{v:.4f}")
-        else:
-            out.append(f"{v:.6g}")
-    return "\t".join(out)
 
 
 class _Signals:
@@ -160,8 +147,7 @@ class _Fit:
         n = self.x.shape[0]
         if n == 0:
             raise DataError("no training samples")
-        if cfg.batch_size < 1:
-            raise UsageError(f"--batch-size must be ≥ 1, got {cfg.batch_size}")
+        self._batching(state)
         if cfg.workers is not None and cfg.workers < 1:
             raise UsageError(f"--workers must be ≥ 1, got {cfg.workers}")
         if cfg.threads is not None and cfg.threads < 1:
@@ -184,11 +170,19 @@ class _Fit:
         self.net.adapt_to_targets(self.y)
         self.optimizer = _make_optimizer(cfg, state)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
+        self._schedule(state)
+        frozen = _frozen_keys(cfg.freeze, md.spec) if cfg.freeze else []
+        self.net.freeze(frozen)
+        self.state["frozen"] = frozen
+        if cfg.clip_norm is not None and not 0 < cfg.clip_norm < math.inf:
+            raise UsageError(f"--clip-norm must be a finite number > 0, not {cfg.clip_norm:g}")
+        self.record = self._data_record(val is not None)
         if cfg.patience is not None and self.vx is None:
             raise UsageError("--patience needs validation data (--validation-split or --val-data)")
         if cfg.restore_best and self.vx is None:
             raise UsageError("--restore-best needs validation data (--validation-split or --val-data)")
         self.pending = []  # epoch records not yet in trace.tsv
+        self.pending_stats = []  # and stats.tsv
         self.last_save = time.monotonic()
         self.skip = None
         if cfg.skip_below is not None:
@@ -198,6 +192,54 @@ class _Fit:
             self.skip_growth = growth
             saved = md.load_extra("training").get("skip_estimate")
             self.skip = saved.astype(np.float64) if saved is not None and saved.shape == (n,) else np.full(n, np.inf)
+
+    # ------------------------------------------------------------ settings
+
+    def _batching(self, state):
+        """Batch size per epoch: --batch-growth, --batch-size, else what the model was trained with."""
+        cfg = self.cfg
+        text = cfg.batch_growth if cfg.batch_size is None else None
+        if text is None and cfg.batch_size is None:
+            text = state.get("batch_growth")
+        if cfg.batch_size is not None and cfg.batch_growth is not None:
+            raise UsageError("give either --batch-size or --batch-growth, not both")
+        if text:
+            self.growth = BatchGrowth(text)
+            self.batch_size = None
+        else:
+            self.growth = None
+            self.batch_size = cfg.batch_size or int(state.get("batch_size", 32))
+            if self.batch_size < 1:
+                raise UsageError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+
+    def batch_size_at(self, epoch):
+        return self.growth.size(epoch) if self.growth else self.batch_size
+
+    def _schedule(self, state):
+        """The learning-rate schedule, its base rate, and the plateau's state, continued from the model's."""
+        cfg, saved = self.cfg, state.get("schedule") or {}
+        text = cfg.lr_schedule if cfg.lr_schedule is not None else saved.get("spec", "constant")
+        warmup = cfg.warmup if cfg.warmup is not None else (saved.get("warmup", 0) if cfg.lr_schedule is None else 0)
+        self.schedule = Schedule(text, warmup)
+        self.base_lr = cfg.lr if cfg.lr is not None else saved.get("base_lr", self.optimizer.lr)
+        same = saved.get("spec") == self.schedule.text and saved.get("warmup", 0) == self.schedule.warmup
+        self.plateau = dict(saved.get("plateau") or {}) if same else {}
+
+    def _data_record(self, separate_validation):
+        """What this run trains on, to tell whether an interrupted epoch may continue on it."""
+
+        def digest(a):
+            h = hashlib.blake2b(digest_size=16)
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(np.ascontiguousarray(a))
+            return h.hexdigest()
+
+        return {
+            "data": digest(self.x), "labels": digest(self.y),
+            "validation": digest(self.vx) + digest(self.vy) if separate_validation else self.cfg.validation_split,
+            "seed": self.seed,
+            "batches": self.growth.text if self.growth else self.batch_size,
+        }
 
     # ------------------------------------------------------------ plan
 
@@ -216,13 +258,25 @@ class _Fit:
             return FitResult("nothing", f"{self.md.path} already has {done} epochs")
         position = int(self.state.get("batch", 0))
         partial = self.state.get("partial") or {}
-        if position and self.state.get("partial_samples_total") != len(self.train_idx):
-            self.warn("the data changed since the interrupted epoch; restarting that epoch")
+        before = self.state.get("trained_on")
+        changed = [what for what in ("data", "labels", "validation", "seed", "batches")
+                   if before and before.get(what) != self.record[what]]
+        if position and changed and not self.cfg.restart_epoch:
+            names = {"data": "the data", "labels": "the labels", "validation": "the validation data or split",
+                     "seed": "the seed", "batches": "the batch size"}
+            raise DataError(f"epoch {done + 1} of {self.md.path} was interrupted, and {' and '.join(names[c] for c in changed)} "
+                            f"differ from what it was trained on; continue with the same, or give --restart-epoch "
+                            f"to start epoch {done + 1} afresh")
+        if position and (changed or self.state.get("partial_samples_total") != len(self.train_idx)):
+            if not self.cfg.restart_epoch:
+                self.warn("the data changed since the interrupted epoch; restarting that epoch")
             position, partial = 0, {}
+        self.event = "start:new-data" if changed else "start"
         cfg = self.cfg
         workers = cfg.workers
         if workers is None:
-            workers = 1 if uses_mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
+            workers = 1 if uses_mpi(cfg) else default_workers(self.net, self.batch_size_at(done + 1),
+                                                               steps=self.x.shape[1] if self.net.sequence else 1)
         if workers * (cfg.threads or 1) > 2 * usable_cores():  # far more than the machine can run at once
             self.warn(f"{workers} worker(s) × {cfg.threads or 1} thread(s) on {usable_cores()} core(s): "
                       "they will take turns, slower than fewer")
@@ -234,8 +288,9 @@ class _Fit:
         mask = self.net.decay_mask() if self.optimizer.weight_decay else None
         engine = None
         try:
+            settings = StepSettings(self.seed, cfg.clip_norm, self.net.trainable_ranges() if self.net.frozen else None)
             engine = self.engine = make_engine(cfg.engine, self.net, self.x, self.y, self.optimizer, mask, workers,
-                                               cfg.stall, self.warn)
+                                               cfg.stall, self.warn, settings)
             with _Signals() as signals:
                 engine.interrupted = lambda: bool(signals.received)
                 return self._epochs(done, end, position, partial, signals, mask)
@@ -264,9 +319,13 @@ class _Fit:
         best_params = None
         records = []
         steps = int(self.state.get("steps", 0))
+        captured = np.empty_like(params[0]) if cfg.stats else None
         for epoch in range(done + 1, end + 1):
             t0 = time.monotonic() - float(partial.get("seconds", 0.0))
-            epoch_batches = batches.epoch_batches(self.train_idx, cfg.batch_size, self.seed, epoch)
+            epoch_batches = batches.epoch_batches(self.train_idx, self.batch_size_at(epoch), self.seed, epoch)
+            self.engine.epoch = epoch
+            opt.hyper["lr"] = self.schedule.rate(self.base_lr, epoch, self.plateau)
+            start_weights = params[0].copy() if cfg.stats else None
             sums = _EpochSums(net, partial)
             keep = sums.kept if defer else None
             if self.skip is not None and position == 0:
@@ -280,13 +339,14 @@ class _Fit:
                 if len(idx):
                     if backup.due():
                         backup.take(params, opt)
+                    capture = captured if b == len(epoch_batches) - 1 else None
                     try:
-                        result = self.engine.step(idx, 1.0 / len(idx), keep)
+                        result = self.engine.step(idx, 1.0 / len(idx), keep, capture)
                     except (EngineFailure, Interrupted) as e:
                         # Keep what the completed steps achieved (rebuilt by replay if a
                         # process stopped half-way through the update), then report.
                         if not e.intact:
-                            self._replay(backup, params, mask, backup.batches)
+                            self._replay(backup, params, backup.batches)
                         self._save(epoch - 1, b, sums.partial(time.monotonic() - t0), steps)
                         if isinstance(e, EngineFailure):
                             raise
@@ -295,10 +355,10 @@ class _Fit:
                     if not result.finite:
                         if keep:
                             keep.pop()  # the non-finite batch is not part of the epoch's sums
-                        return self._stop_nan(epoch, b, backup, params, steps, records, sums.partial(time.monotonic() - t0), mask)
+                        return self._stop_nan(epoch, b, backup, params, steps, records, sums.partial(time.monotonic() - t0))
                     if losses is not None:
                         batch_loss = float(losses.sum())
-                    backup.record(idx)
+                    backup.record(epoch, idx, opt.lr)
                     steps += 1
                     sums.learned += len(idx)
                     if losses is None:
@@ -314,13 +374,13 @@ class _Fit:
                     self.progress(epoch, b + 1, len(epoch_batches))
                 if self._stopped_by(signals):
                     if not np.all(np.isfinite(params[0])):
-                        return self._stop_nan(epoch, b + 1, backup, params, steps, records, {}, mask,
+                        return self._stop_nan(epoch, b + 1, backup, params, steps, records, {},
                                               f"the weights became non-finite at epoch {epoch}, batch {b + 1}")
                     self._save(epoch - 1, b + 1, sums.partial(time.monotonic() - t0), steps)
                     return self._interrupted(self._stopped_by(signals), epoch, b + 1, len(epoch_batches), records)
             if not np.all(np.isfinite(params[0])):
                 # The epoch's last step overflowed the weights: that step is undone, not saved.
-                return self._stop_nan(epoch + 1, 0, backup, params, steps, records, {}, mask,
+                return self._stop_nan(epoch + 1, 0, backup, params, steps, records, {},
                                       f"the weights became non-finite at the last step of epoch {epoch}")
             sums.settle()
             loss_sum, correct, learned, seen = sums.loss_sum, sums.correct, sums.learned, sums.seen
@@ -334,6 +394,8 @@ class _Fit:
                 "val_loss": math.nan,
                 "val_accuracy": math.nan,
                 "lr": opt.lr,
+                "batch_size": self.batch_size_at(epoch),
+                "event": self.event if epoch == done + 1 else "",
             }
             if self.skip is not None:
                 record["accuracy"] = self._skip_accuracy() if self.classification else math.nan
@@ -352,6 +414,10 @@ class _Fit:
             elif self.vx is not None:
                 stale += 1
             self.state["best"], self.state["stale"] = best, stale
+            self.plateau = self.schedule.after_epoch(epoch, record["val_loss" if self.vx is not None else "loss"],
+                                                     opt.lr, self.plateau)
+            if cfg.stats and len(epoch_batches) > position:
+                self.pending_stats += layer_statistics(epoch, net, captured, start_weights)
             self.state["last"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
             records.append(record)
             self.pending.append(record)
@@ -392,12 +458,15 @@ class _Fit:
             records,
         )
 
-    def _replay(self, backup, params, mask, replayed):
-        """Back to the backup, then the steps of `replayed` again: the state after them, exactly."""
+    def _replay(self, backup, params, replayed):
+        """Back to the backup, then the steps of `replayed` [(epoch, idx, lr)] again: the state after them, exactly."""
         backup.restore(params, self.optimizer)
-        for idx in replayed:
+        current = self.engine.epoch, self.optimizer.hyper["lr"]
+        for epoch, idx, lr in replayed:
+            self.engine.epoch, self.optimizer.hyper["lr"] = epoch, lr
             _, _, grads = self.engine.gradient(idx, 1.0 / len(idx))
-            apply_update(self.optimizer, params[0], grads, mask)
+            self.engine.apply(grads)
+        self.engine.epoch, self.optimizer.hyper["lr"] = current
 
     def _filter_learned(self, idx):
         """DyNet's skipping: drop samples whose estimated loss is under the bar, forward the rest.
@@ -432,7 +501,7 @@ class _Fit:
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
         return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
 
-    def _stop_nan(self, epoch, b, backup, params, steps, records, partial, mask, what=None):
+    def _stop_nan(self, epoch, b, backup, params, steps, records, partial, what=None):
         """The loss of batch b is not finite: save the last step whose weights are finite, and stop."""
         what = what or f"the loss became non-finite at epoch {epoch}, batch {b + 1}"
         if all(np.all(np.isfinite(p)) for p in params):
@@ -444,12 +513,13 @@ class _Fit:
             # The last step made the weights non-finite: rebuild the state before it by
             # replaying the steps since the backup.  That position is in this epoch, or at
             # the end of the previous one; its partial sums are lost.
-            self._replay(backup, params, mask, backup.batches[:-1])
+            self._replay(backup, params, backup.batches[:-1])
             steps -= 1
             if b > 0:
                 self._save(epoch - 1, b - 1, {}, steps)
             else:
-                self._save(epoch - 2, len(batches.batch_bounds(len(self.train_idx), self.cfg.batch_size)) - 1, {}, steps)
+                last = len(batches.batch_bounds(len(self.train_idx), self.batch_size_at(epoch - 1))) - 1
+                self._save(epoch - 2, last, {}, steps)
             kept = f"the model is left at its last finite step (step {steps})"
         else:
             kept = "the model is left unchanged"
@@ -473,13 +543,24 @@ class _Fit:
             seed=self.seed,
             dtype=np.dtype(self.dtype).name,
             optimizer=self.optimizer.describe(),
+            schedule={"spec": self.schedule.text, "warmup": self.schedule.warmup, "base_lr": self.base_lr,
+                      "plateau": self.plateau},
+            trained_on=self.record,
         )
+        if self.growth:
+            state["batch_growth"] = self.growth.text
+            state.pop("batch_size", None)
+        else:
+            state["batch_size"] = self.batch_size
+            state.pop("batch_growth", None)
         extra = per_parameter_state(self.optimizer, self.net)
         if self.skip is not None:
             extra["training/skip_estimate"] = self.skip
         self.md.save(self.net.get_params(), state, extra)
         self.last_save = time.monotonic()
         self._trace()
+        append_stats(self.md.path, self.pending_stats)
+        self.pending_stats = []
 
     def _flatten_optimizer_state(self):
         """Saved optimiser state is per parameter ('layer_01/W.m'); training uses the flat arena."""
@@ -487,14 +568,8 @@ class _Fit:
 
     def _trace(self):
         """Append the epochs now saved to MODEL/trace.tsv, so the trace never runs ahead of the model."""
-        if not self.pending:
-            return
-        path = os.path.join(self.md.path, TRACE_FILE)
-        lines = [format_record(r, TRACE_COLUMNS) + "\n" for r in self.pending]
-        if not os.path.exists(path):
-            lines.insert(0, "\t".join(TRACE_COLUMNS) + "\n")
-        with open(path, "a") as f:
-            f.write("".join(lines))
+        if self.pending:
+            append_lines(os.path.join(self.md.path, TRACE_FILE), TRACE_COLUMNS, self.pending)
         self.pending = []
 
     def _snapshot(self, name):
@@ -554,9 +629,9 @@ class _Backup:
         self.t = optimizer.t
         self.batches = []
 
-    def record(self, idx):
-        """A step was applied with the samples idx."""
-        self.batches.append(idx)
+    def record(self, epoch, idx, lr):
+        """A step of `epoch` was applied with the samples idx at the rate lr."""
+        self.batches.append((epoch, idx, lr))
 
     def restore(self, params, optimizer):
         """Back to the state of the backup (into the same arrays: they may be shared with workers)."""
@@ -575,6 +650,37 @@ def snapshot(md, name):
     root = os.path.join(md.path, CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
     tensorio.atomic_folder(os.path.join(root, name), lambda tmp: modelmod.copy_tree(md.version_dir(), tmp))
+
+
+def _frozen_keys(text, spec):
+    """Parameter folders named by --freeze: 'layer_01,layer_03-layer_05', node names (MDL) or numbers '1-3'."""
+    keys = [n.key for n in spec.nodes if n.key]
+    names = {n.name: n.key for n in spec.nodes}
+    position = {key: i for i, key in enumerate(keys)}
+
+    def one(item):
+        item = item.strip()
+        key = names.get(item) or (f"layer_{int(item):02d}" if item.isascii() and item.isdigit() else item)
+        if key in position:
+            return key
+        if key in names.values() or item in names:
+            raise UsageError(f"--freeze: {item} has no parameters to freeze")
+        raise UsageError(f"--freeze: no layer {item!r}{close_matches(item, keys + [n for n in names if names[n]])}; "
+                         f"layers with parameters: {', '.join(keys)}")
+
+    found = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        first, sep, last = part.partition("-")
+        if sep:
+            a, b = position[one(first)], position[one(last)]
+            if a > b:
+                raise UsageError(f"--freeze: the range {part.strip()} runs backwards")
+            found += keys[a : b + 1]
+        else:
+            found.append(one(part))
+    return sorted(set(found), key=position.get)
 
 
 def _check_finite(a, what):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .batches import shard_bounds
-from .engine import StepResult, apply_update, gatherer
+from .engine import StepResult
 
 _EXTRA = 3  # loss sum, correct count, stop request
 
@@ -45,8 +45,10 @@ def rank_from_environment():
 class MpiEngine:
     kind = "mpi"
 
-    def __init__(self, net, x, y, optimizer, mask, workers=1, stall=None, warn=None):
+    def __init__(self, net, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
         from mpi4py import MPI
+
+        from .engine import LocalEngine
 
         self.comm, self.rank, self.size = world()
         self.sum = MPI.SUM
@@ -57,7 +59,6 @@ class MpiEngine:
         self.shards = self.size * workers
         self.leader = self.rank == 0
         self.agreed_stop = 0  # how many ranks had a stop request (a signal) at the last step
-        self.gather = gatherer(x)
         self.interrupted = lambda: False
         if getattr(net, "flat_params", None) is None:
             net.use_arena()
@@ -67,12 +68,22 @@ class MpiEngine:
             from .fork import ForkEngine
 
             self.inner = ForkEngine(net, x, y, optimizer, mask, workers, bounds=self._local_bounds,
-                                    reduce=self._reduce, stall=stall, warn=warn)
+                                    reduce=self._reduce, stall=stall, warn=warn, settings=settings)
             self.buffer = np.empty(size + len(x) + _EXTRA, dtype=net.dtype)
         else:
             # The gradient arena is the front of the buffer that one Allreduce sends.
             self.buffer = np.zeros(size + len(x) + _EXTRA, dtype=net.dtype)
             net.use_arena(params_buffer=net.flat_params, grads_buffer=self.buffer[:size])
+            # One process's shard and update, as in one process; the Allreduce goes between.
+            self.local = LocalEngine(net, x, y, optimizer, mask, settings)
+
+    @property
+    def epoch(self):
+        return (self.inner or self.local).epoch
+
+    @epoch.setter
+    def epoch(self, value):
+        (self.inner or self.local).epoch = value
 
     def _local_bounds(self, n):
         """This rank's shards of a batch of n, out of the size × workers shards of the whole batch."""
@@ -107,21 +118,23 @@ class MpiEngine:
         losses, correct = np.zeros(n), 0
         for start, stop in self._local_bounds(n):
             if stop > start:
-                part = idx[start:stop]
-                losses[start:stop], correct = self.net.gradient(self.gather(part), self.y.take(part, axis=0), scale)
+                losses[start:stop], correct, _ = self.local.gradient(idx[start:stop], scale)
             else:
                 self.net.flat_grads.fill(0)
         losses, _, correct = self._allreduce(n, losses, float(losses.sum()), correct)
         return losses, correct, self.net.flat_grads
 
-    def step(self, idx, scale, keep=None):
+    def apply(self, grads, capture=None):
+        (self.inner or self.local).apply(grads, capture)
+
+    def step(self, idx, scale, keep=None, capture=None):
         if self.inner is not None:
             self.inner.interrupted = self.interrupted
-            return self.inner.step(idx, scale)
+            return self.inner.step(idx, scale, capture=capture)
         losses, correct, grads = self.gradient(idx, scale)
         finite = bool(np.isfinite(losses.sum()))
         if finite:
-            apply_update(self.optimizer, self.net.flat_params, grads, self.mask)
+            self.local.apply(grads, capture)
         return StepResult(losses, correct, finite)
 
     def close(self):

@@ -13,16 +13,28 @@ import numpy as np
 from .. import model as modelmod
 from .. import tensorio
 from ..errors import DataError, UsageError
+from ..layers import Noise
 from .engine import apply_update
 from .optimizers import Optimizer, flat_state, per_parameter_state
 
 STATS_FILE = "stats.json"
 
 
-def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs", "labels")):
-    """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir."""
+def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs", "labels"), ids=None, seed=None,
+             epoch=None):
+    """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir.
+
+    Dropout masks, as train draws them, depend on the seed, the epoch and each sample's
+    row in the data (`ids`, default 0…N−1); seed and epoch default to the model's
+    training seed and its next epoch.
+    """
     md = modelmod.ModelDir(model_path)
-    net, _ = md.network(modelmod.DTYPES.get(dtype) if dtype else None)
+    net, state = md.network(modelmod.DTYPES.get(dtype) if dtype else None)
+    if seed is None:
+        seed = int(state.get("seed", state.get("init_seed") or 0))
+    if epoch is None:
+        epoch = int(state.get("epochs", 0)) + 1
+    ids = np.arange(len(x)) if ids is None else np.asarray(ids)
     x = modelmod.prepare_inputs(x, md.spec, names[0])
     y = modelmod.prepare_targets(y, md.spec, x, names[1])
     y = y.astype(net.dtype)
@@ -31,7 +43,8 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
     loss_sum, correct = 0.0, 0
     for start in range(0, x.shape[0], chunk):
         xb = np.asarray(x[start : start + chunk], dtype=net.dtype)
-        losses, c = net.gradient(xb, y[start : start + chunk], 1.0)
+        noise = Noise(seed, epoch, ids[start : start + chunk]) if any(net.noisy) else None
+        losses, c = net.gradient(xb, y[start : start + chunk], 1.0, None, noise)
         loss_sum += float(losses.sum())
         correct += c
         grads = [g for _, _, g in net.grad_items()]
