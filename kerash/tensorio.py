@@ -138,25 +138,29 @@ class _Input:
             self.file.close()
 
 
-def read_table(source=None, where=None):
-    """Read one tensor from a path, standard input ('-' or None) or a binary file object, in any format."""
+def read_table(source=None, where=None, dtype=None):
+    """Read one tensor from a path, standard input ('-' or None) or a binary file object, in any format.
+
+    With `dtype` (float32, float64) the values arrive in it, converted piece by piece as
+    they are read: training float32 on a float64 or text file needs no second copy.
+    """
     inp = _Input(source, where)
     try:
         head = inp.read(len(NPY_MAGIC))
         if head == NPY_MAGIC:
-            array, stored = _read_npy(inp, head)
+            array, stored = _read_npy(inp, head, as_dtype=dtype)
             return Table(array, None, "npy", stored)
         from . import textformat
 
-        array, columns, fmt = textformat.read_text(inp, inp.where, head)
+        array, columns, fmt = textformat.read_text(inp, inp.where, head, dtype)
         return Table(array, columns, fmt, None)
     finally:
         inp.close()
 
 
-def read_tensor(source=None):
-    """Read one tensor from a path or standard input, in any supported format."""
-    return read_table(source).array
+def read_tensor(source=None, dtype=None):
+    """Read one tensor from a path or standard input, in any supported format (as `dtype` if given)."""
+    return read_table(source, dtype=dtype).array
 
 
 def parse_tensor(data, where="<data>"):
@@ -227,8 +231,14 @@ def _npy_header(inp, head):
     return dtype, shape, fortran, head
 
 
-def _read_npy(inp, head, expect_shape=None, expect_dtype=None):
-    """The array of an npy file whose first bytes `head` came from `inp`, and its stored dtype."""
+_CONVERT_BYTES = 8 << 20  # what is read at a time when values are converted on the way
+
+
+def _read_npy(inp, head, expect_shape=None, expect_dtype=None, as_dtype=None):
+    """The array of an npy file whose first bytes `head` came from `inp`, and its stored dtype.
+
+    With `as_dtype` different from the stored one, the values are converted a piece at a time.
+    """
     where = inp.where
     dtype, shape, fortran, head = _npy_header(inp, head)
     offset = len(head)
@@ -246,17 +256,30 @@ def _read_npy(inp, head, expect_shape=None, expect_dtype=None):
             raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {have} ({where})")
         if have > need:
             raise DataError(f"{have - need} unexpected bytes after the npy array data ({where})")
+    target = np.dtype(as_dtype) if as_dtype is not None and dtype.kind in "biuf" else dtype
     try:
-        array = np.empty(count, dtype)
+        array = np.empty(count, target)
     except (MemoryError, ValueError):
         raise DataError(f"npy header announces {need} bytes of data, more than fits in memory ({where})") from None
-    got = inp.readinto(memoryview(array).cast("B"))
+    if target == dtype:
+        got = inp.readinto(memoryview(array).cast("B"))
+    else:
+        piece = np.empty(max(1, _CONVERT_BYTES // dtype.itemsize), dtype)
+        got, done = 0, 0
+        while done < count:
+            k = min(len(piece), count - done)
+            n = inp.readinto(memoryview(piece[:k]).cast("B"))
+            got += n
+            if n < k * dtype.itemsize:
+                break
+            array[done : done + k] = piece[:k]
+            done += k
     if got < need:
         raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {got} ({where})")
     if inp.size is None and inp.read(1):
         raise DataError(f"unexpected bytes after the npy array data ({where})")
     array = array.reshape(shape, order="F" if fortran else "C")
-    return _native(array), dtype
+    return (array if target != dtype else _native(array)), dtype
 
 
 def _native(array):

@@ -527,21 +527,22 @@ class _Lines:
         return pending[:cut]
 
 
-def read_text(source, where, head=b""):
+def read_text(source, where, head=b"", dtype=None):
     """Parse a text tensor from `head` followed by source.read(n).
 
     `source` may also offer `size` (the input's total size, when it is a
     regular file) and `pread(n, offset)`: then a large input is split
     between two processes.  Returns (array, column names from a header row
-    or None, 'text' or 'kerash').
+    or None, 'text' or 'kerash').  With `dtype`, every block of rows is
+    converted as soon as it is parsed: no float64 copy of the whole tensor.
     """
     try:
-        return _read_text(source, where, head)
+        return _read_text(source, where, head, np.dtype(dtype or np.float64))
     except _LineProblem as e:
         raise DataError(f"{where}:{e.lineno}: {e.problem}") from None
 
 
-def _read_text(source, where, head):
+def _read_text(source, where, head, dtype):
     dialect = None
 
     def check(data, lineno):
@@ -563,7 +564,7 @@ def _read_text(source, where, head):
         if end < 0:
             more = lines.block(lineno)
             if not more:
-                return (*_finish([], shape, None, None, where), "text")
+                return (*_finish([], shape, None, None, where, dtype), "text")
             blk, base, pos = blk[pos:] + more, base + pos, 0
             continue
         line = blk[pos:end]
@@ -592,7 +593,7 @@ def _read_text(source, where, head):
         blk, is_kerash = _kerash_second_line(blk, end, lines, lineno)
         if is_kerash:
             w, h, d = (int(f) for f in fields)
-            chunks = _blocks(lines, blk[end + 1 :], dialect, 1, lineno + 1, False)
+            chunks = _blocks(lines, blk[end + 1 :], dialect, 1, lineno + 1, False, dtype)
             values = np.concatenate(chunks).ravel() if chunks else np.empty(0)
             if values.size != w * h * d:
                 raise DataError(f"KeraSH header '{w} {h} {d}' announces {w * h * d} values, found {values.size} ({where})")
@@ -600,19 +601,19 @@ def _read_text(source, where, head):
     body = blk[pos:]
     split = _split_point(source, lines, base + pos)
     if split is None:
-        chunks = _blocks(lines, body, dialect, ncols, lineno, columns is not None)
+        chunks = _blocks(lines, body, dialect, ncols, lineno, columns is not None, dtype)
     else:
-        chunks = _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, columns is not None)
-    return (*_finish(chunks, shape, ncols, columns, where), "text")
+        chunks = _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, columns is not None, dtype)
+    return (*_finish(chunks, shape, ncols, columns, where, dtype), "text")
 
 
-def _blocks(lines, body, dialect, ncols, lineno, header):
-    """Parse the rest of the input (`body`, then lines.block()); returns the row blocks."""
+def _blocks(lines, body, dialect, ncols, lineno, header, dtype=np.float64):
+    """Parse the rest of the input (`body`, then lines.block()); returns the row blocks, as `dtype`."""
     chunks = []
     body = body or lines.block(lineno)
     while body:
         rows, nlines = parse_block(body, dialect, ncols, lineno, header)
-        chunks.append(rows)
+        chunks.append(rows.astype(dtype, copy=False))
         lineno += nlines
         body = lines.block(lineno)
     return chunks
@@ -679,11 +680,19 @@ def _kerash_second_line(blk, end, lines, lineno):
         nxt = stop + 1
 
 
-def _finish(chunks, shape, ncols, columns, where):
-    if chunks:
-        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+def _finish(chunks, shape, ncols, columns, where, dtype=np.float64):
+    if len(chunks) == 1:
+        out = chunks[0]
+    elif chunks:
+        # Block by block into the result, each block let go once copied.
+        out = np.empty((sum(len(c) for c in chunks), chunks[0].shape[1]), dtype=chunks[0].dtype)
+        row = 0
+        for i in range(len(chunks)):
+            block, chunks[i] = chunks[i], None
+            out[row : row + len(block)] = block
+            row += len(block)
     else:
-        out = np.empty((0, ncols or 0))
+        out = np.empty((0, ncols or 0), dtype=dtype)
     if shape is None:
         if out.size == 0:
             found = f"a header row ({len(columns)} names) and" if columns else "empty input:"
@@ -719,13 +728,13 @@ def _split_point(source, lines, body_start):
     return None
 
 
-def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header):
+def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header, dtype=np.float64):
     """Parse up to `split` here while a forked child parses from `split` to the end."""
     capacity = (source.size - split) // 2 + 1  # every value takes two bytes at least
-    shared = mmap.mmap(-1, _CHILD_HEADER + 8 * capacity)
+    shared = mmap.mmap(-1, _CHILD_HEADER + dtype.itemsize * capacity)  # only the pages written take memory
 
     def second_half():
-        out = np.frombuffer(shared, np.float64, capacity, _CHILD_HEADER)
+        out = np.frombuffer(shared, dtype, capacity, _CHILD_HEADER)
         offset = [split]
 
         def read(n):
@@ -753,14 +762,14 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header):
 
     pid = fork_task(second_half)
     if pid is None:
-        return _blocks(lines, body, dialect, ncols, lineno, header)
+        return _blocks(lines, body, dialect, ncols, lineno, header, dtype)
     lines.limit = split
     try:
         chunks = []
         body = body or lines.block(lineno)
         while body:
             rows, nlines = parse_block(body, dialect, ncols, lineno, header)
-            chunks.append(rows)
+            chunks.append(rows.astype(dtype, copy=False))
             lineno += nlines
             body = lines.block(lineno)
     except BaseException:
@@ -769,11 +778,11 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header):
     if not child_succeeded(pid):
         # the child died for its own reasons: read its half here
         lines.limit, lines.eof = None, False
-        return chunks + _blocks(lines, lines.block(lineno), dialect, ncols, lineno, header)
+        return chunks + _blocks(lines, lines.block(lineno), dialect, ncols, lineno, header, dtype)
     status, n, line, length = np.frombuffer(shared, np.int64, 4).tolist()
     if status:
         raise _LineProblem(lineno + line - 1, shared[32 : 32 + length].decode())
-    chunks.append(np.frombuffer(shared, np.float64, n, _CHILD_HEADER).reshape(-1, ncols))
+    chunks.append(np.frombuffer(shared, dtype, n, _CHILD_HEADER).reshape(-1, ncols))
     return chunks
 
 

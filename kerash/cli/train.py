@@ -114,8 +114,12 @@ def train(
     cfg = loop.TrainConfig(**settings)
     silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent
-    x, y = tensorio.read_tensor(data), tensorio.read_tensor(labels)
-    val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
+    # Samples are read straight into the training precision: no second copy of a float64 or text file.
+    from ..model import DTYPES, ModelDir
+
+    dtype = DTYPES.get(cfg.dtype) if cfg.dtype else ModelDir(model_dir).dtype()
+    x, y = tensorio.read_tensor(data, dtype), tensorio.read_tensor(labels)
+    val = (tensorio.read_tensor(vdata, dtype), tensorio.read_tensor(vlabels)) if vdata is not None else None
 
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
     from ..training.trace import COLUMNS, format_record

@@ -683,10 +683,14 @@ def _frozen_keys(text, spec):
     return sorted(set(found), key=position.get)
 
 
-def _check_finite(a, what):
-    if not np.all(np.isfinite(a)):
-        bad = np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0]
-        raise DataError(f"a non-finite value in sample {bad[0]}, value {bad[1]} ({what})")
+def _check_finite(a, what, rows=4096):
+    """A DataError naming the first non-finite value; checked a block of rows at a time (no whole-array mask)."""
+    flat = a.reshape(a.shape[0], -1)
+    for start in range(0, len(flat), rows):
+        block = flat[start : start + rows]
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block))[0]
+            raise DataError(f"a non-finite value in sample {start + bad[0]}, value {bad[1]} ({what})")
 
 
 def _choose_seed(seed, state, warn):
