@@ -1,8 +1,8 @@
 """Every tool: its name and the command function behind it ("module:function").
 
-`kerash NAME` looks tools up here; pyproject.toml installs the same list as
-console scripts (a test keeps the two in step).  Tools marked False are only
-reached as `kerash NAME`.
+`kerash NAME` looks tools up here; pyproject.toml installs scripts/NAME for
+each tool marked True, and scripts/kerash (a test keeps them in step).  Tools
+marked False are only reached as `kerash NAME`.
 """
 
 TOOLS = {
@@ -34,6 +34,7 @@ TOOLS = {
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "batches": ("kerash.cli.train:batches_tool", False),
+    "warm": ("kerash.cli.warm:warm", False),
 }
 
 
