@@ -186,6 +186,9 @@ def test_settings_read_at_start_up_make_the_run_cold(server, files):
         warm = run(["matrix-transpose", "a.txt"], env=warm_env(server, **extra), cwd=files)
         assert warm.stdout == cold.stdout
         assert warm.stderr.decode().startswith(f"matrix-transpose: cold start: {reason}"), warm.stderr
+    warm = run("ulimit -v 8000000; matrix-transpose a.txt", env=warm_env(server), cwd=files)
+    assert warm.stdout == cold.stdout
+    assert warm.stderr.startswith(b"matrix-transpose: cold start: a memory limit (ulimit -v or -d)")
     if len(os.sched_getaffinity(0)) > 1:
         one_cpu = {min(os.sched_getaffinity(0))}
         warm = subprocess.run(["matrix-transpose", "a.txt"], env=warm_env(server), cwd=files, capture_output=True,
@@ -367,7 +370,8 @@ def _stopped_cleanly(proc, code, child, workers, folder):
     err = err.decode()
     assert proc.returncode == code, err
     assert len(err.strip().splitlines()) == 1 and "saved" in err, err
-    assert all(_gone(p) for p in [child, *workers])
+    assert all(_gone(p) for p in workers)
+    _wait_until(lambda: _gone(child), 5)  # it reported its status with its descriptors closed, then exited
     assert os.listdir(folder / "work") == []
 
 

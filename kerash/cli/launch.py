@@ -75,10 +75,10 @@ def _recv_exact(sock, size):
     return data
 
 
-def peer_uid(sock):
-    """The user id of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+def peer(sock):
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
     cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-    return int.from_bytes(cred[4:8], sys.byteorder)
+    return int.from_bytes(cred[0:4], sys.byteorder), int.from_bytes(cred[4:8], sys.byteorder)
 
 
 def connect(path):
@@ -95,7 +95,7 @@ def connect(path):
     except OSError as e:
         sock.close()
         return f"cannot reach the warm server at {path}: {e.strerror or e}"
-    if peer_uid(sock) != os.getuid():
+    if peer(sock)[1] != os.getuid():
         sock.close()
         return f"{path} is served by another user"
     return sock
@@ -122,15 +122,33 @@ def _limits(resource):
     return [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
+def identity():
+    """What a run must share with the server to behave the same in its child (it compares its own)."""
+    with open("/proc/self/cgroup", "rb") as f:
+        cgroup = f.read()
+    with open("/proc/self/status", "rb") as f:  # capabilities, no_new_privs and seccomp filters
+        privileges = [line for line in f if line.startswith((b"Cap", b"NoNewPrivs", b"Seccomp"))]
+    return {
+        "installation": installation(),
+        "version": sys.version,
+        "path": sys.path,
+        "flags": tuple(sys.flags),
+        "xoptions": sys._xoptions,
+        "warnoptions": sys.warnoptions,
+        "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())),
+        "namespaces": [os.readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid", "user")],
+        "cgroup": cgroup,
+        "privileges": privileges,
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "scheduler": os.sched_getscheduler(0),
+    }
+
+
 def _request(entry, fds, blocked):
     import resource
 
     mask = os.umask(0)
     os.umask(mask)
-    ignored = [s for s in _catchable() if _signal.getsignal(s) == _signal.SIG_IGN]
-    limits = [(r, *resource.getrlimit(r)) for r in _limits(resource)]
-    with open("/proc/self/cgroup", "rb") as f:
-        cgroup = f.read()
     return {
         "entry": entry,
         "argv": sys.argv,
@@ -138,23 +156,11 @@ def _request(entry, fds, blocked):
         "env": dict(os.environb),
         "fds": fds,
         "umask": mask,
-        "ignored": ignored,
+        "ignored": [s for s in _catchable() if _signal.getsignal(s) == _signal.SIG_IGN],
         "blocked": sorted(blocked),
-        "rlimits": limits,
+        "rlimits": [(r, *resource.getrlimit(r)) for r in _limits(resource)],
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
-        "identity": {
-            "installation": installation(),
-            "version": sys.version,
-            "path": sys.path,
-            "flags": tuple(sys.flags),
-            "xoptions": sys._xoptions,
-            "warnoptions": sys.warnoptions,
-            "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())),
-            "namespaces": [os.readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid", "user")],
-            "cgroup": cgroup,
-            "affinity": sorted(os.sched_getaffinity(0)),
-            "scheduler": os.sched_getscheduler(0),
-        },
+        "identity": identity(),
     }
 
 

@@ -43,6 +43,7 @@ def _describe(status):
 
 
 def _start(idle):
+    import marshal
     import subprocess
 
     from ..errors import KerashError
@@ -53,14 +54,15 @@ def _start(idle):
         print(f"kerash warm: already {_describe(reply[1])}")
         return 0
     ready_r, ready_w = os.pipe()
-    # The server's sys.path is a console script's, so that launchers find it equal to theirs.
-    code = f"import sys; sys.path[:] = {sys.path!r}; from kerash.cli.warmserver import main; main()"
-    subprocess.Popen(
-        [sys.executable, "-c", code, str(ready_w), repr(idle)],
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from kerash.cli.warmserver import main; main()", str(ready_w), repr(idle)],
         pass_fds=(ready_w,), start_new_session=True, cwd="/",
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     os.close(ready_w)
+    # The server's sys.path is a console script's, as the launchers' that it compares with its own.
+    server.stdin.write(marshal.dumps(sys.path))
+    server.stdin.close()
     with os.fdopen(ready_r, "rb") as f:
         answer = f.read().decode().strip()
     if not answer.startswith("ok "):

@@ -46,6 +46,7 @@ _IDENTITY_REASONS = {
     "ids": "user or groups differ from the warm server's",
     "namespaces": "another mount, pid or user namespace",
     "cgroup": "another control group (its limits would not apply)",
+    "privileges": "other capabilities or seccomp filters than the warm server's",
     "affinity": "CPU affinity differs from the warm server's (BLAS threads)",
     "scheduler": "scheduling policy differs from the warm server's",
 }
@@ -53,30 +54,12 @@ _IDENTITY_REASONS = {
 _CHANGED = "kerash files changed since the warm server started (it stops now)"
 _STOP_GRACE = 10.0  # seconds a stopping server gives running tools after SIGTERM
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _MAX_FD = 1 << 30
 
 
 class WarmError(Exception):
     """The server cannot start."""
-
-
-def identity():
-    """This process's side of what a launcher must share with the server (see launch._request)."""
-    with open("/proc/self/cgroup", "rb") as f:
-        cgroup = f.read()
-    return {
-        "installation": launch.installation(),
-        "version": sys.version,
-        "path": sys.path,
-        "flags": tuple(sys.flags),
-        "xoptions": sys._xoptions,
-        "warnoptions": sys.warnoptions,
-        "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())),
-        "namespaces": [os.readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid", "user")],
-        "cgroup": cgroup,
-        "affinity": sorted(os.sched_getaffinity(0)),
-        "scheduler": os.sched_getscheduler(0),
-    }
 
 
 def _preload():
@@ -91,17 +74,23 @@ def _preload():
 
     environ.__getitem__ = recording
     try:
-        import numpy  # noqa: F401
-        import threadpoolctl
-        import typer  # noqa: F401
+        import importlib
+        import pkgutil
 
-        from . import catalog, main, runner  # noqa: F401
+        import numpy.ma  # noqa: F401
+        import numpy.random  # noqa: F401  (30 ms: most tools need it)
+        import threadpoolctl
+
+        import kerash
+
+        from . import catalog
 
         for name in catalog.TOOLS:
             catalog.load(name)
-        # imported by the tools when they run
-        from .. import datasets, evolve, model, ops, tensorio  # noqa: F401
-        from ..training import engine, loop  # noqa: F401
+        # Every kerash module the tools import as they run, but not the optional extras' (pictures).
+        for module in pkgutil.walk_packages(kerash.__path__, "kerash."):
+            if not module.name.startswith("kerash.plot"):
+                importlib.import_module(module.name)
     finally:
         environ.__getitem__ = getitem
     return reads, threadpoolctl.ThreadpoolController()
@@ -172,10 +161,10 @@ def own_folder(path):
 
 
 class _Client:
-    __slots__ = ("sock", "buf", "fds", "pid", "control")
+    __slots__ = ("sock", "peer", "buf", "fds", "pid", "control")
 
-    def __init__(self, sock):
-        self.sock, self.buf, self.fds, self.pid, self.control = sock, b"", [], None, False
+    def __init__(self, sock, peer):
+        self.sock, self.peer, self.buf, self.fds, self.pid, self.control = sock, peer, b"", [], None, False
 
 
 class Server:
@@ -187,7 +176,7 @@ class Server:
         _warm_up()
         self.startup_keys = reads | {k for k in self.env if k.startswith(_STARTUP_PREFIXES) or k in _STARTUP_NAMES}
         self.blas = [(lib, lib.num_threads) for lib in controller.lib_controllers if lib.user_api == "blas"]
-        self.identity = identity()
+        self.identity = launch.identity()
         self.code_paths = _code_paths()
         self.code_stamp = _stamp(self.code_paths)
         # Encoding and errors of each standard stream at start-up, and their buffering (-u, PYTHONUNBUFFERED).
@@ -196,6 +185,7 @@ class Server:
         import ctypes
 
         self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.prctl(_PR_SET_NAME, b"kerash-warm", 0, 0, 0)  # for ps and top; its children inherit it
         self.signals = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
         self.path = launch.socket_path()
         self.folder = os.path.dirname(self.path)
@@ -209,6 +199,7 @@ class Server:
         # Spare children, forked ahead and warmed, waiting for a run: pid → socket to hand it over.
         self.spares, self.spare_count = {}, spares
         self.leaving = set()  # spare children told to exit
+        self.refill_after = 0.0
         self.stopping = None  # None, or the time by which running tools must be gone
         self.stop_requested = False
         self.last_active = time.monotonic()
@@ -327,7 +318,7 @@ class Server:
                     self.stopping = now + _STOP_GRACE
                 timeout = None if self.stopping == float("inf") else self.stopping - now
             elif len(self.spares) < self.spare_count:
-                timeout = 0  # fork a spare if nothing else is waiting
+                timeout = max(0, self.refill_after - now)  # fork a spare if nothing else is waiting
             elif self.idle and not self.clients and not self.children:
                 timeout = self.last_active + self.idle - now
                 if timeout <= 0:
@@ -342,6 +333,8 @@ class Server:
                     return spare
                 if spare:
                     self.spares[spare[0]] = spare[1]
+                else:  # out of processes or memory: try again later
+                    self.refill_after = time.monotonic() + 1.0
             for fd, _ in events:
                 if fd == self.wake_r:
                     _drain(self.wake_r)
@@ -368,11 +361,12 @@ class Server:
                 if e.errno in (errno.EMFILE, errno.ENFILE):
                     return
                 raise
-            if launch.peer_uid(sock) != os.getuid():
+            pid, uid = launch.peer(sock)
+            if uid != os.getuid():
                 sock.close()
                 continue
             sock.setblocking(False)
-            self.clients[sock.fileno()] = _Client(sock)
+            self.clients[sock.fileno()] = _Client(sock, pid)
             self.poll.register(sock, select.POLLIN)
 
     def _drop(self, client):
@@ -432,6 +426,10 @@ class Server:
             return self._run(client, frame[1])
         if kind == "sig" and client.pid in self.children:
             _kill(-client.pid if frame[2] else client.pid, frame[1])
+        elif kind == "done" and client.peer in self.children:
+            # A child that has closed its descriptors reports its status before the kernel tears it down.
+            self._report(client.peer, frame[1])
+            self._drop(client)
         elif kind == "status":
             self._reply(client, ("status", self.status()))
             self._drop(client)
@@ -457,11 +455,17 @@ class Server:
             channel = self.spares.pop(pid, None)
             if channel is not None:
                 channel.close()
-            client = self.children.pop(pid, None)
-            if client is not None and client.sock is not None:
-                self._reply(client, ("exit", status))
-                self._drop(client)
+            if pid in self.children:
+                self._report(pid, status)
+                del self.children[pid]
             self.last_active = time.monotonic()
+
+    def _report(self, pid, status):
+        """Pass a run's wait status to its launcher (once: from the child's report or from waitpid)."""
+        client = self.children.get(pid)
+        if client is not None and client.sock is not None:
+            self._reply(client, ("exit", status))
+            self._drop(client)
 
     # ------------------------------------------------------------ one run
 
@@ -484,6 +488,8 @@ class Server:
         for r, soft, hard in request["rlimits"]:
             if not _within(hard, resource.getrlimit(r)[1]):
                 return "a resource limit is above the warm server's"
+            if r in (resource.RLIMIT_AS, resource.RLIMIT_DATA) and soft != resource.RLIM_INFINITY:
+                return "a memory limit (ulimit -v or -d): a warm child maps all the server's modules"
         if request["nice"] < os.getpriority(os.PRIO_PROCESS, 0) and os.geteuid() != 0:
             return "a higher priority (nice) than the warm server's"
         if _stamp(self.code_paths) != self.code_stamp:
@@ -566,6 +572,8 @@ class Server:
         keep = channel.fileno()
         os.closerange(0, keep)
         os.closerange(keep + 1, _MAX_FD)
+        # Generators seeded at import (numpy's global one) get their own seed, as in a new process.
+        sys.modules["numpy.random"].seed()
         if warm:
             _warm_up()  # the pages a tool touches are copied now, not while a launcher waits
         request, fds = _receive_frame(channel)
@@ -593,6 +601,9 @@ class Server:
             if os.environb.get(key) != value:
                 os.environb[key] = value
         time.tzset()
+        import warnings
+
+        warnings._filters_mutated()  # warnings the server saw once are shown again, as in a new process
         sys.argv = request["argv"]
         sys.orig_argv = request["orig_argv"]
         sys.stdin, sys.stdout, sys.stderr = (_stdio(fd, *settings) for fd, settings in enumerate(self.stdio))
@@ -608,8 +619,6 @@ class Server:
         for lib, threads in self.blas:
             if lib.get_num_threads() != threads:
                 lib.set_num_threads(threads)
-        if "numpy.random" in sys.modules:
-            sys.modules["numpy.random"].seed()  # numpy's global generator, seeded afresh as in a new process
         signal.pthread_sigmask(signal.SIG_SETMASK, request["blocked"])
         return request["entry"]
 
@@ -741,8 +750,13 @@ def exit_status(error):
     return (status, signal.SIGINT if interrupted else 0)
 
 
-def run_child(entry):
-    """In a forked child: run the tool as the launcher's cold path would, then exit as the interpreter would."""
+def run_child(entry, server_path):
+    """In a forked child: run the tool as the launcher's cold path would, then exit as the interpreter would.
+
+    The launcher need not wait for the kernel to tear this process down
+    (several ms): once every descriptor is closed, as at exit, the child
+    reports its status through the server.
+    """
     try:
         launch.cold(entry)
         error = None
@@ -752,16 +766,32 @@ def run_child(entry):
     if sig:
         signal.signal(sig, signal.SIG_DFL)
         signal.raise_signal(sig)
-    os._exit(status & 0xFF)
+    status &= 0xFF
+    os.closerange(0, _MAX_FD)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(server_path)
+        launch.send_frame(sock, ("done", status << 8))
+    except OSError:  # a stopping server: it reports the status when it reaps this process
+        pass
+    os._exit(status)
 
 
 def main():
-    """The server process: `python -c '…; main()' READY_FD IDLE_SECONDS`, started by `kerash warm start`."""
+    """The server process, started by `kerash warm start`: `python -c '…; main()' READY_FD IDLE_SECONDS`.
+
+    Standard input brings the sys.path of a console script (marshal); READY_FD
+    takes back "ok PID SOCKET" or "error: WHY".
+    """
     ready, idle = int(sys.argv[1]), float(sys.argv[2])
+    sys.path[:] = marshal.loads(sys.stdin.buffer.read())
     try:
         server = Server(idle)
-    except (WarmError, OSError) as e:
+    except WarmError as e:
         os.write(ready, f"error: {e}\n".encode())
+        sys.exit(1)
+    except Exception as e:  # a broken installation: say what broke
+        os.write(ready, f"error: the warm server failed to start: {type(e).__name__}: {e}\n".encode())
         sys.exit(1)
     os.write(ready, f"ok {server.pid} {server.path}\n".encode())
     os.close(ready)
@@ -771,4 +801,4 @@ def main():
         server.close_listener()  # no stale socket, whatever went wrong
         raise
     if entry is not None:
-        run_child(entry)
+        run_child(entry, server.path)
