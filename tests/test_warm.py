@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, ROOT, children, run, savetxt, start_warm_server, stop_warm_server, tool_env
+from kerash.cli.warmserver import SPARES
 
 XOR = "/uniform -1 1,uniform -1 1/\n2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\nloss mse\n"
 
@@ -621,8 +622,8 @@ def test_memory_stays_flat(server):
     runs = int(os.environ.get("KERASH_WARM_SOAK", "300"))
     clients, pid = _Clients(server), server_pid(server)
 
-    def settled():  # no run left, both spare children forked
-        _wait_until(lambda: len(children(pid)) == 2)
+    def settled():  # no run left, every spare child forked
+        _wait_until(lambda: len(children(pid)) == SPARES)
         time.sleep(0.1)
         return _rss_kb(pid), sorted(os.listdir(f"/proc/{pid}/fd"))
 
@@ -636,3 +637,28 @@ def test_memory_stays_flat(server):
     print(f"server RSS {rss} kB, {rss_after - rss:+} kB after {runs} more runs")
     assert rss_after - rss < 512
     assert len(fds_after) == len(fds)
+
+
+# ---------------------------------------------------------------- the server's life
+
+
+def test_stop_ends_the_running_tools_and_idle_servers_exit(tmp_path):
+    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
+    env = start_warm_server(folder)
+    proc, w, inode = _held_pipe_tool(warm_env(env), tmp_path)
+    tool = _tool_process(proc, inode, warm_env(env))
+    spares = [p for p in children(server_pid(env)) if p != tool]
+    stop_warm_server(env)  # returns once the server and its children are gone
+    assert proc.wait(timeout=10) == -signal.SIGTERM
+    os.close(w)
+    assert all(_gone(p) for p in [tool, *spares])
+    assert os.listdir(folder) == []
+
+    run(["kerash", "warm", "start", "--idle", "1s"], env=env)
+    pid = server_pid(env)
+    assert run(["matrix-transpose", "-"], input="1 2\n", env=warm_env(env)).stdout == b"1\n2\n"
+    _wait_until(lambda: _gone(pid), 10)
+    assert os.listdir(folder) == []
+    os.rmdir(folder)
+    proc = run(["kerash", "warm", "start", "--idle", "soon"], env=env, check=False)
+    assert proc.returncode == 2 and b"--idle wants a duration" in proc.stderr

@@ -186,7 +186,10 @@ def warm(entry):
         return "kerash warm manages the server itself"
     if os.environ.get("KERASH_DEBUG"):
         return "KERASH_DEBUG is set (a warm traceback would show the server's frames)"
-    fds = inherited_fds()
+    try:
+        fds = inherited_fds()
+    except OSError as e:
+        return f"cannot list the open descriptors in /proc: {e.strerror}"
     reason = _unsafe(fds)
     if reason:
         return reason
@@ -204,8 +207,8 @@ def warm(entry):
     try:
         send_frame(sock, ("run", _request(entry, fds, blocked)), fds + [cwd])
         reply = recv_frame(sock)
-    except OSError as e:
-        reply = ("cold", f"the warm server failed: {e.strerror or e}")
+    except OSError as e:  # reading /proc, or the server went away
+        reply = ("cold", f"cannot hand the run over: {e.strerror or e}")
     os.close(cwd)
     if reply is None or reply[0] != "run":
         sock.close()

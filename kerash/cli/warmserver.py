@@ -51,6 +51,7 @@ _IDENTITY_REASONS = {
     "scheduler": "scheduling policy differs from the warm server's",
 }
 
+SPARES = 4  # children forked and warmed ahead: the stages of a pipe start at once
 _CHANGED = "kerash files changed since the warm server started (it stops now)"
 _STOP_GRACE = 10.0  # seconds a stopping server gives running tools after SIGTERM
 _PR_SET_PDEATHSIG = 1
@@ -116,8 +117,7 @@ def _warm_up():
 
 def _code_paths():
     """The kerash package's folders and .py files, and the site-packages folders of numpy and typer."""
-    import numpy
-    import typer
+    from importlib.util import find_spec
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths, folders = [], [package]
@@ -129,7 +129,7 @@ def _code_paths():
                 paths.append(entry.path)
             elif entry.is_dir() and entry.name != "__pycache__":
                 folders.append(entry.path)
-    paths += sorted({os.path.dirname(os.path.dirname(m.__file__)) for m in (numpy, typer)})
+    paths += sorted({os.path.dirname(os.path.dirname(find_spec(name).origin)) for name in ("numpy", "typer")})
     return paths
 
 
@@ -168,17 +168,18 @@ class _Client:
 
 
 class Server:
-    def __init__(self, idle, spares=2):
+    def __init__(self, idle, spares=SPARES):
         self.pid = os.getpid()
         self.idle = idle
-        self.env = dict(os.environb)  # before numpy adds OPENBLAS_MAIN_FREE for its own start-up
+        self.env = dict(os.environb)
+        # Taken before the imports: a file changed meanwhile makes the first run find it changed.
+        self.code_paths = _code_paths()
+        self.code_stamp = _stamp(self.code_paths)
         reads, controller = _preload()
         _warm_up()
         self.startup_keys = reads | {k for k in self.env if k.startswith(_STARTUP_PREFIXES) or k in _STARTUP_NAMES}
         self.blas = [(lib, lib.num_threads) for lib in controller.lib_controllers if lib.user_api == "blas"]
         self.identity = launch.identity()
-        self.code_paths = _code_paths()
-        self.code_stamp = _stamp(self.code_paths)
         # Encoding and errors of each standard stream at start-up, and their buffering (-u, PYTHONUNBUFFERED).
         buffered = not sys.__stdout__.write_through
         self.stdio = [(f.encoding, f.errors, buffered) for f in (sys.__stdin__, sys.__stdout__, sys.__stderr__)]
