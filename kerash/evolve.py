@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import functions
+from . import functions, layers
 from . import model as modelmod
 from .errors import DataError, UsageError
 from .network import targets_are_classes
@@ -137,10 +137,10 @@ def _resized(rng, old):
 def mutate(parent_text, rng):
     """(child text, description, mapping child layer position -> parent layer position or None)."""
     spec = modelmod.parse_model(parent_text, "parent")
-    layers = list(spec.layers)
-    mapping = list(range(len(layers)))
+    chain = [node.layer for node in spec.layers]
+    mapping = list(range(len(chain)))
     hidden = _hidden_dense(spec)
-    convs = [i for i, s in enumerate(layers) if s.kind == "convolution"]
+    convs = [i for i, s in enumerate(chain) if s.kind == "convolution"]
     choices = ["add"]
     if hidden:
         choices += ["remove", "resize", "activation"]
@@ -152,33 +152,33 @@ def mutate(parent_text, rng):
         at = slots[rng.integers(len(slots))]
         width = int(WIDTHS[rng.integers(len(WIDTHS))])
         act = _random_activation(rng)
-        layers.insert(at, modelmod.LayerSpec("dense", 0, 0, act, units=width))
+        chain.insert(at, layers.Dense(width, act))
         mapping.insert(at, None)
         what = f"add dense {width} {act.name} before layer {at + 1}"
     elif kind == "remove":
         at = hidden[rng.integers(len(hidden))]
-        what = f"remove layer {at + 1} ({modelmod.layer_description(layers[at])})"
-        del layers[at]
+        what = f"remove layer {at + 1} ({chain[at].text()})"
+        del chain[at]
         del mapping[at]
     elif kind == "resize":
         at = hidden[rng.integers(len(hidden))]
-        old = layers[at]
+        old = chain[at]
         new = _resized(rng, old.units)
-        layers[at] = modelmod.LayerSpec("dense", 0, 0, old.activation, units=new)
+        chain[at] = layers.Dense(new, old.activation)
         what = f"resize layer {at + 1} {old.units}→{new}"
     elif kind == "activation":
         at = hidden[rng.integers(len(hidden))]
-        old = layers[at]
+        old = chain[at]
         act = _random_activation(rng, exclude=old.activation.name)
-        layers[at] = modelmod.LayerSpec("dense", 0, 0, act, units=old.units)
+        chain[at] = layers.Dense(old.units, act)
         what = f"activation layer {at + 1} {old.activation.name}→{act.name}"
     else:
         at = convs[rng.integers(len(convs))]
-        old = layers[at]
+        old = chain[at]
         new = _resized(rng, old.filters)
-        layers[at] = modelmod.LayerSpec("convolution", 0, 0, old.activation, filters=new, stride=old.stride, pad=old.pad, kw=old.kw, kh=old.kh)
+        chain[at] = layers.Convolution(new, old.kh, old.kw, old.stride, old.pad, old.activation)
         what = f"filters layer {at + 1} {old.filters}→{new}"
-    child = modelmod.ModelSpec(spec.input_shape, layers, spec.weight_init, spec.bias_init, spec.loss)
+    child = modelmod.chain_spec(spec, chain)
     # Parsing the text back validates the child (a window that no longer fits, …).
     text = modelmod.normalised_text(child)
     modelmod.parse_model(text, "child")
@@ -311,13 +311,13 @@ def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
 
 def summary_row(generation, g):
     spec = g.spec
-    layers = ", ".join(modelmod.layer_description(s) for s in spec.layers)
+    described = ", ".join(node.layer.text() for node in spec.layers)
     return {
         "generation": generation,
         "genome": g.id,
         "parent": g.parent or "-",
         "mutation": g.mutation,
-        "layers": layers,
+        "layers": described,
         "parameters": modelmod.count_params(spec),
         "val_loss": g.val_loss,
         "val_accuracy": g.val_accuracy,
@@ -346,8 +346,10 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
     limit_blas_threads(1)
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
+    if spec.format != "lines":
+        raise UsageError("evolve mutates chains of layers: start from a line-format model, not MDL")
     xs = np.ascontiguousarray(modelmod.prepare_inputs(x, spec, names[0]), dtype=np.float32)
-    ys = np.ascontiguousarray(modelmod.prepare_targets(y, xs.shape[0], spec.output_width, names[1]), dtype=np.float32)
+    ys = np.ascontiguousarray(modelmod.prepare_targets(y, spec, xs, names[1]), dtype=np.float32)
     if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
         raise DataError("data or labels contain non-finite values")
     train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)

@@ -136,6 +136,11 @@ def get_activation(name):
     return _lookup(_ACTIVATION_NAMES, "activation", name)
 
 
+def activation_names():
+    """Every name an activation is known by (aliases included)."""
+    return list(_ACTIVATION_NAMES)
+
+
 def _identity_f(x):
     return x
 
@@ -145,7 +150,7 @@ def _identity_d(x, y):
 
 
 _activation("identity", aliases=("linear",), doc="x", vjp=lambda x, y, g: g)((_identity_f, _identity_d))
-_activation("binarystep", doc="1 if x ≥ 0 else 0 (derivative 0)")(
+_activation("binarystep", aliases=("binary_step",), doc="1 if x ≥ 0 else 0 (derivative 0)")(
     (lambda x: (x >= 0).astype(x.dtype), lambda x, y: np.zeros_like(x))
 )
 
@@ -205,7 +210,7 @@ _leaky = (
     lambda x, a: np.where(x >= 0, x, a * x),
     lambda x, y, a: np.where(x >= 0, _like(x, 1), _like(x, a)),
 )
-_activation("leaky_relu", params=[("alpha", 0.01)], doc="x if x ≥ 0 else αx")(_leaky)
+_activation("leaky_relu", params=[("alpha", 0.01)], aliases=("relu_leaky",), doc="x if x ≥ 0 else αx")(_leaky)
 _activation(
     "prelu", params=[("alpha", 0.25)], aliases=("relu_parametric",), doc="x if x ≥ 0 else αx"
 )(_leaky)

@@ -1,7 +1,19 @@
-"""A network: layers in sequence plus a loss; forward pass, loss and gradient sums.
+"""A network: a graph of nodes evaluated in text (topological) order, plus a loss.
 
-Gradients are those of the *sum* of per-sample losses, times `scale`: 1 for
-sums that several processes add together, 1/N for a mean step in one process.
+Node 0 is the input; every other node is a layer (see kerash.layers) whose
+inputs are earlier nodes of the same time step, or — for recurrence — any
+node's value at the previous time step (zeros at the first).  A chain of
+layers is the graph in which node i reads node i−1.
+
+Forward caches live in per-call lists (one context per node and step), never
+on the layers, so a layer can run at every time step.  Backward visits nodes
+in reverse order; where a value feeds several nodes, their gradients add up;
+a recurrent input sends its gradient to the previous step.  Parameter
+gradients are those of the *sum* of per-sample losses, times `scale`: 1 for
+sums that several processes add together, 1/N for a mean step.
+
+Sequences are (N, T, I) with targets (N, T, K) scored at every step or
+(N, K) at the last; a sequence's loss is the mean over its scored steps.
 """
 
 import numpy as np
@@ -10,7 +22,7 @@ MARGIN_LOSSES = ("hinge", "huber_modified")
 
 
 def targets_are_classes(y):
-    """Whether targets (N, K) are classes, so that accuracy means something.
+    """Whether targets (N, K) or (N, T, K) are classes, so that accuracy means something.
 
     One column: labels 0/1 or −1/+1.  Several: rows of non-negative values
     summing to 1 (one-hot or soft labels).  Anything else is regression.
@@ -18,6 +30,7 @@ def targets_are_classes(y):
     y = np.asarray(y)
     if y.size == 0:
         return False
+    y = y.reshape(-1, y.shape[-1])
     if y.shape[1] == 1:
         values = set(np.unique(y).tolist())
         return values <= {0.0, 1.0} or values <= {-1.0, 1.0}
@@ -33,56 +46,125 @@ def _to(layout, x):
     return x
 
 
-def _from(layout, dx):
-    """A gradient taken back through _to(layout, ·)."""
-    return _to({"last": "first", "first": "last"}.get(layout), dx)
+_BACK = {"last": "first", "first": "last", None: None}
+
+
+class Node:
+    """One node: its layer (None for the input), its inputs, parameter folder and output shape.
+
+    inputs: ((source node index, delay), …), delay 1 reading the previous time step.
+    """
+
+    __slots__ = ("name", "layer", "inputs", "key", "shape")
+
+    def __init__(self, name, layer, inputs, key, shape):
+        self.name, self.layer, self.inputs, self.key, self.shape = name, layer, tuple(inputs), key, tuple(shape)
 
 
 class Network:
-    def __init__(self, layers, loss, input_shape, dtype=np.float32):
-        self.layers = layers
+    def __init__(self, nodes, loss, dtype=np.float32, sequence=False):
+        """nodes: Node list, the input first and the output last; sequence: inputs are (N, T, I)."""
+        self.nodes = nodes
         self.loss = loss
-        self.input_shape = tuple(input_shape)  # per sample (C, H, W)
         self.dtype = np.dtype(dtype)
-        last = layers[-1]
-        act = last.activation
+        self.sequence = sequence
+        self.input_shape = nodes[0].shape
+        n = self.size = len(nodes)
+        self.layers = [node.layer for node in nodes]
+        self.recurrent = any(d for node in nodes for _, d in node.inputs)
+        out = self.layers[-1]
         # Losses fuse with a dense output layer, whose pre-activation rows are the samples.
-        self.fused = last.kind == "dense" and loss.fuses_with(act.name)
+        self.fused = out.kind == "dense" and loss.fuses_with(out.activation.name)
         # Single-output classification: outputs above the threshold mean class 1.
         self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
         self.unit_rows = False  # every target row sums to 1 (see adapt_to_targets)
-        # Convolution and pooling work channels-last: before each layer, the
-        # transpose (if any) that brings a batch into its layout; and after the last.
-        self.convert, layout = [], "first"
-        for layer in layers:
-            wanted = "last" if layer.channels_last else "first"
-            self.convert.append(None if wanted == layout else wanted)
-            layout = wanted
-        self.convert_out = "first" if layout == "last" else None
-        self.first_trainable = next((i for i, l in enumerate(layers) if hasattr(l, "param_shapes")), len(layers))
+        self.params = [{} for _ in nodes]
+        self.grads = [{} for _ in nodes]
+        self.has_params = [bool(layer is not None and layer.param_shapes(self._in_shapes(i))) for i, layer in enumerate(self.layers)]
+        self.param_nodes = [i for i in range(n) if self.has_params[i]]
+        # Convolution and pooling work channels-last: each node's output layout, and
+        # for each input the transpose (if any) that brings it into the reader's layout.
+        layout = ["first"] * n
+        self.sources = [()] * n
+        for i in range(1, n):
+            wanted = "last" if self.layers[i].channels_last else "first"
+            srcs = []
+            for j, delay in nodes[i].inputs:
+                image = len(nodes[j].shape) == 3
+                srcs.append((j, delay, wanted if image and layout[j] != wanted else None))
+            self.sources[i] = tuple(srcs)
+            layout[i] = wanted
+        self.single = [len(s) == 1 for s in self.sources]
+        self.convert_out = "first" if layout[-1] == "last" and len(nodes[-1].shape) == 3 else None
+        self.needs_grad, self.need_dx, self.backward_nodes = self._plan(want_input=False)
+        # Parameters that the output reads within a step get a gradient at every call;
+        # others (read only through the previous step) may not, and are zeroed then.
+        feeds = [False] * n
+        feeds[-1] = True
+        for i in range(n - 1, 0, -1):
+            if feeds[i]:
+                for j, delay, _ in self.sources[i]:
+                    feeds[j] = feeds[j] or not delay
+        self.maybe_unwritten = [i for i in self.param_nodes if not feeds[i]]
+        self.delayed = sorted({j for node in nodes for j, d in node.inputs if d})
+        self._layout(None)
+
+    def _plan(self, want_input):
+        """(needs a gradient, computes input gradients, nodes to visit backward) per node.
+
+        A value needs a gradient when it leads back to parameters (or to the
+        input, for input_gradient).
+        """
+        n = self.size
+        needs = list(self.has_params)
+        needs[0] = want_input
+        changed = True
+        while changed:
+            changed = False
+            for i in range(1, n):
+                if not needs[i] and any(needs[j] for j, _, _ in self.sources[i]):
+                    needs[i] = changed = True
+        need_dx = [any(needs[j] for j, _, _ in self.sources[i]) for i in range(n)]
+        visit = [i for i in range(n - 1, 0, -1) if self.has_params[i] or need_dx[i]]
+        return needs, need_dx, visit
+
+    def _in_shapes(self, i):
+        return [self.nodes[j].shape for j, _ in self.nodes[i].inputs]
 
     # ------------------------------------------------------------ parameters
 
+    def param_shapes(self):
+        """{'layer_NN': {name: shape}} in initialisation order."""
+        return {self.nodes[i].key: self.layers[i].param_shapes(self._in_shapes(i)) for i in self.param_nodes}
+
     def param_items(self):
-        """[(layer key 'layer_NN', name, array)] in a fixed order."""
-        items = []
-        for layer in self.layers:
-            for name in sorted(layer.params):
-                items.append((layer.key, name, layer.params[name]))
-        return items
+        """[(key 'layer_NN', name, array)] in a fixed order."""
+        return [(self.nodes[i].key, name, self.params[i][name]) for i in self.param_nodes for name in sorted(self.params[i])]
 
     def grad_items(self):
-        items = []
-        for layer in self.layers:
-            for name in sorted(layer.params):
-                items.append((layer.key, name, layer.grads[name]))
-        return items
+        return [(self.nodes[i].key, name, self.grads[i][name]) for i in self.param_nodes for name in sorted(self.params[i])]
 
     def set_params(self, params):
         """Use `params` ({'layer_NN': {'W': array, 'b': array}}) as the weights, without copying."""
-        for layer in self.layers:
-            if hasattr(layer, "param_shapes"):
-                layer.params = params[layer.key]
+        for i in self.param_nodes:
+            self.params[i] = params[self.nodes[i].key]
+
+    def _layout(self, grads_buffer):
+        """Each parameter's place in a flat arena; gradients get views of one flat buffer."""
+        layout, total = [], 0
+        for i in self.param_nodes:
+            shapes = self.layers[i].param_shapes(self._in_shapes(i))
+            for name in sorted(shapes):
+                size = int(np.prod(shapes[name]))
+                layout.append((i, name, total, size, tuple(shapes[name])))
+                total += size
+        grads = np.zeros(total, dtype=self.dtype) if grads_buffer is None else grads_buffer
+        for i, name, start, size, shape in layout:
+            self.grads[i][name] = grads[start : start + size].reshape(shape)
+        self._arena = layout
+        self.layout = [(self.nodes[i].key, name, start, size, shape) for i, name, start, size, shape in layout]
+        self.flat_grads = grads
+        return total
 
     def use_arena(self, params_buffer=None, grads_buffer=None):
         """Lay every parameter out in one flat buffer, and every gradient in another.
@@ -92,25 +174,16 @@ class Network:
         The buffers may be given (memory shared between processes).
         Returns (parameters, gradients) as flat arrays.
         """
-        layout, total = [], 0
-        for layer in self.layers:
-            for name in sorted(getattr(layer, "param_shapes", {})):
-                shape = layer.param_shapes[name]
-                size = int(np.prod(shape))
-                layout.append((layer, name, total, size, shape))
-                total += size
+        total = self._layout(grads_buffer)
         flat = np.empty(total, dtype=self.dtype) if params_buffer is None else params_buffer
-        grads = np.zeros(total, dtype=self.dtype) if grads_buffer is None else grads_buffer
-        for layer, name, start, size, shape in layout:
+        for i, name, start, size, shape in self._arena:
             view = flat[start : start + size].reshape(shape)
-            current = layer.params[name]
-            if not (current.shape == view.shape and np.shares_memory(current, view)):
+            current = self.params[i].get(name)
+            if current is not None and not (current.shape == view.shape and np.shares_memory(current, view)):
                 view[...] = current
-            layer.params[name] = view
-            layer.grads[name] = grads[start : start + size].reshape(shape)
-        self.layout = [(layer.key, name, start, size, shape) for layer, name, start, size, shape in layout]
-        self.flat_params, self.flat_grads = flat, grads
-        return flat, grads
+            self.params[i] = dict(self.params[i], **{name: view})
+        self.flat_params = flat
+        return flat, self.flat_grads
 
     def split_flat(self, flat):
         """{'layer_NN/name': view} of an arena-shaped flat array (see use_arena)."""
@@ -135,49 +208,276 @@ class Network:
         return mask
 
     def get_params(self):
-        return {l.key: l.params for l in self.layers if l.params}
+        return {self.nodes[i].key: self.params[i] for i in self.param_nodes}
+
+    # ------------------------------------------------------------ one time step
+
+    def _step(self, x, prev, ctxs):
+        """Values of every node at one time step; prev: the values of the previous step (or None)."""
+        layers, params, sources, single = self.layers, self.params, self.sources, self.single
+        vals = [None] * self.size
+        vals[0] = x
+        for i in range(1, self.size):
+            if single[i]:
+                j, delay, convert = sources[i][0]
+                v = prev[j] if delay else vals[j]
+                vals[i], ctxs[i] = layers[i].forward(params[i], _to(convert, v) if convert else v)
+            else:
+                args = [_to(c, prev[j] if d else vals[j]) for j, d, c in sources[i]]
+                vals[i], ctxs[i] = layers[i].forward(params[i], *args)
+        return vals
+
+    def _back_step(self, dvals, carry, ctxs, written, out_dz=None, plan=None):
+        """Backward through one time step, reverse order; recurrent inputs add into `carry` (step t−1).
+
+        out_dz: the gradient of a fused loss at the output's pre-activation.
+        plan: (needs, need_dx, nodes) of _plan, by default for the parameters only.
+        """
+        layers, params, grads, sources, single = self.layers, self.params, self.grads, self.sources, self.single
+        needs, need_dx, visit = plan or (self.needs_grad, self.need_dx, self.backward_nodes)
+        last = self.size - 1
+        for i in visit:
+            dy = dvals[i]
+            layer = layers[i]
+            if i == last and out_dz is not None:
+                if dy is not None:  # the output also feeds a later step
+                    z, a = layer.pre_activation(ctxs[i])
+                    out_dz = out_dz + layer.activation.backward(z, a, dy)
+                dxs = layer.backward_z(params[i], grads[i], ctxs[i], out_dz, need_dx[i], written[i])
+            elif dy is None:
+                continue
+            else:
+                dxs = layer.backward(params[i], grads[i], ctxs[i], dy, need_dx[i], written[i])
+            written[i] = True
+            if not need_dx[i]:
+                continue
+            if single[i]:  # the common case, without a loop
+                j, delay, convert = sources[i][0]
+                dx = dxs[0]
+                if needs[j]:
+                    if convert:
+                        dx = _to(_BACK[convert], dx)
+                    target = carry if delay else dvals
+                    if target is not None:
+                        target[j] = dx if target[j] is None else target[j] + dx
+                continue
+            for (j, delay, convert), dx in zip(sources[i], dxs):
+                if dx is None or not needs[j]:
+                    continue
+                if convert:
+                    dx = _to(_BACK[convert], dx)
+                target = carry if delay else dvals
+                if target is None:
+                    continue  # a recurrent input at the first step: its gradient goes nowhere
+                # A new array when adding: the first gradient may be shared (an additive merge).
+                target[j] = dx if target[j] is None else target[j] + dx
+
+    def _zero_unwritten(self, written):
+        for i in self.maybe_unwritten:
+            if not written[i]:
+                for g in self.grads[i].values():
+                    g.fill(0)
+
+    # ------------------------------------------------------------ single steps (no time axis)
+
+    def _flat_out(self, vals):
+        out = _to(self.convert_out, vals[-1]) if self.convert_out else vals[-1]
+        return out.reshape(out.shape[0], -1)
+
+    def _losses(self, ctx, out, y):
+        """Per-sample losses (N,) of outputs out (N, K) against y (N, K)."""
+        if self.fused:
+            z, a = self.layers[-1].pre_activation(ctx)
+            return self.loss.value_from_z(z, a, y)
+        return self.loss.value(out, y)
+
+    def _gradient_flat(self, x, y, scale, keep=None, plan=None):
+        ctxs = [None] * self.size
+        vals = self._step(x, None, ctxs)
+        out = self._flat_out(vals)
+        if keep is None:
+            losses = self._losses(ctxs[-1], out, y)
+            correct = self.correct(out, y)
+        else:
+            keep.append((self.layers[-1].pre_activation(ctxs[-1])[0] if self.fused else None, out, y))
+            losses = correct = None
+        written = [False] * self.size
+        dvals = [None] * self.size
+        if self.fused:
+            z, a = self.layers[-1].pre_activation(ctxs[-1])
+            dz = self.loss.grad_from_z(z, a, y, self.unit_rows)
+            if scale != 1.0:
+                dz *= scale
+            self._back_step(dvals, None, ctxs, written, dz, plan)
+        else:
+            dout = self.loss.grad(out, y)
+            if scale != 1.0:
+                dout *= scale
+            last = vals[-1]
+            dout = dout.reshape(_to(self.convert_out, last).shape if self.convert_out else last.shape)
+            dvals[-1] = _to(_BACK[self.convert_out], dout) if self.convert_out else dout
+            self._back_step(dvals, None, ctxs, written, None, plan)
+        self._zero_unwritten(written)
+        return losses, correct, dvals[0]
+
+    # ------------------------------------------------------------ sequences
+
+    def _initial(self, batch):
+        """Values before the first step: zeros for every node read at the previous step."""
+        prev = [None] * self.size
+        for j in self.delayed:
+            prev[j] = np.zeros((batch,) + self.nodes[j].shape, dtype=self.dtype)
+        return prev
+
+    def _unroll(self, x):
+        """Forward through every step of x (N, T, I): (values per step, contexts per step)."""
+        xs = x.transpose(1, 0, 2)
+        prev = self._initial(x.shape[0])
+        values, contexts = [], []
+        for t in range(x.shape[1]):
+            ctxs = [None] * self.size
+            prev = self._step(xs[t], prev, ctxs)
+            values.append(prev)
+            contexts.append(ctxs)
+        return values, contexts
+
+    def _gradient_steps(self, x, y, scale):
+        """Exact back-propagation through time over x (N, T, I)."""
+        n, steps = x.shape[:2]
+        values, contexts = self._unroll(x)
+        every = y.ndim == 3
+        scored = range(steps) if every else (steps - 1,)
+        weight = scale / len(scored)
+        losses = np.zeros(n)
+        correct = 0
+        grads_out = {}
+        for t in scored:
+            yt = y[:, t] if every else y
+            out = values[t][-1]
+            losses += self._losses(contexts[t][-1], out, yt)
+            correct += self.correct(out, yt)
+            if self.fused:
+                z, a = self.layers[-1].pre_activation(contexts[t][-1])
+                d = self.loss.grad_from_z(z, a, yt, self.unit_rows)
+            else:
+                d = self.loss.grad(out, yt)
+            d *= weight
+            grads_out[t] = d
+        losses /= len(scored)
+        written = [False] * self.size
+        carry = [None] * self.size
+        for t in range(steps - 1, -1, -1):
+            dvals, carry = carry, ([None] * self.size if t else None)
+            d = grads_out.get(t)
+            if self.fused:
+                self._back_step(dvals, carry, contexts[t], written, d)
+            else:
+                if d is not None:
+                    dvals[-1] = d if dvals[-1] is None else dvals[-1] + d
+                self._back_step(dvals, carry, contexts[t], written)
+        self._zero_unwritten(written)
+        return losses, correct
+
+    def _folded(self, x):
+        """(N·T, I) rows of a sequence batch, when no node reads the previous step."""
+        return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
     # ------------------------------------------------------------ passes
 
-    def forward(self, x):
-        for layer, convert in zip(self.layers, self.convert):
-            x = (layer.forward_last if layer.channels_last else layer.forward)(_to(convert, x))
-        return _to(self.convert_out, x)
+    def gradient(self, x, y, scale=1.0, keep=None):
+        """Forward and backward on one batch: (per-sample losses, correct count).
 
-    def _backward(self, i, dy, need_dx):
-        layer = self.layers[i]
-        return (layer.backward_last if layer.channels_last else layer.backward)(dy, need_dx)
+        Leaves scale × ∂(Σ losses)/∂θ in `grads` (the flat gradient arena).
+        For sequences, a sample is a sequence and `correct` counts scored steps.
+        When `keep` is a list (one fused output, no sequences), the losses
+        are not computed now: the batch's outputs are appended to it, and
+        `kept_metrics(keep)` computes them later for many batches at once;
+        (None, None) is returned.
+        """
+        if not self.sequence:
+            return self._gradient_flat(x, y, scale, keep)[:2]
+        if self.recurrent:
+            return self._gradient_steps(x, y, scale)
+        n, steps = x.shape[:2]
+        if y.ndim == 2:  # scored at the last step only, which depends on the last input only
+            return self._gradient_flat(x[:, -1], y, scale)[:2]
+        losses, correct, _ = self._gradient_flat(self._folded(x), y.reshape(n * steps, -1), scale / steps)
+        return losses.reshape(n, steps).mean(axis=1), correct
+
+    def input_gradient(self, x, y):
+        """∂(Σ per-sample losses)/∂x for a batch without a time axis (same shape as x)."""
+        _, _, grad = self._gradient_flat(x, y, 1.0, plan=self._plan(want_input=True))
+        return np.zeros_like(x) if grad is None else grad
+
+    def trace(self, x):
+        """[(value, forward context)] of every node for one step of a batch (for inspection).
+
+        Values of convolution and pooling nodes are channels-last, (N, H, W, C).
+        """
+        ctxs = [None] * self.size
+        vals = self._step(x, self._initial(x.shape[0]) if self.recurrent else None, ctxs)
+        return list(zip(vals, ctxs))
+
+    @property
+    def can_defer(self):
+        """Whether gradient(keep=…) may put off computing the losses (see _Fit)."""
+        return self.fused and not self.sequence
+
+    def forward(self, x):
+        """Outputs of a batch: (N, K…) for inputs (N, …), (N, T, K) for sequences (N, T, I)."""
+        if not self.sequence:
+            vals = self._step(x, None, [None] * self.size)
+            return _to(self.convert_out, vals[-1]) if self.convert_out else vals[-1]
+        n, steps = x.shape[:2]
+        if not self.recurrent:
+            return self._step(self._folded(x), None, [None] * self.size)[-1].reshape(n, steps, -1)
+        values, _ = self._unroll(x)
+        return np.stack([v[-1] for v in values], axis=1)
+
+    def losses(self, x, y):
+        """(per-sample losses, scored outputs) of a batch against targets y.
+
+        The scored outputs are (N, K), or (N, T, K) for sequences scored at every step.
+        """
+        ctxs = [None] * self.size
+        if not self.sequence:
+            out = self._flat_out(self._step(x, None, ctxs))
+            return self._losses(ctxs[-1], out, y), out
+        n, steps = x.shape[:2]
+        if y.ndim == 2:
+            if not self.recurrent:
+                out = self._step(x[:, -1], None, ctxs)[-1]
+                return self._losses(ctxs[-1], out, y), out
+            values, contexts = self._unroll(x)
+            return self._losses(contexts[-1][-1], values[-1][-1], y), values[-1][-1]
+        if not self.recurrent:
+            out = self._step(self._folded(x), None, ctxs)[-1]
+            losses = self._losses(ctxs[-1], out, y.reshape(n * steps, -1))
+            return losses.reshape(n, steps).mean(axis=1), out.reshape(n, steps, -1)
+        values, contexts = self._unroll(x)
+        losses = sum(self._losses(contexts[t][-1], values[t][-1], y[:, t]) for t in range(steps)) / steps
+        return losses, np.stack([v[-1] for v in values], axis=1)
 
     def predict(self, x, batch_size=1024):
-        """Outputs (N, K) for inputs (N, C, H, W), in batches to bound memory."""
-        n = x.shape[0]
+        """Outputs (N, K) for inputs (N, …), or (N, T, K) for sequences, in batches to bound memory."""
         outputs = []
-        for start in range(0, n, batch_size):
-            batch = np.asarray(x[start : start + batch_size], dtype=self.dtype)
-            out = self.forward(batch)
-            outputs.append(out.reshape(out.shape[0], -1))
+        for start in range(0, x.shape[0], batch_size):
+            out = self.forward(np.asarray(x[start : start + batch_size], dtype=self.dtype))
+            outputs.append(out if self.sequence else out.reshape(out.shape[0], -1))
         if not outputs:
-            return np.zeros((0, self.output_width), dtype=self.dtype)
+            shape = (0, x.shape[1], self.output_width) if self.sequence else (0, self.output_width)
+            return np.zeros(shape, dtype=self.dtype)
         return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
 
     @property
     def output_width(self):
-        shape = self.input_shape
-        for layer in self.layers:
-            shape = layer.output_shape(shape)
-        return int(np.prod(shape))
-
-    def sample_losses(self, out, y):
-        """Per-sample losses (N,) of outputs `out` (after forward) against targets y (N, K)."""
-        if self.fused:
-            return self.loss.value_from_z(self.layers[-1].z, out, y)
-        return self.loss.value(out.reshape(out.shape[0], -1), y)
+        return int(np.prod(self.nodes[-1].shape))
 
     def kept_metrics(self, kept):
         """(per-sample losses, correct count) of the batches kept by gradient(keep=…)."""
         if not kept:
             return np.zeros(0), 0
-        out = np.concatenate([o.reshape(o.shape[0], -1) for _, o, _ in kept])
+        out = np.concatenate([o for _, o, _ in kept])
         y = np.concatenate([t for _, _, t in kept])
         if self.fused:
             losses = self.loss.value_from_z(np.concatenate([z for z, _, _ in kept]), out, y)
@@ -186,69 +486,56 @@ class Network:
         return losses, self.correct(out, y)
 
     def correct(self, out, y):
-        """How many samples are classified right (argmax, or the threshold for one output)."""
+        """How many samples (or scored steps) are classified right (argmax, or the threshold for one output)."""
+        if y.ndim == 3:
+            if out.ndim == 3:
+                out = out.reshape(-1, out.shape[-1])
+            y = y.reshape(-1, y.shape[-1])
+        elif out.ndim == 3:
+            out = out[:, -1]
         out = out.reshape(out.shape[0], -1)
         if out.shape[1] > 1:
             return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)))
         return int(np.count_nonzero((out[:, 0] > self.threshold) == (y[:, 0] > 0.5)))
 
+    def scored_steps(self, x, y):
+        """How many outputs of each sample are scored: T for targets at every step, else 1."""
+        return x.shape[1] if self.sequence and y.ndim == 3 else 1
+
     def adapt_to_targets(self, y):
-        """Learn what the targets (N, K) of a data set allow.
+        """Learn what the targets (N, K) or (N, T, K) of a data set allow.
 
         Single-output classification with ±1 targets splits outputs at 0
         rather than 0.5; one-hot targets simplify the fused gradient.
         """
+        y = y.reshape(-1, y.shape[-1]) if y.ndim == 3 else y
         if y.shape[1] == 1 and y.size and float(y.min()) < 0:
             self.threshold = 0.0
         self.unit_rows = bool(y.size) and bool(np.all(np.add.reduce(y, axis=1) == 1))
 
     def classes(self, out):
+        """Predicted classes: (N,) for outputs (N, K), (N, T) for sequences (N, T, K)."""
+        if out.ndim == 3 and self.sequence:
+            n, steps, k = out.shape
+            return self.classes(out.reshape(n * steps, k)).reshape(n, steps)
         out = out.reshape(out.shape[0], -1)
         if out.shape[1] > 1:
             return out.argmax(axis=1)
         return (out[:, 0] > self.threshold).astype(np.int64)
 
     def evaluate(self, x, y, batch_size=1024):
-        """(sum of per-sample losses, correct count, predicted classes) over a whole data set."""
+        """(sum of per-sample losses, correct count, predicted classes of the scored outputs).
+
+        Classes are (N,) — or (N, T) for sequences scored at every step.
+        """
         loss_sum, correct, classes = 0.0, 0, []
         for start in range(0, x.shape[0], batch_size):
             xb = np.asarray(x[start : start + batch_size], dtype=self.dtype)
             yb = y[start : start + batch_size]
-            out = self.forward(xb)
-            loss_sum += float(self.sample_losses(out, yb).sum())
+            losses, out = self.losses(xb, yb)
+            loss_sum += float(losses.sum())
             correct += self.correct(out, yb)
             classes.append(self.classes(out))
-        classes = np.concatenate(classes) if classes else np.zeros(0, dtype=np.int64)
-        return loss_sum, correct, classes
-
-    def gradient(self, x, y, scale=1.0, keep=None):
-        """Forward and backward on one batch: (per-sample losses, correct count).
-
-        Leaves scale × ∂(Σ losses)/∂θ in each layer's `grads`.  When `keep` is
-        a list, the losses are not computed now: the batch's outputs are
-        appended to it, and `kept_metrics(keep)` computes them later for many
-        batches at once; (None, None) is returned.
-        """
-        out = self.forward(x)
-        last = self.layers[-1]
-        if keep is None:
-            losses = self.sample_losses(out, y)
-            correct = self.correct(out, y)
-        else:
-            keep.append((last.z if self.fused else None, out, y))
-            losses = correct = None
-        if self.fused:
-            dz = self.loss.grad_from_z(last.z, last.a, y, self.unit_rows)
-            if scale != 1.0:
-                dz *= scale
-            dx = last.backward_z(dz, need_dx=len(self.layers) - 1 > self.first_trainable)
-        else:
-            flat = out.reshape(out.shape[0], -1)
-            dout = self.loss.grad(flat, y)
-            if scale != 1.0:
-                dout *= scale
-            dout = _from(self.convert_out, dout.reshape(out.shape))
-            dx = self._backward(len(self.layers) - 1, dout, len(self.layers) - 1 > self.first_trainable)
-        for i in range(len(self.layers) - 2, self.first_trainable - 1, -1):
-            dx = self._backward(i, _from(self.convert[i + 1], dx), i > self.first_trainable)
-        return losses, correct
+        if not classes:
+            return loss_sum, correct, np.zeros((0,) + y.shape[1:-1], dtype=np.int64)
+        return loss_sum, correct, np.concatenate(classes)

@@ -45,7 +45,17 @@ def make_net(text, seed=0, w_scale=1.0, b_scale=0.5):
 
 
 def total_loss(net, x, y):
-    return float(net.sample_losses(net.forward(x), y).sum())
+    return float(net.losses(x, y)[0].sum())
+
+
+def pre_activations(net, x):
+    """{node index: z} of every node with an activation, from one forward pass."""
+    found = {}
+    for i, (_, ctx) in enumerate(net.trace(x)):
+        layer = net.layers[i]
+        if layer is not None and layer.activation is not None:
+            found[i] = layer.pre_activation(ctx)[0]
+    return found
 
 
 def kink_points(act):
@@ -57,13 +67,11 @@ def kink_points(act):
 
 def assert_away_from_kinks(net, x):
     """Every pre-activation is at least MARGIN away from a point where its derivative jumps."""
-    net.forward(x)
-    for layer in net.layers:
-        if layer.activation is None:
-            continue
+    for i, z in pre_activations(net, x).items():
+        layer = net.layers[i]
         for k in kink_points(layer.activation):
-            gap = np.min(np.abs(layer.z - k))
-            assert gap > MARGIN, (layer.key, layer.activation.name, k, gap)
+            gap = np.min(np.abs(z - k))
+            assert gap > MARGIN, (net.nodes[i].key, layer.activation.name, k, gap)
 
 
 def numeric_grad(f, array):
@@ -93,15 +101,7 @@ def check_param_grads(net, x, y, rtol=1e-5, atol=1e-7):
 
 def input_gradient(net, x, y):
     """dΣloss/dx through every layer's backward(dY) → dX."""
-    out = net.forward(x)
-    last = net.layers[-1]
-    if net.fused:
-        dx = last.backward_z(net.loss.grad_from_z(last.z, last.a, y))
-    else:
-        dx = last.backward(net.loss.grad(out.reshape(out.shape[0], -1), y).reshape(out.shape))
-    for layer in reversed(net.layers[:-1]):
-        dx = layer.backward(dx)
-    return dx
+    return net.input_gradient(x, y)
 
 
 def check_input_grad(net, x, y, rtol=1e-5, atol=1e-7):
@@ -157,9 +157,8 @@ def test_max_pooling_forward_against_naive_loop(pool):
     s, p, kw, kh = pool
     spec, net = make_net(f"7 5 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
     x = sample_inputs(spec, 3, 5)
-    net.forward(x)
     expected = naive_maxpool(x, kh, kw, s, p)
-    out = net.layers[0].forward(x)
+    out = net.trace(x)[1][0].transpose(0, 3, 1, 2)  # pooling works channels-last
     assert out.shape == expected.shape == (3, *spec.shapes[0])
     np.testing.assert_array_equal(out, expected)
 
@@ -167,7 +166,7 @@ def test_max_pooling_forward_against_naive_loop(pool):
 def test_flatten_keeps_channel_height_width_order_and_dense_is_x_at_w():
     spec, net = make_net("3 2 2\ninput\nflatten -\ndense 4 tanh\n", seed=1)
     x = sample_inputs(spec, 5, 2)
-    flat = net.layers[0].forward(x)
+    flat = net.trace(x)[1][0]
     np.testing.assert_array_equal(flat, np.stack([s.ravel(order="C") for s in x]))
     p = net.get_params()["layer_02"]
     np.testing.assert_allclose(net.forward(x), np.tanh(flat @ p["W"] + p["b"]), rtol=1e-14, atol=1e-15)
@@ -273,18 +272,21 @@ def test_activation_gradients(act, position):
     seed = 100
     spec, net, x, y = _activation_case(act, position, seed)
     assert_away_from_kinks(net, x)
-    layer = net.layers[0] if position == "hidden" else net.layers[-1]
-    if kink_points(layer.activation):
+    index = 1 if position == "hidden" else len(net.nodes) - 1
+    layer = net.nodes[index]
+    act_fn = layer.layer.activation
+    if kink_points(act_fn):
         # both sides of every kink are exercised
-        for k in kink_points(layer.activation):
-            assert (layer.z < k).any() and (layer.z > k).any(), (act, k)
+        z = pre_activations(net, x)[index]
+        for k in kink_points(act_fn):
+            assert (z < k).any() and (z > k).any(), (act, k)
     grads = check_param_grads(net, x, y)
     check_input_grad(net, x, y)
     if act == "binarystep":
         # its derivative is 0: nothing flows back through it, yet the checks above were not vacuous
         assert np.all(grads[layer.key, "W"] == 0) and np.all(grads[layer.key, "b"] == 0)
         assert np.all(input_gradient(net, x, y) == 0)
-        other = net.layers[1] if position == "hidden" else None
+        other = net.nodes[2] if position == "hidden" else None
         if other is not None:
             assert np.any(grads[other.key, "W"] != 0)
     else:
@@ -295,9 +297,10 @@ def test_activation_gradients(act, position):
 def test_activation_values_match_the_output_of_a_dense_layer(act):
     # The layer applies the registry's function to X @ W + b (softmax row-wise).
     spec, net, x, _ = _activation_case(act, "output", 7)
-    out = net.forward(x)
-    z = net.layers[-1].z
-    np.testing.assert_allclose(z, net.layers[-1].x @ net.get_params()["layer_02"]["W"] + net.get_params()["layer_02"]["b"], rtol=1e-13)
+    out, ctx = net.trace(x)[-1]
+    z, _ = net.layers[-1].pre_activation(ctx)
+    below = net.trace(x)[-2][0]
+    np.testing.assert_allclose(z, below @ net.get_params()["layer_02"]["W"] + net.get_params()["layer_02"]["b"], rtol=1e-13)
     np.testing.assert_allclose(out, functions.get_activation(act).bind().forward(z.copy()), rtol=1e-14, atol=0)
 
 
@@ -382,13 +385,12 @@ def test_fused_cross_entropy_equals_log_softmax_formula(rng):
     assert spec.loss.name == "cross_entropy" and net.fused
     x = sample_inputs(spec, 8, 6)
     y = np.eye(6)[rng.integers(0, 6, 8)]
-    out = net.forward(x)
-    z = net.layers[-1].z
+    z, _ = net.layers[-1].pre_activation(net.trace(x)[-1][1])
     expected = -np.sum(y * (z - logsumexp(z)[:, None]), axis=1)
-    np.testing.assert_allclose(net.sample_losses(out, y), expected, rtol=1e-12)
+    np.testing.assert_allclose(net.losses(x, y)[0], expected, rtol=1e-12)
     # soft targets whose rows do not sum to 1: −Σ y log softmax(z) still holds
     soft = rng.uniform(0, 1, size=(8, 6))
-    np.testing.assert_allclose(net.sample_losses(out, soft), -np.sum(soft * (z - logsumexp(z)[:, None]), axis=1), rtol=1e-12)
+    np.testing.assert_allclose(net.losses(x, soft)[0], -np.sum(soft * (z - logsumexp(z)[:, None]), axis=1), rtol=1e-12)
 
 
 def test_fused_cross_entropy_with_huge_logits():
@@ -398,10 +400,10 @@ def test_fused_cross_entropy_with_huge_logits():
     x = np.ones((3, 1, 1, 1))
     y = np.eye(3)
     with np.errstate(all="ignore"):
-        losses = net.sample_losses(net.forward(x), y)
+        losses, _ = net.losses(x, y)
         net.gradient(x, y, 1.0)
     np.testing.assert_allclose(losses, [0.0, 1000.0, 2000.0], rtol=1e-15, atol=1e-300)
-    gw = net.layers[0].grads["W"]
+    gw = net.grads[1]["W"]
     assert np.all(np.isfinite(gw))
     # dL/dz = softmax(z) − y = (1,0,0) − y summed over the three samples, times x = 1
     np.testing.assert_allclose(gw, [[2.0, -1.0, -1.0]], atol=1e-12)
@@ -415,7 +417,7 @@ def test_fused_binary_cross_entropy_with_large_logits():
     x = np.ones((2, 1, 1, 1))
     y = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])
     with np.errstate(all="ignore"):
-        losses = net.sample_losses(net.forward(x), y)
+        losses, _ = net.losses(x, y)
     expected = np.mean(softplus(z) - y * z, axis=1)
     np.testing.assert_allclose(losses, expected, rtol=1e-14)
     # the confidently wrong units cost |z| each, the right ones nothing: (40 + 40) / 4 and (1000 + 1000) / 4
@@ -488,7 +490,7 @@ def test_loss_gradients(loss, act, kind):
     assert np.any(np.abs(grads["layer_02", "W"]) > 1e-6)
     # the value computed by the network matches the independent formula (with the default parameters)
     if not params:
-        np.testing.assert_allclose(net.sample_losses(net.forward(x), y), FORMULAS[name](net.forward(x), y), rtol=1e-11)
+        np.testing.assert_allclose(net.losses(x, y)[0], FORMULAS[name](net.forward(x), y), rtol=1e-11)
 
 
 def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
@@ -501,10 +503,12 @@ def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
                     [0.0, 0.0, 5.0, np.nan],
                     [0.0, 0.0, np.nan, 5.0]]]])
     pool = MaxPooling(2, 2, 2, 0)
-    out = pool.forward(x)
+    out, ctx = pool.forward({}, x.transpose(0, 2, 3, 1))  # pooling works channels-last
+    out = out.transpose(0, 3, 1, 2)
     assert out[0, 0, 0, 0] == 3 and out[0, 0, 0, 1] == 2 and out[0, 0, 1, 0] == 0
     assert np.isnan(out[0, 0, 1, 1])
-    dx = pool.backward(np.ones_like(out))
+    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(0, 2, 3, 1))
+    dx = dx.transpose(0, 3, 1, 2)
     expected = np.zeros_like(x)
     expected[0, 0, 0, 1] = 1  # first 3
     expected[0, 0, 0, 2] = 1  # first 2

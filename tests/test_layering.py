@@ -11,6 +11,7 @@ LAYERS = [
     ("model", ["model"]),
     ("training", ["training"]),
     ("evolve", ["evolve"]),
+    ("pictures", ["plot"]),
     ("cli", ["cli"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}

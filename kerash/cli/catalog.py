@@ -30,10 +30,12 @@ TOOLS = {
     "evaluate": ("kerash.cli.model:evaluate", True),
     "evolve": ("kerash.cli.evolve:evolve", True),
     "summary": ("kerash.cli.model:summary", False),
+    "graph": ("kerash.cli.model:graph", False),
     "dataset": ("kerash.cli.model:dataset", False),
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "batches": ("kerash.cli.train:batches_tool", False),
+    "plot": ("kerash.cli.plot:plot", False),
     "warm": ("kerash.cli.warm:warm", False),
 }
 

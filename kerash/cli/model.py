@@ -45,9 +45,12 @@ def init(
 ):
     """Create a model directory with fresh weights from a model description.
 
-    The directory holds the normalised description (MODEL_DIR/model) and, for
-    each layer with parameters, MODEL_DIR/layer_NN/W.npy and b.npy (NN is the
-    layer's line position, input = 00).  They are ordinary tensor files.
+    The description is in the line format (KeraSH's) or NeuroMorph's MDL
+    (branches, merges, recurrence), recognised from the text.  The directory
+    holds the normalised description (MODEL_DIR/model) and, for each layer
+    with parameters, MODEL_DIR/layer_NN/W.npy and b.npy (line format: NN is
+    the layer's line position, input = 00; MDL: layer nodes in text order).
+    They are ordinary tensor files.
 
     \b
     Example:
@@ -58,6 +61,7 @@ def init(
     from .. import model
 
     spec = model.read_model_file(model_file)
+    _warn(spec)
     if dtype is not None and dtype not in model.DTYPES:
         from ..errors import UsageError
 
@@ -80,7 +84,9 @@ def predict(
     output: Output = None,
     fmt: Format = None,
 ):
-    """Run the model forward: one output row per input sample.
+    """Run the model forward: one output row per input sample (N×T×K for sequences N×T×I).
+
+    With --classes, one class per sample, or a row of T classes per sequence.
 
     \b
     Example:
@@ -90,12 +96,12 @@ def predict(
       printf '0 0\\n0 1\\n' | predict m --classes
     """
     from .. import model
-    from ..tensorio import write_tensor
-
-    from ..tensorio import source_name
+    from ..tensorio import source_name, write_tensor
 
     outputs, predicted = model.predict(model_dir, _read(input), dtype, source_name(input))
-    write_tensor(predicted.reshape(-1, 1) if classes else outputs, output, fmt)
+    if classes:
+        outputs = predicted.reshape(len(predicted), -1)  # a row per sample; a column per step of a sequence
+    write_tensor(outputs, output, fmt)
 
 
 @tool("backprop")
@@ -205,49 +211,94 @@ def evaluate(
                 sys.stdout.buffer.write(chunk)
 
 
+def _description(path):
+    """(spec, name) of a model directory or a description file; the file's warnings go to standard error."""
+    import os
+
+    from .. import model as modelmod
+
+    if os.path.isdir(path):
+        spec = modelmod.ModelDir(path).spec
+    else:
+        spec = modelmod.read_model_file(path)
+        _warn(spec)
+    name = os.path.basename(os.path.normpath(path))
+    for suffix in (".model", ".mdl"):
+        name = name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else name
+    return spec, name
+
+
+def _warn(spec):
+    from .runner import warn
+
+    for message in spec.warnings:
+        warn(message)
+
+
 @tool("summary")
 def summary(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model directory or a model description file.", show_default=False)],
 ):
     """Show each layer with its output shape and parameter count, as Keras's model.summary().
 
+    Graph models (MDL) get a "Connected to" column; recurrent links, which
+    read the previous time step, are marked [t-1].
+
     \b
     Example:
       printf '8 8 1\\ninput\\nconvolution relu 8 1 1 3 3\\nmax_pooling - 2 0 2 2\\nflatten -\\ndense 10 softmax\\n' > cnn.model
       kerash summary cnn.model
     """
-    import os
+    from ..model.reports import summary_text
 
-    from .. import model as modelmod
+    spec, name = _description(model)
+    typer.echo(summary_text(spec, name), nl=False)
 
-    if os.path.isdir(model):
-        spec = modelmod.ModelDir(model).spec
-    else:
-        spec = modelmod.read_model_file(model)
-    name = os.path.basename(os.path.normpath(model))
-    typer.echo(modelmod.summary_text(spec, name.rsplit(".model", 1)[0]), nl=False)
+
+@tool("graph")
+def graph(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model directory or a model description file.", show_default=False)],
+):
+    """Print the model as a Graphviz DOT graph: layers, merges, splits; recurrent links dashed.
+
+    \b
+    Example:
+      printf '(input, 2)\\n{h, out, concatenate}\\n(out, 3, <tanh>, <mse>)\\n' > elman.mdl
+      kerash graph elman.mdl > elman.dot     # then: dot -Tsvg elman.dot > elman.svg
+      grep -c -- '->' elman.dot
+    """
+    from ..model.reports import graph_dot
+
+    spec, name = _description(model)
+    typer.echo(graph_dot(spec, name), nl=False)
 
 
 @tool("dataset")
 def dataset(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="digits or circle.", show_default=False)],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="digits, circle, echo, parity or adding.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Folder for the files.")],
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Hold out this fraction as val-data.npy / val-labels.txt.")] = 0.0,
-    samples: Annotated[Optional[int], typer.Option("--samples", help="Number of points (circle; default 1000).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the points (circle) and of the held-out split.")] = 0,
+    samples: Annotated[Optional[int], typer.Option("--samples", help="Number of points or sequences (default 1000; not digits).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Sequence length T (echo, parity: 20; adding: 50).")] = None,
+    delay: Annotated[int, typer.Option("--delay", help="How many steps back echo repeats a bit.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data and of the held-out split.")] = 0,
 ):
-    """Write a shipped data set as DIR/data.npy (one sample per row) and DIR/labels.txt (class indices).
+    """Write a data set as DIR/data.npy (one sample or sequence per row) and DIR/labels.txt.
 
     digits: 1797 handwritten 8×8 digits, pixels scaled to [0, 1], 10 classes
     (UCI optdigits, CC BY 4.0).  circle: points in the unit square, class 1
     outside the circle of area ½ (the mini-framework problem of seed 003).
-    With --val-fraction F, a random fraction F goes to DIR/val-data.npy and
+    Sequences, data N×T×I: echo (labels N×T: the bit of --delay steps
+    before), parity (labels N×T: parity so far), adding (labels N×1: the sum
+    of the two marked values, scored at the last step).  With
+    --val-fraction F, a random fraction F goes to DIR/val-data.npy and
     DIR/val-labels.txt instead.
 
     \b
     Example:
       kerash dataset digits -o digits --val-fraction 0.2 --seed 1
       wc -l digits/labels.txt digits/val-labels.txt
+      kerash dataset adding -o adding --samples 100 --steps 50 --seed 1
     """
     import os
 
@@ -255,11 +306,12 @@ def dataset(
     from ..tensorio import write_tensor
     from ..training.batches import split
 
-    data, labels = datasets.load(name, samples, seed)
+    data, labels = datasets.load(name, samples, seed, steps, delay)
     keep, held = split(len(data), val_fraction, seed)
     os.makedirs(output, exist_ok=True)
+    labels = labels.reshape(len(labels), -1)
     write_tensor(data[keep], os.path.join(output, "data.npy"))
-    write_tensor(labels[keep].reshape(-1, 1), os.path.join(output, "labels.txt"))
+    write_tensor(labels[keep], os.path.join(output, "labels.txt"))
     if len(held):
         write_tensor(data[held], os.path.join(output, "val-data.npy"))
-        write_tensor(labels[held].reshape(-1, 1), os.path.join(output, "val-labels.txt"))
+        write_tensor(labels[held], os.path.join(output, "val-labels.txt"))

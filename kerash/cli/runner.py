@@ -45,6 +45,14 @@ def table_printer(columns, format_row, before=None):
     return print_row
 
 
+_PROG = ["kerash"]  # the tool being run, for warnings
+
+
+def warn(message):
+    """Print `TOOL: warning: MESSAGE` on standard error."""
+    sys.stderr.write(f"{_PROG[0]}: warning: {message}\n")
+
+
 def _error(prog, message, code):
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.stderr.flush()
@@ -124,6 +132,7 @@ def invoke(fn, prog, argv=None):
     app.command(name=prog)(fn)
     command = get_command(app)
     command.params.append(_version_option(getattr(fn, "tool_name", prog)))
+    _PROG[0] = prog
     debug = os.environ.get("KERASH_DEBUG") == "1"
     args = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -131,9 +131,8 @@ class _Fit:
         self.state = state
         dtype = self.dtype = self.net.dtype
         spec = md.spec
-        self.width = spec.output_width
         x = modelmod.prepare_inputs(x, spec, names[0])
-        y = modelmod.prepare_targets(y, x.shape[0], self.width, names[1])
+        y = modelmod.prepare_targets(y, spec, x, names[1])
         _check_finite(x, names[0])
         _check_finite(y, names[1])
         self.x = np.ascontiguousarray(x, dtype=dtype)
@@ -148,7 +147,7 @@ class _Fit:
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             vx = modelmod.prepare_inputs(val[0], spec, names[2])
-            vy = modelmod.prepare_targets(val[1], vx.shape[0], self.width, names[3])
+            vy = modelmod.prepare_targets(val[1], spec, vx, names[3])
             _check_finite(vx, names[2])
             _check_finite(vy, names[3])
             self.train_idx = np.arange(n)
@@ -159,6 +158,7 @@ class _Fit:
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
         self.classification = targets_are_classes(self.y)
+        self.scored = self.net.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
         self.net.adapt_to_targets(self.y)
         self.optimizer = _make_optimizer(cfg, state)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
@@ -225,7 +225,7 @@ class _Fit:
         self._flatten_optimizer_state()
         backup = _Backup(params)
         # In one process, losses of a fused loss are computed once an epoch for all its batches.
-        defer = isinstance(self.engine, LocalEngine) and self.skip is None and net.fused
+        defer = isinstance(self.engine, LocalEngine) and self.skip is None and net.can_defer
         best = self.state.get("best") or {}
         stale = int(self.state.get("stale", 0))
         best_params = None
@@ -296,7 +296,7 @@ class _Fit:
                 "epoch": epoch,
                 "samples": learned,
                 "loss": loss_sum / n_train if self.skip is not None else loss_sum / max(seen, 1),
-                "accuracy": correct / max(learned, 1) if self.classification else math.nan,
+                "accuracy": correct / max(learned * self.scored, 1) if self.classification else math.nan,
                 "val_loss": math.nan,
                 "val_accuracy": math.nan,
                 "lr": opt.lr,
@@ -306,7 +306,7 @@ class _Fit:
             if self.vx is not None:
                 vloss, vcorrect, _ = net.evaluate(self.vx, self.vy)
                 record["val_loss"] = vloss / len(self.vx)
-                record["val_accuracy"] = vcorrect / len(self.vx) if self.classification else math.nan
+                record["val_accuracy"] = vcorrect / (len(self.vx) * self.net.scored_steps(self.vx, self.vy)) if self.classification else math.nan
             record["seconds"] = time.monotonic() - t0
             improved = False
             if self.vx is not None and (not best or record["val_loss"] < best["val_loss"]):
@@ -359,8 +359,7 @@ class _Fit:
         skipped_loss = float(est[est < cfg.skip_below].sum())
         if len(active) == 0:
             return active, skipped_loss, 0
-        out = self.net.forward(self.x[active])
-        losses = self.net.sample_losses(out, self.y[active])
+        losses, _ = self.net.losses(self.x[active], self.y[active])
         self.skip[active] = losses
         keep = losses >= cfg.skip_below
         skipped_loss += float(losses[~keep].sum())
@@ -368,7 +367,7 @@ class _Fit:
 
     def _skip_accuracy(self):
         _, correct, _ = self.net.evaluate(self.x[self.train_idx], self.y[self.train_idx])
-        return correct / len(self.train_idx)
+        return correct / (len(self.train_idx) * self.scored)
 
     def _restore_best(self, best, best_params, params, steps):
         if best_params is None:

@@ -23,7 +23,7 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
     md = modelmod.ModelDir(model_path)
     net, _ = md.network(modelmod.DTYPES.get(dtype) if dtype else None)
     x = modelmod.prepare_inputs(x, md.spec, names[0])
-    y = modelmod.prepare_targets(y, x.shape[0], md.spec.output_width, names[1])
+    y = modelmod.prepare_targets(y, md.spec, x, names[1])
     y = y.astype(net.dtype)
     net.adapt_to_targets(y)
     sums = None

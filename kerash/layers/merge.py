@@ -1,0 +1,68 @@
+"""Merges (NeuroMorph's convergence nodes): two values in, one out, no parameters.
+
+additive u+v, multiplicative u⊙v and average (u+v)/2 need equal widths;
+concatenate [u, v] joins the features of both, whatever their widths.
+"""
+
+import numpy as np
+
+from ..errors import ModelError, close_matches
+from .base import Layer, register
+
+OPS = ("additive", "multiplicative", "average", "concatenate")
+
+
+@register
+class Merge(Layer):
+    kind = "merge"
+    arity = 2
+
+    def __init__(self, op):
+        if op not in OPS:
+            raise ModelError(f"unknown merge {op!r}{close_matches(op, OPS)}; choose {', '.join(OPS)}")
+        self.op = op
+        self.keras_name = {"additive": "Add", "multiplicative": "Multiply", "average": "Average",
+                           "concatenate": "Concatenate"}[op]
+
+    def text(self):
+        return self.op
+
+    def describe(self):
+        return self.op
+
+    def check(self, shapes):
+        u, v = shapes
+        if len(u) != 1 or len(v) != 1:
+            raise ModelError(f"a {self.op} merge takes vectors, not images of shape {u if len(u) != 1 else v}")
+        if self.op != "concatenate" and u != v:
+            raise ModelError(f"a {self.op} merge needs equal widths ({u[0]} ≠ {v[0]})")
+
+    def output_shape(self, shapes):
+        u, v = shapes
+        return (u[0] + v[0],) if self.op == "concatenate" else u
+
+    def forward(self, p, u, v):
+        op = self.op
+        if op == "additive":
+            return u + v, None
+        if op == "multiplicative":
+            return u * v, (u, v)
+        if op == "average":
+            y = u + v
+            y *= 0.5
+            return y, None
+        return np.concatenate((u, v), axis=1), u.shape[1]
+
+    def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
+        if not need_dx:
+            return None, None
+        op = self.op
+        if op == "additive":
+            return dy, dy  # the same array twice: the network copies before adding into one
+        if op == "multiplicative":
+            u, v = ctx
+            return dy * v, dy * u
+        if op == "average":
+            half = dy * 0.5
+            return half, half
+        return dy[:, :ctx], dy[:, ctx:]

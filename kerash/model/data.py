@@ -1,0 +1,137 @@
+"""Data brought into the shapes a model reads: samples, sequences and targets."""
+
+import numpy as np
+
+from ..errors import DataError
+from ..ops import shape_str
+
+
+def prepare_inputs(x, spec, where="data"):
+    """Samples as the network reads them.
+
+    Line format: (N, C, H, W) from rows of flattened samples or an (N, C, H, W)
+    tensor.  MDL: sequences (N, T, I); rows (N, I) are T = 1 when nothing is
+    recurrent.
+    """
+    x = np.asarray(x)
+    if spec.sequence:
+        return _sequences(x, spec, where)
+    d, h, w = spec.input_shape
+    need = d * h * w
+    if x.ndim == 4:
+        if x.shape[1:] != (d, h, w):
+            raise DataError(
+                f"data samples are {shape_str(x.shape[1:])} but the model input is {d}×{h}×{w} (C×H×W) ({where})"
+            )
+        return x
+    if x.ndim == 3 and x.shape == (d, h, w):
+        return x[None]
+    if x.ndim == 3 and d == 1 and x.shape[1:] == (h, w):
+        return x[:, None]
+    if x.ndim <= 1:
+        x = x.reshape(1, -1)
+    if x.ndim == 2:
+        if x.shape[1] != need:
+            raise DataError(
+                f"data rows have {x.shape[1]} values but the model input {w}×{h}×{d} needs {need} ({where})"
+            )
+        return x.reshape(x.shape[0], d, h, w)
+    raise DataError(f"data of shape {shape_str(x.shape)} does not fit the model input {d}×{h}×{w} ({where})")
+
+
+def _sequences(x, spec, where):
+    (width,) = spec.input_shape
+    if x.ndim <= 1:
+        x = x.reshape(1, -1)
+    if x.ndim == 2:
+        if spec.recurrent:
+            raise DataError(
+                f"the model is recurrent: give sequences (N, T, {width}), e.g. a .npy file or text with a "
+                f"'# shape: N T {width}' line, not rows of {shape_str(x.shape)} ({where})"
+            )
+        x = x[:, None, :]
+    if x.ndim != 3:
+        raise DataError(f"data of shape {shape_str(x.shape)} is not sequences (N, T, {width}) ({where})")
+    if x.shape[2] != width:
+        raise DataError(f"sequence steps have {x.shape[2]} values but the model input is {width} wide ({where})")
+    if x.shape[1] < 1:
+        raise DataError(f"sequences of 0 steps ({where})")
+    return x
+
+
+def _class_indices(values, width):
+    """True when every value is a class index 0..width−1."""
+    return bool(np.all((values == np.floor(values)) & (values >= 0) & (values < width)))
+
+
+def _one_hot(classes, width, where):
+    if not _class_indices(classes, width):
+        bad = classes[~((classes == np.floor(classes)) & (classes >= 0) & (classes < width))].flat[0]
+        raise DataError(
+            f"a label column must hold class indices 0..{width - 1} for the model's {width} outputs, found {bad:g} ({where})"
+        )
+    onehot = np.zeros(classes.shape + (width,))
+    np.put_along_axis(onehot, classes.astype(np.int64)[..., None], 1.0, axis=-1)
+    return onehot
+
+
+def prepare_targets(y, spec, x, where="labels"):
+    """Targets for prepared inputs x: (N, K) — or, for sequences, (N, T, K) scored at every step.
+
+    Accepted: one-hot or real rows of K values, or one column of class indices
+    (one-hot encoded); for sequences also (N, T, K), (N, T) class indices or
+    targets of a one-output model, (N, K) or (N,) for the last step.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n, width = x.shape[0], spec.output_width
+    if spec.sequence:
+        return _sequence_targets(y, n, x.shape[1], width, where)
+    if y.ndim == 0:
+        y = y.reshape(1, 1)
+    elif y.ndim == 1:
+        y = y.reshape(-1, 1) if n != 1 or y.size == 1 else y.reshape(1, -1)
+    elif y.ndim > 2:
+        y = y.reshape(y.shape[0], -1)
+    if y.shape[0] != n:
+        raise DataError(f"{n} data samples but {y.shape[0]} label rows ({where})")
+    if y.shape[1] == width:
+        return y
+    if y.shape[1] == 1 and width > 1:
+        return _one_hot(y[:, 0], width, where)
+    raise DataError(
+        f"labels have {y.shape[1]} columns but the model outputs {width} values; give one-hot rows of {width}, "
+        f"one column of class indices, or {width} targets per row ({where})"
+    )
+
+
+def _sequence_targets(y, n, steps, width, where):
+    if y.ndim == 0:
+        y = y.reshape(1)
+    if y.shape[0] != n:
+        raise DataError(f"{n} data sequences but {y.shape[0]} label rows ({where})")
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim == 3:
+        if y.shape[1] != steps:
+            raise DataError(f"labels have {y.shape[1]} steps but the data has {steps} ({where})")
+        if y.shape[2] == width:
+            return y
+        if y.shape[2] == 1 and width > 1:
+            return _one_hot(y[..., 0], width, where)
+        raise DataError(f"labels have {y.shape[2]} values per step but the model outputs {width} ({where})")
+    if y.ndim != 2:
+        raise DataError(f"labels of shape {shape_str(y.shape)} fit no sequence model ({where})")
+    columns = y.shape[1]
+    one_hot_rows = bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
+    if columns == width and (columns != steps or one_hot_rows or width == 1 or not _class_indices(y, width)):
+        return y  # the last step's targets
+    if columns == steps and steps > 1:
+        if width == 1:
+            return y[:, :, None]  # one output, scored at every step
+        return _one_hot(y, width, where)  # class indices at every step
+    if columns == 1 and width > 1:
+        return _one_hot(y[:, 0], width, where)  # a class index at the last step
+    raise DataError(
+        f"labels {shape_str(y.shape)} fit neither the last step ({n}×{width}) nor every step ({n}×{steps}×{width} "
+        f"or class indices {n}×{steps}) ({where})"
+    )

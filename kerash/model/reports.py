@@ -1,0 +1,113 @@
+"""Reports on a description: Keras-style summary tables and Graphviz pictures."""
+
+import numpy as np
+
+from .spec import ALIASES, INPUT, SPLIT, param_shapes
+
+RECURRENT_MARK = "[t-1]"
+
+
+def _shape_text(shape):
+    return "(None, " + ", ".join(map(str, shape)) + ")"
+
+
+def _input_shape(spec):
+    # A line-format input W 1 1 is a vector, as Keras shows it.
+    shape = spec.input_shape
+    if len(shape) == 3 and shape[0] == 1 and shape[1] == 1:
+        shape = (shape[2],)
+    return _shape_text(shape)
+
+
+def _type_name(node):
+    if node.kind == INPUT:
+        return "InputLayer"
+    if node.kind in ALIASES:
+        return "Split" if node.kind == SPLIT else "Tap"
+    return node.layer.keras_name
+
+
+def connections(node):
+    """The node's inputs as names, recurrent ones marked [t-1]."""
+    return ", ".join(src + (RECURRENT_MARK if delay else "") for src, delay in node.inputs)
+
+
+def summary_text(spec, name):
+    """The model as a table of nodes, output shapes and parameter counts, as Keras prints it.
+
+    Graph (MDL) models get Keras's "Connected to" column, recurrent links marked [t-1].
+    """
+    shapes = param_shapes(spec)
+    graph = spec.format == "mdl"
+    columns = [("Layer (type)", 28), ("Output Shape", 20), ("Param #", 12)]
+    columns += [("Connected to", 30)] if graph else []
+    columns += [("Activation", 0)]
+    rows = []
+    total = 0
+    for node in spec.nodes:
+        count = sum(int(np.prod(v)) for v in shapes.get(node.key, {}).values()) if node.key else 0
+        total += count
+        shape = _input_shape(spec) if node.kind == INPUT else _shape_text(node.shape)
+        row = [f" {node.name} ({_type_name(node)})", shape, f"{count:,}"]
+        if graph:
+            row.append(connections(node) or "-")
+        row.append(node.layer.describe() if node.layer is not None else "")
+        rows.append(row)
+    width = sum(w for _, w in columns) + 12
+    rule, thick = "_" * width, "=" * width
+
+    def line(cells):
+        return "".join(f"{c:<{w}}" if w else c for c, (_, w) in zip(cells, columns)).rstrip()
+
+    lines = [f'Model: "{name}"', rule, line([" " + columns[0][0]] + [c for c, _ in columns[1:]]), thick]
+    for i, row in enumerate(rows):
+        lines.append(line(row))
+        if i < len(rows) - 1:
+            lines.append("")
+    lines += [
+        thick,
+        f"Total params: {total:,}",
+        f"Trainable params: {total:,}",
+        "Non-trainable params: 0",
+        f"Loss: {spec.loss.text()}",
+    ]
+    if spec.recurrent:
+        lines.append(f"Recurrent links ({RECURRENT_MARK}) read the previous time step, zeros at the first.")
+    lines.append(rule)
+    return "\n".join(lines) + "\n"
+
+
+def _dot_string(text):
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def graph_dot(spec, name):
+    """The model as Graphviz DOT: layer kinds, widths and activations; merges and splits drawn
+    distinctly; recurrent links dashed.  `dot -Tsvg` draws it."""
+    out = [f"digraph {_dot_string(name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=11];',
+           '  edge [fontname="Helvetica", fontsize=9];']
+    for node in spec.nodes:
+        shape = "x".join(map(str, node.shape))
+        if node.kind == INPUT:
+            label, style = f"{node.name}\ninput {shape}", 'shape=invhouse, style=filled, fillcolor="#e8f0fe"'
+        elif node.kind in ALIASES:
+            label, style = f"{node.name}\n{node.kind}", 'shape=point, width=0.12, xlabel=' + _dot_string(node.name)
+        elif node.kind == "merge":
+            label, style = f"{node.name}\n{node.layer.op}", 'shape=ellipse, style=filled, fillcolor="#fdf0d5"'
+        else:
+            label = f"{node.name}\n{node.layer.keras_name} {shape}"
+            if node.layer.describe():
+                label += f"\n{node.layer.describe()}"
+            if node is spec.nodes[-1]:
+                label += f"\nloss {spec.loss.text()}"
+            style = 'shape=box, style="rounded,filled", fillcolor="#e6f4ea"'
+        if node.kind in ALIASES:
+            out.append(f"  {_dot_string(node.name)} [{style}];")
+        else:
+            out.append(f"  {_dot_string(node.name)} [label={_dot_string(label)}, {style}];")
+    for node in spec.nodes:
+        for src, delay in node.inputs:
+            attrs = ' [style=dashed, color="#c5221f", label="t-1", constraint=false]' if delay else ""
+            out.append(f"  {_dot_string(src)} -> {_dot_string(node.name)}{attrs};")
+    out.append("}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,28 @@
+"""Pictures of models and runs: training curves, confusion, decision regions, weights, evolution.
+
+`tables` reads the files the other tools leave (trace.tsv, stats.tsv,
+evolve.tsv, layer folders) with numpy alone; `figures` draws PNG or SVG
+files with matplotlib, an optional extra imported only there; `terminal`
+draws training curves with Unicode braille characters and needs nothing more.
+"""
+
+KINDS = ("curves", "confusion", "boundary", "weights", "evolution")
+
+
+def check_request(kind, sources, data=None, labels=None, grads=None):
+    """Refuse a KIND with the wrong operands or options before any work is done."""
+    from ..errors import UsageError, close_matches
+
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r}{close_matches(kind, KINDS)}; choose {', '.join(KINDS)}")
+    if kind != "curves" and len(sources) != 1:
+        raise UsageError(f"{kind} draws one {'EVOLVE_DIR' if kind == 'evolution' else 'MODEL'}, not {len(sources)}")
+    needs_data = kind in ("confusion", "boundary")
+    if needs_data and (data is None or labels is None):
+        raise UsageError(f"{kind} needs --data X and --labels Y")
+    if not needs_data and (data is not None or labels is not None):
+        raise UsageError(f"{kind} takes no --data or --labels")
+    if grads is not None and kind != "weights":
+        raise UsageError("--grads goes with weights only")
+    if data == "-" and labels == "-":
+        raise UsageError("only one input can be standard input")
