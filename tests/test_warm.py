@@ -520,9 +520,15 @@ def test_a_stale_socket_is_reported_and_replaced(tmp_path):
     env = start_warm_server(folder)
     try:
         pid = server_pid(env)
+        proc, w, inode = _held_pipe_tool(warm_env(env), tmp_path)  # a run in flight
+        tool = _tool_process(proc, inode, warm_env(env))
         spares = children(pid)
         os.kill(pid, signal.SIGKILL)
         _wait_until(lambda: _gone(pid) and all(_gone(p) for p in spares), 10)
+        assert tool in spares  # it died with the server, and its launcher says so
+        assert proc.wait(timeout=10) == 1
+        assert proc.stderr.read() == b"matrix-transpose: error: the warm server ended during the run\n"
+        os.close(w)
         assert any(name.endswith(".sock") for name in os.listdir(folder))  # left behind
         (tmp_path / "a.txt").write_text("1 2\n")
         proc = run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path)

@@ -33,7 +33,7 @@ def installation():
 
 
 def socket_dir():
-    """The folder of the warm servers' sockets: $KERASH_WARM_DIR, else /tmp/kerash-warm-UID."""
+    """The folder of the warm servers' sockets: $KERASH_WARM_DIR (an absolute path), else /tmp/kerash-warm-UID."""
     return os.environ.get("KERASH_WARM_DIR") or f"/tmp/kerash-warm-{os.getuid()}"
 
 
@@ -83,6 +83,8 @@ def peer(sock):
 
 def connect(path):
     """A socket connected to the server at `path` run by this user, or a string saying why not."""
+    if not path.startswith("/"):  # the server runs in /, launchers anywhere
+        return f"KERASH_WARM_DIR must be an absolute path, not {os.path.dirname(path)}"
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -122,12 +124,25 @@ def _limits(resource):
     return [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
+def _proc(read):
+    """read() of something in /proc, or None where /proc does not tell (then both sides see None)."""
+    try:
+        return read()
+    except OSError:
+        return None
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def identity():
     """What a run must share with the server to behave the same in its child (it compares its own)."""
-    with open("/proc/self/cgroup", "rb") as f:
-        cgroup = f.read()
-    with open("/proc/self/status", "rb") as f:  # capabilities, no_new_privs and seccomp filters
-        privileges = [line for line in f if line.startswith((b"Cap", b"NoNewPrivs", b"Seccomp"))]
+    cgroup = _proc(lambda: _read("/proc/self/cgroup"))
+    status = _proc(lambda: _read("/proc/self/status")) or b""
+    # capabilities, no_new_privs and seccomp filters
+    privileges = [line for line in status.splitlines() if line.startswith((b"Cap", b"NoNewPrivs", b"Seccomp"))]
     return {
         "installation": installation(),
         "version": sys.version,
@@ -136,7 +151,7 @@ def identity():
         "xoptions": sys._xoptions,
         "warnoptions": sys.warnoptions,
         "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())),
-        "namespaces": [os.readlink(f"/proc/self/ns/{ns}") for ns in ("mnt", "pid", "user")],
+        "namespaces": [_proc(lambda ns=ns: os.readlink(f"/proc/self/ns/{ns}")) for ns in ("mnt", "pid", "user")],
         "cgroup": cgroup,
         "privileges": privileges,
         "affinity": sorted(os.sched_getaffinity(0)),

@@ -46,8 +46,11 @@ def _start(idle):
     import marshal
     import subprocess
 
-    from ..errors import KerashError
+    from ..errors import KerashError, UsageError
+    from .launch import socket_dir
 
+    if not os.path.isabs(socket_dir()):  # the server runs in /, launchers anywhere
+        raise UsageError(f"KERASH_WARM_DIR must be an absolute path, not {socket_dir()}")
     reply, sock = _query(("status",))
     if reply:
         sock.close()
@@ -66,6 +69,11 @@ def _start(idle):
     with os.fdopen(ready_r, "rb") as f:
         answer = f.read().decode().strip()
     if not answer.startswith("ok "):
+        reply, sock = _query(("status",))
+        if reply:  # another start won the race
+            sock.close()
+            print(f"kerash warm: already {_describe(reply[1])}")
+            return 0
         raise KerashError(answer.removeprefix("error: ") or "the warm server failed to start")
     _, pid, path = answer.split(" ", 2)
     print(f"kerash warm: started, pid {pid}, socket {path}")
