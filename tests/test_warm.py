@@ -62,7 +62,7 @@ def warm_env(env, **extra):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A folder with a few tensors, a bad file, a sub-folder and a trained-ready model."""
+    """A folder with a few tensors, a bad file, a sub-folder and a model to train."""
     folder = tmp_path_factory.mktemp("battery")
     rng = np.random.default_rng(7)
     savetxt(folder / "a.txt", rng.normal(size=(3, 2)))
@@ -201,10 +201,30 @@ def test_settings_read_at_start_up_make_the_run_cold(server, files):
 # ---------------------------------------------------------------- the process a warm run gets
 
 
-def _held_pipe_tool(env, cwd=None, preexec=None, pass_fds=(), args=("matrix-transpose",)):
-    """A tool blocked reading a pipe we hold: (launcher, pipe write end, pipe inode)."""
+def _state(pid):
+    """The scheduler state letter of `pid` (R, S, T, Z…), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _wait_until(predicate, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _gone(pid):
+    return _state(pid) in (None, "Z")
+
+
+def _held_pipe_tool(env, cwd=None, preexec=None, pass_fds=()):
+    """`matrix-transpose` blocked reading a pipe we hold: (launcher, pipe write end, pipe inode)."""
     r, w = os.pipe()
-    proc = subprocess.Popen(list(args), stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(["matrix-transpose"], stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=cwd, env=env, preexec_fn=preexec, pass_fds=pass_fds)
     os.close(r)
     return proc, w, os.fstat(w).st_ino
@@ -239,13 +259,14 @@ def _tool_process(proc, inode, env):
     return found[0]
 
 
-def _blocked_in_read(pid, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _blocked_in_read(pid):
+    """Wait until the tool has started and waits for its input."""
+
+    def reading():
         with open(f"/proc/{pid}/wchan") as f:
-            if "pipe" in f.read():  # waiting on the pipe: started and reading
-                return
-        time.sleep(0.02)
+            return "pipe" in f.read()
+
+    _wait_until(reading)
 
 
 def _process_state(pid):
@@ -295,26 +316,6 @@ def test_a_warm_tool_inherits_what_a_cold_one_does(server, files):
 
 
 # ---------------------------------------------------------------- signals and processes
-
-
-def _state(pid):
-    """The scheduler state letter of `pid` (R, S, T, Z…), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
-def _wait_until(predicate, seconds=15.0):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def _gone(pid):
-    return _state(pid) in (None, "Z")
 
 
 def _warm_child(server_env, launcher):
@@ -520,17 +521,25 @@ def test_a_stale_socket_is_reported_and_replaced(tmp_path):
     env = start_warm_server(folder)
     try:
         pid = server_pid(env)
+        (tmp_path / "a.txt").write_text("1 2\n")
         proc, w, inode = _held_pipe_tool(warm_env(env), tmp_path)  # a run in flight
         tool = _tool_process(proc, inode, warm_env(env))
         spares = children(pid)
+        os.kill(pid, signal.SIGSTOP)
+        # A run the frozen server has not answered: it may start cold, since no child can have started it.
+        waiting = subprocess.Popen(["matrix-transpose", "a.txt"], cwd=tmp_path, env=warm_env(env),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.5)
         os.kill(pid, signal.SIGKILL)
         _wait_until(lambda: _gone(pid) and all(_gone(p) for p in spares), 10)
         assert tool in spares  # it died with the server, and its launcher says so
         assert proc.wait(timeout=10) == 1
         assert proc.stderr.read() == b"matrix-transpose: error: the warm server ended during the run\n"
         os.close(w)
+        out, err = waiting.communicate(timeout=60)
+        assert (waiting.returncode, out) == (0, b"1\n2\n")
+        assert err.startswith(b"matrix-transpose: cold start: ")
         assert any(name.endswith(".sock") for name in os.listdir(folder))  # left behind
-        (tmp_path / "a.txt").write_text("1 2\n")
         proc = run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path)
         assert proc.stdout == b"1\n2\n"
         assert proc.stderr.decode().startswith("matrix-transpose: cold start: no warm server (stale socket ")

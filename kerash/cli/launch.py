@@ -263,6 +263,10 @@ def _wait(sock, forwarded):
             os._exit(1)
         if frame[0] == "exit":
             _exit_as(frame[1])
+        if frame[0] == "error":
+            if sys.stderr is not None:
+                sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: {frame[1]}\n")
+            os._exit(1)
 
 
 def _exit_as(status):

@@ -501,39 +501,59 @@ class Server:
         fds, client.fds = client.fds, []
         reason = self._cold_reason(request, fds)
         if reason is None:
-            if self.spares:
-                pid = next(iter(self.spares))
-                child = pid, self.spares.pop(pid)
-            else:
-                child = self._spawn(warm=False)
-                if isinstance(child, str):
-                    return child
+            child = self._take_spare() or self._spawn(warm=False)
+            if isinstance(child, str):
+                return child
             if child is None:
                 reason = "the warm server cannot fork"
-            else:
-                pid, channel = child
-                try:
-                    launch.send_frame(channel, ("run", request), fds)
-                except OSError:  # the spare died meanwhile
-                    _kill(pid, signal.SIGKILL)
-                    reason = "the warm server's child died before the run"
-                channel.close()
-        for fd in fds:
-            os.close(fd)
         if reason:
+            for fd in fds:
+                os.close(fd)
             self._reply(client, ("cold", reason))
             self._drop(client)
             if reason == _CHANGED:
                 self._stop(terminate=False)
             return None
+        # From this reply on the launcher waits for the run: no child starts it before, so a launcher
+        # that hears nothing may still start cold.
+        self._reply(client, ("run", child[0]))
+        while child is not None:
+            pid, channel = child
+            try:
+                launch.send_frame(channel, ("run", request), fds)
+                channel.close()
+                break
+            except OSError:  # the spare was killed meanwhile: hand the run to a new child
+                channel.close()
+                _kill(pid, signal.SIGKILL)
+            child = self._spawn(warm=False)
+            if isinstance(child, str):
+                return child
+            if child is None:
+                self._reply(client, ("error", "the warm server cannot fork"))
+        for fd in fds:
+            os.close(fd)
+        if child is None:
+            self._drop(client)
+            return None
         client.pid = pid
         self.children[pid] = client
         self.served += 1
-        self._reply(client, ("run", pid))
         return None
 
+    def _take_spare(self):
+        """A spare child (pid, channel), or None."""
+        if not self.spares:
+            return None
+        pid = next(iter(self.spares))
+        return pid, self.spares.pop(pid)
+
     def _spawn(self, warm):
-        """Fork a child that waits for a run: (pid, channel) here, the tool to run in the child, None if fork fails."""
+        """Fork a child that waits for a run: (pid, channel) here, the tool to run in the child, None if fork fails.
+
+        The child returns through its callers' frames up to serve(): none of
+        them may hold a try/finally or a with block around the call.
+        """
         channel, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Signals stay blocked in the child until it has the launcher's dispositions.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
