@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Where tools look for a warm server (KERASH_WARM_DIR): never the user's.  By
 # default a folder that does not exist, so tools start cold; the `start`
-# fixture points it at a private server for its "warm" runs.
+# fixture points it at a private server for its "warm" runs (and
+# KERASH_TEST_WARM=1 for every test).
 WARM = {"KERASH_WARM_DIR": f"/tmp/kerash-test-{os.getpid()}-no-server"}
 
 
@@ -50,6 +51,13 @@ def warm_server():
     yield folder
     stop_warm_server(env)
     os.rmdir(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_tool_warm(request):
+    """KERASH_TEST_WARM=1 runs every test's tools through a private warm server (to time the suite warm)."""
+    if os.environ.get("KERASH_TEST_WARM") == "1":
+        WARM["KERASH_WARM_DIR"] = request.getfixturevalue("warm_server")
 
 
 @pytest.fixture(params=["cold", "warm"])

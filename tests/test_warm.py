@@ -660,6 +660,8 @@ def test_memory_stays_flat(server):
 def test_stop_ends_the_running_tools_and_idle_servers_exit(tmp_path):
     folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
     env = start_warm_server(folder)
+    again = run(["kerash", "warm", "start"], env=env).stdout.decode()  # one server per installation
+    assert again.startswith(f"kerash warm: already running: pid {server_pid(env)}")
     proc, w, inode = _held_pipe_tool(warm_env(env), tmp_path)
     tool = _tool_process(proc, inode, warm_env(env))
     spares = [p for p in children(server_pid(env)) if p != tool]
