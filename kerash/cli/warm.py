@@ -19,7 +19,7 @@ def _duration(text):
         seconds = float(number) * unit
     except ValueError:
         seconds = -1
-    if not seconds >= 0:
+    if not 0 <= seconds < float("inf"):
         raise UsageError(f"--idle wants a duration such as 900, 90s, 15m or 2h, not {text!r}")
     return seconds
 
@@ -28,11 +28,19 @@ def _query(frame):
     """Send a control frame to this installation's server: (reply, socket) or (None, why not)."""
     from . import launch
 
-    sock = launch.connect(launch.socket_path())
+    path = launch.socket_path()
+    sock = launch.connect(path)
     if isinstance(sock, str):
         return None, sock
-    launch.send_frame(sock, frame)
-    return launch.recv_frame(sock), sock
+    try:
+        launch.send_frame(sock, frame)
+        reply = launch.recv_frame(sock)
+    except OSError:
+        reply = None
+    if reply is None:  # a server on its way out
+        sock.close()
+        return None, f"no answer from the warm server at {path}"
+    return reply, sock
 
 
 def _describe(status):
