@@ -1,12 +1,14 @@
 """Every tool explains itself in one sentence and shows a runnable example; the install list matches."""
 
+import os
 import re
+import tempfile
 import tomllib
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, parse, run
+from conftest import ROOT, parse, run, tool_env
 from kerash.cli.catalog import TOOLS
 
 MARK = "=== end of example line ==="
@@ -58,7 +60,12 @@ def test_help_has_one_sentence_and_a_runnable_example(name, tmp_path):
     # the example runs on its own in an empty folder, without complaint; a marker
     # after each line splits the output by command
     script = "set -eo pipefail\n" + "".join(f"{line}\necho {MARK}\n" for line in commands)
-    proc = run(script, cwd=tmp_path)
+    warm = {}
+    if name == "warm":  # its example starts and stops a server: its own
+        warm["KERASH_WARM_DIR"] = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
+    proc = run(script, cwd=tmp_path, env=tool_env(**warm))
+    if warm:
+        os.rmdir(warm["KERASH_WARM_DIR"])
     # standard error may carry progress or diagnostics, never an error
     assert b"error:" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr.decode()
     outputs = proc.stdout.decode().split(MARK + "\n")
