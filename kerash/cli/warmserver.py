@@ -1,15 +1,19 @@
 """The warm tool server behind `kerash warm start`.
 
-It imports numpy, typer and every tool once, then serves launchers (launch.py)
-on a Unix socket: for each run it checks that a child forked from it would
-behave as a cold start (same interpreter, kerash files, Python options,
-start-up environment, user, namespaces, control group, CPU affinity), forks,
-and the child takes on the launcher's descriptors at the same numbers, its
-working folder, umask, limits, environment, argv and signal dispositions, makes
-fresh standard streams as Python's start-up does, and runs the tool.  The
-server reports the child's wait status, kills the child when its launcher
-disappears, passes signals on, and exits after an idle time, when stopped,
-or when its kerash files change.
+It imports numpy, typer and every kerash module once, then serves launchers
+(launch.py) on a Unix socket.  For each run it checks that a child forked
+from it would behave as a cold start (same interpreter, kerash files, Python
+options, start-up environment, user, privileges, namespaces, control group,
+CPU affinity), tells the launcher so, and hands the run to a spare child: one
+forked ahead, its random generators reseeded and its pages warmed by a few
+tool runs.  The child takes on the launcher's descriptors at the same
+numbers, its working folder, umask, limits, priority, environment, argv and
+signal dispositions and mask, makes fresh standard streams as Python's
+start-up does, runs the tool and exits as the interpreter would.  The server
+passes signals on, reports the child's status (the child reports it itself
+once its descriptors are closed), kills the child when its launcher
+disappears, and exits after an idle time, when stopped, or when its kerash
+files change.
 
 One process, one thread, a poll loop: the children are forked from the loop
 and return from it (`serve` returns the tool to run only in a child).
