@@ -67,7 +67,7 @@ def pipeline_step(folder, model, data, labels, batch, workers, epochs, env):
 def warm_server(folder):
     """Start a private warm server for this run: (cold environment, warm environment, stop function)."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", KERASH_WARM_DIR=os.path.join(folder, "warm"))
-    subprocess.run([os.path.join(BIN, "kerash"), "warm", "start", "--idle", "0"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BIN, "kerash"), "warm", "start", "--idle", "10m"], env=env, check=True, stdout=subprocess.DEVNULL)
     return (dict(env, KERASH_WARM="0"), dict(env, KERASH_WARM="1"),
             lambda: subprocess.run([os.path.join(BIN, "kerash"), "warm", "stop"], env=env, check=True, stdout=subprocess.DEVNULL))
 

@@ -32,7 +32,7 @@ def tool_env(**extra):
 def start_warm_server(folder, env=None):
     """Start a warm server for this installation with its socket in `folder`; returns the environment to reach it."""
     env = dict(env or tool_env(), KERASH_WARM_DIR=str(folder))
-    run(["kerash", "warm", "start", "--idle", "0"], env=env)
+    run(["kerash", "warm", "start", "--idle", "30m"], env=env)  # gone in the end even if a test leaves it
     return env
 
 
