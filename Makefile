@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 
 $(BIN)/kerash: pyproject.toml $(wildcard scripts/*)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[test,plot]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[test,plot,mpi]'
 	touch $@
 
 # Byte-compile kerash even where PYTHONDONTWRITEBYTECODE is set: every tool

@@ -1,4 +1,4 @@
-"""Start-up, the warm server and text I/O speed, as ratios against references measured in the same run.
+"""Start-up time, the warm server and text I/O speed, as ratios against references measured in the same run.
 
   python bench/startup_io.py            # all
   python bench/startup_io.py --quick    # fewer rounds and steps
@@ -13,8 +13,14 @@
   network (models/xor.model, 4 samples, 4 workers: one step an epoch;
   KeraSH's own zsh epoch took 0.26 s) and on the digits MLP
   (models/digits-mlp.model, 256 samples, batches of 64, 2 workers);
-* reading a 2000×2000 text matrix against numpy.loadtxt (target: ≥ 1×);
-* writing it against numpy.savetxt with full precision, '%.17g' (target: ≥ 1×).
+* reading a 5000×784 and a 2000×2000 text matrix of random float64 values,
+  written with their shortest exact digits, against numpy.loadtxt and, when
+  it is installed, pandas.read_csv (target: ≥ 1× numpy; pandas is the aim);
+* writing them, exactly, against numpy.savetxt with full precision ('%.17g')
+  and pandas' DataFrame.to_csv.
+
+Each measurement is the median of several runs (three for the text files),
+the runs of the contenders interleaved so that machine noise hits them alike.
 """
 
 import os
@@ -36,18 +42,26 @@ def wall(cmd, runs, env=None, shell=False):
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env, shell=shell, executable="/bin/bash" if shell else None)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env, shell=shell,
+                       executable="/bin/bash" if shell else None)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def interleaved(commands, rounds, runs=3):
-    """Median wall time of each (cmd, env, shell) in `commands`, measured in turn, round after round."""
-    times = [[] for _ in commands]
-    for _ in range(rounds):
-        for t, (cmd, env, shell) in zip(times, commands):
-            t.append(wall(cmd, runs, env, shell))
-    return [statistics.median(t) for t in times]
+def interleaved(contenders, runs=3):
+    """{name: median seconds} of each fn(), run in turn `runs` times."""
+    times = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def commands(runs, **named):
+    """{name: median seconds} of commands given as name=(cmd, env) or (cmd, env, True) for a shell line, run in turn."""
+    return interleaved({name: lambda c=c: wall(c[0], 1, *c[1:]) for name, c in named.items()}, runs)
 
 
 def pipeline_step(folder, model, data, labels, batch, workers, epochs, env):
@@ -67,26 +81,27 @@ def pipeline_step(folder, model, data, labels, batch, workers, epochs, env):
 def warm_server(folder):
     """Start a private warm server for this run: (cold environment, warm environment, stop function)."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", KERASH_WARM_DIR=os.path.join(folder, "warm"))
-    subprocess.run([os.path.join(BIN, "kerash"), "warm", "start", "--idle", "10m"], env=env, check=True, stdout=subprocess.DEVNULL)
+    kerash = os.path.join(BIN, "kerash")
+    subprocess.run([kerash, "warm", "start", "--idle", "10m"], env=env, check=True, stdout=subprocess.DEVNULL)
     return (dict(env, KERASH_WARM="0"), dict(env, KERASH_WARM="1"),
-            lambda: subprocess.run([os.path.join(BIN, "kerash"), "warm", "stop"], env=env, check=True, stdout=subprocess.DEVNULL))
+            lambda: subprocess.run([kerash, "warm", "stop"], env=env, check=True, stdout=subprocess.DEVNULL))
 
 
 def bench_warm(folder, small):
     cold_env, warm_env, stop = warm_server(folder)
     try:
         tool = [os.path.join(BIN, "matrix-transpose"), small]
-        floor = [sys.executable, "-S", "-c", "pass"]
-        cold, warm, bare = interleaved([(tool, cold_env, False), (tool, warm_env, False), (floor, cold_env, False)],
-                                       3 if QUICK else 7)
-        print(f"tool start: warm {warm * 1000:.0f} ms, cold {cold * 1000:.0f} ms, python -S -c pass {bare * 1000:.0f} ms: "
-              f"warm/cold {warm / cold:.3f} (target ≤ 0.25), warm/python -S {warm / bare:.2f} (target ≤ 3)")
+        t = commands(9 if QUICK else 21, cold=(tool, cold_env), warm=(tool, warm_env),
+                     bare=([sys.executable, "-S", "-c", "pass"], cold_env))
+        print(f"tool start: warm {t['warm'] * 1000:.0f} ms, cold {t['cold'] * 1000:.0f} ms, python -S -c pass "
+              f"{t['bare'] * 1000:.0f} ms: warm/cold {t['warm'] / t['cold']:.3f} (target ≤ 0.25), "
+              f"warm/python -S {t['warm'] / t['bare']:.2f} (target ≤ 3)")
         pipe = f"matrix-transpose {small} | matrix-scale 2 | matrix-apply tanh | matrix-transpose | matrix-sum"
-        cold, warm = interleaved([(pipe, cold_env, True), (pipe, warm_env, True)], 3 if QUICK else 5)
-        print(f"five-stage pipe: warm {warm * 1000:.0f} ms, cold {cold * 1000:.0f} ms: {cold / warm:.1f}× as fast")
+        t = commands(5 if QUICK else 15, cold=(pipe, cold_env, True), warm=(pipe, warm_env, True))
+        print(f"five-stage pipe: warm {t['warm'] * 1000:.0f} ms, cold {t['cold'] * 1000:.0f} ms: "
+              f"{t['cold'] / t['warm']:.1f}× as fast")
 
-        env = dict(cold_env, KERASH_WORKDIR=folder)
-        tools = dict(env, PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+        tools = dict(cold_env, KERASH_WORKDIR=folder)
         xor = os.path.join(folder, "xor")
         with open(os.path.join(folder, "x.txt"), "w") as f:
             f.write("0 0\n0 1\n1 0\n1 1\n")
@@ -94,8 +109,7 @@ def bench_warm(folder, small):
             f.write("0\n1\n1\n0\n")
         subprocess.run(["init", os.path.join(ROOT, "models", "xor.model"), "-o", xor, "--seed", "3"], env=tools, check=True)
         subprocess.run(["kerash", "dataset", "digits", "-o", os.path.join(folder, "digits")], env=tools, check=True)
-        x = np.load(os.path.join(folder, "digits", "data.npy"))[:256]
-        np.save(os.path.join(folder, "d.npy"), x)
+        np.save(os.path.join(folder, "d.npy"), np.load(os.path.join(folder, "digits", "data.npy"))[:256])
         with open(os.path.join(folder, "digits", "labels.txt")) as f:
             labels = f.readlines()[:256]
         with open(os.path.join(folder, "d.txt"), "w") as f:
@@ -109,8 +123,9 @@ def bench_warm(folder, small):
         for name, model, data, labels, batch, workers, cold_epochs, warm_epochs in workloads:
             cold_t, warm_t = [], []
             for _ in range(1 if QUICK else 3):
-                cold_t.append(pipeline_step(folder, model, data, labels, batch, workers, cold_epochs, dict(cold_env, KERASH_WORKDIR=folder)))
-                warm_t.append(pipeline_step(folder, model, data, labels, batch, workers, warm_epochs, dict(warm_env, KERASH_WORKDIR=folder)))
+                cold_t.append(pipeline_step(folder, model, data, labels, batch, workers, cold_epochs, tools))
+                warm_t.append(pipeline_step(folder, model, data, labels, batch, workers, warm_epochs,
+                                            dict(warm_env, KERASH_WORKDIR=folder)))
             cold, warm = statistics.median(cold_t), statistics.median(warm_t)
             print(f"pipeline-train, {name}: warm {warm:.3f} s/step, cold {cold:.3f} s/step: {cold / warm:.1f}× as fast "
                   f"(target ≥ 4×{'; KeraSH 0.26 s' if workers == 4 else ''})")
@@ -118,18 +133,19 @@ def bench_warm(folder, small):
         stop()
 
 
-def timed(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def report(what, times):
+    ours = times["kerash"]
+    others = ", ".join(f"{name} {t:.2f} s ({t / ours:.2f}× kerash's time)" for name, t in times.items() if name != "kerash")
+    print(f"{what}: kerash {ours:.2f} s; {others}")
 
 
 def main():
     from kerash import tensorio
 
+    try:
+        import pandas
+    except ImportError:
+        pandas = None
     folder = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     small = os.path.join(folder, "small.txt")
     with open(small, "w") as f:
@@ -138,24 +154,33 @@ def main():
     tool_cmd = [os.path.join(BIN, "matrix-transpose"), small]
     cold = dict(os.environ, KERASH_WARM="0")  # whatever warm server the user runs
     wall(base_cmd, 3), wall(tool_cmd, 3, cold)  # warm the file cache
-    # Interleave the two measurements so that machine noise hits both alike.
-    base, tool = interleaved([(base_cmd, cold, False), (tool_cmd, cold, False)], 3 if QUICK else 7)
+    t = commands(9 if QUICK else 21, base=(base_cmd, cold), tool=(tool_cmd, cold))
+    base, tool = t["base"], t["tool"]
     print(f"start-up: matrix-transpose {tool * 1000:.0f} ms, import numpy, typer {base * 1000:.0f} ms: ratio {tool / base:.3f} (target ≤ 1.15)")
     bench_warm(folder, small)
 
-    a = np.random.default_rng(0).standard_normal((2000, 2000))
-    path = os.path.join(folder, "big.txt")
-    ref_path = os.path.join(folder, "ref.txt")
-    np.savetxt(path, a, fmt="%.17g")
-    t_load = timed(lambda: np.loadtxt(path), 3)
-    t_read = timed(lambda: tensorio.read_tensor(path), 3)
-    assert np.array_equal(tensorio.read_tensor(path), a)
-    print(f"read 2000×2000 text: kerash {t_read:.3f} s, numpy.loadtxt {t_load:.3f} s: {t_load / t_read:.2f}× as fast (target ≥ 1)")
-
-    t_save = timed(lambda: np.savetxt(ref_path, a, fmt="%.17g"), 3)
-    t_write = timed(lambda: tensorio.write_tensor(a, path), 3)
-    assert np.array_equal(tensorio.read_tensor(path), a)
-    print(f"write 2000×2000 text: kerash {t_write:.3f} s, numpy.savetxt %.17g {t_save:.3f} s: {t_save / t_write:.2f}× as fast (target ≥ 1)")
+    rng = np.random.default_rng(0)
+    for shape in ((5000, 784), (2000, 2000)):
+        a = rng.standard_normal(shape)
+        path = os.path.join(folder, "m.txt")
+        out = os.path.join(folder, "out.txt")
+        tensorio.write_tensor(a, path)
+        name = "×".join(map(str, shape))
+        readers = {"kerash": lambda: tensorio.read_tensor(path), "numpy.loadtxt": lambda: np.loadtxt(path)}
+        if pandas:
+            readers["pandas.read_csv"] = lambda: pandas.read_csv(path, sep=" ", header=None, dtype=np.float64).to_numpy()
+        assert np.array_equal(tensorio.read_tensor(path), a)
+        report(f"read {name} text ({os.path.getsize(path) >> 20} MB)", interleaved(readers))
+        writers = {
+            "kerash": lambda: tensorio.write_tensor(a, out),
+            "numpy.savetxt %.17g": lambda: np.savetxt(out, a, fmt="%.17g"),
+        }
+        if pandas:
+            frame = pandas.DataFrame(a)
+            writers["pandas.to_csv"] = lambda: frame.to_csv(out, sep=" ", header=False, index=False)
+        report(f"write {name} text, exactly", interleaved(writers))
+        tensorio.write_tensor(a, out)
+        assert np.array_equal(tensorio.read_tensor(out), a)
     shutil.rmtree(folder)
 
 

@@ -7,9 +7,11 @@ BLAS thread each unless said otherwise:
   python bench/train_speed.py --quick    # fewer epochs
 
 Workloads (issue 3): digits MLP 64-128-64-10 sigmoid + softmax/cross-entropy,
-batch 32; MLP 784-256-256-10 relu, batch 128; and `--workers 2` against
-`--workers 1` on the 784-256-256-10 MLP with batch 256.  Also the small CNN
-of PERFORMANCE-NOTES (1×28×28, batch 64).
+batch 32; MLP 784-256-256-10 relu, batch 128; the small CNN of
+PERFORMANCE-NOTES (1×28×28, batch 64).  Engines (issue 9): on the
+784-256-256-10 MLP at batch 128, 256 and 512, `--workers 2` against
+`--workers 1` and against `--threads 2`; on the digits CNN, `--workers 2`
+against `--workers 1` (`--engines` runs only these).
 """
 
 import json
@@ -23,6 +25,7 @@ import time
 import numpy as np
 
 BIN = os.path.dirname(sys.executable)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = {
     "digits-mlp": {"sizes": [64, 128, 64, 10], "act": "sigmoid", "batch": 32, "samples": 53910},
     "wide-mlp": {"sizes": [784, 256, 256, 10], "act": "relu", "batch": 128, "samples": 16384},
@@ -214,28 +217,34 @@ def torch_loop(w, epochs, threads=1):
 # ---------------------------------------------------------------- kerash
 
 
-def kerash_train(folder, w, epochs, workers=1, batch=None):
-    """samples/s of the `train` tool, from its per-epoch seconds column (start-up excluded)."""
+def kerash_train(folder, w, epochs, workers=1, batch=None, extra=(), every=False):
+    """samples/s of the `train` tool, from its per-epoch seconds column (start-up excluded).
+
+    The first epoch warms caches up and is left out, unless every=True.
+    """
     sizes = w["sizes"]
-    lines = [f"{sizes[0]} 1 1", "input"]
+    lines = [f"{sizes[0]} 1 1", "input"] if not w.get("model") else []
     lines += [f"dense {s} {w['act']}" for s in sizes[1:-1]]
     lines += [f"dense {sizes[-1]} softmax"]
     model_file = os.path.join(folder, "bench.model")
     with open(model_file, "w") as f:
-        f.write(CNN_MODEL if w.get("cnn") else "\n".join(lines) + "\n")
+        f.write(w.get("model") or (CNN_MODEL if w.get("cnn") else "\n".join(lines) + "\n"))
     model = os.path.join(folder, f"model-{workers}")
     env = dict(os.environ, KERASH_WORKDIR=folder)
     subprocess.run([f"{BIN}/init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
     out = subprocess.run(
         [f"{BIN}/train", model, "--data", os.environ["BENCH_X"], "--labels", os.environ["BENCH_Y"],
-         "--epochs", str(epochs), "--batch-size", str(batch or w["batch"]), "--lr", "0.1", "--workers", str(workers), "--seed", "1"],
+         "--epochs", str(epochs), "--batch-size", str(batch or w["batch"]), "--lr", "0.1", "--workers", str(workers), "--seed", "1",
+         *extra],
         check=True, capture_output=True, text=True, env=env,
     ).stdout
     rows = [line.split("\t") for line in out.splitlines()[1:]]
     samples = [int(r[1]) for r in rows]
     seconds = [float(r[6]) for r in rows]
     rates = [s / t for s, t in zip(samples, seconds)]
-    return rates[1:] if len(rates) > 1 else rates  # the first epoch warms caches up
+    if every:
+        return rates
+    return rates[1:] if len(rates) > 1 else rates
 
 
 def child(kind, name, epochs, extra):
@@ -260,6 +269,10 @@ def main():
         child(*sys.argv[2:5], sys.argv[5] if len(sys.argv) > 5 else "")
         return
     quick = "--quick" in sys.argv
+    if "--engines" in sys.argv:
+        with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as folder:
+            engines(folder, quick)
+        return
     try:
         import torch  # noqa: F401
 
@@ -284,16 +297,36 @@ def main():
                 t = statistics.median(torch_rates)
                 line += f" {t:>10.0f} {ours / t:>7.2f}"
             print(line, flush=True)
-        w = WORKLOADS["wide-mlp"]
-        os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
-        # The machine is shared: interleave three runs of each and take the median epoch.
-        epochs = 3 if quick else 5
-        ones, twos = [], []
+        engines(folder, quick)
+
+
+def engines(folder, quick):
+    """Forked workers against one process and against BLAS threads, interleaved, first epochs apart."""
+    epochs = 3 if quick else 5
+    settings = {"workers 1": (1, ()), "workers 2": (2, ()), "threads 2": (1, ("--threads", "2"))}
+    print("\nwide MLP 784-256-256-10, samples/s, median of steady epochs [first epochs]")
+    print(f"{'batch':>6} " + " ".join(f"{name:>20}" for name in settings) + "   w2/w1  w2/t2")
+    w = WORKLOADS["wide-mlp"]
+    os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
+    for batch in (128, 256, 512):
+        steady = {name: [] for name in settings}
+        firsts = {name: [] for name in settings}
         for _ in range(3):
-            ones += kerash_train(folder, w, epochs, workers=1, batch=256)
-            twos += kerash_train(folder, w, epochs, workers=2, batch=256)
-        one, two = statistics.median(ones), statistics.median(twos)
-        print(f"workers 2 vs 1 (wide MLP, batch 256): {two:.0f} vs {one:.0f} samples/s = {two / one:.2f}x")
+            for name, (workers, extra) in settings.items():
+                rates = kerash_train(folder, w, epochs, workers, batch, extra, every=True)
+                firsts[name].append(rates[0])
+                steady[name] += rates[1:]
+        med = {name: statistics.median(steady[name]) for name in settings}
+        cells = " ".join(f"{med[n]:>10.0f} [{statistics.median(firsts[n]):>7.0f}]" for n in settings)
+        print(f"{batch:>6} {cells}   {med['workers 2'] / med['workers 1']:5.2f}  {med['workers 2'] / med['threads 2']:5.2f}", flush=True)
+    digits = dict(WORKLOADS["digits-mlp"], model=open(os.path.join(ROOT, "models", "digits-cnn.model")).read())
+    os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, digits)
+    ones, twos = [], []
+    for _ in range(3):
+        ones += kerash_train(folder, digits, epochs, 1, 32)
+        twos += kerash_train(folder, digits, epochs, 2, 32)
+    one, two = statistics.median(ones), statistics.median(twos)
+    print(f"digits CNN (models/digits-cnn.model, batch 32): workers 2 {two:.0f} vs workers 1 {one:.0f} samples/s = {two / one:.2f}x")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,14 @@ from . import model as modelmod
 from .errors import DataError, UsageError
 from .network import targets_are_classes
 from .training import batches
-from .training.engine import limit_blas_threads, prewarm_blas
-from .training.optimizers import Optimizer, decay_of
+from .training.engine import LocalEngine, limit_blas_threads, prewarm_blas, tune_allocator
+from .training.optimizers import Optimizer
 from .workdir import scratch_dir
 
 # Activations a mutation may pick: all of the registry except the step
 # function (its derivative is 0: nothing would learn) and softmax (row-wise,
 # meant for outputs).
-EXCLUDED_ACTIVATIONS = ("binarystep", "softmax")
+EXCLUDED_ACTIVATIONS = ("binarystep", "softmax", "sqrt", "reciprocal", "abs", "log", "exp", "square")
 WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 COLUMNS = ("generation", "genome", "parent", "mutation", "layers", "parameters", "val_loss", "val_accuracy", "seconds")
 
@@ -213,18 +213,13 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     net = modelmod.build_network(spec, np.float32)
     net.set_params(genome.params)
     net.adapt_to_targets(y)
-    opt = Optimizer(cfg.optimizer, lr=cfg.lr)
-    items = net.param_items()
-    keys = [f"{k}/{n}" for k, n, _ in items]
-    params = [p for _, _, p in items]
+    engine = LocalEngine(net, x, y, Optimizer(cfg.optimizer, lr=cfg.lr), None)
     diverged = False
     for epoch in range(1, cfg.epochs_per_eval + 1):
         for idx in batches.epoch_batches(train_idx, cfg.batch_size, seed, epoch):
-            losses, _ = net.gradient(x[idx], y[idx], 1.0 / len(idx))
-            if not np.isfinite(losses.sum()):
+            if not engine.step(idx, 1.0 / len(idx)).finite:
                 diverged = True
                 break
-            opt.step([(k, p, g, decay_of(k)) for k, p, (_, _, g) in zip(keys, params, net.grad_items())])
         if diverged:
             break
     genome.epochs += cfg.epochs_per_eval
@@ -344,6 +339,7 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
         raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
     report = report or (lambda row: None)
     limit_blas_threads(1)
+    tune_allocator()
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
     if spec.format != "lines":

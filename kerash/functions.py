@@ -35,6 +35,9 @@ def resolve_params(kind, name, declared, given):
             key, raw = declared[positional][0], item
             positional += 1
         try:
+            # float() also takes other scripts' digits and '1_000': written back, they would read differently
+            if not raw.isascii() or "_" in raw:
+                raise ValueError
             values[key] = float(raw)
         except ValueError:
             raise UsageError(f"parameter {key} of {kind} {name} must be a number, not {raw!r}") from None
@@ -66,7 +69,7 @@ class Activation:
     multiply by the derivative, softmax needs its whole Jacobian.
     """
 
-    def __init__(self, name, f, d, params=(), aliases=(), doc="", vjp=None):
+    def __init__(self, name, f, d, params=(), aliases=(), doc="", vjp=None, domain=None):
         self.name = name
         self.f = f
         self.d = d
@@ -74,6 +77,7 @@ class Activation:
         self.aliases = tuple(aliases)
         self.doc = doc
         self._vjp = vjp
+        self.domain = domain  # None: every real x; else where f and its derivative are finite, as 'x > 0'
 
     def vjp(self, x, y, g, *p):
         if self._vjp is not None:
@@ -119,10 +123,10 @@ ACTIVATIONS = {}
 _ACTIVATION_NAMES = {}
 
 
-def _activation(name, params=(), aliases=(), doc="", vjp=None):
+def _activation(name, params=(), aliases=(), doc="", vjp=None, domain=None):
     def register(pair):
         f, d = pair
-        act = Activation(name, f, d, params, aliases, doc, vjp)
+        act = Activation(name, f, d, params, aliases, doc, vjp, domain)
         ACTIVATIONS[name] = act
         for key in (name, *aliases):
             _ACTIVATION_NAMES[key] = act
@@ -323,12 +327,23 @@ _activation(
 )((_softmax, _sigmoid_d))
 
 
+# Element-wise functions for data (a z-score as a pipe, a log transform), with
+# exact derivatives; evolve does not pick them as hidden activations.
+_activation("sqrt", doc="√x", domain="x > 0")((np.sqrt, lambda x, y: 0.5 / y))
+_activation("reciprocal", doc="1/x", domain="x ≠ 0")((lambda x: 1 / x, lambda x, y: -np.square(y)))
+_activation("abs", doc="|x| (derivative sign x, 0 at 0)")((np.abs, lambda x, y: np.sign(x)))
+_activation("log", aliases=("ln",), doc="ln x", domain="x > 0")((np.log, lambda x, y: 1 / x))
+_activation("exp", doc="eˣ")((np.exp, lambda x, y: y.copy()))
+_activation("square", doc="x²")((np.square, lambda x, y: 2 * x))
+
+
 def activation_table():
     """Rows (name, aliases, parameters, formula) for `matrix-apply --list`."""
     rows = []
     for act in ACTIVATIONS.values():
         params = ", ".join(f"{p}={_fmt(d)}" for p, d in act.params)
-        rows.append((act.name, ", ".join(act.aliases), params, act.doc))
+        doc = f"{act.doc}, for {act.domain}" if act.domain else act.doc
+        rows.append((act.name, ", ".join(act.aliases), params, doc))
     return rows
 
 
@@ -339,7 +354,7 @@ class Loss:
     """A loss: per-sample values (N,) and their gradient dL_i/dŷ_i (N, K).
 
     The batch loss is the mean of the per-sample losses.  A loss may be fused
-    with the output activation it pairs with (softmax for cross-entropy,
+    with the output activations it pairs with (softmax for cross-entropy,
     sigmoid for binary cross-entropy): then it works from the pre-activation z
     for numerical stability.
     """
@@ -350,8 +365,8 @@ class Loss:
         self.grad = grad
         self.params = tuple(params)
         self.doc = doc
-        # (activation name, value(z, ŷ, y), grad(z, ŷ, y), grad when every target row sums to 1) or None
-        self.fused = fused
+        # {activation name: (value(z, ŷ, y), grad(z, ŷ, y), grad when every target row sums to 1 or None)}
+        self.fused = fused or {}
 
     def bind(self, given=()):
         return BoundLoss(self, resolve_params("loss", self.name, self.params, given))
@@ -370,21 +385,33 @@ class BoundLoss:
         return self.loss.grad(yhat, y, *self.values)
 
     def fuses_with(self, activation_name):
-        return self.loss.fused is not None and self.loss.fused[0] == activation_name
+        return activation_name in self.loss.fused
 
-    def value_from_z(self, z, yhat, y):
-        return self.loss.fused[1](z, yhat, y, *self.values)
-
-    def grad_from_z(self, z, yhat, y, unit_rows=False):
-        """∂loss/∂z; unit_rows says every target row sums to 1 (one-hot), which may simplify it."""
-        fused = self.loss.fused
-        if unit_rows and fused[3] is not None:
-            return fused[3](z, yhat, y, *self.values)
-        return fused[2](z, yhat, y, *self.values)
+    def fusion(self, activation_name):
+        """This loss worked out from the pre-activation z of the output activation, or None."""
+        found = self.loss.fused.get(activation_name)
+        return None if found is None else FusedLoss(found, self.values)
 
     def text(self):
         """The loss as a model file writes it: its name and every parameter."""
         return " ".join([self.name, *map(_fmt, self.values)])
+
+
+class FusedLoss:
+    """A loss together with its output activation: values and gradients from the pre-activation z."""
+
+    def __init__(self, functions, values):
+        self._value, self._grad, self._grad_unit_rows = functions
+        self.values = values
+
+    def value(self, z, yhat, y):
+        return self._value(z, yhat, y, *self.values)
+
+    def grad(self, z, yhat, y, unit_rows=False):
+        """∂loss/∂z; unit_rows says every target row sums to 1 (one-hot), which may simplify it."""
+        if unit_rows and self._grad_unit_rows is not None:
+            return self._grad_unit_rows(z, yhat, y, *self.values)
+        return self._grad(z, yhat, y, *self.values)
 
 
 LOSSES = {}
@@ -527,13 +554,37 @@ _loss("huber_modified", doc="targets t=±1, z=tŷ: (max(0,1−z))² if z ≥ −
 _loss(
     "binary_cross_entropy",
     doc="−mean over units of y ln ŷ + (1−y) ln(1−ŷ); fused with a sigmoid output",
-    fused=("sigmoid", _bce_from_z, _bce_grad_from_z, None),
+    fused={"sigmoid": (_bce_from_z, _bce_grad_from_z, None)},
 )((_bce, _bce_grad))
 _loss(
     "cross_entropy",
     doc="−Σ y ln ŷ over units; fused with a softmax output",
-    fused=("softmax", _ce_from_z, _ce_grad_from_z, _ce_grad_unit_rows),
+    fused={"softmax": (_ce_from_z, _ce_grad_from_z, _ce_grad_unit_rows)},
 )((_ce, _ce_grad))
+
+
+# McClelland's "new error" (DyNet's v_l): the cross-entropy of outputs read as probabilities,
+# p = ŷ for sigmoid outputs in (0, 1), p = (1 + ŷ)/2 for tanh outputs in (−1, 1), targets alike.
+# Its gradient at the pre-activation is ŷ − y: it does not vanish where the output saturates,
+# unlike the squared error's (ŷ − y)·f'(z).  tanh z = 2σ(2z) − 1, so both are one formula in σ.
+
+
+def _mcclelland(yhat, y):
+    # Outside a fused output (the activation unknown): ŷ and y read as in the sigmoid case.
+    return _bce(yhat, y)
+
+
+def _mcclelland_tanh_from_z(z, yhat, y):
+    u, q = 2 * z, (1 + y) / 2
+    return _mean_units(np.maximum(u, 0) - u * q + np.log1p(np.exp(-np.abs(u))))
+
+
+_loss(
+    "mcclelland",
+    doc="McClelland's error: −mean over units of q ln p + (1−q) ln(1−p), p = ŷ (sigmoid) or (1+ŷ)/2 (tanh); "
+        "∂/∂z = ŷ − y",
+    fused={"sigmoid": (_bce_from_z, _bce_grad_from_z, None), "tanh": (_mcclelland_tanh_from_z, _bce_grad_from_z, None)},
+)((_mcclelland, _bce_grad))
 _loss("hinge", doc="targets t=±1: mean over units of max(0, 1−tŷ)")(
     (
         lambda yhat, y: _mean_units(np.maximum(0, 1 - _signed_targets(y) * yhat)),
@@ -548,26 +599,46 @@ _loss("hinge", doc="targets t=±1: mean over units of max(0, 1−tŷ)")(
 class Initializer:
     """Draws a tensor: init(rng, shape, fan_in, fan_out, *params), always in float64."""
 
-    def __init__(self, name, draw, params=(), doc=""):
+    def __init__(self, name, draw, params=(), doc="", check=None):
         self.name = name
         self.draw = draw
         self.params = tuple(params)
         self.doc = doc
+        self.check = check
 
     def bind(self, given=()):
+        """The drawing function for these parameters; impossible ones are refused here, before any draw."""
         values = resolve_params("initialiser", self.name, self.params, given)
+        for (key, _), value in zip(self.params, values):
+            if not math.isfinite(value):
+                raise UsageError(f"parameter {key} of initialiser {self.name} must be finite, not {value}")
+        problem = self.check(*values) if self.check else None
+        if problem:
+            raise UsageError(f"initialiser {self.name}: {problem}")
         return lambda rng, shape, fan_in, fan_out: self.draw(rng, shape, fan_in, fan_out, *values)
 
 
 INITIALIZERS = {}
 
 
-def _initializer(name, params=(), doc=""):
+def _initializer(name, params=(), doc="", check=None):
     def register(draw):
-        INITIALIZERS[name] = Initializer(name, draw, params, doc)
+        INITIALIZERS[name] = Initializer(name, draw, params, doc, check)
         return draw
 
     return register
+
+
+def _ordered(a, b):
+    if a > b:
+        return f"the range {_fmt(a)} {_fmt(b)} is empty (a must be ≤ b)"
+    if not math.isfinite(b - a):
+        return f"the range {_fmt(a)} {_fmt(b)} is wider than a float can hold"
+    return None
+
+
+def _spread(mu, sigma):
+    return None if sigma >= 0 else f"the standard deviation must be ≥ 0, not {_fmt(sigma)}"
 
 
 def get_initializer(name):
@@ -592,12 +663,12 @@ def _lecun(rng, shape, fan_in, fan_out):
     return rng.uniform(-limit, limit, size=shape)
 
 
-@_initializer("uniform", params=[("a", None), ("b", None)], doc="U(a, b)")
+@_initializer("uniform", params=[("a", None), ("b", None)], doc="U(a, b)", check=_ordered)
 def _uniform(rng, shape, fan_in, fan_out, a, b):
     return rng.uniform(a, b, size=shape)
 
 
-@_initializer("normal", params=[("mu", None), ("sigma", None)], doc="N(μ, σ²)")
+@_initializer("normal", params=[("mu", None), ("sigma", None)], doc="N(μ, σ²)", check=_spread)
 def _normal(rng, shape, fan_in, fan_out, mu, sigma):
     return rng.normal(mu, sigma, size=shape)
 
@@ -612,6 +683,6 @@ def _const_flat(rng, shape, fan_in, fan_out, a):
     return np.full(shape, a, dtype=np.float64)
 
 
-@_initializer("const_uneven", params=[("a", None), ("b", None)], doc="N(a, b²)")
+@_initializer("const_uneven", params=[("a", None), ("b", None)], doc="N(a, b²)", check=_spread)
 def _const_uneven(rng, shape, fan_in, fan_out, a, b):
     return rng.normal(a, b, size=shape)

@@ -38,15 +38,11 @@ def targets_are_classes(y):
 
 
 def _to(layout, x):
-    """A batch brought into a layout: 'last' (N,H,W,C) from (N,C,H,W), 'first' the reverse; a view."""
-    if layout == "last":
-        return x.transpose(0, 2, 3, 1)
-    if layout == "first":
-        return x.transpose(0, 3, 1, 2)
-    return x
+    """A batch of images brought into the other layout, (N,C,H,W) ↔ (C,N,H,W): a view (the swap is its own inverse)."""
+    return x.transpose(1, 0, 2, 3) if layout else x
 
 
-_BACK = {"last": "first", "first": "last", None: None}
+_BACK = {"cnhw": "first", "first": "cnhw", None: None}
 
 
 class Node:
@@ -74,7 +70,8 @@ class Network:
         self.recurrent = any(d for node in nodes for _, d in node.inputs)
         out = self.layers[-1]
         # Losses fuse with a dense output layer, whose pre-activation rows are the samples.
-        self.fused = out.kind == "dense" and loss.fuses_with(out.activation.name)
+        self.fusion = loss.fusion(out.activation.name) if out.kind == "dense" else None
+        self.fused = self.fusion is not None
         # Single-output classification: outputs above the threshold mean class 1.
         self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
         self.unit_rows = False  # every target row sums to 1 (see adapt_to_targets)
@@ -82,12 +79,12 @@ class Network:
         self.grads = [{} for _ in nodes]
         self.has_params = [bool(layer is not None and layer.param_shapes(self._in_shapes(i))) for i, layer in enumerate(self.layers)]
         self.param_nodes = [i for i in range(n) if self.has_params[i]]
-        # Convolution and pooling work channels-last: each node's output layout, and
+        # Convolution and pooling work on (C, N, H, W): each node's output layout, and
         # for each input the transpose (if any) that brings it into the reader's layout.
         layout = ["first"] * n
         self.sources = [()] * n
         for i in range(1, n):
-            wanted = "last" if self.layers[i].channels_last else "first"
+            wanted = self.layers[i].layout
             srcs = []
             for j, delay in nodes[i].inputs:
                 image = len(nodes[j].shape) == 3
@@ -95,7 +92,8 @@ class Network:
             self.sources[i] = tuple(srcs)
             layout[i] = wanted
         self.single = [len(s) == 1 for s in self.sources]
-        self.convert_out = "first" if layout[-1] == "last" and len(nodes[-1].shape) == 3 else None
+        self.convert_out = "first" if layout[-1] != "first" and len(nodes[-1].shape) == 3 else None
+        self.layouts = layout
         self.needs_grad, self.need_dx, self.backward_nodes = self._plan(want_input=False)
         # Parameters that the output reads within a step get a gradient at every call;
         # others (read only through the previous step) may not, and are zeroed then.
@@ -132,6 +130,10 @@ class Network:
         return [self.nodes[j].shape for j, _ in self.nodes[i].inputs]
 
     # ------------------------------------------------------------ parameters
+
+    def macs_per_sample(self):
+        """Multiply-adds of one sample's forward pass (one step of a sequence)."""
+        return sum(layer.macs(self._in_shapes(i)) for i, layer in enumerate(self.layers) if layer is not None)
 
     def param_shapes(self):
         """{'layer_NN': {name: shape}} in initialisation order."""
@@ -189,9 +191,9 @@ class Network:
         """{'layer_NN/name': view} of an arena-shaped flat array (see use_arena)."""
         return {f"{key}/{name}": flat[start : start + size].reshape(shape) for key, name, start, size, shape in self.layout}
 
-    def join_flat(self, arrays):
+    def join_flat(self, arrays, dtype=None):
         """An arena-shaped flat array from {'layer_NN/name': array}, or None if one is missing."""
-        flat = np.empty(self.flat_params.size, dtype=self.dtype)
+        flat = np.empty(self.flat_params.size, dtype=dtype or self.dtype)
         for key, name, start, size, shape in self.layout:
             part = arrays.get(f"{key}/{name}")
             if part is None or part.shape != tuple(shape):
@@ -288,7 +290,7 @@ class Network:
         """Per-sample losses (N,) of outputs out (N, K) against y (N, K)."""
         if self.fused:
             z, a = self.layers[-1].pre_activation(ctx)
-            return self.loss.value_from_z(z, a, y)
+            return self.fusion.value(z, a, y)
         return self.loss.value(out, y)
 
     def _gradient_flat(self, x, y, scale, keep=None, plan=None):
@@ -305,7 +307,7 @@ class Network:
         dvals = [None] * self.size
         if self.fused:
             z, a = self.layers[-1].pre_activation(ctxs[-1])
-            dz = self.loss.grad_from_z(z, a, y, self.unit_rows)
+            dz = self.fusion.grad(z, a, y, self.unit_rows)
             if scale != 1.0:
                 dz *= scale
             self._back_step(dvals, None, ctxs, written, dz, plan)
@@ -358,7 +360,7 @@ class Network:
             correct += self.correct(out, yt)
             if self.fused:
                 z, a = self.layers[-1].pre_activation(contexts[t][-1])
-                d = self.loss.grad_from_z(z, a, yt, self.unit_rows)
+                d = self.fusion.grad(z, a, yt, self.unit_rows)
             else:
                 d = self.loss.grad(out, yt)
             d *= weight
@@ -412,11 +414,12 @@ class Network:
     def trace(self, x):
         """[(value, forward context)] of every node for one step of a batch (for inspection).
 
-        Values of convolution and pooling nodes are channels-last, (N, H, W, C).
+        Values are in the public layout: images (N, C, H, W).
         """
         ctxs = [None] * self.size
         vals = self._step(x, self._initial(x.shape[0]) if self.recurrent else None, ctxs)
-        return list(zip(vals, ctxs))
+        public = [_to(_BACK[layout] if layout != "first" and v.ndim == 4 else None, v) for layout, v in zip(self.layouts, vals)]
+        return list(zip(public, ctxs))
 
     @property
     def can_defer(self):
@@ -480,7 +483,7 @@ class Network:
         out = np.concatenate([o for _, o, _ in kept])
         y = np.concatenate([t for _, _, t in kept])
         if self.fused:
-            losses = self.loss.value_from_z(np.concatenate([z for z, _, _ in kept]), out, y)
+            losses = self.fusion.value(np.concatenate([z for z, _, _ in kept]), out, y)
         else:
             losses = self.loss.value(out, y)
         return losses, self.correct(out, y)

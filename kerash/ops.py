@@ -8,7 +8,6 @@ offsets, never over pixels.
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import ShapeError, UsageError
 
@@ -77,6 +76,33 @@ def reduce(kind, a, axis=None):
     if axis is None:
         return fn(a)
     return fn(a, axis=axis, keepdims=True)
+
+
+STATS = ("count", "nan", "mean", "std", "min", "max")
+
+
+def column_stats(a):
+    """{name: one value per column} for STATS: values and NaNs counted, then NaNs left out.
+
+    A matrix has its columns, a vector one column, a batch (N, …) one column
+    per feature of a sample.  std is the population standard deviation
+    (÷N, as for a z-score); a column of NaNs only has NaN statistics.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    a = a.reshape(-1, 1) if a.ndim < 2 else a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+    missing = np.isnan(a)
+    count = a.shape[0] - missing.sum(axis=0)
+    present = np.maximum(count, 1)
+    zeroed = np.where(missing, 0.0, a)
+    mean = zeroed.sum(axis=0) / present
+    spread = np.where(missing, 0.0, a - mean)
+    std = np.sqrt(np.einsum("ij,ij->j", spread, spread) / present)
+    empty = count == 0
+    lowest = np.where(missing, np.inf, a).min(axis=0, initial=np.inf)
+    highest = np.where(missing, -np.inf, a).max(axis=0, initial=-np.inf)
+    for values in (mean, std, lowest, highest):
+        values[empty] = np.nan
+    return {"count": count, "nan": missing.sum(axis=0), "mean": mean, "std": std, "min": lowest, "max": highest}
 
 
 def create(rows, cols, fill=None, init=None, params=(), seed=None):
@@ -162,54 +188,54 @@ def _check_window(kind, h, w, kh, kw, stride, pad):
         )
 
 
-# Internally convolution and pooling work channels-last, (N, H, W, C): a patch
-# or a window row is then contiguous in memory, and the output of a layer is
-# the next layer's input without a transpose.  Files and tools stay (N, C, H, W).
+# Internally convolution and pooling work on (C, N, H, W): one channel of the
+# whole batch is contiguous, so a patch matrix (C·KH·KW, N·OH·OW) is built from
+# KH·KW block copies, a convolution is one product W (F, C·KH·KW) · patches
+# whose result (F, N·OH·OW) is the next layer's input as it stands, and kernels
+# and their gradients keep their (F, C, KH, KW) order.  Files and tools stay
+# (N, C, H, W).
 
 
-def pad_nhwc(x, pad, fill=0.0):
+def pad_spatial(x, pad, fill=0.0):
+    """x (C, N, H, W) with `pad` rows and columns of `fill` around each image."""
     if not pad:
         return x
-    return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=fill)
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
 
 
 def _offset_view(x, i, j, stride, oh, ow):
-    """x[:, i + stride·r, j + stride·q, :] for every output position (r, q): a strided view."""
-    return x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+    """x[:, :, i + stride·r, j + stride·q] for every output position (r, q): a strided view."""
+    return x[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
 
 
 def im2col(x, kh, kw, stride, pad):
-    """Patches of x (N,H,W,C) as rows (N·OH·OW, KH·KW·C), in (KH, KW, C) order; and OH, OW."""
-    xp = pad_nhwc(x, pad)
-    n, hp, wp, c = xp.shape
+    """Patches of x (C,N,H,W) as columns (C·KH·KW, N·OH·OW), rows in (C, KH, KW) order; and OH, OW."""
+    xp = pad_spatial(x, pad)
+    c, n, hp, wp = xp.shape
     oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
-    view = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # (N,OH,OW,C,KH,KW)
-    cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * c)
-    return cols, oh, ow
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = _offset_view(xp, i, j, stride, oh, ow)
+    return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
 
 
 def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
-    """Adjoint of im2col: scatter-add patch gradients back to (N,H,W,C)."""
-    n, h, w, c = x_shape
-    d = dcols.reshape(n, oh, ow, kh, kw, c)
-    dx = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=dcols.dtype)
+    """Adjoint of im2col: add patch gradients (C·KH·KW, N·OH·OW) back to (C,N,H,W)."""
+    c, n, h, w = x_shape
+    d = dcols.reshape(c, kh, kw, n, oh, ow)
+    dx = np.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcols.dtype)
     for i in range(kh):
         for j in range(kw):
-            _offset_view(dx, i, j, stride, oh, ow)[...] += d[:, :, :, i, j]
+            _offset_view(dx, i, j, stride, oh, ow)[...] += d[:, i, j]
     if pad:
-        dx = dx[:, pad:-pad, pad:-pad]
+        dx = dx[:, :, pad:-pad, pad:-pad]
     return dx
 
 
 def kernel_matrix(w):
-    """Kernels (F, C, KH, KW) as rows (F, KH·KW·C), matching im2col's patches."""
-    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-
-
-def kernel_grad(dmatrix, shape):
-    """Gradient of kernel_matrix: rows (F, KH·KW·C) back to (F, C, KH, KW)."""
-    f, c, kh, kw = shape
-    return dmatrix.reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
+    """Kernels (F, C, KH, KW) as rows (F, C·KH·KW), matching im2col's patch rows: a view."""
+    return w.reshape(w.shape[0], -1)
 
 
 def _as_kernels(k, channels):
@@ -234,14 +260,14 @@ def conv2d(x, kernels, stride=1, pad=0, bias=None):
     k = _as_kernels(kernels, batch.shape[1])
     f, _, kh, kw = k.shape
     _check_window("convolution", batch.shape[2], batch.shape[3], kh, kw, stride, pad)
-    cols, oh, ow = im2col(batch.transpose(0, 2, 3, 1), kh, kw, stride, pad)
-    out = cols @ kernel_matrix(k).T
+    cols, oh, ow = im2col(batch.transpose(1, 0, 2, 3), kh, kw, stride, pad)
+    out = kernel_matrix(k) @ cols
     if bias is not None:
         b = np.asarray(bias).reshape(-1)
         if b.size != f:
             raise ShapeError(f"bias has {b.size} values but there are {f} filters")
-        out += b
-    out = np.ascontiguousarray(out.reshape(batch.shape[0], oh, ow, f).transpose(0, 3, 1, 2))
+        out += b[:, None]
+    out = np.ascontiguousarray(out.reshape(f, batch.shape[0], oh, ow).transpose(1, 0, 2, 3))
     if np.asarray(x).ndim == 2 and f == 1:
         return out[0, 0]  # a matrix convolved with one 2-D kernel stays a matrix
     return out[0] if single else out
@@ -254,41 +280,52 @@ def check_pooling(h, w, kh, kw, stride, pad):
 
 
 def maxpool_forward(x, kh, kw, stride, pad):
-    """Max over windows of x (N,H,W,C): (output (N,OH,OW,C), the padded input backward needs).
+    """Max over windows of x (C,N,H,W): (output (C,N,OH,OW), the winning offset of each window).
 
-    A running np.maximum over the KH·KW offsets, each a strided view of the
-    input: no copy of the windows.  NaN wins its window, as in PyTorch.
+    A running maximum over the KH·KW offsets, each a strided view of the
+    input: no copy of the windows.  The winner is the first offset holding
+    the maximum (PyTorch's tie rule); NaN wins its window, as in PyTorch.
     """
-    check_pooling(x.shape[1], x.shape[2], kh, kw, stride, pad)
-    xp = pad_nhwc(x, pad, fill=-np.inf)
-    oh, ow = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
+    check_pooling(x.shape[2], x.shape[3], kh, kw, stride, pad)
+    xp = pad_spatial(x, pad, fill=-np.inf)
+    oh, ow = (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
+    last = kh * kw - 1
     out = _offset_view(xp, 0, 0, stride, oh, ow).copy()
-    for k in range(1, kh * kw):
+    for k in range(1, last + 1):
         np.maximum(out, _offset_view(xp, *divmod(k, kw), stride, oh, ow), out=out)
-    return out, xp
-
-
-def maxpool_backward(dout, out, x_padded, kh, kw, stride, pad):
-    """Route each output gradient (N,OH,OW,C) to the input position that won its window.
-
-    The winner is the first offset holding the maximum (PyTorch's tie rule).
-    """
-    oh, ow = dout.shape[1:3]
-    dx = np.zeros(x_padded.shape, dtype=dout.dtype)
-    claimed = np.zeros(out.shape, dtype=bool)
-    nan_out = np.isnan(out)
-    has_nan = bool(nan_out.any())
-    for k in range(kh * kw):
-        v = _offset_view(x_padded, *divmod(k, kw), stride, oh, ow)
-        hit = v == out
+    # The first offset equal to the maximum: from the last offset back, arg ← k where it matches.
+    arg = np.full(out.shape, last, dtype=np.uint8 if last < 256 else np.int32)
+    nan = np.isnan(out)
+    has_nan = bool(nan.any())
+    hit = np.empty(out.shape, dtype=bool)
+    step = np.empty(out.shape, dtype=arg.dtype)
+    for k in range(last - 1, -1, -1):
+        v = _offset_view(xp, *divmod(k, kw), stride, oh, ow)
+        np.equal(v, out, out=hit)
         if has_nan:
-            hit |= np.isnan(v) & nan_out
-        hit &= ~claimed
-        claimed |= hit
+            hit |= np.isnan(v) & nan
+        np.subtract(arg, k, out=step)
+        step *= hit
+        arg -= step
+    return out, arg
+
+
+def maxpool_backward(dout, arg, x_shape, kh, kw, stride, pad):
+    """Route each output gradient (C,N,OH,OW) to the input position that won its window."""
+    oh, ow = dout.shape[2:]
+    c, n, h, w = x_shape
+    dx = np.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dout.dtype)
+    won = np.empty(arg.shape, dtype=bool)
+    overlap = stride < kh or stride < kw
+    for k in range(kh * kw):
+        np.equal(arg, k, out=won)
         target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
-        target += dout * hit
+        if overlap:
+            target += dout * won
+        else:  # windows do not overlap: each input position is written once
+            np.multiply(dout, won, out=target)
     if pad:
-        dx = dx[:, pad:-pad, pad:-pad]
+        dx = dx[:, :, pad:-pad, pad:-pad]
     return dx
 
 
@@ -297,8 +334,8 @@ def maxpool(x, size, stride=None, pad=0):
     if size < 1:
         raise UsageError(f"--size must be ≥ 1, got {size}")
     batch = _as_samples(x)
-    out, _ = maxpool_forward(batch.transpose(0, 2, 3, 1), size, size, size if stride is None else stride, pad)
-    out = out.transpose(0, 3, 1, 2)
+    out, _ = maxpool_forward(batch.transpose(1, 0, 2, 3), size, size, size if stride is None else stride, pad)
+    out = out.transpose(1, 0, 2, 3)
     return np.ascontiguousarray(out.reshape(out.shape[4 - np.asarray(x).ndim :]))
 
 

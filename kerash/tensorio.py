@@ -5,346 +5,311 @@ Formats are recognised from the bytes, never from a file name:
 * ``.npy`` starts with the ``\\x93NUMPY`` magic;
 * KeraSH's matrix format is a first line ``w h d`` followed by ``w·h·d``
   values, one per line, x fastest;
-* anything else is text: rows of numbers separated by spaces, tabs or commas,
-  ``#`` comment lines, and an optional first line ``# shape: d0 d1 …`` for
-  N-D tensors stored as rows of the last dimension.
+* anything else is text (see `textformat`): rows of numbers separated by
+  spaces, tabs, commas or semicolons, ``#`` comment lines, an optional first
+  line ``# shape: d0 d1 …`` for N-D tensors stored as rows of the last
+  dimension, and an optional header row of column names.
+
+Any readable path is an input: a file, ``-`` (standard input), a pipe, a
+FIFO, ``/dev/stdin`` or a process substitution ``<(…)``.  Inputs are read
+front to back without seeking, in blocks, so a bad file fails at its first
+bad line with bounded memory; an npy file's size is known from its header
+before anything is allocated.
 
 Text output uses the shortest representation that reads back to the same
 value (Python's ``repr`` for float64, numpy's for float32), so a write/read
-round trip is bit-exact.  Large inputs and outputs are split between two
-processes, because text conversion is the slow part of a pipeline.
+round trip is bit-exact (see `textformat`).
 """
 
 import ast
-import mmap
+import io
 import os
+import stat
 import sys
 from contextlib import contextmanager
+from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, printable
 
 NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("text", "npy", "kerash")
 STDIN_NAME = "<stdin>"
 
-# Text conversion below this many bytes/values stays in one process: a fork
-# costs about a millisecond, which only pays off on large tensors.
-_PARALLEL_BYTES = 4 << 20
-_PARALLEL_VALUES = 500_000
-# Rows shorter than this are parsed in one call over the whole text, with a
-# vectorised check of the per-line counts, instead of one call per line.
-_SHORT_ROW = 16
-
-_SEPARATORS = bytes.maketrans(b",\t\r\f\v", b"     ")
+# npy headers are short dictionaries; numpy itself refuses those above 10 000 bytes.
+_NPY_HEADER_MAX = 1 << 16
+_NPY_MAX_BYTES = 1 << 62
+MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
 
 
 # ---------------------------------------------------------------- reading
 
 
+class Table(NamedTuple):
+    """A tensor as read: the array, its column names (from a header row) and how it was stored."""
+
+    array: np.ndarray
+    columns: Optional[tuple]
+    format: str  # 'text', 'kerash' or 'npy'
+    stored: Optional[np.dtype]  # the npy file's dtype (None for text)
+
+
 def source_name(source):
-    """The name used in messages for an operand ('-' or None is standard input)."""
-    return STDIN_NAME if source in (None, "-") else str(source)
-
-
-def read_bytes(source):
-    """All bytes of a file, or of standard input when source is '-' or None."""
+    """The name used in messages for an operand ('-' or None is standard input), escaped to one line."""
     if source in (None, "-"):
-        return sys.stdin.buffer.read()
+        return STDIN_NAME
+    if hasattr(source, "read"):
+        source = getattr(source, "name", "<data>")
+    return printable(os.fsdecode(source) if isinstance(source, (bytes, os.PathLike)) else str(source))
+
+
+class _Input:
+    """An operand opened for reading front to back: read(n), readinto(view), and its size if it is a regular file."""
+
+    def __init__(self, source, where=None):
+        self.where = where or source_name(source)
+        self.owned = False
+        if source in (None, "-"):
+            if sys.stdin is None:
+                raise DataError("cannot read standard input: it is closed")
+            self.file = sys.stdin.buffer
+        elif hasattr(source, "read"):
+            self.file = source
+        else:
+            try:
+                self.file = open(source, "rb")
+            except IsADirectoryError:
+                raise DataError(f"cannot read {self.where}: it is a directory") from None
+            except OSError as e:
+                raise DataError(f"cannot read {self.where}: {e.strerror or e}") from None
+            self.owned = True
+        self.size = None
+        self.pread = None
+        try:
+            info = os.fstat(self.file.fileno())
+        except (OSError, AttributeError, ValueError) as e:
+            if source in (None, "-"):
+                raise DataError("cannot read standard input: it is closed") from None
+            if self.owned:
+                raise DataError(f"cannot read {self.where}: {e.strerror or e}") from None
+            # a file object without a descriptor (BytesIO, gzip): read it as a stream
+        else:
+            # only a file read directly knows its size; not so a decompressing reader with a fileno
+            direct = source in (None, "-") or self.owned or isinstance(self.file, (io.BufferedReader, io.FileIO))
+            if direct and stat.S_ISREG(info.st_mode):
+                try:  # what is left of it: standard input may be a file read in part already
+                    base = self.file.tell()
+                except OSError:
+                    base = None
+                if base is not None:
+                    self.size = info.st_size - base
+                    fd = self.file.fileno()
+                    self.pread = lambda n, offset: os.pread(fd, n, base + offset)
+
+    def read(self, n):
+        """Up to n bytes; fewer only at the end (a terminal hands over a line at a time)."""
+        try:
+            data = self.file.read(n) or b""
+            while data and len(data) < n:
+                more = self.file.read(n - len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as e:
+            raise DataError(f"cannot read {self.where}: {e.strerror or e}") from None
+        return data
+
+    def readinto(self, view):
+        """Fill `view` as far as the input goes; returns the number of bytes read."""
+        got = 0
+        try:
+            while got < len(view):
+                n = self.file.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        except OSError as e:
+            raise DataError(f"cannot read {self.where}: {e.strerror or e}") from None
+        return got
+
+    def close(self):
+        if self.owned:
+            self.file.close()
+
+
+def read_table(source=None, where=None):
+    """Read one tensor from a path, standard input ('-' or None) or a binary file object, in any format."""
+    inp = _Input(source, where)
     try:
-        with open(source, "rb") as f:
-            return f.read()
-    except IsADirectoryError:
-        raise DataError(f"cannot read {source}: it is a directory") from None
-    except OSError as e:
-        raise DataError(f"cannot read {source}: {e.strerror or e}") from None
+        head = inp.read(len(NPY_MAGIC))
+        if head == NPY_MAGIC:
+            array, stored = _read_npy(inp, head)
+            return Table(array, None, "npy", stored)
+        from . import textformat
+
+        array, columns, fmt = textformat.read_text(inp, inp.where, head)
+        return Table(array, columns, fmt, None)
+    finally:
+        inp.close()
 
 
 def read_tensor(source=None):
     """Read one tensor from a path or standard input, in any supported format."""
-    where = source_name(source)
-    if source in (None, "-"):
-        arr = parse_tensor(read_bytes(source), where)
-        # npy arrays parsed from immutable bytes are read-only views
-        return arr if arr.flags.writeable else arr.copy()
-    try:
-        with open(source, "rb") as f:
-            head = f.read(6)
-            if head == NPY_MAGIC:
-                # Read into a mutable buffer so the array is writable without a copy.
-                size = max(os.fstat(f.fileno()).st_size, 6)
-                buf = bytearray(size)
-                buf[:6] = head
-                got = 6 + f.readinto(memoryview(buf)[6:])
-                return _parse_npy(buf if got == size else buf[:got] + f.read(), where)
-            f.seek(0)  # one read of the whole text, without copying it again
-            return parse_tensor(f.read(), where)
-    except IsADirectoryError:
-        raise DataError(f"cannot read {source}: it is a directory") from None
-    except OSError as e:
-        raise DataError(f"cannot read {source}: {e.strerror or e}") from None
+    return read_table(source).array
 
 
 def parse_tensor(data, where="<data>"):
     """Parse the bytes of a tensor file; `where` names it in error messages."""
-    if data[:6] == NPY_MAGIC:
-        return _parse_npy(data, where)
-    return _parse_text(data, where)
+    return read_table(io.BytesIO(data), where).array
 
 
-def _parse_npy(data, where):
-    # The header is parsed here rather than by np.load so that a truncated or
-    # unusual file gets a precise one-line message instead of a traceback.
-    if len(data) < 10:
-        raise DataError(f"truncated npy header ({where})")
-    major = data[6]
-    if major == 1:
-        hlen, start = int.from_bytes(data[8:10], "little"), 10
-    elif major in (2, 3):
-        if len(data) < 12:
+def read_bytes(source, limit=16 << 20):
+    """All bytes of a small file or of standard input ('-' or None); more than `limit` bytes is a DataError."""
+    inp = _Input(source)
+    try:
+        data = inp.read(limit + 1)
+    finally:
+        inp.close()
+    if len(data) > limit:
+        raise DataError(f"{inp.where} is larger than {limit} bytes")
+    return data
+
+
+def _npy_header(inp, head):
+    """(dtype, shape, fortran_order, bytes read) of an npy file whose first bytes `head` came from `inp`."""
+    where = inp.where
+
+    def complete(size):
+        data = head + inp.read(size - len(head)) if len(head) < size else head
+        if len(data) < size:
             raise DataError(f"truncated npy header ({where})")
-        hlen, start = int.from_bytes(data[8:12], "little"), 12
+        return data
+
+    head = complete(10)
+    major = head[6]
+    if major == 1:
+        hlen, start = int.from_bytes(head[8:10], "little"), 10
+    elif major in (2, 3):
+        head = complete(12)
+        hlen, start = int.from_bytes(head[8:12], "little"), 12
     else:
         raise DataError(f"unsupported npy version {major} ({where})")
-    header_bytes = data[start : start + hlen]
-    if len(header_bytes) < hlen:
-        raise DataError(f"truncated npy header ({where})")
+    if hlen > _NPY_HEADER_MAX:
+        raise DataError(f"npy header of {hlen} bytes is too long ({where})")
+    head = complete(start + hlen)
     try:
-        header = ast.literal_eval(header_bytes.decode("utf-8" if major == 3 else "latin1"))
-        dtype = np.dtype(header["descr"])
-        shape = tuple(int(d) for d in header["shape"])
-        fortran = bool(header["fortran_order"])
-    except Exception:
+        header = ast.literal_eval(bytes(head[start : start + hlen]).decode("utf-8" if major == 3 else "latin1"))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError):
         raise DataError(f"malformed npy header ({where})") from None
-    if dtype.hasobject or dtype.fields is not None:
-        raise DataError(f"npy arrays of {dtype} are not supported; numbers only ({where})")
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise DataError(f"malformed npy header ({where})")
+    shape, fortran = header["shape"], header["fortran_order"]
+    if not isinstance(shape, tuple) or not all(type(d) is int for d in shape) or not isinstance(fortran, bool):
+        raise DataError(f"malformed npy header ({where})")
+    if len(shape) > MAX_DIMS:
+        raise DataError(f"npy header gives {len(shape)} dimensions, more than {MAX_DIMS} ({where})")
+    if any(d < 0 for d in shape):
+        raise DataError(f"npy header gives a negative dimension in shape {_shape_str(shape)} ({where})")
+    try:
+        dtype = np.dtype(header["descr"])
+    except Exception:  # numpy raises several types for a malformed descr
+        raise DataError(f"npy header has an unknown dtype ({where})") from None
     if dtype.kind == "c":
         raise DataError(f"complex values are not supported ({where})")
-    if dtype.kind not in "biuf":
-        raise DataError(f"npy arrays of {dtype} are not supported; numbers only ({where})")
-    offset = start + hlen
-    count = int(np.prod(shape, dtype=np.int64))
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.shape != ():
+        raise DataError(f"npy arrays of {_short(str(dtype))} are not supported; numbers only ({where})")
+    span = 1  # numpy refuses shapes whose nonzero dimensions overflow, even with a zero among them
+    for d in shape:
+        span *= max(d, 1)
+    if span * dtype.itemsize >= _NPY_MAX_BYTES:
+        raise DataError(f"npy header gives an impossibly large shape {_shape_str(shape)} ({where})")
+    return dtype, shape, fortran, head
+
+
+def _read_npy(inp, head, expect_shape=None, expect_dtype=None):
+    """The array of an npy file whose first bytes `head` came from `inp`, and its stored dtype."""
+    where = inp.where
+    dtype, shape, fortran, head = _npy_header(inp, head)
+    offset = len(head)
+    if expect_shape is not None and shape != expect_shape:
+        raise DataError(f"{where} has shape {_shape_str(shape)} but {_shape_str(expect_shape)} is expected")
+    if expect_dtype is not None and dtype != np.dtype(expect_dtype):
+        raise DataError(f"{where} holds {dtype} values, {np.dtype(expect_dtype)} expected")
+    count = 1
+    for d in shape:
+        count *= d
     need = count * dtype.itemsize
-    have = len(data) - offset
-    if have < need:
-        raise DataError(
-            f"truncated npy file: shape {shape} needs {need} bytes of data, found {have} ({where})"
-        )
-    if have > need:
-        raise DataError(f"{have - need} unexpected bytes after the npy array data ({where})")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-    arr = arr.reshape(shape, order="F" if fortran else "C")
-    if dtype.kind != "f":
-        return arr.astype(np.float64)
+    if inp.size is not None:  # a regular file: its size is known before anything is read
+        have = inp.size - offset
+        if have < need:
+            raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {have} ({where})")
+        if have > need:
+            raise DataError(f"{have - need} unexpected bytes after the npy array data ({where})")
+    try:
+        array = np.empty(count, dtype)
+    except (MemoryError, ValueError):
+        raise DataError(f"npy header announces {need} bytes of data, more than fits in memory ({where})") from None
+    got = inp.readinto(memoryview(array).cast("B"))
+    if got < need:
+        raise DataError(f"truncated npy file: shape {_shape_str(shape)} needs {need} bytes of data, found {got} ({where})")
+    if inp.size is None and inp.read(1):
+        raise DataError(f"unexpected bytes after the npy array data ({where})")
+    array = array.reshape(shape, order="F" if fortran else "C")
+    return _native(array), dtype
+
+
+def _native(array):
+    """Floats stay (in native byte order; half precision becomes float32); integers and booleans become float64."""
+    dtype = array.dtype
+    if dtype.kind != "f" or dtype.itemsize > 8:
+        return array.astype(np.float64)
     if not dtype.isnative or dtype.itemsize < 4:
-        return arr.astype(np.float32 if dtype.itemsize <= 4 else np.float64)
-    return arr
+        return array.astype(np.float32 if dtype.itemsize <= 4 else np.float64)
+    return array
 
 
-def _bad_line_message(line, lineno, where, ncols=None):
-    """Explain why one text line does not parse as `ncols` numbers."""
-    tokens = line.split()
-    for tok in tokens:
+def _shape_str(shape):
+    return _short("×".join(map(str, shape))) if len(shape) else "scalar"
+
+
+def _short(text, limit=60):
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):
+    """Read an npy file that must be a regular file holding exactly `shape` (and `dtype`, if given).
+
+    For files whose content is known in advance (a model's weights): the
+    type, header and exact byte count are checked before anything is
+    allocated, a FIFO or device is refused without opening it for long, and
+    nothing from a file that is not npy is quoted.  Raises `error`.
+    """
+    where = where or source_name(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{where} is missing") from None
+    except OSError as e:
+        raise error(f"cannot read {where}: {e.strerror or e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{where} is not a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise error(f"cannot read {where}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        inp = _Input(f, where)
+        if inp.size is None:  # replaced by something else since the stat
+            raise error(f"{where} is not a regular file")
+        head = inp.read(len(NPY_MAGIC))
+        if head != NPY_MAGIC:
+            raise error(f"{where} is not an npy file")
         try:
-            float(tok)
-        except ValueError:
-            shown = tok.decode("utf-8", "replace")
-            return f"{where}:{lineno}: not a number: {shown!r}"
-    if ncols is not None and len(tokens) != ncols:
-        return f"{where}:{lineno}: expected {ncols} values, found {len(tokens)}"
-    return f"{where}:{lineno}: cannot parse this line as numbers"
-
-
-def _parse_line(line, lineno, where):
-    try:
-        return np.fromstring(line, sep=" ")
-    except ValueError:
-        raise DataError(_bad_line_message(line, lineno, where)) from None
-
-
-def _token_counts(joined):
-    """Number of whitespace-separated tokens on each line of `joined`."""
-    b = np.frombuffer(joined, dtype=np.uint8)
-    word = b > 32
-    starts = word.copy()
-    starts[1:] &= ~word[:-1]
-    token_pos = np.flatnonzero(starts)
-    line_ends = np.flatnonzero(b == 10)
-    line_ends = np.append(line_ends, b.size)
-    return np.diff(np.searchsorted(token_pos, line_ends), prepend=0)
-
-
-def _parse_rows(lines, linenos, ncols, out, where):
-    """Parse `lines` (non-blank, no comments) into `out`, shape (len(lines), ncols)."""
-    if ncols < _SHORT_ROW and len(lines) > 64:
-        joined = b"\n".join(lines)
-        try:
-            values = np.fromstring(joined, sep=" ")
-        except ValueError:
-            values = None
-        if values is not None and values.size == out.size:
-            bad = np.flatnonzero(_token_counts(joined) != ncols)
-            if bad.size == 0:
-                out[...] = values.reshape(out.shape)
-                return
-    for k, line in enumerate(lines):
-        row = _parse_line(line, linenos[k], where)
-        if row.size != ncols:
-            raise DataError(_bad_line_message(line, linenos[k], where, ncols))
-        out[k] = row
-
-
-def _fork(task):
-    """Run task() in a forked child; return its pid, or None when fork is unavailable."""
-    if not hasattr(os, "fork"):
-        return None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        pid = os.fork()
-    except OSError:
-        return None
-    if pid == 0:
-        status = 1
-        try:
-            task()
-            status = 0
-        except BaseException:
-            pass
-        finally:
-            os._exit(status)
-    return pid
-
-
-def _child_ok(pid):
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
-
-
-def _reap(pid):
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass
-
-
-def _parse_rows_parallel(lines, linenos, ncols, where, nbytes):
-    rows = len(lines)
-    if nbytes < _PARALLEL_BYTES or rows < 2:
-        out = np.empty((rows, ncols))
-        _parse_rows(lines, linenos, ncols, out, where)
-        return out
-    # The child parses the second half straight into shared memory.
-    shared = mmap.mmap(-1, max(1, rows * ncols * 8))
-    out = np.frombuffer(shared, dtype=np.float64).reshape(rows, ncols)
-    mid = rows // 2
-    pid = _fork(lambda: _parse_rows(lines[mid:], linenos[mid:], ncols, out[mid:], where))
-    if pid is None:
-        _parse_rows(lines, linenos, ncols, out, where)
-        return out
-    try:
-        _parse_rows(lines[:mid], linenos[:mid], ncols, out[:mid], where)
-    except BaseException:
-        _reap(pid)
-        raise
-    if not _child_ok(pid):
-        # Parse again here to raise the located error (or succeed if the
-        # child died for an unrelated reason).
-        _parse_rows(lines[mid:], linenos[mid:], ncols, out[mid:], where)
-    return out
-
-
-def _parse_shape_header(line, where):
-    text = line.lstrip()[1:].strip()
-    if not text.lower().startswith(b"shape:"):
-        return None
-    try:
-        dims = tuple(int(t) for t in text[6:].split())
-    except ValueError:
-        raise DataError(f"{where}:1: bad shape header, expected '# shape: d0 d1 …'") from None
-    if any(d < 0 for d in dims):
-        raise DataError(f"{where}:1: bad shape header, dimensions must be ≥ 0")
-    return dims
-
-
-def _is_kerash_header(values):
-    return (
-        values.size == 3
-        and bool(np.all(values >= 1))
-        and bool(np.all(values == np.floor(values)))
-        and bool(np.all(values < 2**31))
-    )
-
-
-def _parse_kerash(lines, linenos, header, where):
-    w, h, d = (int(v) for v in header)
-    body = lines[1:]
-    joined = b"\n".join(body)
-    try:
-        values = np.fromstring(joined, sep=" ")
-    except ValueError:
-        values = None
-    if values is None or values.size != len(body):
-        for k, line in enumerate(body):
-            row = _parse_line(line, linenos[k + 1], where)
-            if row.size != 1:
-                raise DataError(
-                    f"{where}:{linenos[k + 1]}: KeraSH format expects one value per line, found {row.size}"
-                )
-    if values.size != w * h * d:
-        raise DataError(
-            f"KeraSH header '{w} {h} {d}' announces {w * h * d} values, found {values.size} ({where})"
-        )
-    return values.reshape((h, w) if d == 1 else (d, h, w))
-
-
-def _parse_text(data, where):
-    if b"," in data or b"\t" in data or b"\r" in data or b"\f" in data or b"\v" in data:
-        data = data.translate(_SEPARATORS)
-    all_lines = data.split(b"\n")
-    shape = None
-    if b"#" in data:
-        lines, linenos = [], []
-        for i, line in enumerate(all_lines):
-            stripped = line.lstrip()
-            if stripped.startswith(b"#"):
-                if i == 0:
-                    shape = _parse_shape_header(stripped, where)
-                continue
-            if stripped:
-                lines.append(line)
-                linenos.append(i + 1)
-    else:
-        lines, linenos = [], []
-        for i, line in enumerate(all_lines):
-            if line and not line.isspace():
-                lines.append(line)
-                linenos.append(i + 1)
-    if not lines:
-        if shape is not None and int(np.prod(shape)) == 0:
-            return np.zeros(shape)
-        raise DataError(f"empty input: no numbers found ({where})")
-
-    first = _parse_line(lines[0], linenos[0], where)
-    if first.size == 0:
-        raise DataError(_bad_line_message(lines[0], linenos[0], where))
-    if shape is None and len(lines) >= 2 and _is_kerash_header(first):
-        second = _parse_line(lines[1], linenos[1], where)
-        if second.size == 1:
-            return _parse_kerash(lines, linenos, first, where)
-    ncols = first.size
-    out = _parse_rows_parallel(lines, linenos, ncols, where, len(data))
-    if shape is None:
-        return out
-    count = int(np.prod(shape, dtype=np.int64))
-    if count != out.size or (len(shape) > 0 and shape[-1] != ncols):
-        raise DataError(
-            f"{where}:1: shape {' '.join(map(str, shape))} does not match "
-            f"{out.shape[0]} rows of {ncols} values"
-        )
-    return out.reshape(shape)
+            array, stored = _read_npy(inp, head, None if shape is None else tuple(shape), dtype)
+        except DataError as e:
+            raise error(str(e)) from None
+    return array
 
 
 # ---------------------------------------------------------------- writing
@@ -366,129 +331,61 @@ def resolve_format(fmt=None, output=None):
     return "text"
 
 
-def _integral(a):
-    """True when every value prints exactly as an integer (and no -0.0 would lose its sign)."""
-    if a.size == 0:
-        return False
-    if a.dtype.kind != "f":
-        return True
-    if not np.all(np.abs(a) < 2.0**53):
-        return False
-    if not np.all(a == np.trunc(a)):
-        return False
-    return not np.any(np.signbit(a[a == 0]))
-
-
-def _format_block(rows2d, kind):
-    """Text of rows of a 2-D array, one line each, with a trailing newline."""
-    if kind == "int":
-        table = rows2d.astype(np.int64).tolist()
-        text = "\n".join([" ".join(map(str, row)) for row in table])
-    elif kind == "float32":
-        table = rows2d.astype("S16").tolist()
-        return b"\n".join([b" ".join(row) for row in table]) + b"\n"
-    else:
-        table = rows2d.astype(np.float64, copy=False).tolist()
-        rep = float.__repr__
-        text = "\n".join([" ".join(map(rep, row)) for row in table])
-    return text.encode("ascii") + b"\n"
-
-
-def _format_kind(a):
-    if _integral(a):
-        return "int"
-    return "float32" if a.dtype == np.float32 else "float64"
-
-
-def _text_chunks(a):
-    """Yield the text encoding of array `a` as byte chunks."""
+def _npy_chunks(a):
+    """The npy header, then the array's bytes straight from memory (no copy of a C-ordered array)."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise DataError(f"cannot write values of type {a.dtype}")
-    if a.ndim > 2 or (a.size == 0 and a.ndim > 0):
-        yield ("# shape: " + " ".join(map(str, a.shape)) + "\n").encode()
-        if a.size == 0:
-            return
-    rows2d = a.reshape(1, -1) if a.ndim < 2 else a.reshape(-1, a.shape[-1])
-    kind = _format_kind(a)
-    if a.size < _PARALLEL_VALUES or rows2d.shape[0] < 2:
-        yield _format_block(rows2d, kind)
-        return
-    # The child formats the second half into shared memory: 8 bytes of length,
-    # then the text (at most 25 characters a value plus separators).
-    mid = rows2d.shape[0] // 2
-    shared = mmap.mmap(-1, 8 + 26 * rows2d[mid:].size + rows2d.shape[0] + 64)
-
-    def format_second_half():
-        block = _format_block(rows2d[mid:], kind)
-        shared[8 : 8 + len(block)] = block
-        shared[:8] = len(block).to_bytes(8, "little")
-
-    pid = _fork(format_second_half)
-    if pid is None:
-        yield _format_block(rows2d, kind)
-        return
-    try:
-        yield _format_block(rows2d[:mid], kind)
-    except BaseException:
-        _reap(pid)
-        raise
-    if _child_ok(pid):
-        length = int.from_bytes(shared[:8], "little")
-        yield memoryview(shared)[8 : 8 + length]
-    else:
-        yield _format_block(rows2d[mid:], kind)
-
-
-def _kerash_chunks(a):
-    a = np.asarray(a)
-    if a.ndim > 3:
-        raise DataError(f"the KeraSH format holds at most 3 dimensions, this tensor has {a.ndim}")
-    shape = (1,) * (3 - a.ndim) + a.shape
-    d, h, w = shape
-    yield f"{w} {h} {d}\n".encode()
+    header = io.BytesIO()
+    info = {"descr": np.lib.format.dtype_to_descr(a.dtype), "fortran_order": False, "shape": a.shape}
+    np.lib.format.write_array_header_1_0(header, info)
+    yield header.getvalue()
     if a.size:
-        yield _format_block(a.reshape(-1, 1), _format_kind(a))
-
-
-def _npy_chunks(a):
-    import io
-
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.asarray(a), allow_pickle=False)
-    yield buf.getbuffer()
+        yield memoryview(np.ravel(a, order="C")).cast("B")
 
 
 def tensor_chunks(array, fmt="text"):
     """Byte chunks encoding `array` in format `fmt`."""
     if fmt == "npy":
         return _npy_chunks(array)
-    if fmt == "kerash":
-        return _kerash_chunks(array)
-    return _text_chunks(array)
+    from . import textformat
+
+    return textformat.kerash_chunks(array) if fmt == "kerash" else textformat.text_chunks(array)
 
 
 @contextmanager
 def atomic_file(path):
-    """Open `path` for binary writing through `PATH.tmp-<pid>`, renamed into place on success."""
+    """Open `path` for binary writing through `PATH.tmp-<pid>`, renamed into place on success.
+
+    A failure to write (a full disk) is a DataError naming `path`; the old
+    file stays as it was and the temporary file is removed.
+    """
     path = os.fspath(path)
+    shown = source_name(path)
+    if os.path.isdir(path):
+        raise DataError(f"cannot write {shown}: it is a directory")
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         f = open(tmp, "wb")
     except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror or e}") from None
+        raise DataError(f"cannot write {shown}: {e.strerror or e}") from None
     try:
         yield f
         f.flush()
         os.fsync(f.fileno())
         f.close()
         os.replace(tmp, path)
-    except BaseException:
-        f.close()
+    except BaseException as e:
+        try:
+            f.close()
+        except OSError:
+            pass
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write {shown}: {e.strerror or e}") from None
         raise
 
 
@@ -523,13 +420,48 @@ def atomic_folder(path, fill):
         raise
 
 
+def _stdout():
+    if sys.stdout is None:
+        raise DataError("cannot write to standard output: it is closed")
+    sys.stdout.flush()
+    return sys.stdout.buffer
+
+
+def _is_terminal(stream):
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_tensor(array, output=None, fmt=None):
     """Write `array` to standard output, or atomically to the path `output`."""
     fmt = resolve_format(fmt, output)
-    chunks = tensor_chunks(array, fmt)
     if output in (None, "-"):
-        sys.stdout.flush()
-        out = sys.stdout.buffer
+        out = _stdout()
+        if fmt == "npy" and _is_terminal(out):
+            # as gzip does: binary data on a terminal is garbage and may upset it
+            raise UsageError("refusing to write npy to a terminal; redirect standard output or use --format text")
+        write_stream(out, tensor_chunks(array, fmt))
+        return
+    with atomic_file(output) as f:
+        for chunk in tensor_chunks(array, fmt):
+            f.write(chunk)
+
+
+def write_text(text, output=None):
+    """Write a str to standard output, or atomically to the path `output`."""
+    data = text.encode("utf-8")
+    if output in (None, "-"):
+        write_stream(_stdout(), [data])
+        return
+    with atomic_file(output) as f:
+        f.write(data)
+
+
+def write_stream(out, chunks):
+    """Write byte chunks to a stream such as standard output; a failed write is a DataError."""
+    try:
         for chunk in chunks:
             view = memoryview(chunk).cast("B")
             while view:
@@ -540,13 +472,14 @@ def write_tensor(array, output=None, fmt=None):
                     raise BrokenPipeError(32, "short write to standard output")
                 view = view[written:]
         out.flush()
-        return
-    with atomic_file(output) as f:
-        for chunk in chunks:
-            f.write(chunk)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise DataError(f"cannot write to standard output: {e.strerror or e}") from None
 
 
 def save_npy(path, array):
     """Write one .npy file atomically."""
     with atomic_file(path) as f:
-        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+        for chunk in _npy_chunks(array):
+            f.write(chunk)

@@ -32,3 +32,44 @@ def test_weights_that_overflow_are_rebuilt_at_the_last_finite_step(tmp_path):
     for f in ("layer_01/W.npy", "layer_01/b.npy", "optimizer/layer_01/b.m.npy", "optimizer/layer_01/b.v.npy"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     assert _state(tmp_path / "a")["optimizer"]["t"] == _state(tmp_path / "b")["optimizer"]["t"] == 17
+
+
+def test_non_finite_settings_are_refused_and_nothing_changes(tmp_path):
+    (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
+    (tmp_path / "x.txt").write_text("0 1\n1 0\n")
+    (tmp_path / "y.txt").write_text("1\n0\n")
+    run(["init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    before = (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
+    for option, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--momentum", "nan"), ("--weight-decay", "inf")):
+        extra = ["--optimizer", "momentum"] if option == "--momentum" else []
+        proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", option, value, *extra], cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and proc.stderr.decode().startswith(f"train: error: {option} must be"), proc.stderr
+    assert (tmp_path / "m" / "layer_01" / "W.npy").read_bytes() == before
+    assert _state(tmp_path / "m")["epochs"] == 0
+
+
+def test_a_step_that_overflows_the_weights_is_never_saved(tmp_path):
+    # One step per epoch with lr 1e300 turns float32 weights to ±inf at once: the epoch's only
+    # step is undone and the model stays at step 0, finite.
+    (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
+    (tmp_path / "x.txt").write_text("0 1\n1 0\n")
+    (tmp_path / "y.txt").write_text("1\n0\n")
+    run(["init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    before = (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "-b", "2", "--lr", "1e300"], cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "the weights became non-finite at the last step of epoch 1" in proc.stderr.decode()
+    state = _state(tmp_path / "m")
+    assert (state["epochs"], state["steps"]) == (0, 0)
+    assert (tmp_path / "m" / "layer_01" / "W.npy").read_bytes() == before
+    # A model holding a non-finite weight is refused, naming the file.
+    import numpy as np
+
+    w = np.load(tmp_path / "m" / "layer_02" / "W.npy")
+    w[1, 0] = np.nan
+    target = (tmp_path / "m" / "layer_02" / "W.npy").resolve()
+    np.save(target, w)
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == "train: error: m/layer_02/W.npy holds non-finite weights; restore a checkpoint (kerash checkpoints) or init the model again\n"
+    assert _state(tmp_path / "m")["epochs"] == 0

@@ -50,7 +50,20 @@ REFERENCE = {
     "swish": (lambda x, b: x * _sigmoid(b * x), (1.7,), lambda b: []),
     "gelu": (lambda x: 0.5 * x * (1 + math.erf(x / math.sqrt(2))), None, lambda: []),
     "softmax": (None, None, lambda: []),  # row-wise: checked on its own below
+    "sqrt": (math.sqrt, None, lambda: []),
+    "reciprocal": (lambda x: 1 / x, None, lambda: []),
+    "abs": (abs, None, lambda: [0.0]),
+    "log": (math.log, None, lambda: []),
+    "exp": (math.exp, None, lambda: []),
+    "square": (lambda x: x * x, None, lambda: []),
 }
+# Functions defined on part of the real line: points are moved into it.
+DOMAINS = {"x > 0": lambda x: np.abs(x) + 1e-3, "x ≠ 0": lambda x: np.where(np.abs(x) < 1e-3, 1.0, x)}
+
+
+def in_domain(name, x):
+    domain = functions.get_activation(name).domain
+    return x if domain is None else DOMAINS[domain](x)
 DEFAULTS = {
     "isru": (1.0,), "isrlu": (1.0,), "leaky_relu": (0.01,), "prelu": (0.25,), "elu": (1.0,),
     "srelu": (-1.0, 0.01, 1.0, 0.01), "swish": (1.0,),
@@ -100,7 +113,7 @@ def test_values_match_independent_formula(name):
     act = functions.get_activation(name)
     for params in parameter_sets(name):
         x = points(rng, [], n=500)
-        x = np.concatenate([x, [0.0, -0.0, 1.0, -1.0]])
+        x = in_domain(name, np.concatenate([x, [0.0, -0.0, 1.0, -1.0]]))
         got = act.bind([str(p) for p in params]).forward(x.copy())
         np.testing.assert_allclose(got, reference(name, x, params), rtol=1e-12, atol=1e-14, err_msg=f"{name}{params}")
 
@@ -110,7 +123,7 @@ def test_derivative_matches_finite_differences(name):
     rng = np.random.default_rng(1000 + sum(map(ord, name)))
     for params in parameter_sets(name):
         bound = functions.get_activation(name).bind(list(params))
-        x = points(rng, REFERENCE[name][2](*params))
+        x = in_domain(name, points(rng, REFERENCE[name][2](*params)))
         d = bound.derivative(x, bound.forward(x))
         fd = finite_difference(bound.forward, x)
         np.testing.assert_allclose(d, fd, rtol=1e-6, atol=1e-7, err_msg=f"{name}{params}")
@@ -206,7 +219,7 @@ def test_softmax_vjp_matches_finite_difference_jacobian():
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_extreme_inputs_stay_finite_and_float32_stays_float32(name):
     act = functions.get_activation(name).bind()
-    x = np.array([[-700.0, -50.0, -1.5, 0.0, 1.5, 50.0, 700.0]])
+    x = in_domain(name, np.array([[-700.0, -50.0, -1.5, 0.0, 1.5, 50.0, 700.0]]))
     y = act.forward(x.copy())
     assert np.all(np.isfinite(y)), y
     assert np.all(np.isfinite(act.derivative(x, y))), act.derivative(x, y)
@@ -235,8 +248,10 @@ def test_parameters_positional_and_named():
 def test_every_function_through_matrix_apply(tmp_path):
     rng = np.random.default_rng(31)
     x = rng.uniform(-4, 4, size=(3, 5))
-    (tmp_path / "x.txt").write_text("".join(" ".join(repr(float(v)) for v in row) + "\n" for row in x))
-    script = "set -e\n" + "".join(f"echo {name}; matrix-apply {name} x.txt\n" for name in REFERENCE)
+    inputs = {name: in_domain(name, x) for name in REFERENCE}
+    for name, values in inputs.items():
+        (tmp_path / f"{name}.txt").write_text("".join(" ".join(repr(float(v)) for v in row) + "\n" for row in values))
+    script = "set -e\n" + "".join(f"echo {name}; matrix-apply {name} {name}.txt\n" for name in REFERENCE)
     out = run(script, cwd=tmp_path).stdout.decode()
     blocks = {}
     for line in out.splitlines():
@@ -248,7 +263,8 @@ def test_every_function_through_matrix_apply(tmp_path):
     assert set(blocks) == set(REFERENCE)
     for name, lines in blocks.items():
         got = parse("\n".join(lines))
-        expected = direct_softmax(x) if name == "softmax" else reference(name, x.ravel(), DEFAULTS.get(name, ())).reshape(x.shape)
+        xi = inputs[name]
+        expected = direct_softmax(xi) if name == "softmax" else reference(name, xi.ravel(), DEFAULTS.get(name, ())).reshape(x.shape)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14, err_msg=name)
 
 

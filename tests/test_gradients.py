@@ -21,6 +21,7 @@ KINKS = {
     "elu": (0.0,),
     "selu": (0.0,),
     "isrlu": (0.0,),
+    "abs": (0.0,),
 }
 MARGIN = 1e-4  # a step of H moves a pre-activation by ~1e-5 at most here
 
@@ -158,7 +159,7 @@ def test_max_pooling_forward_against_naive_loop(pool):
     spec, net = make_net(f"7 5 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
     x = sample_inputs(spec, 3, 5)
     expected = naive_maxpool(x, kh, kw, s, p)
-    out = net.trace(x)[1][0].transpose(0, 3, 1, 2)  # pooling works channels-last
+    out = net.trace(x)[1][0]
     assert out.shape == expected.shape == (3, *spec.shapes[0])
     np.testing.assert_array_equal(out, expected)
 
@@ -245,7 +246,7 @@ def test_gradients_of_a_deeper_cnn_with_every_layer_type():
 # ---------------------------------------------------------------- gradients: activations
 
 
-ALL_ACTIVATIONS = sorted(functions.ACTIVATIONS)
+ALL_ACTIVATIONS = sorted(name for name, act in functions.ACTIVATIONS.items() if act.domain is None)
 PARAMETRISED = ["elu 0.5", "leaky_relu 0.2", "prelu 0.1", "isru 0.5", "isrlu 2", "swish 2", "srelu -0.5 0.1 0.5 0.2"]
 
 
@@ -331,14 +332,16 @@ FORMULAS = {
     ),
     "binary_cross_entropy": lambda p, y: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1),
     "cross_entropy": lambda p, y: -np.sum(y * np.log(p), axis=1),
+    # outside a fused tanh output, McClelland's error reads ŷ and y as probabilities (the sigmoid case)
+    "mcclelland": lambda p, y: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1),
     "hinge": lambda p, y: np.mean(np.maximum(0, 1 - signed(y) * p), axis=1),
 }
 
 
 def loss_case(name, rng, n=7, k=3):
-    if name in ("binary_cross_entropy", "cross_entropy"):
+    if name in ("binary_cross_entropy", "cross_entropy", "mcclelland"):
         p = rng.uniform(0.05, 0.95, size=(n, k))
-        y = rng.integers(0, 2, size=(n, k)).astype(float) if name == "binary_cross_entropy" else np.eye(k)[rng.integers(0, k, n)]
+        y = np.eye(k)[rng.integers(0, k, n)] if name == "cross_entropy" else rng.integers(0, 2, size=(n, k)).astype(float)
     elif name in ("hinge", "huber_modified"):
         p = rng.normal(0, 2, size=(n, k))
         y = rng.choice([-1.0, 0.0, 1.0], size=(n, k))
@@ -369,7 +372,7 @@ def test_huber_delta_parameter(rng):
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))
 def test_batch_loss_is_the_mean_of_per_sample_losses(name, rng):
-    out_act = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(name, "identity")
+    out_act = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mcclelland": "sigmoid"}.get(name, "identity")
     spec, net = make_net(f"4 1 1\ninput\ndense 5 tanh\ndense 3 {out_act}\nloss {name}\n", seed=8)
     x = sample_inputs(spec, 9, 9)
     _, y = loss_case(name, rng, n=9)
@@ -503,15 +506,48 @@ def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
                     [0.0, 0.0, 5.0, np.nan],
                     [0.0, 0.0, np.nan, 5.0]]]])
     pool = MaxPooling(2, 2, 2, 0)
-    out, ctx = pool.forward({}, x.transpose(0, 2, 3, 1))  # pooling works channels-last
-    out = out.transpose(0, 3, 1, 2)
+    out, ctx = pool.forward({}, x.transpose(1, 0, 2, 3))  # pooling works on (C, N, H, W)
+    out = out.transpose(1, 0, 2, 3)
     assert out[0, 0, 0, 0] == 3 and out[0, 0, 0, 1] == 2 and out[0, 0, 1, 0] == 0
     assert np.isnan(out[0, 0, 1, 1])
-    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(0, 2, 3, 1))
-    dx = dx.transpose(0, 3, 1, 2)
+    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(1, 0, 2, 3))
+    dx = dx.transpose(1, 0, 2, 3)
     expected = np.zeros_like(x)
     expected[0, 0, 0, 1] = 1  # first 3
     expected[0, 0, 0, 2] = 1  # first 2
     expected[0, 0, 2, 0] = 1  # first 0
     expected[0, 0, 2, 3] = 1  # first NaN
     np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_mcclelland_error_values_and_gradients(act):
+    spec, net = make_net(f"3 1 1\ninput\ndense 5 tanh\ndense 3 {act}\nloss mcclelland\n", seed=71, w_scale=3.0, b_scale=1.0)
+    assert net.fused
+    rng = np.random.default_rng(72)
+    x = sample_inputs(spec, 8, 73)
+    low = 0.0 if act == "sigmoid" else -1.0
+    y = rng.uniform(low, 1.0, size=(8, 3))
+    check_param_grads(net, x, y)
+    check_input_grad(net, x, y)
+    out = net.forward(x)
+    p, q = (out, y) if act == "sigmoid" else ((1 + out) / 2, (1 + y) / 2)
+    expected = -np.mean(q * np.log(p) + (1 - q) * np.log(1 - p), axis=1)
+    np.testing.assert_allclose(net.losses(x, y)[0], expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_mcclelland_error_keeps_learning_where_the_output_saturates(act):
+    # One unit saturated at the wrong end: the squared error's gradient nearly vanishes
+    # (it carries f'(z)), McClelland's stays ŷ − y at the pre-activation.
+    target = 1.0
+    results = {}
+    for loss in ("mse", "mcclelland"):
+        spec, net = make_net(f"1 1 1\ninput\ndense 1 {act}\nloss {loss}\n")
+        net.set_params({"layer_01": {"W": np.array([[-12.0]]), "b": np.zeros(1)}})
+        x, y = np.ones((1, 1, 1, 1)), np.full((1, 1), target)
+        net.gradient(x, y, 1.0)
+        results[loss] = net.grads[1]["W"][0, 0]
+    yhat = {"sigmoid": 1 / (1 + math.exp(12.0)), "tanh": math.tanh(-12.0)}[act]
+    assert results["mcclelland"] == pytest.approx(yhat - target, rel=1e-9)
+    assert abs(results["mse"]) < 1e-4 * abs(results["mcclelland"])

@@ -36,7 +36,7 @@ def setup(tmp_path, n):
 
 def common(extra=()):
     return ["-x", "x.npy", "-y", "y.txt", "--batch-size", str(BATCH), "--lr", "0.01", "--optimizer", "momentum",
-            "--seed", "5", "--workers", "2", *extra]
+            "--seed", "5", "--workers", "3", *extra]  # this process and two forked workers
 
 
 def alive(pid):
@@ -65,7 +65,7 @@ def wait_for_workers(proc, seconds=30.0):
         if len(found) == 2:
             return found
         time.sleep(0.01)
-    pytest.fail("train --workers 2 did not fork its workers")
+    pytest.fail("train --workers 3 did not fork its two workers")
 
 
 def run_folders(work):

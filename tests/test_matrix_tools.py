@@ -236,7 +236,7 @@ def test_apply_list_names_every_function():
     expected = {
         "identity", "binarystep", "sigmoid", "tanh", "arctan", "arcsinh", "elliotsig", "isru", "isrlu",
         "relu", "leaky_relu", "prelu", "elu", "selu", "srelu", "softplus", "bentidentity", "sinusoid",
-        "sinc", "gaussian", "swish", "gelu", "softmax",
+        "sinc", "gaussian", "swish", "gelu", "softmax", "sqrt", "reciprocal", "abs", "log", "exp", "square",
     }
     assert names == expected
     assert "linear" in out and "relu_parametric" in out

@@ -148,7 +148,12 @@ def test_non_finite_data(setup):
 
 
 def test_a_diverging_update_changes_nothing(setup):
-    fails_unchanged(setup, ["update", "m", "good", "--lr", "inf"], 1, "non-finite")
+    # Gradients of 1e300 and a step of 1e10 overflow float64 weights.
+    shutil.copytree(setup / "good", setup / "huge")
+    for path in (setup / "huge").glob("layer_*/*.npy"):
+        np.save(path, np.load(path) * 1e300 + 1e300)
+    fails_unchanged(setup, ["update", "m", "huge", "--lr", "1e10"], 1, "non-finite")
+    fails_unchanged(setup, ["update", "m", "good", "--lr", "inf"], 2, "--lr must be a finite number")
 
 
 # ---------------------------------------------------------------- bad model descriptions in a model directory

@@ -2,7 +2,9 @@
 order of `kerash batches` against a numpy SGD, bin/forward-pipeline against predict and
 numpy, and tensor-rows."""
 
+import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -63,9 +65,15 @@ def batch_lines(*options, input=None, cwd=None):
 def test_pipeline_train_equals_train(tmp_path, workers):
     work = tmp_path / "work"
     work.mkdir()
+    # The work folder of a pipeline that was killed goes; that of a running one stays.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (work / f"kerash-pipeline-{dead.pid}-x1").mkdir()
+    (work / f"kerash-pipeline-{os.getpid()}-x2").mkdir()
     # 18 samples in batches of 8: the last batch has 2, so with 3 workers one shard is empty
     classification(tmp_path, 18, 5, seed=workers)
-    piped = make_model(tmp_path, MLP, "piped", seed=4)
+    # float32 weights trained with --dtype float64 (as train does: the model becomes float64)
+    piped = make_model(tmp_path, MLP, "piped", seed=4, dtype="float32")
     trained = copy_model(piped, "trained")
     fresh = weights(piped)
     proc = run(["pipeline-train", "piped", "--data", "x.txt", "--labels", "y.txt", "--epochs", "2", "--batch-size", "8",
@@ -73,13 +81,18 @@ def test_pipeline_train_equals_train(tmp_path, workers):
                cwd=tmp_path, env=env(KERASH_WORKDIR=work))
     assert proc.stdout == b""
     run(["train", "trained", "-x", "x.txt", "-y", "y.txt", "--seed", "9", "--batch-size", "8", "--lr", "0.4",
-         "--epochs", "2"], cwd=tmp_path)
+         "--epochs", "2", "--dtype", "float64"], cwd=tmp_path)
     got, expected = weights(piped), weights(trained)
     assert got.keys() == expected.keys() == fresh.keys()
     for key in got:
+        assert got[key].dtype == expected[key].dtype == np.float64
         np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-9, err_msg=str(key))
     assert max(np.abs(got[k] - fresh[k]).max() for k in got) > 1e-2  # it did train
-    assert os.listdir(work) == []
+    states = [json.loads((folder / "state.json").read_text()) for folder in (piped, trained)]
+    for key in ("epochs", "steps", "seed", "dtype", "optimizer", "batch", "partial"):
+        assert states[0][key] == states[1][key], key
+    assert states[0]["epochs"] == 2
+    assert os.listdir(work) == [f"kerash-pipeline-{os.getpid()}-x2"]
 
 
 @warm_and_cold

@@ -61,11 +61,18 @@ def test_text_separators_comments_and_crlf(tmp_path):
         "\n"
         "4\t5.25\t-6e10\r\n"
         "  # indented comment\n"
-        "0,7,8\n"
+        "0 \t7   8\n"
     )
     (tmp_path / "m.txt").write_text(text)
-    proc = run(["matrix-transpose", "m.txt"], cwd=tmp_path)
-    np.testing.assert_array_equal(parse(proc.stdout), expected.T)
+    csv = "# a comment line\n1.5,-2, 3e-7\n\n4,5.25,-6e10\r\n  # indented comment\n 0 ,7,8\n"
+    (tmp_path / "m.csv").write_text(csv)
+    for name in ("m.txt", "m.csv"):
+        proc = run(["matrix-transpose", name], cwd=tmp_path)
+        np.testing.assert_array_equal(parse(proc.stdout), expected.T)
+    # the first data line sets the separator: a comma in a file separated by spaces is an error
+    (tmp_path / "mixed.txt").write_text("1.5 2\n0,7 8\n")
+    proc = run(["matrix-transpose", "mixed.txt"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "mixed.txt:2: not a number: '0,7'", "decimal comma")
 
 
 def test_shape_header_gives_nd_tensor(tmp_path, rng):

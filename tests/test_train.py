@@ -236,7 +236,8 @@ def test_a_worker_that_dies_stops_training(tmp_path):
     np.save(tmp_path / "x.npy", x)
     savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(1500, 1)))
     common = ["-x", "x.npy", "-y", "y.txt", "--batch-size", "32", "--lr", "0.1", "--seed", "5"]
-    proc = subprocess.Popen(["train", "m", "--workers", "2", "--epochs", "2000", *common], cwd=tmp_path, env=env,
+    # --workers 3: the coordinator computes one shard, two forked workers the others
+    proc = subprocess.Popen(["train", "m", "--workers", "3", "--epochs", "2000", *common], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout.readline().decode().rstrip("\n") == HEADER

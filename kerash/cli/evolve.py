@@ -1,6 +1,5 @@
 """The evolve tool."""
 
-import os
 import sys
 from typing import Annotated, Optional
 
@@ -20,7 +19,7 @@ def evolve(
     generations: Annotated[int, typer.Option("--generations", "-g", help="Generations after the first.")] = 5,
     epochs_per_eval: Annotated[int, typer.Option("--epochs-per-eval", "-e", help="Training epochs before each fitness measure.")] = 5,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Genomes trained at once, one per forked worker.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; the result does not depend on --workers.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every random choice; the result does not depend on --workers.")] = 0,
     validation_split: Annotated[float, typer.Option("--validation-split", help="Fixed fraction of the data used to measure fitness.")] = 0.2,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per training step.")] = 32,
     optimizer: Annotated[str, typer.Option("--optimizer", help="Optimiser of the genomes' training.")] = "adam",
@@ -50,9 +49,7 @@ def evolve(
         raise UsageError("only one input can be standard input")
     text = modelmod.normalised_text(modelmod.read_model_file(start)) if start else None
     cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size, optimizer, lr)
-    if os.path.lexists(output) and not force:
-        # Checked now rather than after the whole search, which would be lost.
-        raise UsageError(f"{output} already exists (use --force to replace it)")
+    modelmod.check_target(output, force)  # now rather than after the whole search, which would be lost
     x, y = read_tensor(data), read_tensor(labels)
     report = table_printer(evolution.COLUMNS, evolution.format_row)
     best, rows = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))

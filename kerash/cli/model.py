@@ -62,6 +62,7 @@ def init(
 
     spec = model.read_model_file(model_file)
     _warn(spec)
+    model.check_target(output, force)
     if dtype is not None and dtype not in model.DTYPES:
         from ..errors import UsageError
 
@@ -151,12 +152,18 @@ def update(
     eps: Annotated[Optional[float], typer.Option("--eps", help="ε of adam and rmsprop.")] = None,
     rho: Annotated[Optional[float], typer.Option("--rho", help="RMSprop's ρ.")] = None,
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="L2 decay added to weight gradients (default: the model's last, else 0).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="float32|float64", help="Take the step in this type and keep the weights in it, as train --dtype does.")] = None,
+    epoch_done: Annotated[Optional[int], typer.Option("--epoch-done", metavar="E", help="This step ends epoch E: the model records E epochs, so train continues after it.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Record the seed of the shuffles the steps follow, for train to continue them.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once (exit 2) when another process trains or updates MODEL, instead of waiting.")] = False,
 ):
     """Merge gradient folders and take one optimiser step on MODEL, atomically.
 
     The partial sums are added, divided by their total sample count, and
     applied; optimiser state (momentum, Adam's moments) lives in the model
     directory, so a bash loop of backprop and update trains like train does.
+    While another process trains or updates MODEL, update says so on
+    standard error and waits its turn (or, with --no-wait, exits 2).
 
     \b
     Example:
@@ -169,7 +176,12 @@ def update(
     """
     from ..training.steps import update as run_update
 
-    run_update(model_dir, grads, optimizer, lr, weight_decay, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, rho=rho)
+    def waiting(message):
+        sys.stderr.write(f"update: {message}\n")
+        sys.stderr.flush()
+
+    run_update(model_dir, grads, optimizer, lr, weight_decay, dtype=dtype, wait=not no_wait, on_wait=waiting,
+               epoch_done=epoch_done, seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, rho=rho)
 
 
 @tool("evaluate")
@@ -209,6 +221,51 @@ def evaluate(
             out.flush()
             for chunk in tensor_chunks(result["confusion"], "text"):
                 sys.stdout.buffer.write(chunk)
+
+
+@tool("snapshot")
+def snapshot(
+    model_dir: ModelArg,
+    command: Annotated[Optional[List[str]], typer.Argument(metavar="[-- COMMAND [ARG...]]", help="Run this with the version pinned; {} stands for its folder.", show_default=False)] = None,
+):
+    """Run a command on one version of MODEL that no save changes or removes until the command ends.
+
+    A save (train, update, restore) writes a new version folder and switches
+    to it; separate tools reading MODEL/layer_NN/*.npy meanwhile could mix
+    two versions.  COMMAND gets the folder of the current version,
+    MODEL/.versions/N (layer_NN/W.npy, b.npy, state.json), as every argument
+    that is {} and as $KERASH_SNAPSHOT; every model tool also takes it as
+    MODEL.  The version stays pinned as long as COMMAND, or any process it
+    starts, runs; the exit status is COMMAND's.  Without COMMAND, the folder
+    is printed unpinned: it stays complete only until the second save after.
+
+    \b
+    Example:
+      printf '2 1 1\\ninput\\ndense 1 sigmoid\\n' > m.model; init m.model -o m --seed 1
+      printf '0 1\\n1 1\\n' > x.txt
+      kerash snapshot m -- sh -c 'matrix-mul x.txt "$KERASH_SNAPSHOT"/layer_01/W.npy | matrix-add - "$KERASH_SNAPSHOT"/layer_01/b.npy'
+      kerash snapshot m -- predict {} x.txt
+    """
+    import os
+
+    from ..model import ModelDir
+
+    md = ModelDir(model_dir)
+    if not command:
+        typer.echo(os.path.join(md.path, ".versions", os.path.basename(md.version_dir())) if not md.frozen else md.path)
+        return
+    fd, folder = md.pin()
+    os.set_inheritable(fd, True)  # the pin lives in this open file, which COMMAND inherits
+    args = [folder if a == "{}" else a for a in command]
+    sys.stdout.flush()
+    try:
+        os.execvpe(args[0], args, dict(os.environ, KERASH_SNAPSHOT=folder))
+    except OSError as e:
+        from ..errors import KerashError
+
+        error = KerashError(f"cannot run {args[0]}: {e.strerror}")
+        error.exit_code = 127 if isinstance(e, FileNotFoundError) else 126  # as shells and env(1)
+        raise error from None
 
 
 def _description(path):
@@ -281,7 +338,7 @@ def dataset(
     samples: Annotated[Optional[int], typer.Option("--samples", help="Number of points or sequences (default 1000; not digits).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sequence length T (echo, parity: 20; adding: 50).")] = None,
     delay: Annotated[int, typer.Option("--delay", help="How many steps back echo repeats a bit.")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data and of the held-out split.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the generated data and of the held-out split.")] = 0,
 ):
     """Write a data set as DIR/data.npy (one sample or sequence per row) and DIR/labels.txt.
 

@@ -6,9 +6,9 @@ import typer
 
 Input = Annotated[
     str,
-    typer.Argument(help="Tensor file (text, npy or KeraSH); '-' or omitted: standard input.", metavar="[A]"),
+    typer.Argument(help="Tensor file (text or CSV, npy, KeraSH; also a FIFO or <(…)); '-' or omitted: standard input.", metavar="[A]"),
 ]
-_OPERAND_HELP = "Tensor file (text, npy or KeraSH); '-' is standard input."
+_OPERAND_HELP = "Tensor file (text or CSV, npy, KeraSH; also a FIFO or <(…)); '-' is standard input."
 A = Annotated[str, typer.Argument(metavar="A", help=_OPERAND_HELP, show_default=False)]
 B = Annotated[str, typer.Argument(metavar="B", help=_OPERAND_HELP, show_default=False)]
 Output = Annotated[
@@ -26,7 +26,7 @@ Format = Annotated[
     ),
 ]
 Seed = Annotated[
-    Optional[int], typer.Option("--seed", help="Random seed: the same seed gives bit-identical results.")
+    Optional[int], typer.Option("--seed", min=0, help="Random seed (≥ 0): the same seed gives bit-identical results.")
 ]
 Params = Annotated[
     Optional[List[str]],

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from ..errors import KerashError
+from ..errors import KerashError, printable
 
 
 def tool(name):
@@ -46,16 +46,28 @@ def table_printer(columns, format_row, before=None):
 
 
 _PROG = ["kerash"]  # the tool being run, for warnings
+_ON_ERROR = {}  # optional 'before' () and 'after' (exit code) hooks around an error message
+
+
+def on_error(before=None, after=None):
+    """Hooks around a failure's message: an MPI rank delays it, then ends the whole job."""
+    _ON_ERROR.update(before=before, after=after)
 
 
 def warn(message):
-    """Print `TOOL: warning: MESSAGE` on standard error."""
-    sys.stderr.write(f"{_PROG[0]}: warning: {message}\n")
+    """Print `TOOL: warning: MESSAGE` on standard error (one line, escaped)."""
+    if sys.stderr is not None:
+        sys.stderr.write(f"{_PROG[0]}: warning: {printable(message)}\n")
 
 
 def _error(prog, message, code):
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    sys.stderr.flush()
+    if _ON_ERROR.get("before"):
+        _ON_ERROR["before"]()
+    if sys.stderr is not None:  # with standard error closed (2>&-) only the status tells
+        sys.stderr.write(f"{prog}: error: {printable(message)}\n")
+        sys.stderr.flush()
+    if _ON_ERROR.get("after"):
+        _ON_ERROR["after"](code)
     return code
 
 
@@ -163,7 +175,15 @@ def invoke(fn, prog, argv=None):
         raise
     except MemoryError:
         return _error(prog, "out of memory", 1)
+    except OSError as e:
+        if debug:
+            raise
+        # a failed read or write outside tensorio (a full disk, a vanished file)
+        where = f" ({os.fsdecode(e.filename)})" if e.filename else ""
+        return _error(prog, f"{e.strerror or e}{where}", 1)
     except Exception as e:
+        if isinstance(e, AttributeError) and sys.stdout is None:  # started with standard output closed (>&-)
+            return _error(prog, "cannot write to standard output: it is closed", 1)
         if debug:
             raise
         return _error(prog, f"internal error: {type(e).__name__}: {e} (KERASH_DEBUG=1 shows the traceback)", 1)

@@ -1,5 +1,7 @@
 """Tensor tools: slices, flattening, convolution and max-pooling."""
 
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -151,3 +153,88 @@ def rows(
     except ShapeError as e:
         raise ShapeError(f"{e} ({io.source_name(a)})") from None
     io.write_tensor(picked, output, fmt)
+
+
+@tool("tensor-stats")
+def stats(
+    a: Input = "-",
+    row: Annotated[
+        Optional[str],
+        typer.Option("--row", metavar="STAT", help="Print only this statistic, as a 1×C tensor: count, nan, mean, std, min or max."),
+    ] = None,
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Print each column's count, NaN count, mean, std, min and max: one tab-separated line per column.
+
+    A header line names the fields (column count nan mean std min max, then
+    name when the file has a header row of column names).  Statistics leave
+    NaNs out; std is the population standard deviation (÷N).  A batch
+    (N,C,H,W) has one column per feature of a sample.  --row STAT prints one
+    statistic as a tensor row, so that a z-score is a pipe (last lines).
+
+    \b
+    Example:
+      printf 'height,weight\\n1.6,60\\n1.8,80\\n1.7,nan\\n' > people.csv
+      tensor-stats people.csv
+      tensor-stats --row mean people.csv > mean.txt; tensor-stats --row std people.csv | matrix-apply reciprocal > inv.txt
+      matrix-sub people.csv mean.txt | matrix-hadamard - inv.txt      # z-scores
+    """
+    from .. import ops
+    from ..errors import UsageError, close_matches
+
+    io = _io()
+    if row is not None and row not in ops.STATS:
+        raise UsageError(f"unknown statistic {row!r}{close_matches(row, ops.STATS)}; choose {', '.join(ops.STATS)}")
+    table = io.read_table(a)
+    values = ops.column_stats(table.array)
+    if row is not None:
+        io.write_tensor(values[row].reshape(1, -1), output, fmt)
+        return
+    names = table.columns if table.columns and len(table.columns) == values["count"].size else None
+    lines = ["\t".join(("column", *ops.STATS) + (("name",) if names else ()))]
+    for k in range(values["count"].size):
+        fields = [str(k), str(values["count"][k]), str(values["nan"][k])]
+        fields += [repr(float(values[s][k])) for s in ops.STATS[2:]]
+        lines.append("\t".join(fields + ([names[k]] if names else [])))
+    io.write_text("\n".join(lines) + "\n", output)
+
+
+@tool("tensor-show")
+def show(
+    a: Input = "-",
+    full: Annotated[bool, typer.Option("--full", help="Print every value, not a summary of a large tensor.")] = False,
+):
+    """Show a tensor file for a person: its format, shape, dtype, column names and values.
+
+    Large tensors are summarised as numpy prints them (the first and last
+    rows and columns, with …); --full prints everything.
+
+    \b
+    Example:
+      matrix-create 2 3 --init xavier --seed 1 -o W.npy
+      tensor-show W.npy
+    """
+    import numpy as np
+
+    from .. import ops
+
+    io = _io()
+    table = io.read_table(a)
+    array = table.array
+    kind = {"npy": f"npy {table.stored}", "kerash": "KeraSH text", "text": "text"}[table.format]
+    if table.format == "npy" and table.stored != array.dtype:
+        kind += f", read as {array.dtype}"
+    elif table.format != "npy":
+        kind += f", read as {array.dtype}"
+    head = f"{io.source_name(a)}: {kind}, shape {ops.shape_str(array.shape)}"
+    if table.columns:
+        head += ", columns " + ", ".join(table.columns)
+    width = 100
+    try:
+        width = max(40, os.get_terminal_size().columns)
+    except OSError:
+        pass
+    threshold = sys.maxsize if full else 1000
+    body = np.array2string(array, threshold=threshold, edgeitems=3, max_line_width=width, separator=" ")
+    io.write_text(head + "\n" + body + "\n", None)

@@ -1,5 +1,6 @@
 """The training tool."""
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -7,6 +8,16 @@ import typer
 
 from .options import Dtype, Quiet
 from .runner import table_printer, tool
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+CORES = _cores()
 
 
 def _opt(*names, help, metavar=None):
@@ -29,8 +40,10 @@ def train(
     eps: Annotated[Optional[float], _opt("--eps", help="ε of adam and rmsprop [default: 1e-8].")] = None,
     rho: Annotated[Optional[float], _opt("--rho", help="RMSprop's ρ [default: 0.9].")] = None,
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: the model's last, else 0].")] = None,
-    workers: Annotated[Optional[int], _opt("--workers", "-w", help="Forked worker processes sharing each batch [default: 1, in this process].")] = None,
-    threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of the training process [default: 1; use --workers for more cores].")] = None,
+    workers: Annotated[Optional[int], _opt("--workers", "-w", help=f"Processes sharing each batch [default: {min(CORES, 8)} on this {CORES}-core machine when a batch is worth splitting (≥ 4 million multiply-adds), else 1].")] = None,
+    threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of each training process [default: 1: the cores go to workers].")] = None,
+    engine: Annotated[Optional[str], _opt("--engine", help="local (one process), fork (--workers processes on this machine) or mpi (ranks of mpiexec) [default: mpi under mpiexec, else fork or local].")] = None,
+    stall: Annotated[Optional[float], _opt("--stall", help="Report a worker that makes no progress for this many seconds [default: 60].")] = None,
     validation_split: Annotated[Optional[float], _opt("--validation-split", help="Hold out this fraction of the data for validation (fixed by the seed).")] = None,
     val_data: Annotated[Optional[str], _opt("--val-data", metavar="X", help="Separate validation samples.")] = None,
     val_labels: Annotated[Optional[str], _opt("--val-labels", metavar="Y", help="Labels of --val-data.")] = None,
@@ -91,6 +104,8 @@ def train(
     if sum(p == "-" for p in (data, labels, vdata, vlabels)) > 1:
         raise UsageError("only one input can be standard input")
     cfg = loop.TrainConfig(**settings)
+    silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
+    quiet = quiet or silent
     x, y = tensorio.read_tensor(data), tensorio.read_tensor(labels)
     val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
 
@@ -114,11 +129,31 @@ def train(
 
         raise TrainingError(result.message)
     if result.status == "interrupted":
-        sys.stderr.write(f"train: {result.message}\n")
+        if not silent:
+            sys.stderr.write(f"train: {result.message}\n")
         return 128 + result.signal
     if result.message and not quiet:
         sys.stderr.write(f"train: {result.message}\n")
     return 0
+
+
+def _join_mpi_job():
+    """Under mpiexec: a failing rank ends the whole job (one message, never a hang); True on ranks but 0."""
+    import time
+
+    from ..training.engine import mpi_size
+    from ..training.mpi import rank_from_environment
+    from .runner import on_error
+
+    rank = rank_from_environment()
+    if mpi_size() > 1:
+        from ..training.mpi import world
+
+        world()  # MPI is started now, so that mpiexec ends every rank when one fails
+        # Errors that every rank meets (bad data) are told once, by rank 0, whose exit
+        # makes mpiexec stop the others; a rank failing alone tells its own a moment later.
+        on_error(before=(lambda: time.sleep(1.0)) if rank else None, after=lambda code: os._exit(code))
+    return rank != 0
 
 
 class _ProgressBar:

@@ -16,6 +16,8 @@ shape and its parameter shapes, so a new kind is one class in one place.
 Shapes are per sample: (C, H, W) for images, (F,) for vectors; batches add N.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import ModelError, close_matches
@@ -38,7 +40,7 @@ def get_kind(name):
 
 
 def size_of(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(d) for d in shape)  # exact: a description may give sizes that overflow int64
 
 
 class Layer:
@@ -47,7 +49,7 @@ class Layer:
     kind = "layer"
     keras_name = "Layer"
     arity = 1  # inputs per call
-    channels_last = False  # True: batches of images come (N, H, W, C) (see network)
+    layout = "first"  # how batches of images come: "first" (N, C, H, W) or "cnhw" (C, N, H, W) (see network)
     activation = None
     syntax = ""  # the line-format arguments after the kind name, for messages
 
@@ -74,6 +76,10 @@ class Layer:
     def fans(self, shapes):
         """(fan-in, fan-out) for the initialisers."""
         return 0, 0
+
+    def macs(self, shapes):
+        """Multiply-adds of the forward pass per sample (to judge whether a batch is worth splitting)."""
+        return 0
 
     def forward(self, p, *xs):
         raise NotImplementedError

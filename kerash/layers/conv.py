@@ -1,8 +1,9 @@
-"""Convolution and max-pooling, computed channels-last.
+"""Convolution and max-pooling, computed on batches laid out (C, N, H, W).
 
-Both take and return batches (N, H, W, C) — a patch or a window row is then
-contiguous in memory — while files, tools and shapes stay (C, H, W): the
-network transposes (views) only where a run of such layers begins or ends.
+One channel of a whole batch is contiguous, so patches are block copies and a
+convolution is one product whose result is the next layer's input as it
+stands (see kerash.ops).  Files, tools and shapes stay (C, H, W) per sample:
+the network transposes only where a run of such layers begins or ends.
 """
 
 import numpy as np
@@ -33,7 +34,7 @@ def _check_window(kind, shape, kh, kw, pad):
 
 @register
 class Convolution(Layer):
-    """Y = f(conv(X, W) + b) with W (F, C, KH, KW), b (F,); (N, H, W, C) → (N, OH, OW, F).
+    """Y = f(conv(X, W) + b) with W (F, C, KH, KW), b (F,); (C, N, H, W) → (F, N, OH, OW).
 
     The activation is applied per pixel over the F filters (softmax runs
     across filters).
@@ -41,7 +42,7 @@ class Convolution(Layer):
 
     kind = "convolution"
     keras_name = "Convolution"
-    channels_last = True
+    layout = "cnhw"
     syntax = "ACTIVATION FILTERS STRIDE PAD KW KH [PARAM…]"
 
     def __init__(self, filters, kh, kw, stride, pad, activation):
@@ -78,40 +79,45 @@ class Convolution(Layer):
     def describe(self):
         return f"{self.activation.text()}, {self.kw}×{self.kh}/{self.stride}"
 
+    def macs(self, shapes):
+        _, oh, ow = self.output_shape(shapes)
+        return shapes[0][0] * self.kh * self.kw * self.filters * oh * ow
+
     def forward(self, p, x):
         cols, oh, ow = ops.im2col(x, self.kh, self.kw, self.stride, self.pad)
         wmat = ops.kernel_matrix(p["W"])
-        z = cols @ wmat.T  # (N·OH·OW, F): one row per pixel
-        z += p["b"]
-        a = self.activation.forward(z)
-        return a.reshape(x.shape[0], oh, ow, self.filters), (x.shape, cols, wmat, oh, ow, z, a)
+        z = wmat @ cols  # (F, N·OH·OW): one column per pixel
+        z += p["b"][:, None]
+        # Activations run along the last axis (softmax across filters): on the transposed view.
+        a = self.activation.forward(z.T).T
+        return a.reshape(self.filters, x.shape[1], oh, ow), (x.shape, cols, wmat, oh, ow, z, a)
 
     @staticmethod
     def pre_activation(ctx):
-        """(z, f(z)) of a forward call, rows of pixels (N·OH·OW, F)."""
-        return ctx[5], ctx[6]
+        """(z, f(z)) of a forward call, as rows of pixels (N·OH·OW, F)."""
+        return ctx[5].T, ctx[6].T
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
         x_shape, cols, wmat, oh, ow, z, a = ctx
-        dz = self.activation.backward(z, a, dy.reshape(-1, self.filters))
-        dw = ops.kernel_grad(dz.T @ cols, p["W"].shape)
+        dz = self.activation.backward(z.T, a.T, dy.reshape(self.filters, -1).T).T  # (F, N·OH·OW)
+        dw = (dz @ cols.T).reshape(p["W"].shape)
         if accumulate:
             g["W"] += dw
         else:
             np.copyto(g["W"], dw)
-        store_column_sums(g, "b", dz, accumulate)
+        store_column_sums(g, "b", dz.T, accumulate)
         if not need_dx:
             return (None,)
-        return (ops.col2im(dz @ wmat, x_shape, self.kh, self.kw, self.stride, self.pad, oh, ow),)
+        return (ops.col2im(wmat.T @ dz, x_shape, self.kh, self.kw, self.stride, self.pad, oh, ow),)
 
 
 @register
 class MaxPooling(Layer):
-    """Max over KH×KW windows of each channel; (N, H, W, C) → (N, OH, OW, C)."""
+    """Max over KH×KW windows of each channel; (C, N, H, W) → (C, N, OH, OW)."""
 
     kind = "max_pooling"
     keras_name = "MaxPooling"
-    channels_last = True
+    layout = "cnhw"
     syntax = "- STRIDE PAD KW KH"
 
     def __init__(self, kh, kw, stride, pad):
@@ -141,11 +147,11 @@ class MaxPooling(Layer):
         return f"{self.kw}×{self.kh}/{self.stride}"
 
     def forward(self, p, x):
-        out, x_padded = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
-        return out, (out, x_padded)
+        out, arg = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
+        return out, (arg, x.shape)
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
         if not need_dx:
             return (None,)
-        out, x_padded = ctx
-        return (ops.maxpool_backward(dy, out, x_padded, self.kh, self.kw, self.stride, self.pad),)
+        arg, x_shape = ctx
+        return (ops.maxpool_backward(dy, arg, x_shape, self.kh, self.kw, self.stride, self.pad),)

@@ -36,6 +36,9 @@ class Dense(Layer):
     def fans(self, shapes):
         return size_of(shapes[0]), self.units
 
+    def macs(self, shapes):
+        return size_of(shapes[0]) * self.units
+
     def forward(self, p, x):
         flat = x.reshape(x.shape[0], -1)
         z = flat @ p["W"]

@@ -8,14 +8,15 @@ use runs a model on data, reports prints summaries and pictures.
 from .data import prepare_inputs, prepare_targets
 from .description import escaped, normalised_text, parse_model, read_model_file
 from .lines import chain_spec
-from .directory import (DTYPES, MODEL_FILE, STATE_FILE, ModelDir, copy_tree, flatten_params, new_state, read_tree,
-                        write_tree)
+from .directory import (DTYPES, MODEL_FILE, STATE_FILE, ModelDir, check_target, copy_tree, flatten_params, new_state,
+                        read_json_checked, read_tree, write_tree)
 from .spec import ModelSpec, NodeSpec, build_network, count_params, init_params, param_shapes
 from .use import evaluate, load_network, predict
 
 __all__ = [
-    "DTYPES", "MODEL_FILE", "chain_spec", "STATE_FILE", "ModelDir", "ModelSpec", "NodeSpec", "build_network", "copy_tree",
+    "DTYPES", "MODEL_FILE", "chain_spec", "STATE_FILE", "ModelDir", "ModelSpec", "NodeSpec", "build_network", "check_target",
+    "copy_tree",
     "count_params", "escaped", "evaluate", "flatten_params", "init_params", "load_network", "new_state",
-    "normalised_text", "param_shapes", "parse_model", "predict", "prepare_inputs", "prepare_targets", "read_model_file",
-    "read_tree", "write_tree",
+    "normalised_text", "param_shapes", "parse_model", "predict", "prepare_inputs", "prepare_targets", "read_json_checked",
+    "read_model_file", "read_tree", "write_tree",
 ]

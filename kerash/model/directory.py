@@ -11,13 +11,14 @@ import errno
 import json
 import os
 import shutil
+import stat
 
 import numpy as np
 
 from .. import tensorio
-from ..errors import ModelError, UsageError
+from ..errors import DataError, KerashError, ModelError, UsageError
 from ..ops import shape_str
-from .description import normalised_text, read_model_file
+from .description import escaped, normalised_text, read_model_file
 from .spec import build_network, param_shapes
 
 MODEL_FILE = "model"
@@ -26,6 +27,7 @@ CURRENT = "current"
 VERSIONS = ".versions"
 LOCK_FILE = ".lock"
 DTYPES = {"float32": np.float32, "float64": np.float64}
+TEXT_LIMIT = 16 << 20  # bytes: a model description or a JSON file larger than this is not one kerash wrote
 
 
 # ---------------------------------------------------------------- directory
@@ -66,7 +68,8 @@ def write_tree(folder, arrays, state=None):
 
 
 def read_tree(folder, shapes, error, shown=None, hint=""):
-    """{'layer_NN/W': array} read from folder/layer_NN/W.npy, each checked against `shapes`.
+    """{'layer_NN/W': array} read from folder/layer_NN/W.npy, each checked against `shapes` before it is read
+    (a regular npy file of exactly that shape: a FIFO, a device, a sparse giant or a text file is refused unread).
 
     `error` is the exception to raise, `shown` the folder named in messages,
     `hint` a remark added when a file is missing.
@@ -76,13 +79,66 @@ def read_tree(folder, shapes, error, shown=None, hint=""):
         for name, shape in group.items():
             path = os.path.join(folder, key, name + ".npy")
             where = os.path.join(shown or folder, key, name + ".npy")
-            if not os.path.exists(path):
-                raise error(f"{where} is missing{hint}")
-            array = tensorio.read_tensor(path)
-            if array.shape != tuple(shape):
-                raise error(f"{where} has shape {shape_str(array.shape)} but the model needs {shape_str(shape)}")
-            arrays[f"{key}/{name}"] = array
+            arrays[f"{key}/{name}"] = _read_npy(path, shape, error, where, hint)
     return arrays
+
+
+def _open_regular(path, error, where, hint=""):
+    """(file, size) of `path` opened for reading, which must be a regular file (not a FIFO, device or folder)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{where} is missing{hint}") from None
+    except OSError as e:
+        raise error(f"cannot read {where}: {e.strerror or e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{where} is not a regular file")
+    try:
+        # O_NONBLOCK: should a FIFO replace the file after the stat, opening it does not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise error(f"cannot read {where}: {e.strerror or e}") from None
+    f = os.fdopen(fd, "rb", buffering=0)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        f.close()
+        raise error(f"{where} is not a regular file")
+    return f, info.st_size
+
+
+def _read_exactly(f, size, error, where):
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = f.readinto(view[got:])
+        if not n:
+            raise error(f"{where} changed while it was read")
+        got += n
+    return data
+
+
+def _read_npy(path, shape, error, where, hint=""):
+    """tensorio.read_npy_checked (a regular npy file of exactly `shape`), with `hint` when the file is missing."""
+    if not os.path.lexists(path):
+        raise error(f"{where} is missing{hint}")
+    return tensorio.read_npy_checked(path, shape, error=error, where=where)
+
+
+def read_json_checked(path, error=ModelError, where=None, hint=""):
+    """The object in a small JSON file that kerash wrote (state.json, stats.json): a regular file, a JSON object."""
+    where = where or path
+    f, size = _open_regular(path, error, where, hint)
+    with f:
+        if size > TEXT_LIMIT:
+            raise error(f"{where} is too large ({size} bytes) to be a file written by kerash")
+        data = _read_exactly(f, size, error, where)
+    try:
+        found = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise error(f"{where} is not valid JSON") from None
+    if not isinstance(found, dict):
+        raise error(f"{where} does not hold a JSON object")
+    return found
 
 
 def flatten_params(params):
@@ -98,28 +154,78 @@ class ModelDir:
         if not os.path.isdir(self.path):
             what = "does not exist" if not os.path.exists(self.path) else "is not a directory"
             raise ModelError(f"model directory {self.path} {what}")
+        # A version folder, MODEL/.versions/N (what `kerash snapshot` gives), reads as the model at that version.
+        self.frozen = _version_of(self.path)
+        if self.frozen:
+            model_file = os.path.join(self.frozen, MODEL_FILE)
         if not os.path.isfile(model_file):
             raise ModelError(f"{self.path} is not a model directory (no {MODEL_FILE} file; create one with init)")
+        if os.path.getsize(model_file) > TEXT_LIMIT:
+            raise ModelError(f"{model_file} is too large to be a model description")
         self.spec = read_model_file(model_file)
 
     # ------------------------------------------------------------ reading
 
     def version_dir(self):
+        if self.frozen:
+            return self.path
         current = os.path.join(self.path, CURRENT)
         target = os.path.realpath(current)
         if not os.path.isdir(target):
             raise ModelError(f"model directory {self.path} has no current version ({current} is missing)")
         return target
 
+    def pin(self):
+        """(fd, folder): the current version, kept from clean-up for as long as fd is open (and inherited).
+
+        A shared flock on the version folder: a save removes old versions
+        only when it can lock them exclusively (see _commit).
+        """
+        import fcntl
+
+        for _ in range(1000):
+            if self.frozen:
+                folder = self.path
+            else:
+                folder = os.path.join(self.path, VERSIONS, os.path.basename(self.version_dir()))
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    if os.path.samestat(os.fstat(fd), os.stat(folder)):
+                        return fd, folder
+                except FileNotFoundError:
+                    pass
+                os.close(fd)  # it was being removed when we locked it
+            except FileNotFoundError:
+                pass  # removed since `current` was read: a newer version is current
+            if self.frozen:
+                raise ModelError(f"{self.path} no longer exists: the model was saved twice since this version was "
+                                 "current (kerash snapshot MODEL -- COMMAND keeps a version)")
+        raise ModelError(f"{self.path} changes too fast to pin a version")
+
+    def pinned(self):
+        """A context manager giving the folder of the current version, pinned while the block runs."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def holding():
+            fd, folder = self.pin()
+            try:
+                yield folder
+            finally:
+                os.close(fd)
+
+        return holding()
+
     def read_state(self, version=None):
-        path = os.path.join(version or self.version_dir(), STATE_FILE)
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            raise ModelError(f"{self.path}: missing {STATE_FILE}") from None
-        except (OSError, ValueError) as e:
-            raise ModelError(f"{self.path}: unreadable {STATE_FILE}: {e}") from None
+        if version is None:
+            with self.pinned() as folder:
+                return self.read_state(folder)
+        where = os.path.join(self.path, STATE_FILE)
+        state = read_json_checked(os.path.join(version, STATE_FILE), ModelError, where)
+        _check_state(state, where)
+        return state
 
     def dtype(self, state=None):
         state = state or self.read_state()
@@ -127,7 +233,9 @@ class ModelDir:
 
     def load(self, dtype=None, version=None):
         """(params, state) of the current version (or of a checkpoint folder); params as `dtype` (default: stored)."""
-        version = version or self.version_dir()
+        if version is None:
+            with self.pinned() as folder:
+                return self.load(dtype, folder)
         state = self.read_state(version)
         dtype = dtype or self.dtype(state)
         arrays = read_tree(version, param_shapes(self.spec), ModelError, shown=self.path)
@@ -138,17 +246,30 @@ class ModelDir:
         return params, state
 
     def load_extra(self, prefix):
-        """Extra arrays saved under `prefix/` in the current version (optimizer state), by relative key."""
-        root = os.path.join(self.version_dir(), prefix)
-        found = {}
-        if not os.path.isdir(root):
+        """Extra arrays saved under `prefix/` in the current version (optimizer state), by relative key.
+
+        Optimizer state ('layer_01/W.m') must have the shape of its parameter.
+        """
+        with self.pinned() as version:
+            root = os.path.join(version, prefix)
+            shapes = {f"{layer}/{name}": shape for layer, group in param_shapes(self.spec).items()
+                      for name, shape in group.items()}
+            found = {}
+            if not os.path.isdir(root):
+                return found
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    if name.endswith(".npy"):
+                        path = os.path.join(folder, name)
+                        rel = os.path.relpath(path, root)[: -len(".npy")]
+                        where = os.path.join(self.path, prefix, rel + ".npy")
+                        shape = None
+                        if prefix == "optimizer":
+                            shape = shapes.get(rel.rsplit(".", 1)[0])
+                            if shape is None:
+                                raise ModelError(f"{where} belongs to no parameter of the model")
+                        found[rel] = _read_npy(path, shape, ModelError, where)
             return found
-        for folder, _, files in os.walk(root):
-            for name in files:
-                if name.endswith(".npy"):
-                    rel = os.path.relpath(os.path.join(folder, name), root)[: -len(".npy")]
-                    found[rel] = tensorio.read_tensor(os.path.join(folder, name))
-        return found
 
     def network(self, dtype=None):
         """The network with the current weights loaded, and the state."""
@@ -159,9 +280,16 @@ class ModelDir:
 
     # ------------------------------------------------------------ writing
 
-    def lock(self, blocking=True):
-        """An exclusive lock on the model for a read-modify-write (update, train)."""
-        return _ModelLock(os.path.join(self.path, LOCK_FILE), blocking, self.path)
+    def lock(self, blocking=True, on_wait=None):
+        """An exclusive lock on the model for a read-modify-write (update, train).
+
+        When another process holds it: with blocking, on_wait(message) is
+        called and the lock awaited; without, a UsageError.
+        """
+        if self.frozen:
+            raise UsageError(f"{self.path} is a version of the model {self.frozen}, which only reads; "
+                             f"train or update {self.frozen} itself")
+        return _ModelLock(os.path.join(self.path, LOCK_FILE), blocking, self.path, on_wait)
 
     def save(self, params, state, extra=None):
         """Write a complete new version (params, state, extra arrays) and make it current atomically."""
@@ -180,6 +308,12 @@ class ModelDir:
         self._commit(fill)
 
     def _commit(self, fill):
+        try:
+            self._write_version(fill)
+        except OSError as e:  # a full disk: the previous version stays current
+            raise DataError(f"cannot save {self.path}: {e.strerror or e}") from None
+
+    def _write_version(self, fill):
         versions = os.path.join(self.path, VERSIONS)
         os.makedirs(versions, exist_ok=True)
         self._remove_stale(versions)
@@ -190,7 +324,7 @@ class ModelDir:
         try:
             fill(tmp)
             _fsync_dir(tmp)
-            numbers = [int(n) for n in os.listdir(versions) if n.isdigit()]
+            numbers = [int(n) for n in os.listdir(versions) if n.isascii() and n.isdigit()]
             number = max(numbers, default=0) + 1
             final = os.path.join(versions, f"{number:08d}")
             os.rename(tmp, final)
@@ -207,7 +341,7 @@ class ModelDir:
         # Keep the previous version too: a reader may still be going through it.
         for n in numbers:
             if n < number - 1:
-                shutil.rmtree(os.path.join(versions, f"{n:08d}"), ignore_errors=True)
+                _remove_unpinned(versions, f"{n:08d}")
 
     def _ensure_links(self, version):
         for name in sorted(os.listdir(version)):
@@ -216,30 +350,35 @@ class ModelDir:
                 os.symlink(os.path.join(CURRENT, name), link)
 
     def _remove_stale(self, versions):
-        # Leftovers of a writer that was killed mid-save.
+        # Leftovers of a writer that was killed mid-save (tmp-PID) or mid-removal (tmp-PID-gone-N).
         for name in os.listdir(versions):
             if name.startswith("tmp-"):
-                pid = name[4:]
-                if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                pid = name[4:].split("-", 1)[0]
+                if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                     shutil.rmtree(os.path.join(versions, name), ignore_errors=True)
         for name in os.listdir(self.path):
             if name.startswith(f"{CURRENT}.tmp-"):
                 pid = name.rsplit("-", 1)[-1]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if pid.isascii() and pid.isdigit() and not _pid_alive(int(pid)):
                     os.unlink(os.path.join(self.path, name))
 
     @classmethod
     def create(cls, path, spec, params, state, origin=None, force=False):
-        """Write a new model directory atomically (replacing an existing one only with force)."""
-        path = os.fspath(path).rstrip("/") or "/"
-        if os.path.lexists(path):
-            if not force:
-                raise UsageError(f"{path} already exists (use --force to replace it)")
-            if os.path.isdir(path) and not os.path.islink(path) and os.listdir(path):
-                if not os.path.isfile(os.path.join(path, MODEL_FILE)):
-                    raise UsageError(f"{path} is not a model directory; refusing to replace it")
+        """Write a new model directory, replacing an existing one only with force.
 
-        def fill(tmp):
+        The new directory is built beside `path` and read back completely
+        before anything is replaced; an existing model directory is swapped
+        out in one step while its lock is held, so a failure at any point
+        leaves the old one as it was.
+        """
+        path = os.fspath(path).rstrip("/") or "/"
+        check_target(path, force)
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise DataError(f"cannot create {path}: folder {parent} does not exist")
+        tmp = f"{path}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
             os.makedirs(tmp)
             with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
@@ -248,9 +387,153 @@ class ModelDir:
             staged = cls.__new__(cls)
             staged.path, staged.spec = tmp, spec
             staged.save(params, state)
-
-        tensorio.atomic_folder(path, fill)
+            _check_staged(tmp, spec, path)
+            with _replacing(path):
+                check_target(path, force)  # what is there may have changed while the new one was written
+                _put_in_place(tmp, path)
+        except OSError as e:
+            raise DataError(f"cannot create {path}: {e.strerror or e}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return cls(path)
+
+
+_COUNTS = ("epochs", "steps", "batch", "samples", "partial_samples_total", "stale")
+_OBJECTS = ("optimizer", "partial", "best", "last")
+
+
+def _check_state(state, where):
+    """Refuse a state.json whose fields have impossible types or values, before anything computes with them."""
+    for key in _COUNTS:
+        value = state.get(key, 0)
+        if type(value) is not int or value < 0:
+            raise ModelError(f"{where}: {key} must be a whole number ≥ 0, not {escaped(json.dumps(value))[:40]}")
+    for key in ("seed", "init_seed"):
+        if type(state.get(key, 0)) not in (int, type(None)):
+            raise ModelError(f"{where}: {key} must be a whole number")
+    if state.get("dtype", "float32") not in DTYPES:
+        raise ModelError(f"{where}: dtype must be float32 or float64")
+    for key in _OBJECTS:
+        if type(state.get(key)) not in (dict, type(None)):
+            raise ModelError(f"{where}: {key} must be an object")
+
+
+def _version_of(path):
+    """The model directory of a version folder MODEL/.versions/N, or None for any other folder."""
+    parent, name = os.path.split(os.path.normpath(path))
+    model, versions = os.path.split(parent)
+    if versions != VERSIONS or not (name.isascii() and name.isdigit()):
+        return None
+    return model or "."
+
+
+def check_target(path, force):
+    """Refuse a path for a new model directory unless nothing is there, or --force and a model directory (or an empty folder)."""
+    path = os.fspath(path).rstrip("/") or "/"
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        kind = "a symbolic link" if os.path.islink(path) else "a file" if os.path.isfile(path) else "not a folder"
+        raise UsageError(f"{path} is {kind}, not a model directory; refusing to replace it, even with --force")
+    try:
+        empty = not os.listdir(path)
+    except OSError as e:
+        raise UsageError(f"{path} cannot be read ({e.strerror}); refusing to replace it") from None
+    if not empty and not os.path.isfile(os.path.join(path, MODEL_FILE)):
+        raise UsageError(f"{path} is not a model directory; refusing to replace it, even with --force")
+    if not force:
+        raise UsageError(f"{path} already exists (use --force to replace it)")
+
+
+def _check_staged(folder, spec, path):
+    """Read a new model directory back as every tool will, before it replaces anything."""
+    try:
+        staged = ModelDir(folder)
+        staged.load()
+        same = normalised_text(staged.spec) == normalised_text(spec)
+    except KerashError as e:
+        raise ModelError(f"{path} was not created: the new directory does not read back ({e})") from None
+    if not same:
+        raise ModelError(f"{path} was not created: its description does not read back the same")
+
+
+class _replacing:
+    """Hold the lock of the model directory at `path`, if there is one, while it is replaced."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = None
+
+    def __enter__(self):
+        if os.path.isfile(os.path.join(self.path, LOCK_FILE)):
+            self.lock = _ModelLock(os.path.join(self.path, LOCK_FILE), False, self.path, None, "replaced")
+            self.lock.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock is not None:
+            self.lock.__exit__(*exc)
+        return False
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a, b):
+    """Swap two paths in one step (Linux renameat2); False where the system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _put_in_place(tmp, path):
+    """Move the folder tmp to path; an older folder at path ends up at tmp (for the caller to remove)."""
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+    elif not _exchange(tmp, path):
+        old = f"{path}.old-{os.getpid()}"
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            os.rename(old, path)
+            raise
+        os.rename(old, tmp)
+
+
+def _remove_unpinned(versions, name):
+    """Remove an old version folder unless a reader has pinned it (see ModelDir.pin)."""
+    import fcntl
+
+    folder = os.path.join(versions, name)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # pinned: a later save removes it
+    try:
+        # Renamed first, so a reader that opened it before sees it gone; removed after.
+        gone = os.path.join(versions, f"tmp-{os.getpid()}-gone-{name}")
+        os.rename(folder, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def copy_tree(source, target):
@@ -265,20 +548,50 @@ def copy_tree(source, target):
     shutil.copytree(source, target, copy_function=link_or_copy)
 
 
+def _lock_holder(fd):
+    """' (train, pid 123)' naming the process holding an flock on fd's file, from /proc/locks, or ''."""
+    try:
+        info = os.fstat(fd)
+        key = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+        with open("/proc/locks") as f:
+            pids = [fields[4] for fields in (line.split() for line in f)
+                    if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key]
+        if not pids:
+            return ""
+        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+            args = [os.fsdecode(a) for a in f.read().split(b"\0") if a]
+    except (OSError, ValueError):
+        return ""
+    if len(args) > 1 and os.path.basename(args[0]).startswith("python"):
+        args = args[1:]  # a console script: the interpreter, then the tool
+    name = os.path.basename(args[0]) if args else "?"
+    if name == "kerash" and len(args) > 1:
+        name += " " + args[1]
+    return f" ({name}, pid {pids[0]})"
+
+
 class _ModelLock:
-    def __init__(self, path, blocking, model):
-        self.path, self.blocking, self.model = path, blocking, model
+    def __init__(self, path, blocking, model, on_wait=None, doing="trained or updated"):
+        self.path, self.blocking, self.model, self.on_wait, self.doing = path, blocking, model, on_wait, doing
 
     def __enter__(self):
         import fcntl
 
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.blocking else fcntl.LOCK_NB))
-        except OSError as e:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(self.fd)
+                if not self.blocking:
+                    if self.doing == "replaced":
+                        raise UsageError(f"{self.model} is in use by another process{holder}; not replaced") from None
+                    raise UsageError(f"{self.model} is being trained or updated by another process{holder}") from None
+                if self.on_wait:
+                    self.on_wait(f"waiting for {self.model}, in use by another process{holder} (--no-wait fails instead)")
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
             os.close(self.fd)
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                raise UsageError(f"{self.model} is being trained or updated by another process") from None
             raise
         return self
 

@@ -17,7 +17,7 @@ parameters in layer_NN.
 
 from .. import functions, layers
 from ..errors import KerashError, ModelError, close_matches
-from .spec import INPUT, ModelSpec, NodeSpec, default_loss
+from .spec import INPUT, MAX_VALUES, ModelSpec, NodeSpec, check_sizes, default_loss
 
 
 def fail(where, lineno, message):
@@ -93,6 +93,8 @@ def parse_lines(text, where="<model>"):
             if len(tokens) != 3 or not all(t.isascii() and t.isdigit() and int(t) > 0 for t in tokens):
                 fail(where, lineno, f"expected the input size 'W H D' (three positive integers), found {line!r}")
             w, h, d = (int(t) for t in tokens)
+            if w * h * d > MAX_VALUES:
+                fail(where, lineno, f"an input of {w}×{h}×{d} values is more than {MAX_VALUES}")
             dims = (d, h, w)
             continue
         if not input_seen:
@@ -126,6 +128,7 @@ def parse_lines(text, where="<model>"):
     if init is not None:
         spec.weight_init, spec.bias_init = init
     spec.loss = loss if loss is not None else default_loss(found[-1])
+    check_sizes(spec, where)
     return spec
 
 

@@ -82,6 +82,28 @@ class ModelSpec:
         return next(n for n in self.nodes if n.name == name)
 
 
+# Values in one tensor (a sample at a node, or a parameter): larger sizes are typing mistakes, and
+# numpy's int64 shapes would overflow on products of several of them.
+MAX_VALUES = 2**31 - 1
+
+
+def check_sizes(spec, where):
+    """Refuse, at the line that asks for it, a node whose output or parameters exceed MAX_VALUES values."""
+    from ..errors import ModelError
+    from ..layers.base import size_of
+
+    shapes = {n.name: n.shape for n in spec.nodes}
+    for node in spec.nodes:
+        named = f"{node.name if spec.format == 'mdl' else node.kind}: "
+        found = [("its output", node.shape)]
+        if node.layer is not None:
+            found += [(f"its parameter {k}", s) for k, s in node.layer.param_shapes([shapes[src] for src, _ in node.inputs]).items()]
+        for what, shape in found:
+            if size_of(shape) > MAX_VALUES:
+                raise ModelError(f"{where}:{node.lineno}: {named}{what} would hold {size_of(shape)} values, "
+                                 f"more than {MAX_VALUES}")
+
+
 def default_loss(last_layer):
     """cross_entropy after softmax, else mse."""
     act = getattr(last_layer, "activation", None)

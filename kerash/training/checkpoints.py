@@ -1,6 +1,5 @@
 """Checkpoints: MODEL/checkpoints/NAME/ are complete copies of a version (hard links, no extra space)."""
 
-import json
 import os
 
 from .. import model as modelmod
@@ -17,9 +16,8 @@ def list_checkpoints(model_path):
         state_path = os.path.join(root, name, modelmod.STATE_FILE)
         if ".tmp-" in name or ".old-" in name or not os.path.isfile(state_path):
             continue
-        with open(state_path) as f:
-            state = json.load(f)
-        last = state.get("last") or {}
+        state = modelmod.read_json_checked(state_path)
+        last = state.get("last") if isinstance(state.get("last"), dict) else {}
 
         def show(key):
             value = last.get(key)
@@ -32,7 +30,7 @@ def list_checkpoints(model_path):
 def restore_checkpoint(model_path, name):
     md = modelmod.ModelDir(model_path)
     folder = os.path.join(md.path, CHECKPOINTS, name)
-    if not os.path.isfile(os.path.join(folder, modelmod.STATE_FILE)):
+    if name in ("", ".", "..") or "/" in name or not os.path.isfile(os.path.join(folder, modelmod.STATE_FILE)):
         names = [row[0] for row in list_checkpoints(model_path)]
         hint = close_matches(name, names) or (f"; there are: {', '.join(names)}" if names else "; there are none")
         raise UsageError(f"{md.path} has no checkpoint {name!r}{hint}")

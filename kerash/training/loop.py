@@ -19,8 +19,10 @@ from .. import tensorio
 from ..network import targets_are_classes
 from ..errors import DataError, TrainingError, UsageError
 from . import batches
-from .engine import LocalEngine, WorkerPool, limit_blas_threads, prewarm_blas
-from .optimizers import SLOTS, Optimizer
+from .engine import (apply_update, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
+                     tune_allocator, usable_cores)
+from .fork import EngineFailure, Interrupted
+from .optimizers import Optimizer, flat_state, per_parameter_state
 
 COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TRACE_COLUMNS = COLUMNS + ("lr",)
@@ -42,8 +44,10 @@ class TrainConfig:
     eps: float = None
     rho: float = None
     weight_decay: float = None
-    workers: int = 1
-    threads: int = 1
+    workers: int = None  # None: every core when a batch is worth splitting (engine.default_workers)
+    threads: int = None  # None: 1 (more cores go to workers)
+    engine: str = None  # local, fork or mpi; None: mpi under mpiexec, else fork when workers > 1
+    stall: float = 60.0  # seconds without progress before a worker is reported
     validation_split: float = 0.0
     seed: int = None
     dtype: str = None
@@ -115,19 +119,35 @@ def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, 
     `names` (data, labels, validation data, validation labels) name the inputs in messages.
     """
     md = modelmod.ModelDir(model_path)
+    if uses_mpi(cfg):
+        from .mpi import rank_from_environment
+
+        if rank_from_environment() != 0:
+            # Rank 0 alone writes the model; the other ranks compute and stay silent.
+            return _Fit(md, x, y, cfg, val, None, None, None, names, leader=False).run()
     with md.lock(blocking=False):
         return _Fit(md, x, y, cfg, val, report, progress, warn, names).run()
 
 
+def uses_mpi(cfg):
+    """Whether training runs as MPI ranks (--engine mpi, or started by mpiexec with several ranks)."""
+    return cfg.engine == "mpi" or (cfg.engine is None and mpi_size() > 1)
+
+
 class _Fit:
-    def __init__(self, md, x, y, cfg, val, report, progress, warn, names):
+    def __init__(self, md, x, y, cfg, val, report, progress, warn, names, leader=True):
         self.md, self.cfg = md, cfg
+        self.leader = leader
         self.report = report or (lambda record: None)
         self.progress = progress
         self.warn = warn or (lambda message: None)
         if cfg.dtype is not None and cfg.dtype not in modelmod.DTYPES:
             raise UsageError(f"--dtype must be float32 or float64, not {cfg.dtype!r}")
         self.net, state = md.network(modelmod.DTYPES.get(cfg.dtype))
+        for key, name, p in self.net.param_items():
+            if not np.all(np.isfinite(p)):
+                raise DataError(f"{os.path.join(md.path, key, name)}.npy holds non-finite weights; restore a checkpoint "
+                                "(kerash checkpoints) or init the model again")
         self.state = state
         dtype = self.dtype = self.net.dtype
         spec = md.spec
@@ -142,8 +162,10 @@ class _Fit:
             raise DataError("no training samples")
         if cfg.batch_size < 1:
             raise UsageError(f"--batch-size must be ≥ 1, got {cfg.batch_size}")
-        if cfg.workers < 1:
+        if cfg.workers is not None and cfg.workers < 1:
             raise UsageError(f"--workers must be ≥ 1, got {cfg.workers}")
+        if cfg.threads is not None and cfg.threads < 1:
+            raise UsageError(f"--threads must be ≥ 1, got {cfg.threads}")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             vx = modelmod.prepare_inputs(val[0], spec, names[2])
@@ -197,35 +219,46 @@ class _Fit:
         if position and self.state.get("partial_samples_total") != len(self.train_idx):
             self.warn("the data changed since the interrupted epoch; restarting that epoch")
             position, partial = 0, {}
-        limit_blas_threads(max(1, self.cfg.threads))
+        cfg = self.cfg
+        workers = cfg.workers
+        if workers is None:
+            workers = 1 if uses_mpi(cfg) else default_workers(self.net, cfg.batch_size, steps=self.x.shape[1] if self.net.sequence else 1)
+        if workers * (cfg.threads or 1) > 2 * usable_cores():  # far more than the machine can run at once
+            self.warn(f"{workers} worker(s) × {cfg.threads or 1} thread(s) on {usable_cores()} core(s): "
+                      "they will take turns, slower than fewer")
+        limit_blas_threads(cfg.threads or 1)
+        tune_allocator()
         prewarm_blas(self.dtype)
+        self.net.use_arena()
+        self._flatten_optimizer_state()
+        mask = self.net.decay_mask() if self.optimizer.weight_decay else None
         engine = None
-        result = None
         try:
-            if self.cfg.workers > 1:
-                engine = WorkerPool(self.net, self.x, self.y, self.cfg.workers)
-            else:
-                engine = LocalEngine(self.net, self.x, self.y)
-            self.engine = engine
+            engine = self.engine = make_engine(cfg.engine, self.net, self.x, self.y, self.optimizer, mask, workers,
+                                               cfg.stall, self.warn)
             with _Signals() as signals:
-                result = self._epochs(done, end, position, partial, signals)
+                engine.interrupted = lambda: bool(signals.received)
+                return self._epochs(done, end, position, partial, signals, mask)
         finally:
             if engine is not None:
                 engine.close()
-        return result
 
     # ------------------------------------------------------------ loop
 
-    def _epochs(self, done, end, position, partial, signals):
+    def _stopped_by(self, signals):
+        """The signal that stops training now: this process's, or (MPI) one that every rank agreed on."""
+        if self.engine.kind == "mpi":
+            return (signals.received or signal.SIGTERM) if self.engine.agreed_stop else 0
+        return signals.received
+
+    def _epochs(self, done, end, position, partial, signals, mask):
         cfg = self.cfg
         net, opt = self.net, self.optimizer
         # The engine put every weight in one flat arena: one update, one copy for a backup.
         params = [net.flat_params]
-        mask = net.decay_mask() if opt.weight_decay else None
-        self._flatten_optimizer_state()
         backup = _Backup(params)
         # In one process, losses of a fused loss are computed once an epoch for all its batches.
-        defer = isinstance(self.engine, LocalEngine) and self.skip is None and net.can_defer
+        defer = self.engine.kind == "local" and self.skip is None and net.can_defer
         best = self.state.get("best") or {}
         stale = int(self.state.get("stale", 0))
         best_params = None
@@ -245,25 +278,26 @@ class _Fit:
                     sums.seen += fwd_seen
                     sums.loss_sum += skipped_loss
                 if len(idx):
+                    if backup.due():
+                        backup.take(params, opt)
                     try:
-                        self.engine.start(idx, 1.0 / len(idx), keep)
-                        if backup.due():
-                            backup.take(params, opt)  # while the workers compute
-                        losses, c, grads = self.engine.finish()
-                    except TrainingError:
-                        # A worker died: keep what the completed steps achieved, then report.
+                        result = self.engine.step(idx, 1.0 / len(idx), keep)
+                    except (EngineFailure, Interrupted) as e:
+                        # Keep what the completed steps achieved (rebuilt by replay if a
+                        # process stopped half-way through the update), then report.
+                        if not e.intact:
+                            self._replay(backup, params, mask, backup.batches)
                         self._save(epoch - 1, b, sums.partial(time.monotonic() - t0), steps)
-                        raise
-                    if losses is None:
-                        finite = math.isfinite(float(keep[-1][1].sum()))
-                    else:
-                        batch_loss = float(losses.sum())
-                        finite = math.isfinite(batch_loss)
-                    if not finite:
+                        if isinstance(e, EngineFailure):
+                            raise
+                        return self._interrupted(signals.received, epoch, b, len(epoch_batches), records)
+                    losses, c = result.losses, result.correct
+                    if not result.finite:
                         if keep:
                             keep.pop()  # the non-finite batch is not part of the epoch's sums
-                        return self._stop_nan(epoch, b, backup, params, steps, records, sums.partial(time.monotonic() - t0))
-                    opt.step([("all", params[0], grads, mask)])  # grads: the flat arena
+                        return self._stop_nan(epoch, b, backup, params, steps, records, sums.partial(time.monotonic() - t0), mask)
+                    if losses is not None:
+                        batch_loss = float(losses.sum())
                     backup.record(idx)
                     steps += 1
                     sums.learned += len(idx)
@@ -278,16 +312,16 @@ class _Fit:
                             self.skip[idx] = losses
                 if self.progress:
                     self.progress(epoch, b + 1, len(epoch_batches))
-                if signals.received:
+                if self._stopped_by(signals):
+                    if not np.all(np.isfinite(params[0])):
+                        return self._stop_nan(epoch, b + 1, backup, params, steps, records, {}, mask,
+                                              f"the weights became non-finite at epoch {epoch}, batch {b + 1}")
                     self._save(epoch - 1, b + 1, sums.partial(time.monotonic() - t0), steps)
-                    name = signal.Signals(signals.received).name
-                    return FitResult(
-                        "interrupted",
-                        f"interrupted by {name}; saved {self.md.path} at epoch {epoch - 1} + {b + 1}/{len(epoch_batches)} batches "
-                        f"(run train again to continue)",
-                        signals.received,
-                        records,
-                    )
+                    return self._interrupted(self._stopped_by(signals), epoch, b + 1, len(epoch_batches), records)
+            if not np.all(np.isfinite(params[0])):
+                # The epoch's last step overflowed the weights: that step is undone, not saved.
+                return self._stop_nan(epoch + 1, 0, backup, params, steps, records, {}, mask,
+                                      f"the weights became non-finite at the last step of epoch {epoch}")
             sums.settle()
             loss_sum, correct, learned, seen = sums.loss_sum, sums.correct, sums.learned, sums.seen
             position, partial = 0, {}
@@ -326,17 +360,18 @@ class _Fit:
                 stop = FitResult("target", f"training loss {record['loss']:.6g} < target {cfg.target_loss:g} at epoch {epoch}")
             elif cfg.patience is not None and stale >= cfg.patience:
                 stop = FitResult("patience", f"no validation improvement for {stale} epochs; stopped at epoch {epoch}")
-            elif signals.received:
-                name = signal.Signals(signals.received).name
-                stop = FitResult("interrupted", f"interrupted by {name}; saved {self.md.path} at epoch {epoch}", signals.received)
+            elif self._stopped_by(signals):
+                stopped = self._stopped_by(signals)
+                name = signal.Signals(stopped).name
+                stop = FitResult("interrupted", f"interrupted by {name}; saved {self.md.path} at epoch {epoch}", stopped)
             checkpoint = bool(cfg.checkpoint_every) and epoch % cfg.checkpoint_every == 0
             snapshot_best = improved and cfg.restore_best
             # Saving costs fsyncs: on a fast model, save every few seconds and whenever it matters.
             if stop or epoch == end or checkpoint or snapshot_best or time.monotonic() - self.last_save >= SAVE_EVERY:
                 self._save(epoch, 0, {}, steps)
-            if snapshot_best:
+            if snapshot_best and self.leader:
                 self._snapshot("best")
-            if checkpoint:
+            if checkpoint and self.leader:
                 self._snapshot(f"epoch-{epoch:04d}")
             self.report(record)
             if stop:
@@ -347,6 +382,22 @@ class _Fit:
         if cfg.restore_best and best and best.get("epoch") != end:
             return FitResult("done", self._restore_best(best, best_params, params, steps).lstrip("; "), 0, records)
         return FitResult("done", "", 0, records)
+
+    def _interrupted(self, signum, epoch, b, total, records):
+        name = signal.Signals(signum).name
+        return FitResult(
+            "interrupted",
+            f"interrupted by {name}; saved {self.md.path} at epoch {epoch - 1} + {b}/{total} batches (run train again to continue)",
+            signum,
+            records,
+        )
+
+    def _replay(self, backup, params, mask, replayed):
+        """Back to the backup, then the steps of `replayed` again: the state after them, exactly."""
+        backup.restore(params, self.optimizer)
+        for idx in replayed:
+            _, _, grads = self.engine.gradient(idx, 1.0 / len(idx))
+            apply_update(self.optimizer, params[0], grads, mask)
 
     def _filter_learned(self, idx):
         """DyNet's skipping: drop samples whose estimated loss is under the bar, forward the rest.
@@ -381,9 +432,9 @@ class _Fit:
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
         return f"; restored the best weights (epoch {best['epoch']}, val_loss {best['val_loss']:.6g})"
 
-    def _stop_nan(self, epoch, b, backup, params, steps, records, partial):
+    def _stop_nan(self, epoch, b, backup, params, steps, records, partial, mask, what=None):
         """The loss of batch b is not finite: save the last step whose weights are finite, and stop."""
-        where = f"epoch {epoch}, batch {b + 1}"
+        what = what or f"the loss became non-finite at epoch {epoch}, batch {b + 1}"
         if all(np.all(np.isfinite(p)) for p in params):
             # Finite weights whose loss overflowed: they are the last finite step.
             if backup.taken:
@@ -393,10 +444,7 @@ class _Fit:
             # The last step made the weights non-finite: rebuild the state before it by
             # replaying the steps since the backup.  That position is in this epoch, or at
             # the end of the previous one; its partial sums are lost.
-            mask = self.net.decay_mask() if self.optimizer.weight_decay else None
-            for idx in backup.restore(params, self.optimizer):
-                _, _, grads = self.engine.gradient(idx, 1.0 / len(idx))
-                self.optimizer.step([("all", params[0], grads, mask)])
+            self._replay(backup, params, mask, backup.batches[:-1])
             steps -= 1
             if b > 0:
                 self._save(epoch - 1, b - 1, {}, steps)
@@ -405,11 +453,16 @@ class _Fit:
             kept = f"the model is left at its last finite step (step {steps})"
         else:
             kept = "the model is left unchanged"
-        return FitResult("nan", f"the loss became non-finite at {where}; {kept}", 0, records)
+        return FitResult("nan", f"{what}; {kept}", 0, records)
 
     # ------------------------------------------------------------ persistence
 
     def _save(self, epochs, batch, partial, steps):
+        if not np.all(np.isfinite(self.net.flat_params)):
+            raise TrainingError("refusing to save non-finite weights as a completed step; the model is left as it was")
+        if not self.leader:
+            self.pending = []
+            return
         state = self.state
         state.update(
             epochs=epochs,
@@ -421,11 +474,7 @@ class _Fit:
             dtype=np.dtype(self.dtype).name,
             optimizer=self.optimizer.describe(),
         )
-        extra = {}
-        for key, flat in self.optimizer.state.items():
-            slot = key.rsplit(".", 1)[1]
-            for name, view in self.net.split_flat(flat).items():
-                extra[f"optimizer/{name}.{slot}"] = view
+        extra = per_parameter_state(self.optimizer, self.net)
         if self.skip is not None:
             extra["training/skip_estimate"] = self.skip
         self.md.save(self.net.get_params(), state, extra)
@@ -434,13 +483,7 @@ class _Fit:
 
     def _flatten_optimizer_state(self):
         """Saved optimiser state is per parameter ('layer_01/W.m'); training uses the flat arena."""
-        opt, flat = self.optimizer, {}
-        for slot in SLOTS[opt.name]:
-            parts = {k[: -len(slot) - 1]: v for k, v in opt.state.items() if k.endswith("." + slot)}
-            joined = self.net.join_flat(parts) if parts else None
-            if joined is not None:
-                flat[f"all.{slot}"] = joined
-        opt.state = flat
+        self.optimizer.state = flat_state(self.optimizer, self.net)
 
     def _trace(self):
         """Append the epochs now saved to MODEL/trace.tsv, so the trace never runs ahead of the model."""
@@ -516,12 +559,15 @@ class _Backup:
         self.batches.append(idx)
 
     def restore(self, params, optimizer):
-        """Back to the state before the last applied step; returns the batches to replay to get there."""
+        """Back to the state of the backup (into the same arrays: they may be shared with workers)."""
         for dst, src in zip(params, self.params):
             np.copyto(dst, src)
-        optimizer.state = {k: v.copy() for k, v in self.state.items()}
+        for key, value in self.state.items():
+            if key in optimizer.state and optimizer.state[key].shape == value.shape:
+                np.copyto(optimizer.state[key], value)
+            else:
+                optimizer.state[key] = value.copy()
         optimizer.t = self.t
-        return self.batches[:-1]
 
 
 def snapshot(md, name):

@@ -16,6 +16,8 @@ saved in the model directory under optimizer/, so `update` in a bash loop and
 `train` runs continue each other exactly.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import UsageError
@@ -27,12 +29,38 @@ DEFAULTS = {
     "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
 }
+# Hyper-parameters must lie in (low, high) — or equal low for those in CLOSED; NaN and ∞ never do.
+RANGES = {
+    "lr": (0.0, math.inf, "a finite number ≥ 0"),
+    "momentum": (0.0, 1.0, "in [0, 1)"),
+    "beta1": (0.0, 1.0, "in [0, 1)"),
+    "beta2": (0.0, 1.0, "in [0, 1)"),
+    "rho": (0.0, 1.0, "in [0, 1)"),
+    "eps": (0.0, math.inf, "a finite number > 0"),
+}
+CLOSED = ("lr", "momentum", "beta1", "beta2", "rho")
 SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
 
 
-def decay_of(key):
-    """Weight decay applies to weights W, not to biases."""
-    return 1.0 if key.endswith("/W") else None
+def flat_state(optimizer, net):
+    """The optimiser's saved state, per parameter ('layer_01/W.m'), laid out as the network's flat arena ('all.m')."""
+    flat = {}
+    for slot in SLOTS[optimizer.name]:
+        parts = {k[: -len(slot) - 1]: v for k, v in optimizer.state.items() if k.endswith("." + slot)}
+        joined = net.join_flat(parts) if parts else None
+        if joined is not None:
+            flat[f"all.{slot}"] = joined
+    return flat
+
+
+def per_parameter_state(optimizer, net):
+    """{'optimizer/layer_01/W.m': view} of a flat-arena state, as the model directory keeps it."""
+    extra = {}
+    for key, flat in optimizer.state.items():
+        slot = key.rsplit(".", 1)[1]
+        for name, view in net.split_flat(flat).items():
+            extra[f"optimizer/{name}.{slot}"] = view
+    return extra
 
 
 class Optimizer:
@@ -50,13 +78,18 @@ class Optimizer:
                 continue
             if key not in self.hyper:
                 raise UsageError(f"--{key} does not apply to the {name} optimizer")
-            self.hyper[key] = float(value)
+            value = float(value)
+            low, high, what = RANGES[key]
+            if not (low < value < high or (key in CLOSED and value == low)):
+                raise UsageError(f"--{key} must be {what}, not {value:g}")
+            self.hyper[key] = value
         weight_decay = 0.0 if weight_decay is None else float(weight_decay)
-        if weight_decay < 0:
-            raise UsageError(f"--weight-decay must be ≥ 0, got {weight_decay}")
+        if not 0 <= weight_decay < math.inf:
+            raise UsageError(f"--weight-decay must be a finite number ≥ 0, not {weight_decay:g}")
         self.weight_decay = weight_decay
         self.t = 0
         self.state = {}
+        self._scratch = {}
 
     @property
     def lr(self):
@@ -79,6 +112,15 @@ class Optimizer:
             buf = self.state[full] = np.zeros_like(like)
         return buf
 
+    def _temp(self, like):
+        """A scratch array shaped like `like`, kept between steps: no allocation on the hot path."""
+        buf = self._scratch.get((like.shape, like.dtype))
+        if buf is None:
+            if len(self._scratch) > 8:
+                self._scratch.clear()
+            buf = self._scratch[(like.shape, like.dtype)] = np.empty_like(like)
+        return buf
+
     def step(self, items):
         """Apply one update in place.
 
@@ -91,7 +133,11 @@ class Optimizer:
         rule = getattr(self, "_" + self.name)
         for key, p, g, decay in items:
             if self.weight_decay and decay is not None:
-                g += (self.weight_decay * decay) * p
+                decayed = np.multiply(p, self.weight_decay * decay if np.isscalar(decay) else self.weight_decay,
+                                      out=self._temp(p))
+                if not np.isscalar(decay):
+                    decayed *= decay
+                g += decayed
             rule(key, p, g)
 
     def _sgd(self, key, p, g):
@@ -110,7 +156,7 @@ class Optimizer:
         v = self._slot(key, "velocity", p)
         v *= h["momentum"]
         v += g
-        g += h["momentum"] * v
+        g += np.multiply(v, h["momentum"], out=self._temp(p))
         g *= h["lr"]
         p -= g
 
@@ -118,22 +164,31 @@ class Optimizer:
         h = self.hyper
         m = self._slot(key, "m", p)
         v = self._slot(key, "v", p)
+        # Whole-buffer operations in place, with one scratch array: the same arithmetic
+        # as the textbook expressions, without a temporary array per operation.
+        temp = self._temp(p)
         m *= h["beta1"]
-        m += (1 - h["beta1"]) * g
+        m += np.multiply(g, 1 - h["beta1"], out=temp)
         v *= h["beta2"]
         np.square(g, out=g)
         g *= 1 - h["beta2"]
         v += g
-        denom = np.sqrt(v * (1 / (1 - h["beta2"] ** self.t)))
+        denom = np.multiply(v, 1 / (1 - h["beta2"] ** self.t), out=temp)
+        np.sqrt(denom, out=denom)
         denom += h["eps"]
-        p -= (h["lr"] / (1 - h["beta1"] ** self.t)) * m / denom
+        step = np.multiply(m, h["lr"] / (1 - h["beta1"] ** self.t), out=g)
+        step /= denom
+        p -= step
 
     def _rmsprop(self, key, p, g):
         h = self.hyper
         s = self._slot(key, "s", p)
+        temp = self._temp(p)
         s *= h["rho"]
-        s += (1 - h["rho"]) * np.square(g)
-        denom = np.sqrt(s)
+        np.square(g, out=temp)
+        temp *= 1 - h["rho"]
+        s += temp
+        denom = np.sqrt(s, out=temp)
         denom += h["eps"]
         g *= h["lr"]
         g /= denom

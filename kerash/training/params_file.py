@@ -30,6 +30,8 @@ _TYPES = {
     "weight-decay": float,
     "workers": int,
     "threads": int,
+    "engine": str,
+    "stall": float,
     "validation-split": float,
     "seed": int,
     "dtype": str,
@@ -50,11 +52,17 @@ _FALSE = {"0", "false", "no", "off"}
 
 def read_params(model_dir):
     """{python_name: value} from MODEL/params, or {} when there is no such file."""
+    from ..tensorio import read_bytes
+
     path = os.path.join(model_dir, PARAMS_FILE)
     if not os.path.isfile(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    data = read_bytes(path, limit=1 << 20)
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        lineno = data[: e.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{lineno}: not UTF-8 text") from None
     found = {}
     for lineno, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
@@ -76,8 +84,10 @@ def read_params(model_dir):
                 parsed = value if value == "-" else os.path.join(model_dir, value)
             else:
                 parsed = kind(value)
+                if kind is int and parsed < 0:
+                    raise ValueError
         except ValueError:
-            expected = {int: "an integer", float: "a number", bool: "true or false", str: "a word"}[kind]
+            expected = {int: "a whole number ≥ 0", float: "a number", bool: "true or false", str: "a word"}[kind]
             raise UsageError(f"{path}:{lineno}: {key} must be {expected}, not {value!r}") from None
         found[key.replace("-", "_")] = parsed
     return found

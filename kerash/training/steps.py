@@ -13,7 +13,8 @@ import numpy as np
 from .. import model as modelmod
 from .. import tensorio
 from ..errors import DataError, UsageError
-from .optimizers import Optimizer, decay_of
+from .engine import apply_update
+from .optimizers import Optimizer, flat_state, per_parameter_state
 
 STATS_FILE = "stats.json"
 
@@ -63,30 +64,38 @@ def _write_grads(out_dir, arrays, stats):
 def read_grads(folder, shapes):
     """(arrays {'layer_NN/W': array}, stats) of one gradient folder, checked against the model's shapes."""
     stats_path = os.path.join(folder, STATS_FILE)
-    try:
-        with open(stats_path) as f:
-            stats = json.load(f)
-        samples = int(stats["samples"])
-    except FileNotFoundError:
-        raise DataError(f"{folder} is not a gradient folder (no {STATS_FILE}; make one with backprop)") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{stats_path} is unreadable: {e}") from None
-    if samples < 0:
-        raise DataError(f"{stats_path}: samples must be ≥ 0")
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder} is not a gradient folder (make one with backprop)")
+    stats = modelmod.read_json_checked(stats_path, DataError, hint=f" ({folder} is not a gradient folder; make one with backprop)")
+    for key in ("loss_sum", "samples", "correct"):
+        value = stats.get(key, 0)
+        if type(value) not in (int, float) or (key != "loss_sum" and (value != int(value) or value < 0)):
+            raise DataError(f"{stats_path}: {key} must be a number{'' if key == 'loss_sum' else ' ≥ 0'}")
+    if "samples" not in stats:
+        raise DataError(f"{stats_path}: no samples count")
     arrays = modelmod.read_tree(folder, shapes, DataError, hint=" (is this a gradient of the same model?)")
     return arrays, stats
 
 
-def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, **hyper):
+def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, dtype=None, wait=True, on_wait=None,
+           epoch_done=None, seed=None, **hyper):
     """Add the partial sums of grad_dirs, divide by their total samples, and take one optimiser step.
 
-    Returns the merged stats (loss_sum, samples, correct).
+    With `dtype` the step is taken in that type and the model kept in it (as
+    train --dtype).  `epoch_done` records that this step ends that epoch, and
+    `seed` the seed of the shuffles, so that train continues after them.
+    While another process holds the model, wait (telling on_wait) or, without
+    `wait`, raise a UsageError.  Returns the merged stats (loss_sum, samples, correct).
     """
     if not grad_dirs:
         raise UsageError("give at least one gradient folder")
+    if dtype is not None and dtype not in modelmod.DTYPES:
+        raise UsageError(f"--dtype must be float32 or float64, not {dtype!r}")
+    if epoch_done is not None and epoch_done < 0:
+        raise UsageError(f"--epoch-done must be ≥ 0, got {epoch_done}")
     md = modelmod.ModelDir(model_path)
-    with md.lock(blocking=True):
-        params, state = md.load()
+    with md.lock(blocking=wait, on_wait=on_wait):
+        params, state = md.load(modelmod.DTYPES.get(dtype))
         shapes = modelmod.param_shapes(md.spec)
         total = None
         merged = {"loss_sum": 0.0, "samples": 0, "correct": 0}
@@ -112,20 +121,27 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, **
                 settings[key] = value
         opt = Optimizer(name, **settings)
         opt.restore(recorded, md.load_extra("optimizer"))
-        scale = 1.0 / merged["samples"]
-        items = []
-        for key, group in params.items():
-            for pname, p in group.items():
-                g = (total[f"{key}/{pname}"] * scale).astype(p.dtype, copy=False)
-                items.append((f"{key}/{pname}", p, g, decay_of(f"{key}/{pname}")))
-        opt.step(items)
-        for p in (item[1] for item in items):
-            if not np.all(np.isfinite(p)):
-                raise DataError("the step produced non-finite weights; the model is left unchanged (lower --lr?)")
+        # The step train takes: one update of the flat arena, with the optimiser's state laid out alike.
+        net = modelmod.build_network(md.spec, modelmod.DTYPES[dtype] if dtype else md.dtype(state))
+        net.set_params(params)
+        net.use_arena()
+        opt.state = flat_state(opt, net)
+        grads = net.join_flat(total, np.float64) * (1.0 / merged["samples"])  # merged in float64, then cast
+        apply_update(opt, net.flat_params, grads.astype(net.dtype, copy=False), net.decay_mask() if opt.weight_decay else None)
+        if not np.all(np.isfinite(net.flat_params)):
+            raise DataError("the step produced non-finite weights; the model is left unchanged (lower --lr?)")
+        params = net.get_params()
         state["steps"] = int(state.get("steps", 0)) + 1
         state["samples"] = int(state.get("samples", 0)) + merged["samples"]
         state["optimizer"] = opt.describe()
-        extra = {f"optimizer/{k}": v for k, v in opt.state.items()}
+        if dtype is not None:
+            state["dtype"] = dtype
+        if epoch_done is not None:
+            # The position train keeps for an interrupted epoch: none, at an epoch's end.
+            state.update(epochs=epoch_done, batch=0, partial={})
+        if seed is not None:
+            state["seed"] = seed
+        extra = per_parameter_state(opt, net)
         extra.update({f"training/{k}": v for k, v in md.load_extra("training").items()})
         md.save(params, state, extra)
     return merged

@@ -1,0 +1,416 @@
+"""The fork engine: KeraSH's workers on real processes, sharing memory.
+
+Each batch is split into K contiguous shards.  Shard 0 is computed by this
+process (the coordinator), shards 1…K−1 by workers forked once per run.
+Everything they share lives in memory-mapped files in a run folder under
+$KERASH_WORKDIR (RAM on a tmpfs), each reserved in full when created:
+
+    weights.npy                the weights: one flat arena, updated in place
+    worker-K/gradients.npy     process K's gradient sums of its shard, already scaled
+    gradient-sum.npy           the shards added up (each process fills its slice)
+    optimizer-SLOT.npy         the optimiser's state (momentum, Adam's moments)
+    batch_indices.npy, sample_losses.npy, control.npy, results.npy
+
+A step has two phases.  In the first, every process computes its shard's
+gradient.  In the second, every process adds the K shards up over its own
+slice of the parameters (in shard order, so the sum does not depend on who
+computes it) and applies the optimiser to that slice.  No process waits
+while another merges, and start and finish are semaphore handoffs, polled
+briefly before blocking: no pipe, no select.
+"""
+
+import ctypes
+import os
+import shutil
+import signal
+import time
+
+import numpy as np
+
+from ..errors import TrainingError
+from ..workdir import scratch_dir
+from .batches import shard_bounds
+from .engine import StepResult, apply_update, gatherer, limit_blas_threads, prewarm_blas
+from .optimizers import SLOTS
+
+RUN_PREFIX = "kerash-train"
+STEP, QUIT = 1, 3  # commands
+# control.npy: the command, the batch length, the decision (1: update), then per-worker fields
+_CMD, _N, _UPDATE, _SCALE_BITS = 0, 1, 2, 3
+SPIN_SECONDS = 0.002  # poll this long before blocking: a wake-up from a blocked wait costs more
+
+
+class EngineFailure(TrainingError):
+    """A worker died or failed.  `intact`: the weights are those of the last completed step."""
+
+    def __init__(self, message, intact=True):
+        super().__init__(message)
+        self.intact = intact
+
+
+class Interrupted(Exception):
+    """A signal arrived while waiting for the workers; `intact` as for EngineFailure."""
+
+    def __init__(self, intact):
+        super().__init__("interrupted")
+        self.intact = intact
+
+
+def shared_array(path, dtype, shape):
+    """A new .npy file mapped in memory, its whole size reserved now (a full tmpfs fails here, not later)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb+") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+        )
+        offset = f.tell()
+        try:
+            os.posix_fallocate(f.fileno(), 0, offset + max(count, 1) * dtype.itemsize)
+        except OSError as e:
+            raise TrainingError(f"{e.strerror or e} (KERASH_WORKDIR={os.path.dirname(os.path.dirname(path))})") from None
+    return np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=tuple(shape))
+
+
+def remove_stale_runs(root=None):
+    """Remove run folders left by coordinators that were killed (their pid is gone)."""
+    from ..workdir import workdir
+
+    root = root or workdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(RUN_PREFIX + "-"):
+            continue
+        pid = name[len(RUN_PREFIX) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            except OSError:
+                pass
+
+
+def describe_status(status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _process_state(pid):
+    """'stopped', 'running', … from /proc, for messages about a worker that makes no progress."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "unknown"
+    return {"T": "stopped", "t": "stopped by a debugger", "R": "running", "S": "sleeping", "D": "waiting for the disk",
+            "Z": "dead"}.get(state, state)
+
+
+class ForkEngine:
+    """K processes sharing each batch; see the module docstring.
+
+    `bounds(n)` gives the K shards of a batch of n (default: K contiguous
+    equal parts); `reduce(total, stats)` may combine the summed gradient and
+    the step's figures with other machines (the MPI engine) before the update.
+    """
+
+    kind = "fork"
+    leader = True  # writes the model (every engine but MPI's other ranks)
+    agreed_stop = 0  # a stop request agreed with other processes (MPI)
+
+    def __init__(self, net, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None):
+        self.net, self.x, self.y = net, x, y
+        self.optimizer, self.mask = optimizer, mask
+        self.shards = workers
+        self.bounds = bounds or (lambda n: shard_bounds(0, n, workers))
+        self.reduce = reduce
+        self.stall = stall
+        self.warn = warn or (lambda message: None)
+        self.pids = []
+        self.gather = gatherer(x)
+        self.interrupted = lambda: False
+        remove_stale_runs()
+        self.run_dir = scratch_dir(RUN_PREFIX)
+        try:
+            self._share(max(len(x), 1))
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("fork")
+            self.go = [ctx.Semaphore(0) for _ in range(workers)]  # coordinator → worker k
+            self.arrived = ctx.Semaphore(0)  # workers → coordinator
+            for k in range(1, workers):
+                self._fork(k)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ shared memory
+
+    def _array(self, rel, dtype, shape):
+        return shared_array(os.path.join(self.run_dir, rel), dtype, shape)
+
+    def _share(self, n):
+        net, opt, k = self.net, self.optimizer, self.shards
+        size = net.flat_params.size
+        weights = self._array("weights.npy", net.dtype, (size,))
+        weights[...] = net.flat_params
+        self.grads = [self._array(f"worker-{j}/gradients.npy", net.dtype, (size,)) for j in range(k)]
+        net.use_arena(params_buffer=weights, grads_buffer=self.grads[0])
+        self.total = self._array("gradient-sum.npy", net.dtype, (size,))
+        for slot in SLOTS[opt.name]:
+            key = f"all.{slot}"
+            shared = self._array(f"optimizer-{slot}.npy", net.dtype, (size,))
+            current = opt.state.get(key)
+            shared[...] = 0 if current is None or current.shape != (size,) else current
+            opt.state[key] = shared
+        self.idx = self._array("batch_indices.npy", np.int64, (n,))
+        self.losses = self._array("sample_losses.npy", np.float64, (n,))
+        self.control = self._array("control.npy", np.int64, (4,))
+        self.results = self._array("results.npy", np.float64, (k, 3))  # loss sum, correct, failed
+        self.slices = [slice(s, e) for s, e in shard_bounds(0, size, k)]
+
+    # ------------------------------------------------------------ workers
+
+    def _fork(self, k):
+        coordinator = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self._worker(k, coordinator)
+                code = 0
+            except BaseException:
+                pass
+            finally:
+                os._exit(code)
+        self.pids.append(pid)
+
+    def _worker(self, k, coordinator):
+        run_dir = self.run_dir
+        # Ctrl-C reaches the whole process group: only the coordinator acts on it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def orphaned(signum=None, frame=None):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            os._exit(1)
+
+        signal.signal(signal.SIGTERM, orphaned)
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != coordinator:
+            orphaned()
+        limit_blas_threads(1)
+        prewarm_blas(self.net.dtype)
+        # The layers write their gradients straight into this worker's file.
+        self.net.use_arena(params_buffer=self.net.flat_params, grads_buffer=self.grads[k])
+        go = self.go[k]
+        while True:
+            if not go.acquire(timeout=1.0):
+                if os.getppid() != coordinator:
+                    orphaned()
+                continue
+            command = int(self.control[_CMD])
+            if command == QUIT:
+                return
+            self._shard(k, int(self.control[_N]), float(self.control[_SCALE_BITS:_SCALE_BITS + 1].view(np.float64)[0]))
+            self.arrived.release()
+            while not go.acquire(timeout=1.0):  # the coordinator says whether to update
+                if os.getppid() != coordinator:
+                    orphaned()
+            if self.control[_CMD] == QUIT:
+                return
+            if self.control[_UPDATE]:
+                self._update(k)
+            self.arrived.release()
+
+    def _shard(self, k, n, scale):
+        """Gradient of shard k of the current batch into this process's gradient file."""
+        start, stop = self.bounds(n)[k]
+        try:
+            if stop > start:
+                idx = self.idx[start:stop]
+                losses, correct = self.net.gradient(self.gather(idx), self.y.take(idx, axis=0), scale)
+                self.losses[start:stop] = losses
+                self.results[k] = (float(losses.sum()), correct, 0)
+            else:
+                self.grads[k].fill(0)
+                self.results[k] = (0.0, 0, 0)
+        except Exception as e:
+            os.makedirs(os.path.join(self.run_dir, f"worker-{k}"), exist_ok=True)
+            with open(os.path.join(self.run_dir, f"worker-{k}", "error.txt"), "w") as f:
+                f.write(f"{type(e).__name__}: {e}")
+            self.results[k] = (0.0, 0, 1)
+
+    def _add_up(self, part):
+        """total[part] = the shards' gradients added in shard order."""
+        total, grads = self.total[part], self.grads
+        if len(grads) == 1:
+            np.copyto(total, grads[0][part])
+            return
+        np.add(grads[0][part], grads[1][part], out=total)
+        for g in grads[2:]:
+            total += g[part]
+
+    def _update(self, k):
+        """Add the shards up over slice k (unless reduce did it) and step the optimiser on it."""
+        part = self.slices[k]
+        if self.reduce is None:
+            self._add_up(part)
+        opt = self.optimizer
+        saved = opt.state
+        opt.state = {key: value[part] for key, value in saved.items()}
+        try:
+            apply_update(opt, self.net.flat_params[part], self.total[part], None if self.mask is None else self.mask[part])
+        finally:
+            opt.state = saved
+
+    # ------------------------------------------------------------ coordinator
+
+    def _publish(self, command, idx, scale):
+        n = len(idx)
+        self.idx[:n] = idx
+        self.control[_CMD], self.control[_N] = command, n
+        self.control[_SCALE_BITS:_SCALE_BITS + 1].view(np.float64)[0] = scale
+        for go in self.go[1:]:
+            go.release()
+        return n
+
+    def _collect(self, intact):
+        """Wait until every worker has arrived; a signal or a dead worker ends the wait."""
+        for _ in range(self.shards - 1):
+            self._wait(self.arrived, intact)
+
+    def _wait(self, sem, intact):
+        deadline = time.monotonic() + SPIN_SECONDS
+        while not sem.acquire(False):
+            if time.monotonic() > deadline:
+                break
+        else:
+            return
+        waited, warned = 0.0, False
+        while not sem.acquire(timeout=0.05):
+            waited += 0.05
+            self._check_workers(intact)
+            if self.interrupted():
+                if intact or waited > 2.0:
+                    raise Interrupted(intact)
+            if self.stall and waited >= self.stall and not warned:
+                warned = True
+                for k, pid in enumerate(self.pids, 1):
+                    if pid is not None:
+                        self.warn(f"worker {k} (pid {pid}, {_process_state(pid)}) has made no progress for {waited:.0f} s")
+
+    def _check_workers(self, intact):
+        for k, pid in enumerate(self.pids, 1):
+            if pid is None:
+                continue
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done:
+                self.pids[k - 1] = None
+                raise EngineFailure(f"worker {k} (pid {pid}) {describe_status(status)}; training stopped", intact)
+
+    def _failures(self):
+        failed = [k for k in range(self.shards) if self.results[k, 2]]
+        if not failed:
+            return None
+        k = failed[0]
+        try:
+            with open(os.path.join(self.run_dir, f"worker-{k}", "error.txt")) as f:
+                reason = f.read()
+        except OSError:
+            reason = "unknown error"
+        return f"worker {k} failed: {reason}" if k else f"the gradient failed: {reason}"
+
+    def step(self, idx, scale, keep=None):
+        """One training step over the shards; keep is ignored (workers return their losses)."""
+        n = self._publish(STEP, idx, scale)
+        self._shard(0, n, scale)
+        self._collect(intact=True)
+        failure = self._failures()
+        loss_sum = float(self.results[:, 0].sum())
+        correct = int(self.results[:, 1].sum())
+        if self.reduce is not None and failure is None:
+            self._add_up(slice(None))
+            figures = np.array([loss_sum, correct])
+            self.reduce(self.total, figures, self.losses[:n])
+            loss_sum, correct = float(figures[0]), int(figures[1])
+        finite = np.isfinite(loss_sum)
+        self.control[_UPDATE] = int(finite and failure is None)
+        for go in self.go[1:]:
+            go.release()
+        if self.control[_UPDATE]:
+            self._update(0)
+        self._collect(intact=not self.control[_UPDATE])
+        if failure:
+            raise EngineFailure(failure, intact=True)
+        return StepResult(self.losses[:n].copy(), correct, bool(finite))
+
+    def gradient(self, idx, scale, keep=None):
+        """The step's gradient computed here, shard by shard in shard order: the same numbers, no workers."""
+        n = len(idx)
+        losses, correct = np.empty(n), 0
+        total = self.total
+        for k, (start, stop) in enumerate(self.bounds(n)):
+            if stop <= start:
+                continue
+            part = idx[start:stop]
+            shard_losses, c = self.net.gradient(self.gather(part), self.y.take(part, axis=0), scale)
+            losses[start:stop] = shard_losses
+            correct += c
+            if k == 0:
+                np.copyto(total, self.net.flat_grads)
+            else:
+                total += self.net.flat_grads
+        if self.reduce is not None:
+            figures = np.array([float(losses.sum()), correct])
+            self.reduce(total, figures, losses)
+            correct = int(figures[1])
+        return losses, correct, total
+
+    def close(self):
+        """Stop the workers and remove the run folder, whatever state they are in."""
+        pids = [p for p in self.pids if p is not None]
+        if pids and hasattr(self, "control"):
+            self.control[_UPDATE] = 0
+            self.control[_CMD] = QUIT
+            for go in self.go[1:]:
+                go.release()
+        for pid in pids:
+            if not _wait_for(pid, 1.0):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
+        self.pids = []
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _wait_for(pid, seconds):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)

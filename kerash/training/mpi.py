@@ -1,0 +1,129 @@
+"""The MPI engine: data parallelism over ranks, on one machine or many (mpi4py).
+
+`mpiexec -n K train MODEL …` starts K ranks.  Every rank holds the weights
+and computes the partial gradient sums of its shards of each batch (with
+`--workers W`, W forked processes inside the rank: K × W shards in all);
+one in-place Allreduce per step adds them — the flat gradient buffer, with
+the step's per-sample losses, loss sum, correct count and any stop request
+packed after it — and every rank applies the same update.  Rank 0 alone
+writes the model directory, trace and checkpoints, and prints.
+
+mpi4py is an optional extra (`pip install 'kerash[mpi]'`, with MPICH as a
+wheel); nothing else in kerash imports it.
+"""
+
+import os
+
+import numpy as np
+
+from ..errors import UsageError
+from .batches import shard_bounds
+from .engine import StepResult, apply_update, gatherer
+
+_EXTRA = 3  # loss sum, correct count, stop request
+
+
+def world():
+    """(communicator, rank, size) of this MPI job."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise UsageError("the mpi engine needs mpi4py: pip install 'kerash[mpi]'") from None
+    comm = MPI.COMM_WORLD
+    return comm, comm.Get_rank(), comm.Get_size()
+
+
+def rank_from_environment():
+    """This process's rank as mpiexec announced it (0 when not under MPI), without importing MPI."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+class MpiEngine:
+    kind = "mpi"
+
+    def __init__(self, net, x, y, optimizer, mask, workers=1, stall=None, warn=None):
+        from mpi4py import MPI
+
+        self.comm, self.rank, self.size = world()
+        self.sum = MPI.SUM
+        self.in_place = MPI.IN_PLACE
+        self.net, self.y = net, y
+        self.optimizer, self.mask = optimizer, mask
+        self.workers = workers
+        self.shards = self.size * workers
+        self.leader = self.rank == 0
+        self.agreed_stop = 0  # how many ranks had a stop request (a signal) at the last step
+        self.gather = gatherer(x)
+        self.interrupted = lambda: False
+        if getattr(net, "flat_params", None) is None:
+            net.use_arena()
+        size = net.flat_params.size
+        self.inner = None
+        if workers > 1:
+            from .fork import ForkEngine
+
+            self.inner = ForkEngine(net, x, y, optimizer, mask, workers, bounds=self._local_bounds,
+                                    reduce=self._reduce, stall=stall, warn=warn)
+            self.buffer = np.empty(size + len(x) + _EXTRA, dtype=net.dtype)
+        else:
+            # The gradient arena is the front of the buffer that one Allreduce sends.
+            self.buffer = np.zeros(size + len(x) + _EXTRA, dtype=net.dtype)
+            net.use_arena(params_buffer=net.flat_params, grads_buffer=self.buffer[:size])
+
+    def _local_bounds(self, n):
+        """This rank's shards of a batch of n, out of the size × workers shards of the whole batch."""
+        every = shard_bounds(0, n, self.shards)
+        return every[self.rank * self.workers : (self.rank + 1) * self.workers]
+
+    def _allreduce(self, n, losses, loss_sum, correct):
+        """Add gradients (the buffer's front), per-sample losses and figures over the ranks, in place."""
+        size = self.net.flat_params.size
+        extra = self.buffer[size : size + n + _EXTRA]
+        extra[:n] = 0
+        for start, stop in self._local_bounds(n):
+            extra[start:stop] = losses[start:stop]
+        extra[n:] = (loss_sum, correct, 1 if self.interrupted() else 0)
+        self.comm.Allreduce(self.in_place, self.buffer[: size + n + _EXTRA], op=self.sum)
+        self.agreed_stop = int(extra[n + 2])
+        return extra[:n].astype(np.float64), float(extra[n]), int(round(float(extra[n + 1])))
+
+    def _reduce(self, total, figures, losses):
+        """ForkEngine's hook: the rank's summed gradient and figures, added over the ranks in place."""
+        size = total.size
+        self.buffer[:size] = total
+        all_losses, loss_sum, correct = self._allreduce(len(losses), losses, figures[0], figures[1])
+        total[...] = self.buffer[:size]
+        losses[...] = all_losses
+        figures[:] = (loss_sum, correct)
+
+    def gradient(self, idx, scale, keep=None):
+        if self.inner is not None:
+            return self.inner.gradient(idx, scale)
+        n = len(idx)
+        losses, correct = np.zeros(n), 0
+        for start, stop in self._local_bounds(n):
+            if stop > start:
+                part = idx[start:stop]
+                losses[start:stop], correct = self.net.gradient(self.gather(part), self.y.take(part, axis=0), scale)
+            else:
+                self.net.flat_grads.fill(0)
+        losses, _, correct = self._allreduce(n, losses, float(losses.sum()), correct)
+        return losses, correct, self.net.flat_grads
+
+    def step(self, idx, scale, keep=None):
+        if self.inner is not None:
+            self.inner.interrupted = self.interrupted
+            return self.inner.step(idx, scale)
+        losses, correct, grads = self.gradient(idx, scale)
+        finite = bool(np.isfinite(losses.sum()))
+        if finite:
+            apply_update(self.optimizer, self.net.flat_params, grads, self.mask)
+        return StepResult(losses, correct, finite)
+
+    def close(self):
+        if self.inner is not None:
+            self.inner.close()

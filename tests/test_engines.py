@@ -1,0 +1,176 @@
+"""The engines through `train`: forked workers and MPI ranks give the same weights as one
+process, resume exactly, stop on signals whatever a worker does, and a dead rank ends the job."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from conftest import BIN, children, make_model, run, tool_env
+
+MODEL = "12 1 1\ninput\ndense 16 tanh\ndense 8 relu\ndense 3 softmax\n"
+COMMON = ["-x", "x.npy", "-y", "y.txt", "-b", "20", "--optimizer", "adam", "--lr", "0.01", "--seed", "3"]
+MPIEXEC = str(BIN / "mpiexec")
+
+
+def weights(folder):
+    return {f"{p.parent.name}/{p.stem}": np.load(p) for p in sorted(folder.glob("layer_*/*.npy"))}
+
+
+def assert_same(a, b, atol):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
+
+
+@pytest.fixture
+def task(tmp_path):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", rng.normal(size=(150, 12)))
+    np.savetxt(tmp_path / "y.txt", rng.integers(0, 3, size=150), fmt="%d")
+    make_model(tmp_path, MODEL, name="m0", seed=2)
+    return tmp_path
+
+
+def copy(folder, name):
+    run(["cp", "-r", "m0", name], cwd=folder)
+    return folder / name
+
+
+def mpi(folder, ranks, *args, check=True):
+    return run([MPIEXEC, "-n", str(ranks), "train", *args], cwd=folder, check=check, timeout=120)
+
+
+def test_mpi_ranks_equal_forked_workers(task):
+    for name in ("w2", "w3", "w4", "r2", "r3", "r2w2"):
+        copy(task, name)
+    for name, workers in (("w2", 2), ("w3", 3), ("w4", 4)):
+        run(["train", name, *COMMON, "--epochs", "2", "--workers", str(workers)], cwd=task)
+    out = mpi(task, 2, "r2", *COMMON, "--epochs", "2").stdout.decode().splitlines()
+    assert out[0].startswith("epoch\t") and len(out) == 3  # rank 0 alone prints
+    mpi(task, 3, "r3", *COMMON, "--epochs", "2")
+    mpi(task, 2, "r2w2", *COMMON, "--epochs", "2", "--workers", "2")
+    assert_same(weights(task / "r2"), weights(task / "w2"), 1e-9)
+    assert_same(weights(task / "r3"), weights(task / "w3"), 1e-9)
+    assert_same(weights(task / "r2w2"), weights(task / "w4"), 1e-9)
+    assert (task / "r2" / "trace.tsv").read_text().count("\n") == 3  # written once, by rank 0
+    assert not np.allclose(weights(task / "r2")["layer_01/W"], weights(task / "m0")["layer_01/W"])
+
+
+def test_mpi_resume_until_epoch_and_checkpoints(task):
+    whole, halves = copy(task, "whole"), copy(task, "halves")
+    mpi(task, 2, "whole", *COMMON, "--epochs", "3")
+    mpi(task, 2, "halves", *COMMON, "--epochs", "1", "--checkpoint-every", "1")
+    mpi(task, 2, "halves", *COMMON, "--until-epoch", "3")
+    nothing = mpi(task, 2, "halves", *COMMON, "--until-epoch", "3")
+    assert nothing.stdout == b"" and nothing.stderr.decode().count("nothing to do") == 1
+    for key, value in weights(whole).items():
+        np.testing.assert_array_equal(weights(halves)[key], value, err_msg=key)
+    assert sorted(p.name for p in (halves / "checkpoints").iterdir()) == ["epoch-0001"]
+    assert json.loads((halves / "state.json").read_text())["epochs"] == 3
+
+
+def test_mpi_bad_data_is_one_line_and_a_failed_rank_ends_the_job(task):
+    proc = mpi(task, 2, "m0", "-x", "missing.npy", "-y", "y.txt", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().splitlines() == ["train: error: cannot read missing.npy: No such file or directory"]
+    # One rank killed while training: mpiexec ends the job within seconds, never hangs.
+    copy(task, "killed")
+    np.save(task / "big.npy", np.random.default_rng(4).normal(size=(3000, 12)))
+    np.savetxt(task / "ybig.txt", np.zeros(3000), fmt="%d")
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", "train", "killed", "-x", "big.npy", "-y", "ybig.txt", "--epochs", "500",
+                             "-b", "10"], cwd=task, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"epoch")
+        assert proc.stdout.readline().startswith(b"1\t")
+        ranks = [pid for proxy in children(proc.pid) for pid in children(proxy)]
+        assert len(ranks) == 2, ranks
+        os.kill(ranks[1], signal.SIGKILL)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    state = json.loads((task / "killed" / "state.json").read_text())  # the last save, whole and consistent
+    assert state["steps"] == state["epochs"] * 300 + state.get("batch", 0)
+    run(["predict", "killed", "x.npy"], cwd=task)
+
+
+def test_sigterm_through_mpiexec_saves_and_continues(task):
+    copy(task, "stopped")
+    np.save(task / "big.npy", np.random.default_rng(4).normal(size=(3000, 12)))
+    np.savetxt(task / "ybig.txt", np.zeros(3000), fmt="%d")
+    args = ["train", "stopped", "-x", "big.npy", "-y", "ybig.txt", "-b", "10", "--seed", "1"]
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", *args, "--epochs", "500"], cwd=task, env=tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"epoch")
+        assert proc.stdout.readline().startswith(b"1\t")
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: interrupted by SIGTERM; saved stopped at epoch"), lines
+    state = json.loads((task / "stopped" / "state.json").read_text())
+    epochs, batch = state["epochs"], state["batch"]
+    assert epochs >= 1 and state["steps"] == epochs * 300 + batch
+    more = mpi(task, 2, *args[1:], "--until-epoch", str(epochs + 2)).stdout.decode().splitlines()
+    assert [line.split("\t")[0] for line in more[1:]] == [str(epochs + 1), str(epochs + 2)]
+
+
+def test_a_stopped_worker_is_reported_and_sigterm_still_stops_training(task):
+    copy(task, "stalled")
+    np.save(task / "big.npy", np.random.default_rng(4).normal(size=(3000, 12)))
+    np.savetxt(task / "ybig.txt", np.zeros(3000), fmt="%d")
+    proc = subprocess.Popen(["train", "stalled", "-x", "big.npy", "-y", "ybig.txt", "--epochs", "500", "-b", "10",
+                             "--workers", "2", "--stall", "0.5"], cwd=task, env=tool_env(KERASH_WORKDIR=task / "work"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"epoch")
+        assert proc.stdout.readline().startswith(b"1\t")
+        (worker,) = children(proc.pid)
+        os.kill(worker, signal.SIGSTOP)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143 and took < 5, (took, err)
+    lines = err.decode().splitlines()
+    assert f"train: warning: worker 1 (pid {worker}, stopped) has made no progress for 0 s" in lines[0] or \
+        f"train: warning: worker 1 (pid {worker}, stopped) has made no progress for 1 s" in lines[0], lines
+    assert lines[-1].startswith("train: interrupted by SIGTERM; saved stalled at epoch")
+    assert not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().split()[2] == "Z"
+    assert os.listdir(task / "work") == []
+    state = json.loads((task / "stalled" / "state.json").read_text())
+    assert state["steps"] == state["epochs"] * 300 + state["batch"]
+    run(["predict", "stalled", "x.npy"], cwd=task)
+
+
+def test_default_workers_follow_the_cores_and_the_work():
+    from kerash import model
+    from kerash.training.engine import default_workers
+
+    def net(text):
+        return model.build_network(model.parse_model(text))
+
+    wide = net("784 1 1\ninput\ndense 256 relu\ndense 10 softmax\n")
+    tiny = net("2 1 1\ninput\ndense 4 tanh\ndense 1 sigmoid\n")
+    assert default_workers(wide, 256, cores=2) == 2
+    assert default_workers(wide, 256, cores=64) == 8
+    assert default_workers(wide, 256, cores=1) == 1
+    assert default_workers(tiny, 4, cores=2) == 1
+    assert wide.macs_per_sample() == 784 * 256 + 256 * 10
