@@ -182,6 +182,7 @@ def test_settings_read_at_start_up_make_the_run_cold(server, files):
         ({"OPENBLAS_CORETYPE": "Haswell"}, "OPENBLAS_CORETYPE differs"),
         ({"PYTHONPATH": str(files)}, "PYTHONPATH differs"),
         ({"KERASH_DEBUG": "1"}, "KERASH_DEBUG is set"),
+        ({"PMI_RANK": "0"}, "an MPI rank"),
     ]
     for extra, reason in settings:
         warm = run(["matrix-transpose", "a.txt"], env=warm_env(server, **extra), cwd=files)

@@ -38,6 +38,8 @@ from . import launch
 # change their effect, so a launcher whose values differ runs cold.
 _STARTUP_PREFIXES = (b"PYTHON", b"LC_", b"OPENBLAS_", b"GOTO", b"OMP_", b"MKL_", b"BLIS_", b"VECLIB_",
                      b"KMP_", b"GOMP_", b"NPY_", b"NUMPY_", b"LD_", b"MALLOC_", b"TYPER_", b"_TYPER_")
+# Set by mpiexec for its ranks.
+_MPI_PREFIXES = (b"PMI_", b"PMIX_", b"OMPI_", b"HYDRA_", b"MPI_LOCALRANKID")
 _STARTUP_NAMES = {b"LANG", b"LANGUAGE", b"LOCPATH", b"NLSPATH", b"GCONV_PATH", b"GLIBC_TUNABLES"}
 
 _IDENTITY_REASONS = {
@@ -481,6 +483,8 @@ class Server:
         if len(fds) != len(request["fds"]) + 1:
             return "descriptors were lost in transit"
         env = request["env"]
+        if any(key.startswith(_MPI_PREFIXES) for key in env):
+            return "an MPI rank (its MPI library wants the process mpiexec started)"
         keys = self.startup_keys | {k for k in env if k.startswith(_STARTUP_PREFIXES) or k in _STARTUP_NAMES}
         for key in sorted(keys):
             if env.get(key) != self.env.get(key):
