@@ -109,15 +109,18 @@ def _warm_up():
     The first calls fill lazy caches (typer's parameter handling, numpy's
     ufunc dispatch); in a spare child they also copy the pages a run touches.
     """
-    import io
-
     from . import catalog, runner
 
     saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = open(os.devnull, "w")
     for name, args in (("matrix-transpose", []), ("matrix-transpose", ["--format", "npy"]), ("matrix-mul", ["-", "-"])):
-        sys.stdin = io.TextIOWrapper(io.BytesIO(b"1 2\n3 4\n"))
-        sys.stdout, sys.stderr = io.TextIOWrapper(io.BytesIO()), io.TextIOWrapper(io.BytesIO())
+        r, w = os.pipe()  # a descriptor to read, as standard input is
+        os.write(w, b"1 2\n3 4\n")
+        os.close(w)
+        sys.stdin = open(r)
         runner.invoke(catalog.load(name), name, args)
+        sys.stdin.close()
+    sys.stdout.close()
     sys.stdin, sys.stdout, sys.stderr = saved
 
 
