@@ -285,12 +285,15 @@ def _process_state(pid):
         fds[int(fd)] = ("pipe" if target.startswith("pipe:") else target, info["pos"].strip(), info["flags"].strip())
     with open(f"/proc/{pid}/stat") as f:
         nice = f.read().rsplit(")", 1)[1].split()[16]
-    keys = ("SigBlk", "SigIgn", "SigCgt", "Umask", "Cpus_allowed_list", "Uid", "Gid", "Groups")
-    return {k: status[k] for k in keys}, limits, fds, os.readlink(f"/proc/{pid}/cwd"), nice
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmdline = [arg for arg in f.read().split(b"\0") if arg]
+    keys = ("Name", "SigBlk", "SigIgn", "SigCgt", "Umask", "Cpus_allowed_list", "Uid", "Gid", "Groups")
+    return {k: status[k] for k in keys}, limits, fds, os.readlink(f"/proc/{pid}/cwd"), nice, cmdline
 
 
 def test_a_warm_tool_inherits_what_a_cold_one_does(server, files):
-    """Descriptors (numbers, files, offsets, flags), signal dispositions and mask, umask, limits, folder, nice."""
+    """Descriptors (numbers, files, offsets, flags), signal dispositions and mask, umask, limits, folder, nice,
+    command line and name (as ps shows them)."""
     with open(files / "a.txt", "rb") as extra:
         extra.read(5)
         fd = os.dup2(extra.fileno(), _free_fd())  # an extra inherited descriptor, at an offset

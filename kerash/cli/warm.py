@@ -65,8 +65,9 @@ def _start(idle):
         print(f"kerash warm: already {_describe(reply[1])}")
         return 0
     ready_r, ready_w = os.pipe()
+    # The last argument, blank, leaves room for the command lines of its children (ps, /proc/PID/cmdline).
     server = subprocess.Popen(
-        [sys.executable, "-c", "from kerash.cli.warmserver import main; main()", str(ready_w), repr(idle)],
+        [sys.executable, "-c", "from kerash.cli.warmserver import main; main()", str(ready_w), repr(idle), " " * 4096],
         pass_fds=(ready_w,), start_new_session=True, cwd="/",
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

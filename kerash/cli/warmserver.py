@@ -195,7 +195,10 @@ class Server:
         import ctypes
 
         self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.prctl(_PR_SET_NAME, b"kerash-warm", 0, 0, 0)  # for ps and top; its children inherit it
+        self.libc.prctl(_PR_SET_NAME, b"kerash-warm", 0, 0, 0)  # for ps and top
+        with open("/proc/self/stat", "rb") as f:  # where the kernel keeps the command line (proc(5): fields 48, 49)
+            fields = f.read().rsplit(b")", 1)[1].split()
+        self.argv_area = int(fields[45]), int(fields[46])
         self.signals = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
         self.path = launch.socket_path()
         self.folder = os.path.dirname(self.path)
@@ -638,6 +641,7 @@ class Server:
         warnings._filters_mutated()  # warnings the server saw once are shown again, as in a new process
         sys.argv = request["argv"]
         sys.orig_argv = request["orig_argv"]
+        self._name(request["argv"][0], request["orig_argv"])
         sys.stdin, sys.stdout, sys.stderr = (_stdio(fd, *settings) for fd, settings in enumerate(self.stdio))
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
         ignored = set(request["ignored"])
@@ -653,6 +657,20 @@ class Server:
                 lib.set_num_threads(threads)
         signal.pthread_sigmask(signal.SIG_SETMASK, request["blocked"])
         return request["entry"]
+
+
+    def _name(self, script, argv):
+        """Show the launcher's command line and name, as a cold start would (ps, /proc/PID/cmdline and comm).
+
+        The command line is written over the server's own, which keeps a
+        blank argument for it (and cuts a longer one short).
+        """
+        import ctypes
+
+        start, end = self.argv_area
+        line = b"\0".join(os.fsencode(a) for a in argv)[: end - start - 1]
+        ctypes.memmove(start, line.ljust(end - start, b"\0"), end - start)
+        self.libc.prctl(_PR_SET_NAME, os.fsencode(os.path.basename(script))[:15], 0, 0, 0)
 
 
 def _receive(sock):
