@@ -84,8 +84,9 @@ def _preload():
         import importlib
         import pkgutil
 
+        # numpy.random takes 30 ms and most tools need it
         import numpy.ma  # noqa: F401
-        import numpy.random  # noqa: F401  (30 ms: most tools need it)
+        import numpy.random  # noqa: F401
         import threadpoolctl
 
         import kerash
@@ -618,7 +619,7 @@ class Server:
         return self._become(request[1], fds)
 
     def _become(self, request, fds):
-        """Take on the launcher's working folder, descriptors, limits, environment, argv, streams and signals."""
+        """Take on the launcher's folder, descriptors, limits, environment, argv and name, streams and signals."""
         os.fchdir(fds[-1])
         _place(fds[:-1], request["fds"])
         os.umask(request["umask"])
@@ -657,7 +658,6 @@ class Server:
                 lib.set_num_threads(threads)
         signal.pthread_sigmask(signal.SIG_SETMASK, request["blocked"])
         return request["entry"]
-
 
     def _name(self, script, argv):
         """Show the launcher's command line and name, as a cold start would (ps, /proc/PID/cmdline and comm).
