@@ -52,6 +52,15 @@ def server():
     os.rmdir(folder)
 
 
+@pytest.fixture
+def warm_folder():
+    """A private, short socket folder; whatever server a failing test leaves in it is stopped."""
+    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
+    yield folder
+    run(["kerash", "warm", "stop"], env=tool_env(KERASH_WARM_DIR=folder), check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def cold_env(env, **extra):
     return dict(env, KERASH_WARM="0", **{k: str(v) for k, v in extra.items()})
 
@@ -461,28 +470,25 @@ def test_the_socket_is_private(server):
     assert sorted(n.rsplit(".", 1)[1] for n in _socket_files(folder)) == ["lock", "sock"]
 
 
-def test_a_folder_others_can_enter_is_refused(tmp_path):
-    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
-    try:
-        os.chmod(folder, 0o755)
-        env = tool_env(KERASH_WARM_DIR=folder)
+def test_a_folder_others_can_enter_is_refused(warm_folder):
+    folder = warm_folder
+    os.chmod(folder, 0o755)
+    env = tool_env(KERASH_WARM_DIR=folder)
+    proc = run(["kerash", "warm", "start"], env=env, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == f"kerash warm: error: {folder} must be a folder owned by you with mode 0700\n"
+    assert os.listdir(folder) == []
+    if os.getuid() == 0:  # a folder of another user
+        os.chmod(folder, 0o700)
+        os.chown(folder, 65534, 65534)
         proc = run(["kerash", "warm", "start"], env=env, check=False)
-        assert proc.returncode == 1
-        assert proc.stderr.decode() == f"kerash warm: error: {folder} must be a folder owned by you with mode 0700\n"
-        assert os.listdir(folder) == []
-        if os.getuid() == 0:  # a folder of another user
-            os.chmod(folder, 0o700)
-            os.chown(folder, 65534, 65534)
-            proc = run(["kerash", "warm", "start"], env=env, check=False)
-            assert proc.returncode == 1 and b"must be a folder owned by you" in proc.stderr
-    finally:
-        os.rmdir(folder)
+        assert proc.returncode == 1 and b"must be a folder owned by you" in proc.stderr
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
-def test_both_sides_check_the_other_users_id(server, tmp_path):
+def test_both_sides_check_the_other_users_id(server, tmp_path, warm_folder):
     nobody = 65534
-    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
+    folder = warm_folder
     os.chmod(folder, 0o777)
     path = os.path.join(folder, os.path.basename(socket_path(server)))
     # A "server" of another user: the launcher refuses to send it anything and starts cold.
@@ -503,8 +509,6 @@ def test_both_sides_check_the_other_users_id(server, tmp_path):
         if fake.poll() is None:
             fake.kill()
         fake.wait()
-        os.unlink(path)
-        os.rmdir(folder)
     # A client of another user reaching the server (its folder opened up for the test) gets no answer.
     folder = server["KERASH_WARM_DIR"]
     path = socket_path(server)
@@ -520,65 +524,56 @@ def test_both_sides_check_the_other_users_id(server, tmp_path):
         os.chmod(folder, 0o700)
 
 
-def test_a_stale_socket_is_reported_and_replaced(tmp_path):
-    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
+def test_a_stale_socket_is_reported_and_replaced(tmp_path, warm_folder):
+    folder = warm_folder
     env = start_warm_server(folder)
-    try:
-        pid = server_pid(env)
-        (tmp_path / "a.txt").write_text("1 2\n")
-        proc, w, inode = _held_pipe_tool(warm_env(env), tmp_path)  # a run in flight
-        tool = _tool_process(proc, inode, warm_env(env))
-        spares = children(pid)
-        os.kill(pid, signal.SIGSTOP)
-        # A run the frozen server has not answered: it may start cold, since no child can have started it.
-        waiting = subprocess.Popen(["matrix-transpose", "a.txt"], cwd=tmp_path, env=warm_env(env),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(0.5)
-        os.kill(pid, signal.SIGKILL)
-        _wait_until(lambda: _gone(pid) and all(_gone(p) for p in spares), 10)
-        assert tool in spares  # it died with the server, and its launcher says so
-        assert proc.wait(timeout=10) == 1
-        assert proc.stderr.read() == b"matrix-transpose: error: the warm server ended during the run\n"
-        os.close(w)
-        out, err = waiting.communicate(timeout=60)
-        assert (waiting.returncode, out) == (0, b"1\n2\n")
-        assert err.startswith(b"matrix-transpose: cold start: ")
-        assert any(name.endswith(".sock") for name in os.listdir(folder))  # left behind
-        proc = run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path)
-        assert proc.stdout == b"1\n2\n"
-        assert proc.stderr.decode().startswith("matrix-transpose: cold start: no warm server (stale socket ")
-        assert run(["kerash", "warm", "status"], env=env, check=False).returncode == 1
-        start_warm_server(folder)
-        before = served(env)
-        assert run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path).stderr == b""
-        assert served(env) == before + 1
-    finally:
-        stop_warm_server(env)
+    pid = server_pid(env)
+    (tmp_path / "a.txt").write_text("1 2\n")
+    proc, w, inode = _held_pipe_tool(warm_env(env), tmp_path)  # a run in flight
+    tool = _tool_process(proc, inode, warm_env(env))
+    spares = children(pid)
+    os.kill(pid, signal.SIGSTOP)
+    # A run the frozen server has not answered: it may start cold, since no child can have started it.
+    waiting = subprocess.Popen(["matrix-transpose", "a.txt"], cwd=tmp_path, env=warm_env(env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    _wait_until(lambda: _gone(pid) and all(_gone(p) for p in spares), 10)
+    assert tool in spares  # it died with the server, and its launcher says so
+    assert proc.wait(timeout=10) == 1
+    assert proc.stderr.read() == b"matrix-transpose: error: the warm server ended during the run\n"
+    os.close(w)
+    out, err = waiting.communicate(timeout=60)
+    assert (waiting.returncode, out) == (0, b"1\n2\n")
+    assert err.startswith(b"matrix-transpose: cold start: ")
+    assert any(name.endswith(".sock") for name in os.listdir(folder))  # left behind
+    proc = run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path)
+    assert proc.stdout == b"1\n2\n"
+    assert proc.stderr.decode().startswith("matrix-transpose: cold start: no warm server (stale socket ")
+    assert run(["kerash", "warm", "status"], env=env, check=False).returncode == 1
+    start_warm_server(folder)
+    before = served(env)
+    assert run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path).stderr == b""
+    assert served(env) == before + 1
+    stop_warm_server(env)
     assert os.listdir(folder) == []
-    os.rmdir(folder)
 
 
-def test_a_server_whose_kerash_files_change_refuses_and_exits(tmp_path):
+def test_a_server_whose_kerash_files_change_refuses_and_exits(tmp_path, warm_folder):
     """A copy of the package (on PYTHONPATH) is another installation with its own server; edit it."""
     shutil.copytree(ROOT / "kerash", tmp_path / "copy" / "kerash", ignore=shutil.ignore_patterns("__pycache__"))
-    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
-    env = start_warm_server(folder, tool_env(PYTHONPATH=tmp_path / "copy"))
+    env = start_warm_server(warm_folder, tool_env(PYTHONPATH=tmp_path / "copy"))
     (tmp_path / "a.txt").write_text("1 2\n")
-    try:
-        assert run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path).stderr == b""
-        assert served(env) == 1
-        with open(tmp_path / "copy" / "kerash" / "cli" / "matrix.py", "a") as f:
-            f.write("\n# edited\n")
-        proc = run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path)
-        assert proc.stdout == b"1\n2\n"
-        assert proc.stderr.decode() == (
-            "matrix-transpose: cold start: kerash files changed since the warm server started (it stops now)\n")
-        _wait_until(lambda: os.listdir(folder) == [], 10)
-        assert run(["kerash", "warm", "status"], env=env, check=False).returncode == 1
-    finally:
-        if os.listdir(folder):
-            stop_warm_server(env)
-        os.rmdir(folder)
+    assert run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path).stderr == b""
+    assert served(env) == 1
+    with open(tmp_path / "copy" / "kerash" / "cli" / "matrix.py", "a") as f:
+        f.write("\n# edited\n")
+    proc = run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path)
+    assert proc.stdout == b"1\n2\n"
+    assert proc.stderr.decode() == (
+        "matrix-transpose: cold start: kerash files changed since the warm server started (it stops now)\n")
+    _wait_until(lambda: os.listdir(warm_folder) == [], 10)
+    assert run(["kerash", "warm", "status"], env=env, check=False).returncode == 1
 
 
 # ---------------------------------------------------------------- many clients
@@ -661,8 +656,8 @@ def test_memory_stays_flat(server):
 # ---------------------------------------------------------------- the server's life
 
 
-def test_stop_ends_the_running_tools_and_idle_servers_exit(tmp_path):
-    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")
+def test_stop_ends_the_running_tools_and_idle_servers_exit(tmp_path, warm_folder):
+    folder = warm_folder
     env = start_warm_server(folder)
     again = run(["kerash", "warm", "start"], env=env).stdout.decode()  # one server per installation
     assert again.startswith(f"kerash warm: already running: pid {server_pid(env)}")
@@ -680,6 +675,5 @@ def test_stop_ends_the_running_tools_and_idle_servers_exit(tmp_path):
     assert run(["matrix-transpose", "-"], input="1 2\n", env=warm_env(env)).stdout == b"1\n2\n"
     _wait_until(lambda: _gone(pid), 10)
     assert os.listdir(folder) == []
-    os.rmdir(folder)
     proc = run(["kerash", "warm", "start", "--idle", "soon"], env=env, check=False)
     assert proc.returncode == 2 and b"--idle wants a duration" in proc.stderr
