@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: demo test bench bytecode clean
 
-$(BIN)/kerash: pyproject.toml
+$(BIN)/kerash: pyproject.toml $(wildcard scripts/*)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[test,plot,mpi]'
 	touch $@

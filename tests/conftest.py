@@ -12,14 +12,69 @@ import pytest
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 
+# Where tools look for a warm server (KERASH_WARM_DIR): never the user's.  By
+# default a folder that does not exist, so tools start cold; the `start`
+# fixture points it at a private server for its "warm" runs (and
+# KERASH_TEST_WARM=1 for every test).
+WARM = {"KERASH_WARM_DIR": f"/tmp/kerash-test-{os.getpid()}-no-server"}
+
 
 def tool_env(**extra):
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("KERASH_FORMAT", None)
-    env.pop("KERASH_DEBUG", None)
+    for name in ("KERASH_FORMAT", "KERASH_DEBUG", "KERASH_WARM"):
+        env.pop(name, None)
+    env.update(WARM)
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def start_warm_server(folder, env=None):
+    """Start a warm server for this installation with its socket in `folder`; returns the environment to reach it."""
+    env = dict(env or tool_env(), KERASH_WARM_DIR=str(folder))
+    run(["kerash", "warm", "start", "--idle", "30m"], env=env)  # gone in the end even if a test leaves it
+    return env
+
+
+def stop_warm_server(env):
+    proc = run(["kerash", "warm", "stop"], env=env)
+    assert proc.stdout.startswith(b"kerash warm: stopped"), proc.stdout
+
+
+@pytest.fixture(scope="session")
+def warm_server():
+    """A private warm server for the whole session (one per xdist worker): its folder."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")  # short: socket paths are limited to 107 bytes
+    env = start_warm_server(folder)
+    yield folder
+    stop_warm_server(env)
+    os.rmdir(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_tool_warm(request):
+    """KERASH_TEST_WARM=1 runs every test's tools through a private warm server (to time the suite warm)."""
+    if os.environ.get("KERASH_TEST_WARM") == "1":
+        WARM["KERASH_WARM_DIR"] = request.getfixturevalue("warm_server")
+
+
+@pytest.fixture(params=["cold", "warm"])
+def start(request):
+    """Run the test's tools cold, then warm: through a warm server, saying on standard error if one started cold."""
+    saved = dict(WARM)
+    if request.param == "warm":
+        WARM.update(KERASH_WARM_DIR=request.getfixturevalue("warm_server"), KERASH_WARM="1")
+    else:
+        WARM["KERASH_WARM"] = "0"
+    yield request.param
+    WARM.clear()
+    WARM.update(saved)
+
+
+# Runs every test of a module (pytestmark = warm_and_cold) or a test (@warm_and_cold) both cold and warm.
+warm_and_cold = pytest.mark.usefixtures("start")
 
 
 def run(args, input=None, cwd=None, env=None, check=True, timeout=120):

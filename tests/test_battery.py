@@ -35,7 +35,8 @@ def setup_model(tmp_path):
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 4, size=(SAMPLES, 1)), fmt="%d")
     work = tmp_path / "work"
     work.mkdir()
-    return tmp_path / "m", tool_env(KERASH_WORKDIR=work), work
+    # cold: the workers are the launcher's own children
+    return tmp_path / "m", tool_env(KERASH_WORKDIR=work, KERASH_WARM=0), work
 
 
 def train_args(folder, *extra):

@@ -132,7 +132,8 @@ def test_a_stopped_worker_is_reported_and_sigterm_still_stops_training(task):
     np.save(task / "big.npy", np.random.default_rng(4).normal(size=(3000, 12)))
     np.savetxt(task / "ybig.txt", np.zeros(3000), fmt="%d")
     proc = subprocess.Popen(["train", "stalled", "-x", "big.npy", "-y", "ybig.txt", "--epochs", "500", "-b", "10",
-                             "--workers", "2", "--stall", "0.5"], cwd=task, env=tool_env(KERASH_WORKDIR=task / "work"),
+                             "--workers", "2", "--stall", "0.5"], cwd=task,
+                            env=tool_env(KERASH_WORKDIR=task / "work", KERASH_WARM=0),  # cold: its workers are its children
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout.readline().startswith(b"epoch")

@@ -30,7 +30,8 @@ def setup(tmp_path, n):
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(n, 1)), fmt="%d")
     work = tmp_path / "work"
     work.mkdir()
-    return tmp_path / "m", tmp_path / "initial", tool_env(KERASH_WORKDIR=work), work
+    # cold: the workers are the launcher's own children (test_warm interrupts warm runs)
+    return tmp_path / "m", tmp_path / "initial", tool_env(KERASH_WORKDIR=work, KERASH_WARM=0), work
 
 
 def common(extra=()):

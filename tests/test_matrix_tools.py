@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from conftest import parse, run
+from conftest import parse, run, warm_and_cold
+
+pytestmark = warm_and_cold
 
 
 def save(path, array):

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env
+from conftest import BIN, ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env, warm_and_cold
 
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n5 1 1\ninput\ndense 6 tanh\ndense 3 softmax\n"
 LINEAR = "/uniform -0.5 0.5,uniform -0.5 0.5/\n4 1 1\ninput\ndense 3 softmax\n"
@@ -60,6 +60,7 @@ def batch_lines(*options, input=None, cwd=None):
 # ---------------------------------------------------------------- bin/pipeline-train
 
 
+@warm_and_cold
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_pipeline_train_equals_train(tmp_path, workers):
     work = tmp_path / "work"
@@ -94,6 +95,7 @@ def test_pipeline_train_equals_train(tmp_path, workers):
     assert os.listdir(work) == [f"kerash-pipeline-{os.getpid()}-x2"]
 
 
+@warm_and_cold
 def test_pipeline_train_stops_when_a_worker_fails(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -223,6 +225,7 @@ def deep_forward(x, w):
     return softmax(a @ w["layer_03", "W"] + w["layer_03", "b"])
 
 
+@warm_and_cold
 def test_forward_pipeline_equals_predict(tmp_path):
     folder = make_model(tmp_path, DEEP, seed=6)
     classification(tmp_path, 40, 5, seed=2)
@@ -243,6 +246,7 @@ def test_forward_pipeline_equals_predict(tmp_path):
         np.testing.assert_allclose(got, predicted, rtol=0, atol=1e-6, err_msg=str(args))
 
 
+@warm_and_cold
 def test_forward_pipeline_show_prints_a_pipe_of_matrix_tools(tmp_path):
     make_model(tmp_path, DEEP, seed=6)
     savetxt(tmp_path / "in.txt", np.random.default_rng(3).normal(size=(6, 5)))
@@ -262,6 +266,7 @@ def test_forward_pipeline_show_prints_a_pipe_of_matrix_tools(tmp_path):
     np.testing.assert_allclose(shown, parse(run(["predict", "m", "in.txt"], cwd=tmp_path).stdout), rtol=0, atol=1e-6)
 
 
+@warm_and_cold
 def test_forward_pipeline_refuses_a_convolutional_model(tmp_path):
     make_model(tmp_path, CNN)
     savetxt(tmp_path / "in.txt", np.zeros((2, 40)))

@@ -186,7 +186,8 @@ def test_update_says_it_waits_for_train_or_fails_at_once(trained):
     savetxt(tmp_path / "big-y.txt", np.random.default_rng(2).integers(0, 2, size=(3000, 1)))
     steps = json.loads((trained / "state.json").read_text())["steps"]
     train = subprocess.Popen(["train", "m", "-x", "big.txt", "-y", "big-y.txt", "--epochs", "100000", "--batch-size", "1"],
-                             cwd=tmp_path, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             cwd=tmp_path, env=tool_env(KERASH_WARM=0),  # cold: the lock's holder is train.pid
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     waiting = None
     try:
         assert train.stdout.readline().startswith(b"epoch")  # the header comes with the first epoch: it holds the lock

@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from conftest import naive_conv, naive_maxpool, parse, run
+from conftest import naive_conv, naive_maxpool, parse, run, warm_and_cold
 from kerash import ops
 
 
@@ -134,6 +134,7 @@ def test_flatten_shapes():
 # ---------------------------------------------------------------- through the executables
 
 
+@warm_and_cold
 def test_conv_tool_files_pipe_and_bias(tmp_path):
     rng = np.random.default_rng(11)
     x = rng.normal(size=(2, 3, 6, 5))
@@ -151,6 +152,7 @@ def test_conv_tool_files_pipe_and_bias(tmp_path):
     np.testing.assert_allclose(out, naive_conv(x[:1], k, 1, 0)[0], rtol=1e-12, atol=1e-12)
 
 
+@warm_and_cold
 def test_conv_tool_matrix_with_text_kernel(tmp_path):
     img = np.arange(1.0, 17.0).reshape(4, 4)
     (tmp_path / "img.txt").write_text("".join(" ".join(str(int(v)) for v in row) + "\n" for row in img))
@@ -160,6 +162,7 @@ def test_conv_tool_matrix_with_text_kernel(tmp_path):
     np.testing.assert_array_equal(got, naive_conv(img[None, None], kernel[None, None], 1, 1)[0, 0])
 
 
+@warm_and_cold
 def test_maxpool_tool(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 7, 9))
@@ -173,6 +176,7 @@ def test_maxpool_tool(tmp_path):
     np.testing.assert_array_equal(got, naive_maxpool(m[None, None], 2, 2, 2, 0)[0, 0])
 
 
+@warm_and_cold
 def test_tensor_slice_tool(tmp_path):
     rng = np.random.default_rng(8)
     t = rng.normal(size=(3, 4, 5))
@@ -186,6 +190,7 @@ def test_tensor_slice_tool(tmp_path):
     np.testing.assert_array_equal(got, [[5.0, 6.0], [8.0, 9.0]])
 
 
+@warm_and_cold
 def test_tensor_flatten_tool(tmp_path):
     t = np.arange(24.0).reshape(2, 3, 2, 2)
     np.save(tmp_path / "t.npy", t)

@@ -5,7 +5,9 @@ import io
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run, tool_env
+from conftest import assert_one_line_error, run, tool_env, warm_and_cold
+
+pytestmark = warm_and_cold
 
 
 def npy_bytes(array):

@@ -228,7 +228,7 @@ def _gone(pid, seconds=5.0):
 def test_a_worker_that_dies_stops_training(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    env = tool_env(KERASH_WORKDIR=work)
+    env = tool_env(KERASH_WORKDIR=work, KERASH_WARM=0)  # cold: the workers are the launcher's own children
     folder = make_model(tmp_path, (ROOT / "models" / "digits-mlp.model").read_text(), seed=4)
     initial = copy_model(folder, "initial")
     rng = np.random.default_rng(9)

@@ -1,6 +1,8 @@
 """docs/tutorial.md never rots: every fenced bash block runs, in order, in one shell."""
 
+import os
 import re
+import tempfile
 
 from conftest import ROOT, run, tool_env
 
@@ -13,7 +15,14 @@ def test_every_tutorial_command_runs(tmp_path):
     for i, block in enumerate(blocks, 1):
         script.append(f"echo '### block {i}' >&2")
         script.append(block)
-    proc = run("\n".join(script), cwd=ROOT, env=tool_env(KERASH_WORKDIR=tmp_path), check=False, timeout=240)
+    # The lesson starts a warm server (and stops it at the end): a private one, stopped whatever happens.
+    warm = tempfile.mkdtemp(prefix="kerash-warm-", dir="/tmp")  # short: socket paths are limited to 107 bytes
+    os.rmdir(warm)  # the server makes it, and removes it when it stops
+    env = tool_env(KERASH_WORKDIR=tmp_path, KERASH_WARM_DIR=warm)
+    try:
+        proc = run("\n".join(script), cwd=ROOT, env=env, check=False, timeout=240)
+    finally:
+        run(["kerash", "warm", "stop"], env=env)
     err = proc.stderr.decode()
     failed_at = re.findall(r"### block (\d+)", err)
     assert proc.returncode == 0, f"tutorial block {failed_at[-1] if failed_at else '?'} failed:\n{err[-3000:]}"
@@ -25,3 +34,5 @@ def test_every_tutorial_command_runs(tmp_path):
     assert "best validation accuracy" in out
     memory = dict(re.findall(r"^(elman|flat): (\d+)% right on the steps that need memory$", out, flags=re.M))
     assert int(memory["elman"]) >= 95 and int(memory["flat"]) <= 65, memory
+    assert "kerash warm: started" in out and "kerash warm: stopped" in out
+    assert not os.path.exists(warm)  # the server left nothing behind

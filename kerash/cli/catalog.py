@@ -1,8 +1,8 @@
 """Every tool: its name and the command function behind it ("module:function").
 
-`kerash NAME` looks tools up here; pyproject.toml installs the same list as
-console scripts (a test keeps the two in step).  Tools marked False are only
-reached as `kerash NAME`.
+`kerash NAME` looks tools up here; pyproject.toml installs scripts/NAME for
+each tool marked True, and scripts/kerash (a test keeps them in step).  Tools
+marked False are only reached as `kerash NAME`.
 """
 
 TOOLS = {
@@ -39,6 +39,7 @@ TOOLS = {
     "snapshot": ("kerash.cli.model:snapshot", False),
     "batches": ("kerash.cli.train:batches_tool", False),
     "plot": ("kerash.cli.plot:plot", False),
+    "warm": ("kerash.cli.warm:warm", False),
 }
 
 

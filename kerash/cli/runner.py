@@ -107,6 +107,21 @@ def _check_options(command, args):
         raise UsageError(f"No such option: {name}{close_matches(name, sorted(o for o in known if o.startswith('--')))}")
 
 
+def _version_option(name):
+    """--version: print `NAME (kerash) VERSION` and exit, as GNU tools do."""
+    from typer.core import TyperOption
+
+    def show(ctx, param, value):
+        if value and not ctx.resilient_parsing:
+            from .. import __version__
+
+            sys.stdout.write(f"{name} (kerash) {__version__}\n")
+            ctx.exit(0)
+
+    return TyperOption(param_decls=["--version"], is_flag=True, expose_value=False, is_eager=True, callback=show,
+                       help="Print the version and exit.")
+
+
 def invoke(fn, prog, argv=None):
     """Like `run` but return the exit status instead of exiting."""
     import numpy
@@ -128,6 +143,7 @@ def invoke(fn, prog, argv=None):
     )
     app.command(name=prog)(fn)
     command = get_command(app)
+    command.params.append(_version_option(getattr(fn, "tool_name", prog)))
     _PROG[0] = prog
     debug = os.environ.get("KERASH_DEBUG") == "1"
     args = sys.argv[1:] if argv is None else list(argv)

@@ -1,0 +1,308 @@
+"""Every executable starts here: the tool runs in a warm server's child when one serves this installation, else cold.
+
+A warm server (`kerash warm start`, see warmserver.py) has imported numpy,
+typer and the tools once and forks a child per run.  The launcher sends it
+what a cold start would inherit — argv, environment, working folder (as a
+descriptor), umask, limits, signal dispositions and mask, and every inherited
+file descriptor (SCM_RIGHTS) — then forwards signals and exits with the
+child's status, or dies of the child's signal.  Whenever the server says the
+run cannot be exact, or there is no server, the tool runs here, cold.
+
+Every import here is paid by every tool start: only modules built into the
+interpreter, plus _socket.  KERASH_WARM=0 forces a cold start, KERASH_WARM=1
+says on standard error why a run went cold.
+"""
+
+import marshal
+import os
+import sys
+
+import _signal
+import _socket
+
+# Frames are a 4-byte little-endian length and a marshal payload.
+_HEADER = 4
+_MAX_FDS = 250  # the kernel passes at most 253 descriptors in one message
+_SI_KERNEL = 0x80  # si_code of a signal sent by the kernel: the terminal's Ctrl-C, Ctrl-\, Ctrl-Z, hang-up
+_STOPS = (_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU)
+
+
+def installation():
+    """What a server must share with a launcher: the interpreter and this kerash package folder."""
+    return f"{sys.executable}\0{os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}"
+
+
+def socket_dir():
+    """The folder of the warm servers' sockets: $KERASH_WARM_DIR (an absolute path), else /tmp/kerash-warm-UID."""
+    return os.environ.get("KERASH_WARM_DIR") or f"/tmp/kerash-warm-{os.getuid()}"
+
+
+def socket_path():
+    """This installation's socket: named by a hash of installation(), short enough for sun_path."""
+    h = 0xCBF29CE484222325  # FNV-1a, 64 bits: no hashlib import on the start-up path
+    for byte in installation().encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return os.path.join(socket_dir(), f"{h:016x}.sock")
+
+
+def send_frame(sock, obj, fds=()):
+    data = marshal.dumps(obj)
+    data = len(data).to_bytes(_HEADER, "little") + data
+    if fds:
+        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+        data = data[sent:]
+    if data:
+        sock.sendall(data)
+
+
+def recv_frame(sock):
+    """The next frame from `sock`, or None at end of file."""
+    head = _recv_exact(sock, _HEADER)
+    if head is None:
+        return None
+    body = _recv_exact(sock, int.from_bytes(head, "little"))
+    return None if body is None else marshal.loads(body)
+
+
+def _recv_exact(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def peer(sock):
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+    cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    return int.from_bytes(cred[0:4], sys.byteorder), int.from_bytes(cred[4:8], sys.byteorder)
+
+
+def connect(path):
+    """A socket connected to the server at `path` run by this user, or a string saying why not."""
+    if not path.startswith("/"):  # the server runs in /, launchers anywhere
+        return f"KERASH_WARM_DIR must be an absolute path, not {os.path.dirname(path)}"
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, NotADirectoryError):
+        sock.close()
+        return f"no warm server ({path})"
+    except ConnectionRefusedError:
+        sock.close()
+        return f"no warm server (stale socket {path})"
+    except OSError as e:
+        sock.close()
+        return f"cannot reach the warm server at {path}: {e.strerror or e}"
+    if peer(sock)[1] != os.getuid():
+        sock.close()
+        return f"{path} is served by another user"
+    return sock
+
+
+def inherited_fds():
+    """Descriptors this process inherited: those open without close-on-exec (Python opens its own with it)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:  # the folder listing's own descriptor, closed by now
+            pass
+    return sorted(found)
+
+
+def _catchable():
+    return sorted(_signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP})
+
+
+def _limits(resource):
+    return [getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")]
+
+
+def _proc(read):
+    """read() of something in /proc, or None where /proc does not tell (then both sides see None)."""
+    try:
+        return read()
+    except OSError:
+        return None
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def identity():
+    """What a run must share with the server to behave the same in its child (it compares its own)."""
+    cgroup = _proc(lambda: _read("/proc/self/cgroup"))
+    status = _proc(lambda: _read("/proc/self/status")) or b""
+    # capabilities, no_new_privs and seccomp filters
+    privileges = [line for line in status.splitlines() if line.startswith((b"Cap", b"NoNewPrivs", b"Seccomp"))]
+    return {
+        "installation": installation(),
+        "version": sys.version,
+        "path": sys.path,
+        "flags": tuple(sys.flags),
+        "xoptions": sys._xoptions,
+        "warnoptions": sys.warnoptions,
+        "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())),
+        "namespaces": [_proc(lambda ns=ns: os.readlink(f"/proc/self/ns/{ns}")) for ns in ("mnt", "pid", "user")],
+        "cgroup": cgroup,
+        "privileges": privileges,
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "scheduler": os.sched_getscheduler(0),
+    }
+
+
+def _request(entry, fds, blocked):
+    import resource
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return {
+        "entry": entry,
+        "argv": sys.argv,
+        "orig_argv": sys.orig_argv,
+        "env": dict(os.environb),
+        "fds": fds,
+        "umask": mask,
+        "ignored": [s for s in _catchable() if _signal.getsignal(s) == _signal.SIG_IGN],
+        "blocked": sorted(blocked),
+        "rlimits": [(r, *resource.getrlimit(r)) for r in _limits(resource)],
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "identity": identity(),
+    }
+
+
+def _unsafe(fds):
+    """Why this run cannot be sent to a server as it is, or None."""
+    if len(fds) > _MAX_FDS:
+        return f"{len(fds)} open descriptors (at most {_MAX_FDS} can be passed)"
+    if "/dev/tty" in sys.argv:
+        return "/dev/tty names the controlling terminal, which a warm child does not have"
+    if 0 in fds and os.isatty(0):
+        try:
+            background = os.tcgetpgrp(0) != os.getpgrp()
+        except OSError:  # a terminal that is not ours: no job control applies
+            background = False
+        if background:
+            return "standard input is the terminal of a background job"
+    return None
+
+
+def warm(entry):
+    """Run the tool in a warm child and exit with its status; return why not when it must run cold."""
+    if entry == "kerash" and sys.argv[1:2] == ["warm"]:
+        return "kerash warm manages the server itself"
+    if os.environ.get("KERASH_DEBUG"):
+        return "KERASH_DEBUG is set (a warm traceback would show the server's frames)"
+    try:
+        fds = inherited_fds()
+    except OSError as e:
+        return f"cannot list the open descriptors in /proc: {e.strerror}"
+    reason = _unsafe(fds)
+    if reason:
+        return reason
+    sock = connect(socket_path())
+    if isinstance(sock, str):
+        return sock
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        sock.close()
+        return f"cannot open the working folder: {e.strerror}"
+    forwarded = [s for s in _catchable() if s != _signal.SIGCHLD and _signal.getsignal(s) != _signal.SIG_IGN]
+    # Blocked from now on: the signal thread below collects them once the child runs.
+    blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, forwarded)
+    try:
+        send_frame(sock, ("run", _request(entry, fds, blocked)), fds + [cwd])
+        reply = recv_frame(sock)
+    except OSError as e:  # reading /proc, or the server went away
+        reply = ("cold", f"cannot hand the run over: {e.strerror or e}")
+    os.close(cwd)
+    if reply is None or reply[0] != "run":
+        sock.close()
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
+        return reply[1] if reply else "the warm server closed the connection"
+    _wait(sock, forwarded)
+
+
+def _forward(sock, forwarded):
+    """Signal thread: pass each signal on to the child; the terminal's go to its process group."""
+    while True:
+        info = _signal.sigwaitinfo(forwarded)
+        sig = info.si_signo
+        group = sig == _signal.SIGCONT or info.si_code == _SI_KERNEL
+        try:
+            send_frame(sock, ("sig", sig, group))
+        except OSError:
+            return
+        if sig in _STOPS:
+            # The child stopped; so does the launcher, for the shell to see a stopped job.
+            os.kill(os.getpid(), _signal.SIGSTOP)
+
+
+def _wait(sock, forwarded):
+    import _thread
+
+    _thread.start_new_thread(_forward, (sock, forwarded))
+    while True:
+        try:
+            frame = recv_frame(sock)
+        except OSError:
+            frame = None
+        if frame is None:
+            if sys.stderr is not None:
+                sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: the warm server ended during the run\n")
+                sys.stderr.flush()
+            os._exit(1)
+        if frame[0] == "exit":
+            _exit_as(frame[1])
+        if frame[0] == "error":
+            if sys.stderr is not None:
+                sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: {frame[1]}\n")
+            os._exit(1)
+
+
+def _exit_as(status):
+    """Exit with a child's wait status: the same code, or death by the same signal."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if os.WCOREDUMP(status):
+            import resource
+
+            # The child left its core; the launcher leaves none.
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):
+            _signal.signal(sig, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [sig])
+        _signal.raise_signal(sig)
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def cold(entry):
+    """Run the tool in this process, as every tool ran before the warm server."""
+    if entry == "kerash":
+        from .main import main as front_end
+
+        front_end()
+    else:
+        from .catalog import load
+
+        load(entry).main()
+
+
+def main(entry):
+    """The entry point of every executable (scripts/NAME calls main("NAME"))."""
+    mode = os.environ.get("KERASH_WARM")
+    if mode != "0":
+        reason = warm(entry)
+        if mode == "1" and sys.stderr is not None:
+            sys.stderr.write(f"{entry}: cold start: {reason}\n")
+    cold(entry)
