@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import functions, layers
+from . import functions, layers, tensorio
 from . import model as modelmod
 from .errors import DataError, UsageError
 from .network import targets_are_classes
@@ -391,7 +391,6 @@ def write_best(best, out_dir, rows, seed, force=False):
     state["epochs"] = best.epochs
     state["evolved"] = {"genome": best.id, "val_loss": best.val_loss, "val_accuracy": None if math.isnan(best.val_accuracy) else best.val_accuracy}
     md = modelmod.ModelDir.create(out_dir, spec, best.params, state, origin=f"evolve (genome {best.id})", force=force)
-    with open(os.path.join(md.path, "evolve.tsv"), "w") as f:
-        f.write("\t".join(COLUMNS) + "\n")
-        f.write("".join(format_row(r) + "\n" for r in rows))
+    with tensorio.atomic_file(os.path.join(md.path, "evolve.tsv")) as f:
+        f.write(("\t".join(COLUMNS) + "\n" + "".join(format_row(r) + "\n" for r in rows)).encode())
     return md

@@ -2,7 +2,6 @@
 update, train, the sequence data sets, and the language's errors and warnings."""
 
 import json
-import xml.etree.ElementTree  # noqa: F401  (DOT is checked as text)
 
 import numpy as np
 import pytest

@@ -221,3 +221,15 @@ def test_layer_statistics_each_epoch(data):
     assert float(rows[2]["w_max"]) == pytest.approx(w.max(), rel=1e-5)
     # one step an epoch (a batch of all 40): epoch 1 moved the weights by lr × that step's gradient
     assert float(rows[0]["update_ratio"]) == pytest.approx(0.1 * float(rows[0]["g_rms"]) / np.sqrt(np.mean(before**2)), rel=1e-5)
+
+
+def test_a_negative_seed_or_a_closed_output_change_nothing(data):
+    folder, _, _ = data
+    model = make_model(folder, LINEAR, name="m")
+    before = (model / "layer_01" / "W.npy").read_bytes()
+    proc = run(["train", "m", "-x", "x.npy", "-y", "y.npy", "--seed", "-1"], cwd=folder, check=False)
+    assert proc.returncode == 2 and "--seed must be in [0" in proc.stderr.decode()
+    proc = run("train m -x x.npy -y y.npy --epochs 1 >&-", cwd=folder, check=False)
+    assert proc.returncode == 2 and "standard output is closed" in proc.stderr.decode()
+    assert (model / "layer_01" / "W.npy").read_bytes() == before
+    assert json.loads((model / "state.json").read_text())["epochs"] == 0

@@ -111,6 +111,8 @@ def train(
         raise UsageError("--val-data and --val-labels go together")
     if sum(p == "-" for p in (data, labels, vdata, vlabels)) > 1:
         raise UsageError("only one input can be standard input")
+    if sys.stdout is None:
+        raise UsageError("standard output is closed (>&-): the epoch table has nowhere to go; use > /dev/null")
     cfg = loop.TrainConfig(**settings)
     silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent

@@ -17,7 +17,6 @@ import numpy as np
 
 from .. import tensorio
 from ..errors import DataError, KerashError, ModelError, UsageError
-from ..ops import shape_str
 from .description import escaped, normalised_text, read_model_file
 from .spec import build_network, param_shapes
 

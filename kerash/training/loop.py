@@ -25,7 +25,7 @@ from .engine import (StepSettings, default_workers, limit_blas_threads, make_eng
 from .fork import EngineFailure, Interrupted
 from .optimizers import Optimizer, flat_state, per_parameter_state
 from .schedule import BatchGrowth, Schedule
-from .trace import COLUMNS, STATS_FILE, TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, layer_statistics
+from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, layer_statistics
 
 CHECKPOINTS = "checkpoints"
 SAVE_EVERY = 2.0  # seconds between saves of a run that is going well
@@ -694,6 +694,8 @@ def _check_finite(a, what, rows=4096):
 
 
 def _choose_seed(seed, state, warn):
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be in [0, 2⁶³), not {seed}")
     recorded = state.get("seed")
     if seed is None:
         if recorded is not None:
