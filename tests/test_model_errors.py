@@ -140,11 +140,43 @@ def test_class_index_out_of_range(setup, tool, bad):
     fails_unchanged(setup, tool, 1, "class indices 0..2", f"found {bad:g}")
 
 
-def test_non_finite_data(setup):
-    x = np.loadtxt(setup / "x.txt")
-    x[3, 2] = np.nan
-    savetxt(setup / "bad.txt", x)
-    fails_unchanged(setup, ["train", "m", "-x", "bad.txt", "-y", "y.txt"], 1, "non-finite")
+@pytest.mark.parametrize(
+    "tool, value, where",
+    [
+        (["train", "m", "-x", "bad.txt", "-y", "y.txt"], np.nan, "bad.txt"),
+        (["predict", "m", "bad.txt"], np.nan, "bad.txt"),
+        (["predict", "m", "bad.txt", "--classes"], -np.inf, "bad.txt"),
+        (["evaluate", "m", "-x", "bad.txt", "-y", "y.txt"], np.inf, "bad.txt"),
+        (["backprop", "m", "-x", "bad.txt", "-y", "y.txt", "-o", "g"], np.nan, "bad.txt"),
+        (["evaluate", "m", "-x", "x.txt", "-y", "bad.txt"], np.inf, "bad.txt"),
+    ],
+    ids=["train", "predict", "predict-classes", "evaluate", "backprop", "evaluate-labels"],
+)
+def test_non_finite_data_is_an_error_naming_file_and_row(setup, tool, value, where):
+    labels = "-y" in tool and tool[tool.index("-y") + 1] == "bad.txt"
+    bad = np.loadtxt(setup / ("y.txt" if labels else "x.txt")).reshape(10, -1)
+    bad[3, -1] = value
+    savetxt(setup / "bad.txt", bad)
+    proc = fails_unchanged(setup, tool, 1, f"non-finite value {value} in row 4, value {bad.shape[1]}", f"({where})")
+    assert proc.stdout == b""
+    assert not (setup / "g").exists()
+
+
+def test_the_non_finite_check_needs_no_copy_of_the_data():
+    import tracemalloc
+
+    from kerash.errors import DataError
+    from kerash.model import check_finite
+
+    x = np.ones((20000, 100))  # 16 MB
+    tracemalloc.start()
+    check_finite(x, "x")
+    x[17345, 42] = np.nan
+    with pytest.raises(DataError, match=r"non-finite value nan in row 17346, value 43: .* \(x\)$"):
+        check_finite(x, "x")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, peak
 
 
 def test_a_diverging_update_changes_nothing(setup):

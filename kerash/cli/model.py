@@ -22,6 +22,13 @@ def _read(path):
     return read_tensor(path)
 
 
+def _read_labels(path):
+    """Numeric labels, or class names (WordLabels) that the model maps through its classes.txt."""
+    from ..labels import read_labels
+
+    return read_labels(path)
+
+
 def _name(path):
     from ..tensorio import source_name
 
@@ -80,14 +87,16 @@ def init(
 def predict(
     model_dir: ModelArg,
     input: Annotated[str, typer.Argument(metavar="[INPUT]", help="Samples, one per row; '-' or omitted: standard input.")] = "-",
-    classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class index instead of the outputs.")] = False,
+    classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class instead of the outputs: its name when the model has classes.txt, else its index.")] = False,
     dtype: Dtype = None,
     output: Output = None,
     fmt: Format = None,
 ):
     """Run the model forward: one output row per input sample (N×T×K for sequences N×T×I).
 
-    With --classes, one class per sample, or a row of T classes per sequence.
+    With --classes, one class per sample, or a row of T classes per sequence
+    (tab-separated names when the model has MODEL/classes.txt).  Inputs are
+    raw data: a model trained with --normalize applies its statistics.
 
     \b
     Example:
@@ -97,11 +106,21 @@ def predict(
       printf '0 0\\n0 1\\n' | predict m --classes
     """
     from .. import model
-    from ..tensorio import source_name, write_tensor
+    from ..tensorio import resolve_format, source_name, write_tensor, write_text
 
-    outputs, predicted = model.predict(model_dir, _read(input), dtype, source_name(input))
+    loaded = model.load(model_dir, dtype)
+    outputs, predicted = model.predict_loaded(loaded, _read(input), source_name(input))
     if classes:
         outputs = predicted.reshape(len(predicted), -1)  # a row per sample; a column per step of a sequence
+        if loaded.classes is not None:
+            if resolve_format(fmt, output) != "text":
+                from ..errors import UsageError
+
+                raise UsageError(f"{model_dir} names its classes: --classes prints text (the names in "
+                                 f"{model_dir}/classes.txt), not {resolve_format(fmt, output)}")
+            names = loaded.classes
+            write_text("".join("\t".join(names[c] for c in row) + "\n" for row in outputs.tolist()), output)
+            return
     write_tensor(outputs, output, fmt)
 
 
@@ -134,12 +153,16 @@ def backprop(
 
     from .. import ops
 
+    from ..labels import WordLabels
+
     _check_stdin(inputs, labels)
-    x, y = _read(inputs), _read(labels)
+    x, y = _read(inputs), _read_labels(labels)
     picked = None
     if rows is not None:
         picked = ops.parse_indices(rows)
-        x, y = ops.take_rows(x, picked), ops.take_rows(y, picked)
+        samples = len(x)
+        x = ops.take_rows(x, picked)
+        y = y.take(picked, samples) if isinstance(y, WordLabels) else ops.take_rows(y, picked)
     run_backprop(model_dir, x, y, output, dtype, names=(_name(inputs), _name(labels)), ids=picked, seed=seed, epoch=epoch)
 
 
@@ -193,37 +216,60 @@ def evaluate(
     data: Data,
     labels: Labels,
     confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also print each class's precision, recall, F1 and support, with their averages (scikit-learn's classification report).")] = False,
     dtype: Dtype = None,
 ):
     """Print the loss and accuracy of the model on labelled data, and its confusion matrix.
 
-    Output lines are 'name<TAB>value'; the confusion matrix follows a '#' line.
+    Output lines are 'name<TAB>value'; the confusion matrix and the report
+    each follow a '#' line.  Labels may be class names when the model has
+    MODEL/classes.txt (train made it from named labels); the matrix and the
+    report then name the classes.  Inputs are raw data: a model trained with
+    --normalize applies its statistics.
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
       init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
-      evaluate m --data x.txt --labels y.txt --confusion
+      evaluate m --data x.txt --labels y.txt --confusion --report
     """
     from .. import model
     from ..tensorio import tensor_chunks
 
     _check_stdin(data, labels)
-    result = model.evaluate(model_dir, _read(data), _read(labels), dtype, (_name(data), _name(labels)))
+    result = model.evaluate(model_dir, _read(data), _read_labels(labels), dtype, (_name(data), _name(labels)))
     lines = [f"loss\t{result['loss']:.6g}", f"accuracy\t{result['accuracy']:.4f}", f"samples\t{result['samples']}"]
     if result["correct"] is not None:
         lines.append(f"correct\t{result['correct']}")
     out = sys.stdout
     out.write("\n".join(lines) + "\n")
-    if confusion:
-        if result["confusion"] is None:
-            out.write("# no confusion matrix: the targets are not classes\n")
-        else:
-            out.write("# confusion matrix: rows are true classes 0..K-1, columns predicted classes\n")
-            out.flush()
-            for chunk in tensor_chunks(result["confusion"], "text"):
-                sys.stdout.buffer.write(chunk)
+    matrix, names = result["confusion"], result["classes"]
+    if (confusion or report) and matrix is None:
+        out.write("# no confusion matrix: the targets are not classes\n")
+        return
+    if confusion and names is None:
+        out.write("# confusion matrix: rows are true classes 0..K-1, columns predicted classes\n")
+        out.flush()
+        for chunk in tensor_chunks(matrix, "text"):
+            sys.stdout.buffer.write(chunk)
+    elif confusion:
+        out.write("# confusion matrix: rows are true classes, columns predicted classes (MODEL/classes.txt)\n")
+        out.write("true\\predicted\t" + "\t".join(names) + "\n")
+        for name, row in zip(names, matrix.tolist()):
+            out.write(name + "\t" + "\t".join(map(str, row)) + "\n")
+    if report:
+        table = model.class_report(matrix)
+        named = names or [str(k) for k in range(len(matrix))]
+        out.write("# report: precision, recall, F1 and support per class, as scikit-learn's classification_report\n")
+        out.write("class\tprecision\trecall\tf1-score\tsupport\n")
+        for k, precision, recall, f1, support in table["rows"]:
+            out.write(f"{named[k]}\t{precision:.4f}\t{recall:.4f}\t{f1:.4f}\t{support}\n")
+        total = table["macro"][3]
+        out.write(f"accuracy\t\t\t{table['accuracy']:.4f}\t{total}\n")
+        for label, key in (("macro avg", "macro"), ("weighted avg", "weighted")):
+            p, r, f, n = table[key]
+            out.write(f"{label}\t{p:.4f}\t{r:.4f}\t{f:.4f}\t{n}\n")
 
 
 @tool("snapshot")

@@ -62,6 +62,7 @@ def train(
     skip_growth: Annotated[Optional[float], _opt("--skip-growth", help="Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10].")] = None,
     stats: Annotated[Optional[bool], _opt("--stats/--no-stats", help="Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each epoch.")] = None,
     restart_epoch: Annotated[Optional[bool], _opt("--restart-epoch", help="Start an interrupted epoch afresh, on purpose, when the data, split, seed or batch size changed.")] = None,
+    normalize: Annotated[Optional[bool], _opt("--normalize", help="Standardise each input feature with its mean and deviation on the training part (fitted before the first step, kept in MODEL/normalization/; every tool applies them).")] = None,
     quiet: Quiet = False,
 ):
     """Train a model: one tab-separated line per epoch on standard output.
@@ -72,7 +73,9 @@ def train(
     (start, restore), are appended to MODEL/trace.tsv.  MODEL/params, if present, gives defaults
     ('option value' lines); the command line wins.  Ctrl-C or SIGTERM saves a
     consistent state and exits 130 or 143; running train again continues
-    exactly where it stopped.
+    exactly where it stopped.  Labels may be class names (one per line, or a
+    spreadsheet column under its name): a fresh model maps them, sorted, to
+    classes and keeps them in MODEL/classes.txt.
 
     \b
     Example:
@@ -85,6 +88,7 @@ def train(
     given = {k: v for k, v in locals().items() if v is not None and k not in ("model_dir", "quiet")}
     from .. import tensorio
     from ..errors import UsageError
+    from ..labels import read_labels
     from ..training import loop
     from ..training.params_file import read_params
 
@@ -114,8 +118,8 @@ def train(
     cfg = loop.TrainConfig(**settings)
     silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent
-    x, y = tensorio.read_tensor(data), tensorio.read_tensor(labels)
-    val = (tensorio.read_tensor(vdata), tensorio.read_tensor(vlabels)) if vdata is not None else None
+    x, y = tensorio.read_tensor(data), read_labels(labels)
+    val = (tensorio.read_tensor(vdata), read_labels(vlabels)) if vdata is not None else None
 
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
     from ..training.trace import COLUMNS, format_record
