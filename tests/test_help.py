@@ -6,7 +6,7 @@ import tomllib
 import numpy as np
 import pytest
 
-from conftest import ROOT, parse, run
+from conftest import BIN, ROOT, parse, run
 from kerash.cli.catalog import TOOLS
 
 MARK = "=== end of example line ==="
@@ -91,3 +91,14 @@ def test_scripts_in_pyproject_match_the_catalog():
     assert scripts["kerash"] == "kerash.cli.main:main"
     for name in installed:
         assert scripts[name] == TOOLS[name][0] + ".main", name
+    # no console script takes a name that system commands have (Debian's init is systemd's)
+    assert not {"init", "update"} & set(scripts)
+
+
+def test_renamed_tools_answer_to_their_old_names_through_kerash(tmp_path):
+    (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 1 sigmoid\n")
+    run(["kerash", "init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    assert (tmp_path / "m" / "layer_01" / "W.npy").exists()
+    assert description(help_text("kerash", "update")) == description(help_text("model-update"))
+    assert not (BIN / "init").exists() and not (BIN / "update").exists()
+    assert "init = model-init" in run(["kerash", "--help"]).stdout.decode()

@@ -41,8 +41,8 @@ def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("template")
     (folder / "m.model").write_text(MODEL)
     (folder / "other.model").write_text(OTHER)
-    run(["init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=folder)
-    run(["init", "other.model", "-o", "other", "--seed", "1", "--dtype", "float64"], cwd=folder)
+    run(["model-init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=folder)
+    run(["model-init", "other.model", "-o", "other", "--seed", "1", "--dtype", "float64"], cwd=folder)
     rng = np.random.default_rng(0)
     savetxt(folder / "x.txt", rng.normal(size=(10, 5)))
     savetxt(folder / "y.txt", rng.integers(0, 3, size=10))
@@ -184,8 +184,8 @@ def test_a_diverging_update_changes_nothing(setup):
     shutil.copytree(setup / "good", setup / "huge")
     for path in (setup / "huge").glob("layer_*/*.npy"):
         np.save(path, np.load(path) * 1e300 + 1e300)
-    fails_unchanged(setup, ["update", "m", "huge", "--lr", "1e10"], 1, "non-finite")
-    fails_unchanged(setup, ["update", "m", "good", "--lr", "inf"], 2, "--lr must be a finite number")
+    fails_unchanged(setup, ["model-update", "m", "huge", "--lr", "1e10"], 1, "non-finite")
+    fails_unchanged(setup, ["model-update", "m", "good", "--lr", "inf"], 2, "--lr must be a finite number")
 
 
 # ---------------------------------------------------------------- bad model descriptions in a model directory
@@ -194,7 +194,7 @@ def test_a_diverging_update_changes_nothing(setup):
 PREDICT = ["predict", "m", "x.txt"]
 TRAIN = ["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"]
 BACKPROP = ["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "g"]
-UPDATE = ["update", "m", "good"]
+UPDATE = ["model-update", "m", "good"]
 EVALUATE = ["evaluate", "m", "-x", "x.txt", "-y", "y.txt"]
 
 
@@ -278,12 +278,12 @@ def test_damaged_weight_file(setup, damage, tool):
 
 
 def test_update_with_gradients_of_another_model(setup):
-    fails_unchanged(setup, ["update", "m", "foreign", "--lr", "0.1"], 1, "foreign/layer_01/W.npy", "5×6", "5×4")
+    fails_unchanged(setup, ["model-update", "m", "foreign", "--lr", "0.1"], 1, "foreign/layer_01/W.npy", "5×6", "5×4")
     # a foreign folder after a good one: still nothing is applied
-    fails_unchanged(setup, ["update", "m", "good", "foreign", "--lr", "0.1"], 1, "foreign")
+    fails_unchanged(setup, ["model-update", "m", "good", "foreign", "--lr", "0.1"], 1, "foreign")
     (setup / "empty").mkdir()
-    fails_unchanged(setup, ["update", "m", "good", "empty"], 1, "empty", "not a gradient folder")
-    fails_unchanged(setup, ["update", "m", "good", "nowhere"], 1, "nowhere")
+    fails_unchanged(setup, ["model-update", "m", "good", "empty"], 1, "empty", "not a gradient folder")
+    fails_unchanged(setup, ["model-update", "m", "good", "nowhere"], 1, "nowhere")
 
 
 def test_backprop_with_the_gradient_folder_of_another_model(setup):
@@ -297,7 +297,7 @@ def test_backprop_with_the_gradient_folder_of_another_model(setup):
 
 
 def test_failed_runs_on_a_fresh_model_add_nothing(setup):
-    # 'other' comes straight from init: no train or update has ever locked it
+    # 'other' comes straight from model-init: no train or model-update has ever locked it
     savetxt(setup / "bad.txt", np.zeros(9))
     fails_unchanged(setup, ["train", "other", "-x", "x.txt", "-y", "bad.txt"], 1, "label", folder="other")
-    fails_unchanged(setup, ["update", "other", "good"], 1, "good/layer_01/W.npy", folder="other")
+    fails_unchanged(setup, ["model-update", "other", "good"], 1, "good/layer_01/W.npy", folder="other")

@@ -67,7 +67,7 @@ def test_statistics_come_from_the_training_part_and_every_tool_applies_them(tmp_
     # training on keeps the statistics bit for bit, --normalize or not, and an update carries them too
     before = {name: (folder / "normalization" / name).read_bytes() for name in ("mean.npy", "std.npy")}
     run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path)
-    run(["update", "m", "g", "--lr", "0.1"], cwd=tmp_path)
+    run(["model-update", "m", "g", "--lr", "0.1"], cwd=tmp_path)
     assert {name: (folder / "normalization" / name).read_bytes() for name in before} == before
     # a model trained on raw inputs cannot start normalising later
     raw = make_model(tmp_path, LINEAR, "raw")
@@ -106,7 +106,7 @@ def test_sequences_are_normalised_per_input_over_every_step(tmp_path):
     np.save(tmp_path / "seq.npy", x)
     savetxt(tmp_path / "y.txt", rng.integers(0, 2, 12).reshape(-1, 1))
     (tmp_path / "s.mdl").write_text("(input, 3)\n{xh, h, concatenate}\n(h, 4, <tanh>)\n(output, 2, <softmax>, <cross_entropy>)\n")
-    run(["init", "s.mdl", "-o", "s", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", "s.mdl", "-o", "s", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     run(["train", "s", "-x", "seq.npy", "-y", "y.txt", "--normalize", "--validation-split", "0.25", "--epochs", "1"],
         cwd=tmp_path)
     state = json.loads((tmp_path / "s" / "state.json").read_text())

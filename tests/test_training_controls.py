@@ -222,10 +222,10 @@ def test_first_steps_of_each_optimizer_match_the_documented_rules(tmp_path, case
     hand = HandOptimizer(name, decay, **hyper)
     expected = full_batch_run(w0, x, y, steps, hand)[-1]
 
-    # backprop + update in a loop: the optimiser state lives in the model directory between steps
+    # backprop + model-update in a loop: the optimiser state lives in the model directory between steps
     for _ in range(steps):
         run(["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "grads"], cwd=tmp_path)
-        run(["update", "m", "grads", *options(name, settings)], cwd=tmp_path)
+        run(["model-update", "m", "grads", *options(name, settings)], cwd=tmp_path)
     assert_weights(weights(folder), expected)
 
     # train: one batch per epoch, three epochs
@@ -694,14 +694,14 @@ def test_the_make_example_redoes_only_what_is_out_of_date(tmp_path, program):
 
     assert up_to_date(make(out, "EPOCHS=2", program=program))
     dry = make(out, "EPOCHS=2", "-n", program=program).stdout.decode()
-    assert "train " not in dry and "init " not in dry
+    assert "train " not in dry and "model-init " not in dry
     assert {m: raw_files(out / m) for m in ("mlp", "cnn")} == weights_before
 
-    # raising EPOCHS trains on from epoch 2 to 3, without a new init
+    # raising EPOCHS trains on from epoch 2 to 3, without a new model-init
     dry = make(out, "EPOCHS=3", "-n", program=program).stdout.decode()
-    assert "init " not in dry and "--until-epoch 3" in dry
+    assert "model-init " not in dry and "--until-epoch 3" in dry
     more = make(out, "EPOCHS=3", program=program).stdout.decode()
-    assert "init " not in more
+    assert "model-init " not in more
     for m in ("mlp", "cnn"):
         assert state(out / m)["epochs"] == 3
         assert [r[0] for r in trace_rows(out / m)] == ["1", "2", "3"]
@@ -719,10 +719,10 @@ def test_the_make_example_redoes_only_what_is_out_of_date(tmp_path, program):
         os.utime(path)
     for _ in range(2):
         touched = make(out, "EPOCHS=1", program=program).stdout.decode()
-        assert "cksum " in touched and "init " not in touched and "train " not in touched
+        assert "cksum " in touched and "model-init " not in touched and "train " not in touched
     run(["kerash", "dataset", "digits", "-o", str(out / "digits"), "--val-fraction", "0.2", "--seed", "2"])
     again = make(out, "EPOCHS=1", program=program).stdout.decode()
-    assert again.count("init ") == 2
+    assert again.count("model-init ") == 2
     for m in ("mlp", "cnn"):
         assert state(out / m)["epochs"] == 1
         assert [r[0] for r in trace_rows(out / m)] == ["1"]

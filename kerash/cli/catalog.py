@@ -2,7 +2,9 @@
 
 `kerash NAME` looks tools up here; pyproject.toml installs the same list as
 console scripts (a test keeps the two in step).  Tools marked False are only
-reached as `kerash NAME`.
+reached as `kerash NAME`.  ALIASES are the names of tools that were renamed
+because they collide with system commands (Debian's `init` is systemd's):
+`kerash init` still works; no console script has the old name.
 """
 
 TOOLS = {
@@ -24,10 +26,10 @@ TOOLS = {
     "tensor-show": ("kerash.cli.tensor:show", True),
     "conv": ("kerash.cli.tensor:conv", True),
     "maxpool": ("kerash.cli.tensor:maxpool", True),
-    "init": ("kerash.cli.model:init", True),
+    "model-init": ("kerash.cli.model:init", True),
     "predict": ("kerash.cli.model:predict", True),
     "backprop": ("kerash.cli.model:backprop", True),
-    "update": ("kerash.cli.model:update", True),
+    "model-update": ("kerash.cli.model:update", True),
     "train": ("kerash.cli.train:train", True),
     "evaluate": ("kerash.cli.model:evaluate", True),
     "evolve": ("kerash.cli.evolve:evolve", True),
@@ -40,6 +42,8 @@ TOOLS = {
     "batches": ("kerash.cli.train:batches_tool", False),
     "plot": ("kerash.cli.plot:plot", False),
 }
+
+ALIASES = {"init": "model-init", "update": "model-update"}
 
 
 def load(name):

@@ -1,4 +1,4 @@
-"""Model tools: init, predict, backprop, update, evaluate, summary, dataset."""
+"""Model tools: model-init, predict, backprop, model-update, evaluate, summary, dataset, snapshot."""
 
 import sys
 from typing import Annotated, List, Optional
@@ -8,7 +8,7 @@ import typer
 from .options import Dtype, Format, Output, Seed
 from .runner import tool
 
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by init).", show_default=False)]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
 Data = Annotated[str, typer.Option("--data", "-x", metavar="X", help="Samples, one per row (or an (N,C,H,W) tensor); '-' is standard input.")]
 Labels = Annotated[
     str,
@@ -42,7 +42,7 @@ def _check_stdin(*paths):
         raise UsageError("only one input can be standard input")
 
 
-@tool("init")
+@tool("model-init")
 def init(
     model_file: Annotated[str, typer.Argument(metavar="MODEL_FILE", help="Model description (e.g. models/xor.model).", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="MODEL_DIR", help="The model directory to create.")],
@@ -62,7 +62,7 @@ def init(
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 10 sigmoid\\ndense 1 sigmoid\\n' > xor.model
-      init xor.model -o xor --seed 1
+      model-init xor.model -o xor --seed 1
       matrix-mul xor/layer_01/W.npy xor/layer_02/W.npy
     """
     from .. import model
@@ -101,7 +101,7 @@ def predict(
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' | predict m
       printf '0 0\\n0 1\\n' | predict m --classes
     """
@@ -139,15 +139,15 @@ def backprop(
 
     GRADS gets the model directory's layout, GRADS/layer_NN/W.npy and b.npy,
     and GRADS/stats.json with loss_sum, samples and correct.  Sums, so the
-    folders of several processes merge by addition (see update).
+    folders of several processes merge by addition (see model-update).
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
       backprop m --inputs x.txt --labels y.txt -o grads
-      update m grads --lr 0.5
+      model-update m grads --lr 0.5
     """
     from ..training.steps import backprop as run_backprop
 
@@ -166,7 +166,7 @@ def backprop(
     run_backprop(model_dir, x, y, output, dtype, names=(_name(inputs), _name(labels)), ids=picked, seed=seed, epoch=epoch)
 
 
-@tool("update")
+@tool("model-update")
 def update(
     model_dir: ModelArg,
     grads: Annotated[List[str], typer.Argument(metavar="GRADS...", help="Gradient folders written by backprop.", show_default=False)],
@@ -187,23 +187,23 @@ def update(
 
     The partial sums are added, divided by their total sample count, and
     applied; optimiser state (momentum, Adam's moments) lives in the model
-    directory, so a bash loop of backprop and update trains like train does.
-    While another process trains or updates MODEL, update says so on
+    directory, so a bash loop of backprop and model-update trains like train does.
+    While another process trains or updates MODEL, model-update says so on
     standard error and waits its turn (or, with --no-wait, exits 2).
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n' > a.txt; printf '0\\n1\\n' > ya.txt
       printf '1 0\\n1 1\\n' > b.txt; printf '1\\n0\\n' > yb.txt
       backprop m -x a.txt -y ya.txt -o g1 & backprop m -x b.txt -y yb.txt -o g2; wait
-      update m g1 g2 --lr 0.5
+      model-update m g1 g2 --lr 0.5
     """
     from ..training.steps import update as run_update
 
     def waiting(message):
-        sys.stderr.write(f"update: {message}\n")
+        sys.stderr.write(f"model-update: {message}\n")
         sys.stderr.flush()
 
     run_update(model_dir, grads, optimizer, lr, weight_decay, dtype=dtype, wait=not no_wait, on_wait=waiting,
@@ -230,7 +230,7 @@ def evaluate(
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
       evaluate m --data x.txt --labels y.txt --confusion --report
     """
@@ -279,7 +279,7 @@ def snapshot(
 ):
     """Run a command on one version of MODEL that no save changes or removes until the command ends.
 
-    A save (train, update, restore) writes a new version folder and switches
+    A save (train, model-update, restore) writes a new version folder and switches
     to it; separate tools reading MODEL/layer_NN/*.npy meanwhile could mix
     two versions.  COMMAND gets the folder of the current version,
     MODEL/.versions/N (layer_NN/W.npy, b.npy, state.json), as every argument
@@ -290,7 +290,7 @@ def snapshot(
 
     \b
     Example:
-      printf '2 1 1\\ninput\\ndense 1 sigmoid\\n' > m.model; init m.model -o m --seed 1
+      printf '2 1 1\\ninput\\ndense 1 sigmoid\\n' > m.model; model-init m.model -o m --seed 1
       printf '0 1\\n1 1\\n' > x.txt
       kerash snapshot m -- sh -c 'matrix-mul x.txt "$KERASH_SNAPSHOT"/layer_01/W.npy | matrix-add - "$KERASH_SNAPSHOT"/layer_01/b.npy'
       kerash snapshot m -- predict {} x.txt

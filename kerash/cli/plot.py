@@ -46,7 +46,7 @@ def plot(
     Example:
       kerash dataset circle -o circle --samples 200
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
-      init c.model -o c --seed 1
+      model-init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 30 --lr 0.5 > /dev/null
       kerash plot curves c -o curves.png --width 640 --height 480
     """

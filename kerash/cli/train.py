@@ -26,7 +26,7 @@ def _opt(*names, help, metavar=None):
 
 @tool("train")
 def train(
-    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by init).", show_default=False)],
+    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)],
     data: Annotated[Optional[str], _opt("--data", "-x", metavar="X", help="Training samples, one per row (or (N,C,H,W)).")] = None,
     labels: Annotated[Optional[str], _opt("--labels", "-y", metavar="Y", help="One-hot rows, a column of class indices, or real targets.")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", "-e", help="Epochs to run now [default: 10].")] = None,
@@ -81,7 +81,7 @@ def train(
     Example:
       kerash dataset digits -o digits
       printf '64 1 1\\ninput\\ndense 32 relu\\ndense 10 softmax\\n' > mlp.model
-      init mlp.model -o mlp --seed 1
+      model-init mlp.model -o mlp --seed 1
       train mlp --data digits/data.npy --labels digits/labels.txt --epochs 3 --lr 0.1 --validation-split 0.2
     """
     # Only what the command line sets, to be laid over MODEL/params.
@@ -202,7 +202,7 @@ def checkpoints(
     Example:
       kerash dataset circle -o circle
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
-      init c.model -o c --seed 1
+      model-init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
       kerash checkpoints c
     """
@@ -226,7 +226,7 @@ def restore(
     Example:
       kerash dataset circle -o circle
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
-      init c.model -o c --seed 1
+      model-init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
       kerash restore c epoch-0002
     """

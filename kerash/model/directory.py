@@ -161,7 +161,7 @@ class ModelDir:
         if self.frozen:
             model_file = os.path.join(self.frozen, MODEL_FILE)
         if not os.path.isfile(model_file):
-            raise ModelError(f"{self.path} is not a model directory (no {MODEL_FILE} file; create one with init)")
+            raise ModelError(f"{self.path} is not a model directory (no {MODEL_FILE} file; create one with model-init)")
         if os.path.getsize(model_file) > TEXT_LIMIT:
             raise ModelError(f"{model_file} is too large to be a model description")
         self.spec = read_model_file(model_file)
@@ -285,14 +285,14 @@ class ModelDir:
     # ------------------------------------------------------------ writing
 
     def lock(self, blocking=True, on_wait=None):
-        """An exclusive lock on the model for a read-modify-write (update, train).
+        """An exclusive lock on the model for a read-modify-write (model-update, train).
 
         When another process holds it: with blocking, on_wait(message) is
         called and the lock awaited; without, a UsageError.
         """
         if self.frozen:
             raise UsageError(f"{self.path} is a version of the model {self.frozen}, which only reads; "
-                             f"train or update {self.frozen} itself")
+                             f"train or model-update {self.frozen} itself")
         return _ModelLock(os.path.join(self.path, LOCK_FILE), blocking, self.path, on_wait)
 
     def save(self, params, state, extra=None, files=None):
@@ -408,7 +408,7 @@ class ModelDir:
             os.makedirs(tmp)
             with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
-            # The lock file exists from the start, so a train or update that fails adds nothing.
+            # The lock file exists from the start, so a train or model-update that fails adds nothing.
             open(os.path.join(tmp, LOCK_FILE), "a").close()
             staged = cls.__new__(cls)
             staged.path, staged.spec = tmp, spec

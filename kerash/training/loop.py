@@ -140,7 +140,7 @@ class _Fit:
         for key, name, p in self.net.param_items():
             if not np.all(np.isfinite(p)):
                 raise DataError(f"{os.path.join(md.path, key, name)}.npy holds non-finite weights; restore a checkpoint "
-                                "(kerash checkpoints) or init the model again")
+                                "(kerash checkpoints) or model-init the model again")
         self.state = state
         dtype = self.dtype = self.net.dtype
         spec = md.spec
@@ -220,7 +220,7 @@ class _Fit:
         if self.normalization is None and self.cfg.normalize:
             if not fresh:
                 raise UsageError(f"--normalize: {self.md.path} was trained on raw inputs; statistics are fitted before "
-                                 "the first step (init a fresh model to train with them)")
+                                 "the first step (model-init a fresh model to train with them)")
             self.normalization = normalization.fit(self.x, self.md.spec, self.train_idx)
             self.fitted = True
         if self.normalization is not None:

@@ -1,4 +1,4 @@
-"""One training step as two tools: `backprop` (partial gradient sums) and `update` (merge and step).
+"""One training step as two tools: `backprop` (partial gradient sums) and `model-update` (merge and step).
 
 Gradient folders have the model directory's layout, `layer_NN/W.npy` and
 `b.npy`, plus `stats.json` with loss_sum, samples and correct.  They hold
