@@ -18,8 +18,9 @@ $(BIN)/kerash: pyproject.toml $(wildcard scripts/*)
 bytecode: $(BIN)/kerash
 	$(BIN)/python -m compileall -q kerash
 
+# make demo DEMO_ARGS=--keep keeps the RAM work folder and the models in it.
 demo: bytecode
-	bash bin/demo
+	bash bin/demo $(DEMO_ARGS)
 
 test: bytecode
 	$(BIN)/python -m pytest -n 2 tests

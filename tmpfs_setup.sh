@@ -2,23 +2,26 @@
 # Give kerash a RAM work folder and print the line that points the tools at it.
 #
 #   eval "$(./tmpfs_setup.sh 512m)"     # mount (or fall back), then export KERASH_WORKDIR
-#   ./tmpfs_setup.sh --umount           # undo
+#   eval "$(./tmpfs_setup.sh --umount)" # undo what it set up, from any folder
 #
 # As root (or with password-less sudo) a tmpfs of SIZE is mounted at
 # ./kerash_mountpoint, as KeraSH did.  Otherwise, or when mounting is not
 # allowed (containers), a private folder under /dev/shm, which is already a
 # RAM tmpfs on Linux, is used instead.  Running it twice is harmless, and an
-# existing writable $KERASH_WORKDIR is kept.
+# existing writable $KERASH_WORKDIR is kept.  What it mounts or creates is
+# recorded in $XDG_RUNTIME_DIR (else $TMPDIR, else /tmp), so that --umount
+# finds it from any folder; --umount DIR undoes only DIR.
 # Only the export line goes to standard output; messages go to standard error.
 set -euo pipefail
 
 usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "$0"
-    echo "usage: $0 [SIZE] | --umount | --help   (SIZE as for mount -o size=, default 512m)"
+    sed -n '2,14s/^# \{0,1\}//p' "$0"
+    echo "usage: $0 [SIZE] | --umount [DIR] | --help   (SIZE as for mount -o size=, default 512m)"
 }
 
 mountpoint_dir="$PWD/kerash_mountpoint"
 fallback_dir="/dev/shm/kerash-$(id -un)"
+record="${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/kerash-tmpfs-$(id -u).list"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif sudo -n true 2>/dev/null; then sudo -n "$@"; else return 1; fi
@@ -29,18 +32,53 @@ is_mounted() {
     awk -v p="$1" -v q="${1// /\\040}" '$2 == p || $2 == q { found = 1 } END { exit !found }' /proc/mounts 2>/dev/null
 }
 
+remember() {  # remember KIND PATH: a 'mount' or a 'folder' this script made
+    grep -qxF "$1 $2" "$record" 2>/dev/null || echo "$1 $2" >> "$record"
+}
+
+undo() {  # undo KIND PATH
+    case "$1" in
+        mount)
+            if is_mounted "$2"; then
+                as_root umount "$2" && echo "tmpfs_setup: unmounted $2" >&2
+            fi
+            rmdir "$2" 2>/dev/null || true
+            ;;
+        folder)
+            [ -d "$2" ] && rm -rf -- "$2" && echo "tmpfs_setup: removed $2" >&2
+            ;;
+    esac
+    return 0
+}
+
 case "${1:-}" in
     -h|--help)
         usage
         exit 0
         ;;
     --umount|--unmount)
-        if is_mounted "$mountpoint_dir"; then
-            as_root umount "$mountpoint_dir" && echo "tmpfs_setup: unmounted $mountpoint_dir" >&2
+        only=${2:-}
+        if [ -n "$only" ]; then
+            only=$(cd "$only" 2>/dev/null && pwd || echo "$only")
         fi
-        [ -d "$mountpoint_dir" ] && rmdir "$mountpoint_dir" 2>/dev/null || true
-        if [ -d "$fallback_dir" ]; then
-            rm -rf -- "$fallback_dir" && echo "tmpfs_setup: removed $fallback_dir" >&2
+        kept=()
+        if [ -f "$record" ]; then
+            while read -r kind path; do
+                if [ -z "$only" ] || [ "$path" = "$only" ]; then
+                    undo "$kind" "$path"
+                else
+                    kept+=("$kind $path")
+                fi
+            done < "$record"
+            if [ ${#kept[@]} -gt 0 ]; then
+                printf '%s\n' "${kept[@]}" > "$record.tmp-$$" && mv "$record.tmp-$$" "$record"
+            else
+                rm -f "$record"
+            fi
+        elif [ -z "$only" ]; then
+            # Nothing recorded (set up by an older version): what it would have made from here.
+            undo mount "$mountpoint_dir"
+            undo folder "$fallback_dir"
         fi
         echo "unset KERASH_WORKDIR"
         exit 0
@@ -72,7 +110,8 @@ fi
 
 mkdir -p "$mountpoint_dir"
 if as_root mount -t tmpfs -o "size=$size,mode=1777" tmpfs "$mountpoint_dir" 2>/dev/null; then
-    echo "tmpfs_setup: mounted a $size tmpfs at $mountpoint_dir" >&2
+    remember mount "$mountpoint_dir"
+    echo "tmpfs_setup: mounted a $size tmpfs at $mountpoint_dir (undo: $0 --umount)" >&2
     echo "export KERASH_WORKDIR=$(printf '%q' "$mountpoint_dir")"
     exit 0
 fi
@@ -81,7 +120,8 @@ rmdir "$mountpoint_dir" 2>/dev/null || true
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     mkdir -p "$fallback_dir"
     chmod 700 "$fallback_dir"
-    echo "tmpfs_setup: cannot mount here; using $fallback_dir (/dev/shm is a RAM tmpfs)" >&2
+    remember folder "$fallback_dir"
+    echo "tmpfs_setup: cannot mount here; using $fallback_dir (/dev/shm is a RAM tmpfs; undo: $0 --umount)" >&2
     echo "export KERASH_WORKDIR=$(printf '%q' "$fallback_dir")"
     exit 0
 fi
@@ -89,5 +129,6 @@ fi
 tmp="${TMPDIR:-/tmp}/kerash-$(id -un)"
 mkdir -p "$tmp"
 chmod 700 "$tmp"
+remember folder "$tmp"
 echo "tmpfs_setup: warning: no tmpfs available; using $tmp on disk" >&2
 echo "export KERASH_WORKDIR=$(printf '%q' "$tmp")"

@@ -17,7 +17,7 @@ error() {  # percent of misclassified points
 for draw in 1 2 3; do
     kerash dataset circle -o "$work/train" --samples 1000 --seed "$((10 * draw))"
     kerash dataset circle -o "$work/test" --samples 200 --seed "$((10 * draw + 1))"
-    init "$root/models/circle.model" -o "$work/model" --seed 1 --force
+    model-init "$root/models/circle.model" -o "$work/model" --seed 1 --force
     train "$work/model" --data "$work/train/data.npy" --labels "$work/train/labels.txt" \
         --optimizer adam --lr 0.001 --batch-size 8 --epochs 400 --seed 1 > /dev/null
     echo "draw $draw: training error $(error "$work/model" "$work/train"), test error $(error "$work/model" "$work/test")"

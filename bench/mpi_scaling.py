@@ -55,7 +55,7 @@ def compute_per_sample(folder):
     np.save(os.path.join(folder, "y.npy"), rng.integers(0, 10, 8192).astype(float).reshape(-1, 1))
     with open(os.path.join(folder, "m.model"), "w") as f:
         f.write(MODEL)
-    subprocess.run([f"{BIN}/init", "m.model", "-o", "m", "--seed", "1", "--force"], cwd=folder, check=True)
+    subprocess.run([f"{BIN}/model-init", "m.model", "-o", "m", "--seed", "1", "--force"], cwd=folder, check=True)
     out = subprocess.run([f"{BIN}/train", "m", "-x", "x.npy", "-y", "y.npy", "--epochs", "4", "-b", "256",
                           "--workers", "1", "--lr", "0.05"], cwd=folder, check=True, capture_output=True, text=True).stdout
     rows = [line.split("\t") for line in out.splitlines()[2:]]

@@ -101,7 +101,7 @@ def kerash_rate(folder, epochs):
         f.write(cell_text())
     model = os.path.join(folder, "cell")
     env = dict(os.environ, KERASH_WORKDIR=folder)
-    subprocess.run([f"{BIN}/init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
+    subprocess.run([f"{BIN}/model-init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
     out = subprocess.run(
         [f"{BIN}/train", model, "-x", os.path.join(folder, "x.npy"), "-y", os.path.join(folder, "y.npy"),
          "--epochs", str(epochs), "-b", str(BATCH), "--optimizer", "adam", "--lr", "0.001", "--seed", "1"],

@@ -26,7 +26,7 @@ def tool(*args, cwd):
 
 
 def adding(folder, seed):
-    tool("init", os.path.join(ROOT, "models", "adding-lstm.mdl"), "-o", f"lstm{seed}", "--seed", str(seed), cwd=folder)
+    tool("model-init", os.path.join(ROOT, "models", "adding-lstm.mdl"), "-o", f"lstm{seed}", "--seed", str(seed), cwd=folder)
     out = tool("train", f"lstm{seed}", "-x", "add/data.npy", "-y", "add/labels.txt", "--val-data", "held/data.npy",
                "--val-labels", "held/labels.txt", "--epochs", "5", "-b", "32", "--optimizer", "adam", "--lr", "0.01",
                "--seed", str(seed), cwd=folder)
@@ -37,7 +37,7 @@ def adding(folder, seed):
 def echo_accuracy(folder, name, text, delay=5):
     with open(os.path.join(folder, f"{name}.mdl"), "w") as f:
         f.write(text)
-    tool("init", f"{name}.mdl", "-o", name, "--seed", "3", cwd=folder)
+    tool("model-init", f"{name}.mdl", "-o", name, "--seed", "3", cwd=folder)
     tool("train", name, "-x", "echo/data.npy", "-y", "echo/labels.txt", "--epochs", "25", "-b", "16",
          "--optimizer", "adam", "--lr", "0.01", "--seed", "1", cwd=folder)
     classes = np.loadtxt(tool("predict", name, "echo-test/data.npy", "--classes", cwd=folder).splitlines())

@@ -107,7 +107,7 @@ def bench_warm(folder, small):
             f.write("0 0\n0 1\n1 0\n1 1\n")
         with open(os.path.join(folder, "y.txt"), "w") as f:
             f.write("0\n1\n1\n0\n")
-        subprocess.run(["init", os.path.join(ROOT, "models", "xor.model"), "-o", xor, "--seed", "3"], env=tools, check=True)
+        subprocess.run(["model-init", os.path.join(ROOT, "models", "xor.model"), "-o", xor, "--seed", "3"], env=tools, check=True)
         subprocess.run(["kerash", "dataset", "digits", "-o", os.path.join(folder, "digits")], env=tools, check=True)
         np.save(os.path.join(folder, "d.npy"), np.load(os.path.join(folder, "digits", "data.npy"))[:256])
         with open(os.path.join(folder, "digits", "labels.txt")) as f:
@@ -115,7 +115,7 @@ def bench_warm(folder, small):
         with open(os.path.join(folder, "d.txt"), "w") as f:
             f.writelines(labels)
         mlp = os.path.join(folder, "mlp")
-        subprocess.run(["init", os.path.join(ROOT, "models", "digits-mlp.model"), "-o", mlp, "--seed", "1"], env=tools, check=True)
+        subprocess.run(["model-init", os.path.join(ROOT, "models", "digits-mlp.model"), "-o", mlp, "--seed", "1"], env=tools, check=True)
         workloads = [
             ("XOR, 4 workers", xor, os.path.join(folder, "x.txt"), os.path.join(folder, "y.txt"), 4, 4, 2, 10),
             ("digits MLP, batch 64, 2 workers", mlp, os.path.join(folder, "d.npy"), os.path.join(folder, "d.txt"), 64, 2, 1, 2),

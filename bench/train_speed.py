@@ -231,7 +231,7 @@ def kerash_train(folder, w, epochs, workers=1, batch=None, extra=(), every=False
         f.write(w.get("model") or (CNN_MODEL if w.get("cnn") else "\n".join(lines) + "\n"))
     model = os.path.join(folder, f"model-{workers}")
     env = dict(os.environ, KERASH_WORKDIR=folder)
-    subprocess.run([f"{BIN}/init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
+    subprocess.run([f"{BIN}/model-init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
     out = subprocess.run(
         [f"{BIN}/train", model, "--data", os.environ["BENCH_X"], "--labels", os.environ["BENCH_Y"],
          "--epochs", str(epochs), "--batch-size", str(batch or w["batch"]), "--lr", "0.1", "--workers", str(workers), "--seed", "1",

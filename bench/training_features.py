@@ -49,7 +49,7 @@ def run(folder, model_text, split, epochs, options, schedule, name):
     with open(os.path.join(folder, f"{name}.model"), "w") as f:
         f.write(model_text)
     data = f"digits{split}"
-    tool("model-init" if os.path.exists(f"{BIN}/model-init") else "init", f"{name}.model", "-o", name, "--seed", "1",
+    tool("model-init", f"{name}.model", "-o", name, "--seed", "1",
          "--force", cwd=folder)
     out = tool("train", name, "-x", f"{data}/data.npy", "-y", f"{data}/labels.txt", "--val-data", f"{data}/val-data.npy",
                "--val-labels", f"{data}/val-labels.txt", "--epochs", str(epochs), "--seed", "1", "--lr-schedule", schedule,

@@ -28,6 +28,8 @@ import numpy as np
 from . import functions, layers, tensorio
 from . import model as modelmod
 from .errors import DataError, UsageError
+from .labels import WordLabels
+from .model import normalization
 from .network import targets_are_classes
 from .training import batches
 from .training.engine import LocalEngine, limit_blas_threads, prewarm_blas, tune_allocator
@@ -53,6 +55,7 @@ class EvolveConfig:
     batch_size: int = 32
     optimizer: str = "adam"
     lr: float = 0.005
+    normalize: bool = False  # fit the inputs' statistics on the training part; the best model keeps them
 
 
 @dataclass
@@ -340,17 +343,31 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
     report = report or (lambda row: None)
     limit_blas_threads(1)
     tune_allocator()
+    x = np.asarray(x)
+    classes = None
+    if isinstance(y, WordLabels):
+        # Named classes, sorted, become class indices; the best model keeps the names (classes.txt).
+        samples = len(x) if x.ndim >= 2 else 1
+        codes, _ = y.codes_for(samples)
+        classes = sorted({y.names[c] for c in np.unique(codes)})
+        y = modelmod.class_targets(y, classes, samples, "the data")
+    modelmod.check_finite(np.asarray(y, dtype=np.float64), names[1])
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
     if spec.format != "lines":
         raise UsageError("evolve mutates chains of layers: start from a line-format model, not MDL")
-    xs = np.ascontiguousarray(modelmod.prepare_inputs(x, spec, names[0]), dtype=np.float32)
+    if classes is not None:
+        modelmod.check_class_count(spec, classes, names[1])
+    xs = modelmod.prepare_inputs(x, spec, names[0])
+    modelmod.check_finite(xs, names[0])
+    xs = np.array(xs, dtype=np.float32, order="C")
     ys = np.ascontiguousarray(modelmod.prepare_targets(y, spec, xs, names[1]), dtype=np.float32)
-    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
-        raise DataError("data or labels contain non-finite values")
     train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)
     if len(val_idx) == 0:
         raise UsageError("evolve needs a validation split > 0")
+    stats = normalization.fit(xs, spec, train_idx) if cfg.normalize else None
+    if stats is not None:
+        normalization.apply(xs, stats, spec)
     prewarm_blas(np.float32)
     rows = []
 
@@ -381,16 +398,22 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
             report(rows[-1])
         population = [elite] + children
     best = sorted(population, key=lambda g: (g.fitness(), g.id))[0]
-    return best, rows
+    return best, rows, {"classes": classes, "normalization": stats}
 
 
-def write_best(best, out_dir, rows, seed, force=False):
-    """The best genome as a normal, trained model directory, with the evolution log."""
+def write_best(best, out_dir, rows, seed, force=False, inputs=None):
+    """The best genome as a normal, trained model directory, with the evolution log.
+
+    `inputs` (from evolve) gives the class names and input statistics the model keeps.
+    """
     spec = best.spec
     state = modelmod.new_state(seed, np.float32)
     state["epochs"] = best.epochs
     state["evolved"] = {"genome": best.id, "val_loss": best.val_loss, "val_accuracy": None if math.isnan(best.val_accuracy) else best.val_accuracy}
-    md = modelmod.ModelDir.create(out_dir, spec, best.params, state, origin=f"evolve (genome {best.id})", force=force)
+    inputs = inputs or {}
+    files = {modelmod.CLASSES_FILE: modelmod.classes_text(inputs["classes"])} if inputs.get("classes") else None
+    md = modelmod.ModelDir.create(out_dir, spec, best.params, state, origin=f"evolve (genome {best.id})", force=force,
+                                  extra=normalization.arrays(inputs.get("normalization")), files=files)
     with tensorio.atomic_file(os.path.join(md.path, "evolve.tsv")) as f:
         f.write(("\t".join(COLUMNS) + "\n" + "".join(format_row(r) + "\n" for r in rows)).encode())
     return md

@@ -129,14 +129,14 @@ def savetxt(path, a):
 
 
 def make_model(folder, text, name="m", seed=1, dtype="float64"):
-    """folder/name.model holding `text`, made into the model directory folder/name by `init`."""
+    """folder/name.model holding `text`, made into the model directory folder/name by `model-init`."""
     (folder / f"{name}.model").write_text(text)
-    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=folder)
+    run(["model-init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=folder)
     return folder / name
 
 
 def copy_model(folder, name):
-    """A second model directory with the same weights (cheaper than another init)."""
+    """A second model directory with the same weights (cheaper than another model-init)."""
     target = folder.parent / name
     shutil.copytree(folder, target, symlinks=True)
     return target

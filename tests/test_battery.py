@@ -28,7 +28,7 @@ PER_EPOCH = SAMPLES // BATCH
 
 def setup_model(tmp_path):
     (tmp_path / "m.model").write_text(MODEL)
-    run(["init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     shutil.copytree(tmp_path / "m", tmp_path / "initial", symlinks=True)
     rng = np.random.default_rng(3)
     np.save(tmp_path / "x.npy", rng.normal(size=(SAMPLES, 16)))
@@ -185,7 +185,7 @@ def fingerprint(folder):
 def test_a_full_model_folder_changes_nothing(tmp_path):
     """Every write of a save fails at some file (a file-size limit, which needs no privilege)."""
     (tmp_path / "wide.model").write_text("4 1 1\ninput\ndense 8 tanh\ndense 3000 softmax\n")  # W2: 8×3000 float64
-    run(["init", "wide.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", "wide.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", rng.normal(size=(16, 4)))
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 3000, size=(16, 1)), fmt="%d")
@@ -195,8 +195,8 @@ def test_a_full_model_folder_changes_nothing(tmp_path):
     failures = []
     # 1 kB: the first file of a save fails; 100 kB: layer_01 is written, then layer_02/W.npy (192 kB) fails
     for limit in (1, 100):
-        for command in ("train m -x x.npy -y y.txt --epochs 1", "update m g --lr 0.1",
-                        "init wide.model -o m --force --dtype float64"):
+        for command in ("train m -x x.npy -y y.txt --epochs 1", "model-update m g --lr 0.1",
+                        "model-init wide.model -o m --force --dtype float64"):
             proc = run(f"ulimit -f {limit}; {command}", cwd=tmp_path, check=False)
             lines = proc.stderr.decode().strip().splitlines()
             if proc.returncode != 1 or len(lines) != 1 or ": error: " not in lines[0] or "Traceback" in lines[0]:
@@ -233,10 +233,10 @@ def test_a_model_folder_on_a_full_file_system_changes_nothing(tmp_path):
     np.save(tmp_path / "x.npy", rng.normal(size=(16, 4)))
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 3000, size=(16, 1)), fmt="%d")
     script = """
-        init wide.model -o small/m --seed 1 --dtype float64 || exit 98
+        model-init wide.model -o small/m --seed 1 --dtype float64 || exit 98
         cp -a small/m before
         head -c $(( $(stat -f -c '%a*%S' small) - 150000 )) /dev/zero > small/filler 2>/dev/null
-        for command in "train small/m -x x.npy -y y.txt --epochs 1" "init wide.model -o small/m --force --dtype float64"; do
+        for command in "train small/m -x x.npy -y y.txt --epochs 1" "model-init wide.model -o small/m --force --dtype float64"; do
             $command 2> err; echo "exit $?"; cat err
         done
         diff -r before small/m > /dev/null && echo unchanged
@@ -258,7 +258,7 @@ def test_a_full_work_folder_is_a_clean_error(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", rng.normal(size=(64, 64)))
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(64, 1)), fmt="%d")
-    run(["init", "wide.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", "wide.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     script = """
         KERASH_WORKDIR=small train m -x x.npy -y y.txt --epochs 1 --workers 2 2> err
         echo "exit $?"; cat err; ls -A small
@@ -276,14 +276,14 @@ TORN = "/const_flat 0,zero/\n2 1 1\ninput\ndense 3 identity\n"
 
 
 def test_pipelines_never_mix_two_versions(tmp_path):
-    """Readers of W.npy and b.npy under `kerash snapshot` while update saves as fast as it can.
+    """Readers of W.npy and b.npy under `kerash snapshot` while model-update saves as fast as it can.
 
     Every step subtracts 1 from each weight and 1000 from each bias (a hand-made
     gradient folder, lr 1), so a read of version k gives x·W + b = -(2k + 1000k)
     per column for x = (1, 1): a W of one version and a b of another show.
     """
     (tmp_path / "t.model").write_text(TORN)
-    run(["init", "t.model", "-o", "m", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", "t.model", "-o", "m", "--dtype", "float64"], cwd=tmp_path)
     grads = tmp_path / "g"
     for name, shape, value in (("W", (2, 3), 1.0), ("b", (3,), 1000.0)):
         (grads / "layer_01").mkdir(parents=True, exist_ok=True)
@@ -292,7 +292,7 @@ def test_pipelines_never_mix_two_versions(tmp_path):
     (tmp_path / "ones.txt").write_text("1 1\n")
     env = tool_env()
     env["PATH"] = f"{ROOT / 'bin'}{os.pathsep}{env['PATH']}"
-    writer = subprocess.Popen(["bash", "-c", "while :; do update m g --lr 1 || exit; done"], cwd=tmp_path, env=env,
+    writer = subprocess.Popen(["bash", "-c", "while :; do model-update m g --lr 1 || exit; done"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     # The README's pipe, slowed down so that saves happen between its two reads; and bin/forward-pipeline.
     readme = ('kerash snapshot m -- sh -c \'readlink m/current; matrix-mul ones.txt "$1"/layer_01/W.npy > "$2"; sleep 0.3;'

@@ -19,7 +19,7 @@ def test_weights_that_overflow_are_rebuilt_at_the_last_finite_step(tmp_path):
     (tmp_path / "y.txt").write_text("1.79e308\n")
     common = ["-x", "x.txt", "-y", "y.txt", "--batch-size", "1", "--optimizer", "adam", "--lr", "1e307"]
     for name in ("a", "b"):
-        run(["init", "m.model", "-o", name, "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+        run(["model-init", "m.model", "-o", name, "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     proc = run(["train", "a", "--epochs", "100", *common], cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert "step 17" in proc.stderr.decode()
@@ -38,7 +38,7 @@ def test_non_finite_settings_are_refused_and_nothing_changes(tmp_path):
     (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
     (tmp_path / "x.txt").write_text("0 1\n1 0\n")
     (tmp_path / "y.txt").write_text("1\n0\n")
-    run(["init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    run(["model-init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
     before = (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
     for option, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--momentum", "nan"), ("--weight-decay", "inf")):
         extra = ["--optimizer", "momentum"] if option == "--momentum" else []
@@ -54,7 +54,7 @@ def test_a_step_that_overflows_the_weights_is_never_saved(tmp_path):
     (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
     (tmp_path / "x.txt").write_text("0 1\n1 0\n")
     (tmp_path / "y.txt").write_text("1\n0\n")
-    run(["init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    run(["model-init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
     before = (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
     proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "-b", "2", "--lr", "1e300"], cwd=tmp_path, check=False)
     assert proc.returncode == 1
@@ -71,5 +71,5 @@ def test_a_step_that_overflows_the_weights_is_never_saved(tmp_path):
     np.save(target, w)
     proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.decode() == "train: error: m/layer_02/W.npy holds non-finite weights; restore a checkpoint (kerash checkpoints) or init the model again\n"
+    assert proc.stderr.decode() == "train: error: m/layer_02/W.npy holds non-finite weights; restore a checkpoint (kerash checkpoints) or model-init the model again\n"
     assert _state(tmp_path / "m")["epochs"] == 0

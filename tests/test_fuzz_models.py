@@ -2,7 +2,7 @@
 
 Any text gives a ModelSpec or kerash's own error, located at FILE:LINE, on
 one line; never another exception.  A description that parses is written
-back (`init` writes it into MODEL/model) and must read back to the same
+back (`model-init` writes it into MODEL/model) and must read back to the same
 text: nothing from the input may break the file it is written into.  The
 number of examples is bounded and the search derandomised, so a run takes
 seconds and repeats itself.
@@ -79,7 +79,7 @@ def test_model_parsers_raise_only_located_kerash_errors(text):
         assert message.startswith(WHERE), message
         assert "\n" not in message and "\r" not in message, message
         return
-    written = normalised_text(spec, origin=text)  # any text as the origin comment, as init writes a path
+    written = normalised_text(spec, origin=text)  # any text as the origin comment, as model-init writes a path
     again = parse_model(written, WHERE)
     assert normalised_text(again, origin=text) == written
     assert param_shapes(again) == param_shapes(spec)

@@ -1,5 +1,5 @@
-"""Graph models (MDL) through the tools: init, summary, graph, predict, evaluate, backprop,
-update, train, the sequence data sets, and the language's errors and warnings."""
+"""Graph models (MDL) through the tools: model-init, summary, graph, predict, evaluate, backprop,
+model-update, train, the sequence data sets, and the language's errors and warnings."""
 
 import json
 
@@ -21,7 +21,7 @@ def weights(folder):
 
 @pytest.mark.parametrize("name,layers,total", [("lstm-model.mdl", 6, 6 * 20), ("big-model.mdl", 8, 8 * 20)])
 def test_seed_models_init_and_read_back(tmp_path, name, layers, total):
-    proc = run(["init", str(SEEDS / name), "-o", "m", "--seed", "1"], cwd=tmp_path)
+    proc = run(["model-init", str(SEEDS / name), "-o", "m", "--seed", "1"], cwd=tmp_path)
     folder = tmp_path / "m"
     assert sorted(p.name for p in folder.glob("layer_*")) == [f"layer_{k:02d}" for k in range(1, layers + 1)]
     assert all(np.load(folder / f"layer_{k:02d}" / "W.npy").shape == (4, 4) for k in range(1, layers + 1))
@@ -91,7 +91,7 @@ BAD = [
 @pytest.mark.parametrize("text,line,message", BAD)
 def test_bad_mdl_gets_a_located_one_line_error_and_creates_nothing(tmp_path, text, line, message):
     (tmp_path / "bad.mdl").write_text(text)
-    proc = run(["init", "bad.mdl", "-o", "m"], cwd=tmp_path, check=False)
+    proc = run(["model-init", "bad.mdl", "-o", "m"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, f"bad.mdl:{line}: {message}")
     assert not (tmp_path / "m").exists()
 
@@ -115,7 +115,7 @@ def test_an_mdl_description_normalises_to_explicit_functions(tmp_path):
 def elman(tmp_path_factory):
     folder = tmp_path_factory.mktemp("elman")
     (folder / "elman.mdl").write_text(ELMAN)
-    run(["init", "elman.mdl", "-o", "m", "--seed", "2", "--dtype", "float64"], cwd=folder)
+    run(["model-init", "elman.mdl", "-o", "m", "--seed", "2", "--dtype", "float64"], cwd=folder)
     rng = np.random.default_rng(3)
     x = rng.integers(0, 2, size=(6, 5, 1)).astype(float)
     with open(folder / "x.txt", "w") as f:  # sequences as text: a shape line, then rows of I values
@@ -164,7 +164,7 @@ def test_backprop_and_update_equal_one_step_of_train(elman, tmp_path):
     stats = json.loads((tmp_path / "g" / "stats.json").read_text())
     assert stats["samples"] == 6 and stats["correct"] <= 30
     assert grads.returncode == 0
-    run(["update", "a", "g", "--lr", "0.3"], cwd=tmp_path)
+    run(["model-update", "a", "g", "--lr", "0.3"], cwd=tmp_path)
     run(["train", "b", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "-b", "6", "--lr", "0.3"], cwd=tmp_path)
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert a.keys() == b.keys()

@@ -8,7 +8,7 @@ import tomllib
 import numpy as np
 import pytest
 
-from conftest import ROOT, parse, run, tool_env
+from conftest import BIN, ROOT, parse, run, tool_env
 from kerash.cli.catalog import TOOLS
 
 MARK = "=== end of example line ==="
@@ -95,6 +95,8 @@ def test_scripts_in_pyproject_match_the_catalog():
         scripts = tomllib.load(f)["tool"]["setuptools"]["script-files"]
     installed = {name for name, (_, flag) in TOOLS.items() if flag}
     assert sorted(scripts) == sorted(f"scripts/{name}" for name in installed | {"kerash"})
+    # no script takes a name that system commands have (Debian's init is systemd's)
+    assert not {"scripts/init", "scripts/update"} & set(scripts)
     assert sorted(p.name for p in (ROOT / "scripts").iterdir()) == sorted(installed | {"kerash"})
     for name in installed | {"kerash"}:
         # each goes through the launcher (warm server or cold start), named as in the catalog
@@ -112,3 +114,12 @@ def test_every_tool_answers_version(capsys):
         assert capsys.readouterr().out == f"{name} (kerash) {__version__}\n"
     proc = run(["matrix-mul", "--version"])
     assert (proc.stdout.decode(), proc.stderr) == (f"matrix-mul (kerash) {__version__}\n", b"")
+
+
+def test_renamed_tools_answer_to_their_old_names_through_kerash(tmp_path):
+    (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 1 sigmoid\n")
+    run(["kerash", "init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    assert (tmp_path / "m" / "layer_01" / "W.npy").exists()
+    assert description(help_text("kerash", "update")) == description(help_text("model-update"))
+    assert not (BIN / "init").exists() and not (BIN / "update").exists()
+    assert "init = model-init" in run(["kerash", "--help"]).stdout.decode()

@@ -49,7 +49,7 @@ def test_train_reads_compressed_data_through_process_substitution(tmp_path):
     np.savetxt(tmp_path / "x.txt", x, fmt="%g")
     np.savetxt(tmp_path / "y.txt", y, fmt="%g")
     (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
-    run("init m.model -o a --seed 2 && init m.model -o b --seed 2", cwd=tmp_path)
+    run("model-init m.model -o a --seed 2 && model-init m.model -o b --seed 2", cwd=tmp_path)
     piped = run("train a -x <(zcat x.txt.gz) -y <(cat y.txt) --epochs 2 --batch-size 4", cwd=tmp_path)
     files = run("train b -x x.txt -y y.txt --epochs 2 --batch-size 4", cwd=tmp_path)
     columns = lambda out: [line.split("\t")[:6] for line in out.decode().splitlines()]  # without the seconds

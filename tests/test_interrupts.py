@@ -23,7 +23,7 @@ BATCH = 8
 
 def setup(tmp_path, n):
     (tmp_path / "big.model").write_text(BIG)
-    run(["init", "big.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", "big.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     shutil.copytree(tmp_path / "m", tmp_path / "initial", symlinks=True)
     rng = np.random.default_rng(n)
     np.save(tmp_path / "x.npy", rng.random((n, 784)))

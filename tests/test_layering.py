@@ -5,7 +5,7 @@ import ast
 from conftest import ROOT
 
 LAYERS = [
-    ("tensor files", ["errors", "tensorio", "textformat", "workdir"]),
+    ("tensor files", ["errors", "tensorio", "textformat", "labels", "workdir"]),
     ("functions", ["functions", "ops", "datasets"]),
     ("layers", ["layers", "network"]),
     ("model", ["model"]),

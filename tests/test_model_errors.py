@@ -41,8 +41,8 @@ def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("template")
     (folder / "m.model").write_text(MODEL)
     (folder / "other.model").write_text(OTHER)
-    run(["init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=folder)
-    run(["init", "other.model", "-o", "other", "--seed", "1", "--dtype", "float64"], cwd=folder)
+    run(["model-init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=folder)
+    run(["model-init", "other.model", "-o", "other", "--seed", "1", "--dtype", "float64"], cwd=folder)
     rng = np.random.default_rng(0)
     savetxt(folder / "x.txt", rng.normal(size=(10, 5)))
     savetxt(folder / "y.txt", rng.integers(0, 3, size=10))
@@ -140,11 +140,43 @@ def test_class_index_out_of_range(setup, tool, bad):
     fails_unchanged(setup, tool, 1, "class indices 0..2", f"found {bad:g}")
 
 
-def test_non_finite_data(setup):
-    x = np.loadtxt(setup / "x.txt")
-    x[3, 2] = np.nan
-    savetxt(setup / "bad.txt", x)
-    fails_unchanged(setup, ["train", "m", "-x", "bad.txt", "-y", "y.txt"], 1, "non-finite")
+@pytest.mark.parametrize(
+    "tool, value, where",
+    [
+        (["train", "m", "-x", "bad.txt", "-y", "y.txt"], np.nan, "bad.txt"),
+        (["predict", "m", "bad.txt"], np.nan, "bad.txt"),
+        (["predict", "m", "bad.txt", "--classes"], -np.inf, "bad.txt"),
+        (["evaluate", "m", "-x", "bad.txt", "-y", "y.txt"], np.inf, "bad.txt"),
+        (["backprop", "m", "-x", "bad.txt", "-y", "y.txt", "-o", "g"], np.nan, "bad.txt"),
+        (["evaluate", "m", "-x", "x.txt", "-y", "bad.txt"], np.inf, "bad.txt"),
+    ],
+    ids=["train", "predict", "predict-classes", "evaluate", "backprop", "evaluate-labels"],
+)
+def test_non_finite_data_is_an_error_naming_file_and_row(setup, tool, value, where):
+    labels = "-y" in tool and tool[tool.index("-y") + 1] == "bad.txt"
+    bad = np.loadtxt(setup / ("y.txt" if labels else "x.txt")).reshape(10, -1)
+    bad[3, -1] = value
+    savetxt(setup / "bad.txt", bad)
+    proc = fails_unchanged(setup, tool, 1, f"non-finite value {value} in row 4, value {bad.shape[1]}", f"({where})")
+    assert proc.stdout == b""
+    assert not (setup / "g").exists()
+
+
+def test_the_non_finite_check_needs_no_copy_of_the_data():
+    import tracemalloc
+
+    from kerash.errors import DataError
+    from kerash.model import check_finite
+
+    x = np.ones((20000, 100))  # 16 MB
+    tracemalloc.start()
+    check_finite(x, "x")
+    x[17345, 42] = np.nan
+    with pytest.raises(DataError, match=r"non-finite value nan in row 17346, value 43: .* \(x\)$"):
+        check_finite(x, "x")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, peak
 
 
 def test_a_diverging_update_changes_nothing(setup):
@@ -152,8 +184,8 @@ def test_a_diverging_update_changes_nothing(setup):
     shutil.copytree(setup / "good", setup / "huge")
     for path in (setup / "huge").glob("layer_*/*.npy"):
         np.save(path, np.load(path) * 1e300 + 1e300)
-    fails_unchanged(setup, ["update", "m", "huge", "--lr", "1e10"], 1, "non-finite")
-    fails_unchanged(setup, ["update", "m", "good", "--lr", "inf"], 2, "--lr must be a finite number")
+    fails_unchanged(setup, ["model-update", "m", "huge", "--lr", "1e10"], 1, "non-finite")
+    fails_unchanged(setup, ["model-update", "m", "good", "--lr", "inf"], 2, "--lr must be a finite number")
 
 
 # ---------------------------------------------------------------- bad model descriptions in a model directory
@@ -162,7 +194,7 @@ def test_a_diverging_update_changes_nothing(setup):
 PREDICT = ["predict", "m", "x.txt"]
 TRAIN = ["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"]
 BACKPROP = ["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "g"]
-UPDATE = ["update", "m", "good"]
+UPDATE = ["model-update", "m", "good"]
 EVALUATE = ["evaluate", "m", "-x", "x.txt", "-y", "y.txt"]
 
 
@@ -246,12 +278,12 @@ def test_damaged_weight_file(setup, damage, tool):
 
 
 def test_update_with_gradients_of_another_model(setup):
-    fails_unchanged(setup, ["update", "m", "foreign", "--lr", "0.1"], 1, "foreign/layer_01/W.npy", "5×6", "5×4")
+    fails_unchanged(setup, ["model-update", "m", "foreign", "--lr", "0.1"], 1, "foreign/layer_01/W.npy", "5×6", "5×4")
     # a foreign folder after a good one: still nothing is applied
-    fails_unchanged(setup, ["update", "m", "good", "foreign", "--lr", "0.1"], 1, "foreign")
+    fails_unchanged(setup, ["model-update", "m", "good", "foreign", "--lr", "0.1"], 1, "foreign")
     (setup / "empty").mkdir()
-    fails_unchanged(setup, ["update", "m", "good", "empty"], 1, "empty", "not a gradient folder")
-    fails_unchanged(setup, ["update", "m", "good", "nowhere"], 1, "nowhere")
+    fails_unchanged(setup, ["model-update", "m", "good", "empty"], 1, "empty", "not a gradient folder")
+    fails_unchanged(setup, ["model-update", "m", "good", "nowhere"], 1, "nowhere")
 
 
 def test_backprop_with_the_gradient_folder_of_another_model(setup):
@@ -265,7 +297,7 @@ def test_backprop_with_the_gradient_folder_of_another_model(setup):
 
 
 def test_failed_runs_on_a_fresh_model_add_nothing(setup):
-    # 'other' comes straight from init: no train or update has ever locked it
+    # 'other' comes straight from model-init: no train or model-update has ever locked it
     savetxt(setup / "bad.txt", np.zeros(9))
     fails_unchanged(setup, ["train", "other", "-x", "x.txt", "-y", "bad.txt"], 1, "label", folder="other")
-    fails_unchanged(setup, ["update", "other", "good"], 1, "good/layer_01/W.npy", folder="other")
+    fails_unchanged(setup, ["model-update", "other", "good"], 1, "good/layer_01/W.npy", folder="other")

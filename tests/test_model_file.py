@@ -22,7 +22,7 @@ def lines_of(text):
 
 def init_dir(tmp_path, text, name="m", seed=1, extra=()):
     (tmp_path / f"{name}.model").write_text(text)
-    run(["init", f"{name}.model", "-o", name, "--seed", str(seed), *extra], cwd=tmp_path)
+    run(["model-init", f"{name}.model", "-o", name, "--seed", str(seed), *extra], cwd=tmp_path)
     return tmp_path / name
 
 
@@ -77,7 +77,7 @@ def test_kerash_cnn_summary_and_init(tmp_path):
         if count:
             assert f"{count:,}" in out
     folder = tmp_path / "cnn"
-    run(["init", str(ROOT / "models" / "kerash-cnn.model"), "-o", str(folder), "--seed", "3"])
+    run(["model-init", str(ROOT / "models" / "kerash-cnn.model"), "-o", str(folder), "--seed", "3"])
     assert load(folder, "layer_01", "W").shape == (2, 3, 3, 3)
     assert load(folder, "layer_03", "W").shape == (2, 2, 3, 3)
     assert load(folder, "layer_06", "W").shape == (2 * p2 * p2, 30)
@@ -222,8 +222,8 @@ ERRORS = [
 @pytest.mark.parametrize("case,text,line,fragments", ERRORS, ids=[e[0] for e in ERRORS])
 def test_model_file_errors_name_file_and_line(tmp_path, case, text, line, fragments):
     (tmp_path / "bad.model").write_text(text)
-    proc = run(["init", "bad.model", "-o", "out", "--seed", "1"], cwd=tmp_path, check=False)
-    assert_one_line_error(proc, 1, f"init: error: bad.model:{line}: ", *fragments)
+    proc = run(["model-init", "bad.model", "-o", "out", "--seed", "1"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, f"model-init: error: bad.model:{line}: ", *fragments)
     assert proc.stdout == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.model"]
 
@@ -231,7 +231,7 @@ def test_model_file_errors_name_file_and_line(tmp_path, case, text, line, fragme
 def test_model_without_layers_or_input(tmp_path):
     for text, fragment in (("2 1 1\ninput\n", "no layers"), ("2 1 1\n", "'input'"), ("# only a comment\n", "input size")):
         (tmp_path / "bad.model").write_text(text)
-        proc = run(["init", "bad.model", "-o", "out"], cwd=tmp_path, check=False)
+        proc = run(["model-init", "bad.model", "-o", "out"], cwd=tmp_path, check=False)
         assert_one_line_error(proc, 1, "bad.model", fragment)
         assert not (tmp_path / "out").exists()
 
@@ -239,7 +239,7 @@ def test_model_without_layers_or_input(tmp_path):
 def test_error_names_the_line_after_comments_and_header(tmp_path):
     text = "# XOR with a typo\n/he,zero/\n\n2 1 1\ninput\ndense 10 sigmoid\ndense 1 sigmiod\n"
     (tmp_path / "typo.model").write_text(text)
-    proc = run(["init", "typo.model", "-o", "out"], cwd=tmp_path, check=False)
+    proc = run(["model-init", "typo.model", "-o", "out"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "typo.model:7:", "sigmiod", "'sigmoid'")
     assert re.search(r"typo\.model:7:", proc.stderr.decode())
 

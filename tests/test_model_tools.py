@@ -1,4 +1,4 @@
-"""init, predict, backprop, update, evaluate, summary and dataset as a user runs them,
+"""model-init, predict, backprop, model-update, evaluate, summary and dataset as a user runs them,
 checked against independent numpy computations."""
 
 import json
@@ -109,7 +109,7 @@ def data(rng, n, width=5, classes=3):
     return x, labels, np.eye(classes)[labels]
 
 
-# ---------------------------------------------------------------- init
+# ---------------------------------------------------------------- model-init
 
 
 def test_init_writes_one_folder_per_layer_with_parameters(tmp_path):
@@ -167,16 +167,16 @@ def test_dtype_float64_stores_float64(tmp_path):
 def test_init_refuses_to_overwrite_without_force(tmp_path):
     folder = make_model(tmp_path, MLP, seed=1)
     before = {k: v[0].copy() for k, v in weights(folder).items()}
-    proc = run(["init", "m.model", "-o", "m", "--seed", "2"], cwd=tmp_path, check=False)
+    proc = run(["model-init", "m.model", "-o", "m", "--seed", "2"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "m", "--force")
     for key, w in weights(folder).items():
         np.testing.assert_array_equal(w[0], before[key])
-    run(["init", "m.model", "-o", "m", "--seed", "2", "--force"], cwd=tmp_path)
+    run(["model-init", "m.model", "-o", "m", "--seed", "2", "--force"], cwd=tmp_path)
     assert not np.array_equal(weights(folder)["layer_01"][0], before["layer_01"])
     # a folder that is not a model directory is never replaced
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("precious")
-    proc = run(["init", "m.model", "-o", "notes", "--force"], cwd=tmp_path, check=False)
+    proc = run(["model-init", "m.model", "-o", "notes", "--force"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "notes")
     assert (tmp_path / "notes" / "keep.txt").read_text() == "precious"
 
@@ -231,7 +231,7 @@ def test_predict_cnn_from_rows_and_from_nchw(tmp_path, rng):
         np.testing.assert_allclose(out, expected, rtol=1e-11)
 
 
-# ---------------------------------------------------------------- backprop and update
+# ---------------------------------------------------------------- backprop and model-update
 
 
 def test_backprop_writes_gradient_sums(tmp_path, rng):
@@ -287,7 +287,7 @@ def test_update_merges_folders_and_takes_one_sgd_step(tmp_path, rng):
     run(["backprop", "m", "-x", "b.txt", "-y", "yb.txt", "-o", "g2"], cwd=tmp_path)
     g1 = {k: (np.load(tmp_path / "g1" / k / "W.npy"), np.load(tmp_path / "g1" / k / "b.npy")) for k in before}
     g2 = {k: (np.load(tmp_path / "g2" / k / "W.npy"), np.load(tmp_path / "g2" / k / "b.npy")) for k in before}
-    run(["update", "m", "g1", "g2", "--lr", "0.3"], cwd=tmp_path)
+    run(["model-update", "m", "g1", "g2", "--lr", "0.3"], cwd=tmp_path)
     after = weights(folder)
     for key in before:
         for i in range(2):
@@ -310,9 +310,9 @@ def test_halves_and_whole_batch_give_the_same_step(tmp_path, rng):
         savetxt(tmp_path / f"y{name}.txt", labels[rows])
     run(["backprop", "halves", "-x", "h1.txt", "-y", "yh1.txt", "-o", "g1"], cwd=tmp_path)
     run(["backprop", "halves", "-x", "h2.txt", "-y", "yh2.txt", "-o", "g2"], cwd=tmp_path)
-    run(["update", "halves", "g1", "g2", "--lr", "0.5"], cwd=tmp_path)
+    run(["model-update", "halves", "g1", "g2", "--lr", "0.5"], cwd=tmp_path)
     run(["backprop", "whole", "-x", "all.txt", "-y", "yall.txt", "-o", "g"], cwd=tmp_path)
-    run(["update", "whole", "g", "--lr", "0.5"], cwd=tmp_path)
+    run(["model-update", "whole", "g", "--lr", "0.5"], cwd=tmp_path)
     a, b = weights(tmp_path / "halves"), weights(tmp_path / "whole")
     for key in a:
         for i in range(2):
@@ -327,7 +327,7 @@ def test_backprop_and_update_equal_one_train_step(tmp_path, rng):
     savetxt(tmp_path / "x.txt", x)
     savetxt(tmp_path / "y.txt", labels)
     run(["backprop", "tools", "-x", "x.txt", "-y", "y.txt", "-o", "g"], cwd=tmp_path)
-    run(["update", "tools", "g", "--lr", "0.2"], cwd=tmp_path)
+    run(["model-update", "tools", "g", "--lr", "0.2"], cwd=tmp_path)
     out = run(["train", "trained", "-x", "x.txt", "-y", "y.txt", "--batch-size", "12", "--epochs", "1", "--lr", "0.2"], cwd=tmp_path)
     assert len(out.stdout.decode().splitlines()) == 2
     a, b = weights(tmp_path / "tools"), weights(tmp_path / "trained")
@@ -406,7 +406,7 @@ def test_summary_of_the_benchmark_mlp(tmp_path):
 
 
 def test_summary_of_digits_cnn_directory(tmp_path):
-    run(["init", str(ROOT / "models" / "digits-cnn.model"), "-o", "cnn", "--seed", "1"], cwd=tmp_path)
+    run(["model-init", str(ROOT / "models" / "digits-cnn.model"), "-o", "cnn", "--seed", "1"], cwd=tmp_path)
     out = run(["kerash", "summary", "cnn"], cwd=tmp_path).stdout.decode()
     rows = summary_rows(out)
     expected = [

@@ -1,6 +1,6 @@
-"""What the outside battery of issue 13 found, through the real tools: init --force never
+"""What the outside battery of issue 13 found, through the real tools: model-init --force never
 destroys a model, stable snapshots for shell pipelines, model files checked before they
-are read, update says it waits, and bad numbers in a description refused where they are."""
+are read, model-update says it waits, and bad numbers in a description refused where they are."""
 
 import fcntl
 import json
@@ -38,7 +38,7 @@ def leftovers(folder):
     return sorted(n for n in os.listdir(folder) if ".tmp-" in n or ".old-" in n)
 
 
-# ---------------------------------------------------------------- item 1: init --force
+# ---------------------------------------------------------------- item 1: model-init --force
 
 
 def test_init_force_replaces_a_model_only_with_a_complete_one(trained):
@@ -46,15 +46,15 @@ def test_init_force_replaces_a_model_only_with_a_complete_one(trained):
     before = fingerprint(trained)
     # a description that fails, a disk that fills up while the new directory is written
     (tmp_path / "bad.model").write_text("/uniform 1 0,zero/\n3 1 1\ninput\ndense 4 tanh\n")
-    proc = run(["init", "bad.model", "-o", "m", "--force"], cwd=tmp_path, check=False)
+    proc = run(["model-init", "bad.model", "-o", "m", "--force"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "bad.model:1:", "uniform")
     (tmp_path / "wide.model").write_text("3 1 1\ninput\ndense 4000 tanh\ndense 2 softmax\n")  # 96 kB of weights
-    proc = run("ulimit -f 40; init wide.model -o m --force", cwd=tmp_path, check=False)
-    assert_one_line_error(proc, 1, "init: error:", "m")
+    proc = run("ulimit -f 40; model-init wide.model -o m --force", cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "model-init: error:", "m")
     # while the model is in use (a train holds its lock), nothing replaces it
     with open(trained / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = run(["init", "m.model", "-o", "m", "--force"], cwd=tmp_path, check=False)
+        proc = run(["model-init", "m.model", "-o", "m", "--force"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "m", "in use")
     assert fingerprint(trained) == before and epochs(trained) == 3
     assert leftovers(tmp_path) == []
@@ -62,7 +62,7 @@ def test_init_force_replaces_a_model_only_with_a_complete_one(trained):
     # A path holding a newline and a backslash: the description written from it reads back.
     odd = "a\nb\\c.model"
     (tmp_path / odd).write_text(MLP)
-    run(["init", odd, "-o", "m", "--force", "--seed", "2"], cwd=tmp_path)
+    run(["model-init", odd, "-o", "m", "--force", "--seed", "2"], cwd=tmp_path)
     assert epochs(trained) == 0
     first = (trained / "model").read_text().splitlines()[0]
     assert first == "# normalised by kerash from a\\nb\\\\c.model"
@@ -78,14 +78,14 @@ def test_init_force_refuses_what_is_not_a_model_directory(tmp_path):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "keep").write_text("mine")
     for target, kind in (("notes.txt", "a file"), ("link", "a symbolic link"), ("folder", "not a model directory")):
-        proc = run(["init", "m.model", "-o", target, "--force"], cwd=tmp_path, check=False)
+        proc = run(["model-init", "m.model", "-o", target, "--force"], cwd=tmp_path, check=False)
         assert_one_line_error(proc, 2, target, kind, "refusing")
     assert (tmp_path / "notes.txt").read_text() == "precious\n" and os.path.islink(tmp_path / "link")
     assert (tmp_path / "folder" / "keep").read_text() == "mine"
     # an empty folder is replaced with --force only
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run(["init", "m.model", "-o", "empty"], cwd=tmp_path, check=False), 2, "empty", "--force")
-    run(["init", "m.model", "-o", "empty", "--force"], cwd=tmp_path)
+    assert_one_line_error(run(["model-init", "m.model", "-o", "empty"], cwd=tmp_path, check=False), 2, "empty", "--force")
+    run(["model-init", "m.model", "-o", "empty", "--force"], cwd=tmp_path)
     assert (tmp_path / "empty" / "layer_01" / "W.npy").is_file()
     assert leftovers(tmp_path) == []
 
@@ -106,7 +106,7 @@ def test_snapshot_runs_a_command_on_a_pinned_version(trained):
         folder = proc.stdout.readline().decode().strip()
         assert folder == plain
         for _ in range(2):  # saves that would remove the version if nothing pinned it
-            run(["update", "m", "g", "--lr", "0.1"], cwd=tmp_path)
+            run(["model-update", "m", "g", "--lr", "0.1"], cwd=tmp_path)
         assert (tmp_path / folder / "layer_01" / "W.npy").is_file()
         out, _ = proc.communicate(b"\n", timeout=30)
     finally:
@@ -119,8 +119,8 @@ def test_snapshot_runs_a_command_on_a_pinned_version(trained):
     assert parse("\n".join(lines[12:])).ravel() == pytest.approx(2 * np.load(tmp_path / folder / "layer_01" / "b.npy"))
     # a version folder reads as a model; writing it is refused; unpinned, the next save removes it
     assert run(["predict", folder, "x.txt"], cwd=tmp_path).stdout == expected
-    assert_one_line_error(run(["update", folder, "g"], cwd=tmp_path, check=False), 2, folder, "update m itself")
-    run(["update", "m", "g", "--lr", "0.1"], cwd=tmp_path)
+    assert_one_line_error(run(["model-update", folder, "g"], cwd=tmp_path, check=False), 2, folder, "model-update m itself")
+    run(["model-update", "m", "g", "--lr", "0.1"], cwd=tmp_path)
     assert not (tmp_path / folder).exists()
     assert len(os.listdir(trained / ".versions")) == 2  # the current one and the one before
     proc = run(["kerash", "snapshot", "m", "--", "no-such-command"], cwd=tmp_path, check=False)
@@ -177,7 +177,7 @@ def test_hostile_weight_files_are_refused_before_reading(trained, damage):
     assert proc.stdout == b""
 
 
-# ---------------------------------------------------------------- item 7: update waits, and says so
+# ---------------------------------------------------------------- item 7: model-update waits, and says so
 
 
 def test_update_says_it_waits_for_train_or_fails_at_once(trained):
@@ -191,15 +191,15 @@ def test_update_says_it_waits_for_train_or_fails_at_once(trained):
     waiting = None
     try:
         assert train.stdout.readline().startswith(b"epoch")  # the header comes with the first epoch: it holds the lock
-        proc = run(["update", "m", "g", "--lr", "0.1", "--no-wait"], cwd=tmp_path, check=False)
+        proc = run(["model-update", "m", "g", "--lr", "0.1", "--no-wait"], cwd=tmp_path, check=False)
         assert_one_line_error(proc, 2, "m", "another process", f"train, pid {train.pid}")
         with open(tmp_path / "err", "wb") as err:
-            waiting = subprocess.Popen(["update", "m", "g", "--lr", "0.1"], cwd=tmp_path, env=tool_env(), stderr=err)
+            waiting = subprocess.Popen(["model-update", "m", "g", "--lr", "0.1"], cwd=tmp_path, env=tool_env(), stderr=err)
             deadline = time.monotonic() + 20
             while b"waiting" not in (tmp_path / "err").read_bytes() and time.monotonic() < deadline:
                 time.sleep(0.05)
         message = (tmp_path / "err").read_text()
-        assert message.startswith("update: waiting for m, in use by another process (train, pid") and "--no-wait" in message
+        assert message.startswith("model-update: waiting for m, in use by another process (train, pid") and "--no-wait" in message
         assert waiting.poll() is None
         train.send_signal(signal.SIGTERM)
         assert train.wait(timeout=30) == 143
@@ -226,6 +226,6 @@ def test_bad_descriptions_are_located_errors_of_init(tmp_path):
     }
     for text, fragments in cases.items():
         (tmp_path / "x.model").write_text(text)
-        proc = run(["init", "x.model", "-o", "x"], cwd=tmp_path, check=False)
+        proc = run(["model-init", "x.model", "-o", "x"], cwd=tmp_path, check=False)
         assert_one_line_error(proc, 1, *fragments)
         assert os.listdir(tmp_path) == ["x.model"]

@@ -177,7 +177,7 @@ def test_cnn_trains_the_same_from_rows_and_from_nchw_npy(tmp_path):
 
 
 def test_kerash_xor_model_learns_xor(tmp_path):
-    run(["init", str(ROOT / "models" / "xor.model"), "-o", "xor", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["model-init", str(ROOT / "models" / "xor.model"), "-o", "xor", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     (tmp_path / "x.txt").write_text("0 0\n0 1\n1 0\n1 1\n")
     (tmp_path / "y.txt").write_text("0\n1\n1\n0\n")
     proc = run(["train", "xor", "-x", "x.txt", "-y", "y.txt", "--epochs", "2000", "--batch-size", "4", "--lr", "3"], cwd=tmp_path)

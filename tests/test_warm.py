@@ -81,7 +81,7 @@ def files(tmp_path_factory):
     savetxt(folder / "x.txt", np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
     savetxt(folder / "y.txt", np.array([[0], [1], [1], [0]]))
     (folder / "xor.model").write_text(XOR)
-    run(["init", "xor.model", "-o", "xor", "--seed", "3"], cwd=folder)
+    run(["model-init", "xor.model", "-o", "xor", "--seed", "3"], cwd=folder)
     return folder
 
 
@@ -352,7 +352,7 @@ BIG = "784 1 1\ninput\ndense 256 relu\ndense 256 relu\ndense 10 softmax\n"
 def big_model(tmp_path, server):
     """A model slow enough to be interrupted mid-epoch, its data, and a work folder."""
     (tmp_path / "big.model").write_text(BIG)
-    run(["init", "big.model", "-o", "m", "--seed", "1"], cwd=tmp_path, env=warm_env(server))
+    run(["model-init", "big.model", "-o", "m", "--seed", "1"], cwd=tmp_path, env=warm_env(server))
     rng = np.random.default_rng(1)
     np.save(tmp_path / "x.npy", rng.random((600, 784)))
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(600, 1)), fmt="%d")

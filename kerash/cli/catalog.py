@@ -2,7 +2,9 @@
 
 `kerash NAME` looks tools up here; pyproject.toml installs scripts/NAME for
 each tool marked True, and scripts/kerash (a test keeps them in step).  Tools
-marked False are only reached as `kerash NAME`.
+marked False are only reached as `kerash NAME`.  ALIASES are the names of tools
+that were renamed because they collide with system commands (Debian's `init`
+is systemd's): `kerash init` still works; no script has the old name.
 """
 
 TOOLS = {
@@ -24,10 +26,10 @@ TOOLS = {
     "tensor-show": ("kerash.cli.tensor:show", True),
     "conv": ("kerash.cli.tensor:conv", True),
     "maxpool": ("kerash.cli.tensor:maxpool", True),
-    "init": ("kerash.cli.model:init", True),
+    "model-init": ("kerash.cli.model:init", True),
     "predict": ("kerash.cli.model:predict", True),
     "backprop": ("kerash.cli.model:backprop", True),
-    "update": ("kerash.cli.model:update", True),
+    "model-update": ("kerash.cli.model:update", True),
     "train": ("kerash.cli.train:train", True),
     "evaluate": ("kerash.cli.model:evaluate", True),
     "evolve": ("kerash.cli.evolve:evolve", True),
@@ -41,6 +43,8 @@ TOOLS = {
     "plot": ("kerash.cli.plot:plot", False),
     "warm": ("kerash.cli.warm:warm", False),
 }
+
+ALIASES = {"init": "model-init", "update": "model-update"}
 
 
 def load(name):

@@ -24,13 +24,15 @@ def evolve(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per training step.")] = 32,
     optimizer: Annotated[str, typer.Option("--optimizer", help="Optimiser of the genomes' training.")] = "adam",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate of the genomes' training.")] = 0.005,
+    normalize: Annotated[bool, typer.Option("--normalize", help="Standardise each input feature with its mean and deviation on the training part; BEST_DIR keeps them, as train --normalize.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace BEST_DIR if it is already a model directory.")] = False,
 ):
     """Evolve a network topology by mutation and selection; keep the best as a trained model.
 
     One tab-separated line per genome evaluated: generation, genome, parent,
     mutation, layers, parameters, val_loss, val_accuracy, seconds.  The same
-    lines are kept in BEST_DIR/evolve.tsv.
+    lines are kept in BEST_DIR/evolve.tsv.  Labels may be class names
+    (BEST_DIR/classes.txt keeps them).
 
     \b
     Example:
@@ -41,6 +43,7 @@ def evolve(
     from .. import evolve as evolution
     from .. import model as modelmod
     from ..errors import UsageError
+    from ..labels import read_labels
     from ..tensorio import read_tensor, source_name
 
     if start is not None and scratch:
@@ -48,10 +51,11 @@ def evolve(
     if data == "-" and labels == "-":
         raise UsageError("only one input can be standard input")
     text = modelmod.normalised_text(modelmod.read_model_file(start)) if start else None
-    cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size, optimizer, lr)
+    cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size,
+                                 optimizer, lr, normalize)
     modelmod.check_target(output, force)  # now rather than after the whole search, which would be lost
-    x, y = read_tensor(data), read_tensor(labels)
+    x, y = read_tensor(data), read_labels(labels)
     report = table_printer(evolution.COLUMNS, evolution.format_row)
-    best, rows = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
-    evolution.write_best(best, output, rows, seed, force)
+    best, rows, inputs = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
+    evolution.write_best(best, output, rows, seed, force, inputs)
     sys.stderr.write(f"evolve: best genome {best.id} (val_loss {best.val_loss:.6g}) written to {output}\n")

@@ -2,7 +2,7 @@
 
 import sys
 
-from .catalog import TOOLS, load
+from .catalog import ALIASES, TOOLS, load
 from .runner import run
 
 
@@ -12,7 +12,8 @@ def _usage():
     for name in TOOLS:
         doc = (load(name).__doc__ or "").strip().splitlines()[0]
         lines.append(f"  {name.ljust(width)}  {doc}")
-    lines += ["", "`kerash NAME --help` (or `NAME --help`) explains a tool, with an example."]
+    aliases = ", ".join(f"{old} = {new}" for old, new in ALIASES.items())
+    lines += ["", f"Also: {aliases}.", "`kerash NAME --help` (or `NAME --help`) explains a tool, with an example."]
     return "\n".join(lines) + "\n"
 
 
@@ -26,10 +27,10 @@ def main(argv=None):
 
         print(f"kerash {__version__}")
         sys.exit(0)
-    name = argv[0]
+    name = ALIASES.get(argv[0], argv[0])
     if name not in TOOLS:
         from ..errors import close_matches
 
         sys.stderr.write(f"kerash: error: unknown tool {name!r}{close_matches(name, TOOLS)} (kerash --help lists them)\n")
         sys.exit(2)
-    run(load(name), f"kerash {name}", argv[1:])
+    run(load(name), f"kerash {argv[0]}", argv[1:])

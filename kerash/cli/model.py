@@ -1,4 +1,4 @@
-"""Model tools: init, predict, backprop, update, evaluate, summary, dataset."""
+"""Model tools: model-init, predict, backprop, model-update, evaluate, summary, dataset, snapshot."""
 
 import sys
 from typing import Annotated, List, Optional
@@ -8,7 +8,7 @@ import typer
 from .options import Dtype, Format, Output, Seed
 from .runner import tool
 
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by init).", show_default=False)]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
 Data = Annotated[str, typer.Option("--data", "-x", metavar="X", help="Samples, one per row (or an (N,C,H,W) tensor); '-' is standard input.")]
 Labels = Annotated[
     str,
@@ -20,6 +20,13 @@ def _read(path):
     from ..tensorio import read_tensor
 
     return read_tensor(path)
+
+
+def _read_labels(path):
+    """Numeric labels, or class names (WordLabels) that the model maps through its classes.txt."""
+    from ..labels import read_labels
+
+    return read_labels(path)
 
 
 def _name(path):
@@ -35,7 +42,7 @@ def _check_stdin(*paths):
         raise UsageError("only one input can be standard input")
 
 
-@tool("init")
+@tool("model-init")
 def init(
     model_file: Annotated[str, typer.Argument(metavar="MODEL_FILE", help="Model description (e.g. models/xor.model).", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="MODEL_DIR", help="The model directory to create.")],
@@ -55,7 +62,7 @@ def init(
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 10 sigmoid\\ndense 1 sigmoid\\n' > xor.model
-      init xor.model -o xor --seed 1
+      model-init xor.model -o xor --seed 1
       matrix-mul xor/layer_01/W.npy xor/layer_02/W.npy
     """
     from .. import model
@@ -80,28 +87,40 @@ def init(
 def predict(
     model_dir: ModelArg,
     input: Annotated[str, typer.Argument(metavar="[INPUT]", help="Samples, one per row; '-' or omitted: standard input.")] = "-",
-    classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class index instead of the outputs.")] = False,
+    classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class instead of the outputs: its name when the model has classes.txt, else its index.")] = False,
     dtype: Dtype = None,
     output: Output = None,
     fmt: Format = None,
 ):
     """Run the model forward: one output row per input sample (N×T×K for sequences N×T×I).
 
-    With --classes, one class per sample, or a row of T classes per sequence.
+    With --classes, one class per sample, or a row of T classes per sequence
+    (tab-separated names when the model has MODEL/classes.txt).  Inputs are
+    raw data: a model trained with --normalize applies its statistics.
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' | predict m
       printf '0 0\\n0 1\\n' | predict m --classes
     """
     from .. import model
-    from ..tensorio import source_name, write_tensor
+    from ..tensorio import resolve_format, source_name, write_tensor, write_text
 
-    outputs, predicted = model.predict(model_dir, _read(input), dtype, source_name(input))
+    loaded = model.load(model_dir, dtype)
+    outputs, predicted = model.predict_loaded(loaded, _read(input), source_name(input))
     if classes:
         outputs = predicted.reshape(len(predicted), -1)  # a row per sample; a column per step of a sequence
+        if loaded.classes is not None:
+            if resolve_format(fmt, output) != "text":
+                from ..errors import UsageError
+
+                raise UsageError(f"{model_dir} names its classes: --classes prints text (the names in "
+                                 f"{model_dir}/classes.txt), not {resolve_format(fmt, output)}")
+            names = loaded.classes
+            write_text("".join("\t".join(names[c] for c in row) + "\n" for row in outputs.tolist()), output)
+            return
     write_tensor(outputs, output, fmt)
 
 
@@ -120,30 +139,34 @@ def backprop(
 
     GRADS gets the model directory's layout, GRADS/layer_NN/W.npy and b.npy,
     and GRADS/stats.json with loss_sum, samples and correct.  Sums, so the
-    folders of several processes merge by addition (see update).
+    folders of several processes merge by addition (see model-update).
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
       backprop m --inputs x.txt --labels y.txt -o grads
-      update m grads --lr 0.5
+      model-update m grads --lr 0.5
     """
     from ..training.steps import backprop as run_backprop
 
     from .. import ops
 
+    from ..labels import WordLabels
+
     _check_stdin(inputs, labels)
-    x, y = _read(inputs), _read(labels)
+    x, y = _read(inputs), _read_labels(labels)
     picked = None
     if rows is not None:
         picked = ops.parse_indices(rows)
-        x, y = ops.take_rows(x, picked), ops.take_rows(y, picked)
+        samples = len(x)
+        x = ops.take_rows(x, picked)
+        y = y.take(picked, samples) if isinstance(y, WordLabels) else ops.take_rows(y, picked)
     run_backprop(model_dir, x, y, output, dtype, names=(_name(inputs), _name(labels)), ids=picked, seed=seed, epoch=epoch)
 
 
-@tool("update")
+@tool("model-update")
 def update(
     model_dir: ModelArg,
     grads: Annotated[List[str], typer.Argument(metavar="GRADS...", help="Gradient folders written by backprop.", show_default=False)],
@@ -164,23 +187,23 @@ def update(
 
     The partial sums are added, divided by their total sample count, and
     applied; optimiser state (momentum, Adam's moments) lives in the model
-    directory, so a bash loop of backprop and update trains like train does.
-    While another process trains or updates MODEL, update says so on
+    directory, so a bash loop of backprop and model-update trains like train does.
+    While another process trains or updates MODEL, model-update says so on
     standard error and waits its turn (or, with --no-wait, exits 2).
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n' > a.txt; printf '0\\n1\\n' > ya.txt
       printf '1 0\\n1 1\\n' > b.txt; printf '1\\n0\\n' > yb.txt
       backprop m -x a.txt -y ya.txt -o g1 & backprop m -x b.txt -y yb.txt -o g2; wait
-      update m g1 g2 --lr 0.5
+      model-update m g1 g2 --lr 0.5
     """
     from ..training.steps import update as run_update
 
     def waiting(message):
-        sys.stderr.write(f"update: {message}\n")
+        sys.stderr.write(f"model-update: {message}\n")
         sys.stderr.flush()
 
     run_update(model_dir, grads, optimizer, lr, weight_decay, dtype=dtype, wait=not no_wait, on_wait=waiting,
@@ -193,37 +216,60 @@ def evaluate(
     data: Data,
     labels: Labels,
     confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also print each class's precision, recall, F1 and support, with their averages (scikit-learn's classification report).")] = False,
     dtype: Dtype = None,
 ):
     """Print the loss and accuracy of the model on labelled data, and its confusion matrix.
 
-    Output lines are 'name<TAB>value'; the confusion matrix follows a '#' line.
+    Output lines are 'name<TAB>value'; the confusion matrix and the report
+    each follow a '#' line.  Labels may be class names when the model has
+    MODEL/classes.txt (train made it from named labels); the matrix and the
+    report then name the classes.  Inputs are raw data: a model trained with
+    --normalize applies its statistics.
 
     \b
     Example:
       printf '2 1 1\\ninput\\ndense 4 tanh\\ndense 1 sigmoid\\n' > m.model
-      init m.model -o m --seed 1
+      model-init m.model -o m --seed 1
       printf '0 0\\n0 1\\n1 0\\n1 1\\n' > x.txt; printf '0\\n1\\n1\\n0\\n' > y.txt
-      evaluate m --data x.txt --labels y.txt --confusion
+      evaluate m --data x.txt --labels y.txt --confusion --report
     """
     from .. import model
     from ..tensorio import tensor_chunks
 
     _check_stdin(data, labels)
-    result = model.evaluate(model_dir, _read(data), _read(labels), dtype, (_name(data), _name(labels)))
+    result = model.evaluate(model_dir, _read(data), _read_labels(labels), dtype, (_name(data), _name(labels)))
     lines = [f"loss\t{result['loss']:.6g}", f"accuracy\t{result['accuracy']:.4f}", f"samples\t{result['samples']}"]
     if result["correct"] is not None:
         lines.append(f"correct\t{result['correct']}")
     out = sys.stdout
     out.write("\n".join(lines) + "\n")
-    if confusion:
-        if result["confusion"] is None:
-            out.write("# no confusion matrix: the targets are not classes\n")
-        else:
-            out.write("# confusion matrix: rows are true classes 0..K-1, columns predicted classes\n")
-            out.flush()
-            for chunk in tensor_chunks(result["confusion"], "text"):
-                sys.stdout.buffer.write(chunk)
+    matrix, names = result["confusion"], result["classes"]
+    if (confusion or report) and matrix is None:
+        out.write("# no confusion matrix: the targets are not classes\n")
+        return
+    if confusion and names is None:
+        out.write("# confusion matrix: rows are true classes 0..K-1, columns predicted classes\n")
+        out.flush()
+        for chunk in tensor_chunks(matrix, "text"):
+            sys.stdout.buffer.write(chunk)
+    elif confusion:
+        out.write("# confusion matrix: rows are true classes, columns predicted classes (MODEL/classes.txt)\n")
+        out.write("true\\predicted\t" + "\t".join(names) + "\n")
+        for name, row in zip(names, matrix.tolist()):
+            out.write(name + "\t" + "\t".join(map(str, row)) + "\n")
+    if report:
+        table = model.class_report(matrix)
+        named = names or [str(k) for k in range(len(matrix))]
+        out.write("# report: precision, recall, F1 and support per class, as scikit-learn's classification_report\n")
+        out.write("class\tprecision\trecall\tf1-score\tsupport\n")
+        for k, precision, recall, f1, support in table["rows"]:
+            out.write(f"{named[k]}\t{precision:.4f}\t{recall:.4f}\t{f1:.4f}\t{support}\n")
+        total = table["macro"][3]
+        out.write(f"accuracy\t\t\t{table['accuracy']:.4f}\t{total}\n")
+        for label, key in (("macro avg", "macro"), ("weighted avg", "weighted")):
+            p, r, f, n = table[key]
+            out.write(f"{label}\t{p:.4f}\t{r:.4f}\t{f:.4f}\t{n}\n")
 
 
 @tool("snapshot")
@@ -233,7 +279,7 @@ def snapshot(
 ):
     """Run a command on one version of MODEL that no save changes or removes until the command ends.
 
-    A save (train, update, restore) writes a new version folder and switches
+    A save (train, model-update, restore) writes a new version folder and switches
     to it; separate tools reading MODEL/layer_NN/*.npy meanwhile could mix
     two versions.  COMMAND gets the folder of the current version,
     MODEL/.versions/N (layer_NN/W.npy, b.npy, state.json), as every argument
@@ -244,7 +290,7 @@ def snapshot(
 
     \b
     Example:
-      printf '2 1 1\\ninput\\ndense 1 sigmoid\\n' > m.model; init m.model -o m --seed 1
+      printf '2 1 1\\ninput\\ndense 1 sigmoid\\n' > m.model; model-init m.model -o m --seed 1
       printf '0 1\\n1 1\\n' > x.txt
       kerash snapshot m -- sh -c 'matrix-mul x.txt "$KERASH_SNAPSHOT"/layer_01/W.npy | matrix-add - "$KERASH_SNAPSHOT"/layer_01/b.npy'
       kerash snapshot m -- predict {} x.txt

@@ -19,7 +19,7 @@ def plot(
     ],
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", help="Picture to write: FILE.png or FILE.svg. Without it, curves draws in the terminal.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples (confusion, boundary).")] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices or one-hot rows.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices, one-hot rows, or class names (MODEL/classes.txt).")] = None,
     grads: Annotated[Optional[str], typer.Option("--grads", metavar="GRADS", help="weights: also the histograms of this gradient folder (written by backprop).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", metavar="PX", help="Width in pixels (default 800; weights: 280 a column of histograms).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", metavar="PX", help="Height in pixels (default 600; weights: 200 a layer).")] = None,
@@ -46,7 +46,7 @@ def plot(
     Example:
       kerash dataset circle -o circle --samples 200
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
-      init c.model -o c --seed 1
+      model-init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 30 --lr 0.5 > /dev/null
       kerash plot curves c -o curves.png --width 640 --height 480
     """

@@ -26,7 +26,7 @@ def _opt(*names, help, metavar=None):
 
 @tool("train")
 def train(
-    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by init).", show_default=False)],
+    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)],
     data: Annotated[Optional[str], _opt("--data", "-x", metavar="X", help="Training samples, one per row (or (N,C,H,W)).")] = None,
     labels: Annotated[Optional[str], _opt("--labels", "-y", metavar="Y", help="One-hot rows, a column of class indices, or real targets.")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", "-e", help="Epochs to run now [default: 10].")] = None,
@@ -62,6 +62,7 @@ def train(
     skip_growth: Annotated[Optional[float], _opt("--skip-growth", help="Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10].")] = None,
     stats: Annotated[Optional[bool], _opt("--stats/--no-stats", help="Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each epoch.")] = None,
     restart_epoch: Annotated[Optional[bool], _opt("--restart-epoch", help="Start an interrupted epoch afresh, on purpose, when the data, split, seed or batch size changed.")] = None,
+    normalize: Annotated[Optional[bool], _opt("--normalize", help="Standardise each input feature with its mean and deviation on the training part (fitted before the first step, kept in MODEL/normalization/; every tool applies them).")] = None,
     quiet: Quiet = False,
 ):
     """Train a model: one tab-separated line per epoch on standard output.
@@ -72,19 +73,22 @@ def train(
     (start, restore), are appended to MODEL/trace.tsv.  MODEL/params, if present, gives defaults
     ('option value' lines); the command line wins.  Ctrl-C or SIGTERM saves a
     consistent state and exits 130 or 143; running train again continues
-    exactly where it stopped.
+    exactly where it stopped.  Labels may be class names (one per line, or a
+    spreadsheet column under its name): a fresh model maps them, sorted, to
+    classes and keeps them in MODEL/classes.txt.
 
     \b
     Example:
       kerash dataset digits -o digits
       printf '64 1 1\\ninput\\ndense 32 relu\\ndense 10 softmax\\n' > mlp.model
-      init mlp.model -o mlp --seed 1
+      model-init mlp.model -o mlp --seed 1
       train mlp --data digits/data.npy --labels digits/labels.txt --epochs 3 --lr 0.1 --validation-split 0.2
     """
     # Only what the command line sets, to be laid over MODEL/params.
     given = {k: v for k, v in locals().items() if v is not None and k not in ("model_dir", "quiet")}
     from .. import tensorio
     from ..errors import UsageError
+    from ..labels import read_labels
     from ..training import loop
     from ..training.params_file import read_params
 
@@ -120,8 +124,8 @@ def train(
     from ..model import DTYPES, ModelDir
 
     dtype = DTYPES.get(cfg.dtype) if cfg.dtype else ModelDir(model_dir).dtype()
-    x, y = tensorio.read_tensor(data, dtype), tensorio.read_tensor(labels)
-    val = (tensorio.read_tensor(vdata, dtype), tensorio.read_tensor(vlabels)) if vdata is not None else None
+    x, y = tensorio.read_tensor(data, dtype), read_labels(labels)
+    val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels)) if vdata is not None else None
 
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
     from ..training.trace import COLUMNS, format_record
@@ -204,7 +208,7 @@ def checkpoints(
     Example:
       kerash dataset circle -o circle
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
-      init c.model -o c --seed 1
+      model-init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
       kerash checkpoints c
     """
@@ -228,7 +232,7 @@ def restore(
     Example:
       kerash dataset circle -o circle
       printf '2 1 1\\ninput\\ndense 8 tanh\\ndense 2 softmax\\n' > c.model
-      init c.model -o c --seed 1
+      model-init c.model -o c --seed 1
       train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
       kerash restore c epoch-0002
     """

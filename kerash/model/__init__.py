@@ -2,18 +2,22 @@
 
 description/lines/mdl parse and write descriptions, spec compiles them to a
 network, directory keeps model directories, data shapes inputs and targets,
-use runs a model on data, reports prints summaries and pictures.
+use runs a model on data, reports prints summaries and pictures, classes
+maps class names, normalization keeps the inputs' statistics.
 """
 
-from .data import prepare_inputs, prepare_targets
+from .data import check_finite, prepare_inputs, prepare_targets
 from .description import escaped, normalised_text, parse_model, read_model_file
 from .lines import chain_spec
 from .directory import (DTYPES, MODEL_FILE, STATE_FILE, ModelDir, check_target, copy_tree, flatten_params, new_state,
                         read_json_checked, read_tree, write_tree)
 from .spec import ModelSpec, NodeSpec, build_network, count_params, init_params, param_shapes
-from .use import evaluate, load_network, predict
+from .use import Loaded, class_report, evaluate, load, load_network, predict, predict_loaded
+from .classes import CLASSES_FILE, check_class_count, class_targets, classes_text, new_classes, read_classes
 
 __all__ = [
+    "CLASSES_FILE", "Loaded", "check_class_count", "check_finite", "class_report", "class_targets", "classes_text", "load", "new_classes",
+    "predict_loaded", "read_classes",
     "DTYPES", "MODEL_FILE", "chain_spec", "STATE_FILE", "ModelDir", "ModelSpec", "NodeSpec", "build_network", "check_target",
     "copy_tree",
     "count_params", "escaped", "evaluate", "flatten_params", "init_params", "load_network", "new_state",

@@ -39,6 +39,29 @@ def prepare_inputs(x, spec, where="data"):
     raise DataError(f"data of shape {shape_str(x.shape)} does not fit the model input {d}×{h}×{w} ({where})")
 
 
+CHECK_CHUNK = 1 << 16  # values looked at a time when a non-finite one is searched for
+
+
+def check_finite(a, where):
+    """Refuse NaN and ±∞ in data, naming the first row (1-based, a sample) and value that holds one.
+
+    The check costs no memory: a NaN or an infinity shows in the minimum or
+    the maximum; only then are the rows searched, a block at a time.
+    """
+    a = np.asarray(a)
+    if a.size == 0 or a.dtype.kind != "f" or (np.isfinite(a.min()) and np.isfinite(a.max())):
+        return
+    rows = a.reshape(a.shape[0] if a.ndim else 1, -1)
+    step = max(1, CHECK_CHUNK // max(rows.shape[1], 1))
+    for start in range(0, rows.shape[0], step):
+        bad = ~np.isfinite(rows[start : start + step])
+        if bad.any():
+            r, c = (int(i) for i in np.argwhere(bad)[0])
+            value = rows[start + r, c]
+            raise DataError(f"non-finite value {value} in row {start + r + 1}, value {c + 1}: "
+                            f"data must be finite numbers ({where})")
+
+
 def _sequences(x, spec, where):
     (width,) = spec.input_shape
     if x.ndim <= 1:

@@ -27,6 +27,8 @@ VERSIONS = ".versions"
 LOCK_FILE = ".lock"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 TEXT_LIMIT = 16 << 20  # bytes: a model description or a JSON file larger than this is not one kerash wrote
+# Files of a version that describe the model's inputs and outputs; a save keeps them (see ModelDir.save).
+KEPT = ("classes.txt", "normalization")
 
 
 # ---------------------------------------------------------------- directory
@@ -158,7 +160,7 @@ class ModelDir:
         if self.frozen:
             model_file = os.path.join(self.frozen, MODEL_FILE)
         if not os.path.isfile(model_file):
-            raise ModelError(f"{self.path} is not a model directory (no {MODEL_FILE} file; create one with init)")
+            raise ModelError(f"{self.path} is not a model directory (no {MODEL_FILE} file; create one with model-init)")
         if os.path.getsize(model_file) > TEXT_LIMIT:
             raise ModelError(f"{model_file} is too large to be a model description")
         self.spec = read_model_file(model_file)
@@ -244,35 +246,37 @@ class ModelDir:
             params.setdefault(layer, {})[name] = np.array(array, dtype=dtype)
         return params, state
 
-    def load_extra(self, prefix):
-        """Extra arrays saved under `prefix/` in the current version (optimizer state), by relative key.
+    def load_extra(self, prefix, version=None):
+        """Extra arrays saved under `prefix/` in the current version (or `version`), by relative key.
 
         Optimizer state ('layer_01/W.m') must have the shape of its parameter.
         """
-        with self.pinned() as version:
-            root = os.path.join(version, prefix)
-            shapes = {f"{layer}/{name}": shape for layer, group in param_shapes(self.spec).items()
-                      for name, shape in group.items()}
-            found = {}
-            if not os.path.isdir(root):
-                return found
-            for folder, _, files in os.walk(root):
-                for name in files:
-                    if name.endswith(".npy"):
-                        path = os.path.join(folder, name)
-                        rel = os.path.relpath(path, root)[: -len(".npy")]
-                        where = os.path.join(self.path, prefix, rel + ".npy")
-                        shape = None
-                        if prefix == "optimizer":
-                            shape = shapes.get(rel.rsplit(".", 1)[0])
-                            if shape is None:
-                                raise ModelError(f"{where} belongs to no parameter of the model")
-                        found[rel] = _read_npy(path, shape, ModelError, where)
+        if version is None:
+            with self.pinned() as folder:
+                return self.load_extra(prefix, folder)
+        root = os.path.join(version, prefix)
+        shapes = {f"{layer}/{name}": shape for layer, group in param_shapes(self.spec).items()
+                  for name, shape in group.items()}
+        found = {}
+        if not os.path.isdir(root):
             return found
+        for folder, _, files in os.walk(root):
+            for name in files:
+                if name.endswith(".npy"):
+                    path = os.path.join(folder, name)
+                    rel = os.path.relpath(path, root)[: -len(".npy")]
+                    where = os.path.join(self.path, prefix, rel + ".npy")
+                    shape = None
+                    if prefix == "optimizer":
+                        shape = shapes.get(rel.rsplit(".", 1)[0])
+                        if shape is None:
+                            raise ModelError(f"{where} belongs to no parameter of the model")
+                    found[rel] = _read_npy(path, shape, ModelError, where)
+        return found
 
-    def network(self, dtype=None):
-        """The network with the current weights loaded, and the state."""
-        params, state = self.load(dtype)
+    def network(self, dtype=None, version=None):
+        """The network with the current weights (or those of `version`) loaded, and the state."""
+        params, state = self.load(dtype, version)
         net = build_network(self.spec, dtype or self.dtype(state))
         net.set_params(params)
         return net, state
@@ -280,22 +284,44 @@ class ModelDir:
     # ------------------------------------------------------------ writing
 
     def lock(self, blocking=True, on_wait=None):
-        """An exclusive lock on the model for a read-modify-write (update, train).
+        """An exclusive lock on the model for a read-modify-write (model-update, train).
 
         When another process holds it: with blocking, on_wait(message) is
         called and the lock awaited; without, a UsageError.
         """
         if self.frozen:
             raise UsageError(f"{self.path} is a version of the model {self.frozen}, which only reads; "
-                             f"train or update {self.frozen} itself")
+                             f"train or model-update {self.frozen} itself")
         return _ModelLock(os.path.join(self.path, LOCK_FILE), blocking, self.path, on_wait)
 
-    def save(self, params, state, extra=None):
-        """Write a complete new version (params, state, extra arrays) and make it current atomically."""
+    def save(self, params, state, extra=None, files=None):
+        """Write a complete new version (params, state, extra arrays, text files) and make it current atomically.
+
+        What describes the model's inputs and outputs (KEPT: classes.txt,
+        normalization/) goes on from the current version unless given anew.
+        """
         arrays = flatten_params(params)
         for key, array in (extra or {}).items():
             arrays[key] = array
-        self._commit(lambda folder: write_tree(folder, arrays, state))
+        files = files or {}
+        current = os.path.join(self.path, CURRENT)
+        previous = os.path.realpath(current) if os.path.lexists(current) else None
+
+        def fill(folder):
+            write_tree(folder, arrays, state)
+            for name, text in files.items():
+                with tensorio.atomic_file(os.path.join(folder, name)) as f:
+                    f.write(text.encode())
+            for name in KEPT:
+                given = name in files or any(key.startswith(name + "/") for key in arrays)
+                source = os.path.join(previous, name) if previous else None
+                if not given and source and os.path.lexists(source):
+                    if os.path.isdir(source):
+                        copy_tree(source, os.path.join(folder, name))
+                    else:
+                        _link_or_copy(source, os.path.join(folder, name))
+
+        self._commit(fill)
 
     def adopt(self, source_folder):
         """Make a copy of a complete version folder (a checkpoint) the current version."""
@@ -362,7 +388,7 @@ class ModelDir:
                     os.unlink(os.path.join(self.path, name))
 
     @classmethod
-    def create(cls, path, spec, params, state, origin=None, force=False):
+    def create(cls, path, spec, params, state, origin=None, force=False, extra=None, files=None):
         """Write a new model directory, replacing an existing one only with force.
 
         The new directory is built beside `path` and read back completely
@@ -381,11 +407,11 @@ class ModelDir:
             os.makedirs(tmp)
             with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
-            # The lock file exists from the start, so a train or update that fails adds nothing.
+            # The lock file exists from the start, so a train or model-update that fails adds nothing.
             open(os.path.join(tmp, LOCK_FILE), "a").close()
             staged = cls.__new__(cls)
             staged.path, staged.spec = tmp, spec
-            staged.save(params, state)
+            staged.save(params, state, extra, files)
             _check_staged(tmp, spec, path)
             with _replacing(path):
                 check_target(path, force)  # what is there may have changed while the new one was written
@@ -535,16 +561,16 @@ def _remove_unpinned(versions, name):
         os.close(fd)
 
 
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def copy_tree(source, target):
     """Copy a folder of immutable files, with hard links where the file system allows."""
-
-    def link_or_copy(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link_or_copy)
+    shutil.copytree(source, target, copy_function=_link_or_copy)
 
 
 def _lock_holder(fd):

@@ -1,11 +1,47 @@
-"""Using a model directory on data: outputs, classes, loss, accuracy and confusion."""
+"""Using a model directory on data: outputs, classes, loss, accuracy, confusion and a per-class report."""
+
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from ..errors import UsageError
 from ..network import targets_are_classes
-from .data import prepare_inputs, prepare_targets
+from . import normalization
+from .classes import class_targets, read_classes
+from .data import check_finite, prepare_inputs, prepare_targets
 from .directory import DTYPES, ModelDir
+
+
+class Loaded(NamedTuple):
+    """What a tool needs to feed a model, read from one version: network, state, class names, input statistics."""
+
+    md: ModelDir
+    net: object
+    state: dict
+    classes: Optional[list]
+    stats: Optional[dict]
+
+    def inputs(self, x, where):
+        """Raw samples as the network reads them: shaped, checked finite, normalised when the model says so."""
+        x = prepare_inputs(x, self.md.spec, where)
+        check_finite(x, where)
+        return normalization.normalized(x, self.stats, self.md.spec, self.net.dtype)
+
+    def targets(self, y, x, where):
+        """Labels for prepared inputs x: class names mapped through classes.txt, shaped, checked finite."""
+        y = class_targets(y, self.classes, x.shape[0], self.md.path)
+        check_finite(y, where)
+        return prepare_targets(y, self.md.spec, x, where)
+
+
+def load(path, dtype=None):
+    """The model directory `path` as a Loaded; dtype a name ('float64') or None for the stored one."""
+    if dtype is not None and dtype not in DTYPES:
+        raise UsageError(f"--dtype must be float32 or float64, not {dtype!r}")
+    md = ModelDir(path)
+    with md.pinned() as version:
+        net, state = md.network(DTYPES.get(dtype), version)
+        return Loaded(md, net, state, read_classes(md, version), normalization.read(md, version))
 
 
 def load_network(path, dtype=None):
@@ -20,25 +56,28 @@ def predict(path, x, dtype=None, name="input"):
 
     (N, K) and (N,) for samples; (N, T, K) and (N, T) for sequences (N, T, I).
     """
-    md = ModelDir(path)
-    net, _ = md.network(DTYPES.get(dtype) if dtype else None)
+    return predict_loaded(load(path, dtype), x, name)
+
+
+def predict_loaded(model, x, name="input"):
     rows = np.asarray(x).ndim <= 2
-    out = net.predict(prepare_inputs(x, md.spec, name))
-    if md.spec.sequence and rows:
+    out = model.net.predict(model.inputs(x, name))
+    if model.md.spec.sequence and rows:
         out = out[:, 0]  # rows given to a model without recurrence: one step each
-    return out, net.classes(out)
+    return out, model.net.classes(out)
 
 
 def evaluate(path, x, y, dtype=None, names=("data", "labels")):
-    """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None)} of the model on (x, y).
+    """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None), 'classes' (names or None)} of the model on (x, y).
 
-    For sequences, the loss is the mean over sequences of their mean over scored
-    steps, and accuracy and confusion count every scored step.
+    y may name classes (WordLabels).  For sequences, the loss is the mean over
+    sequences of their mean over scored steps, and accuracy and confusion count
+    every scored step.
     """
-    md = ModelDir(path)
-    net, _ = md.network(DTYPES.get(dtype) if dtype else None)
-    x = prepare_inputs(x, md.spec, names[0])
-    y = prepare_targets(y, md.spec, x, names[1])
+    model = load(path, dtype)
+    net, md = model.net, model.md
+    x = model.inputs(x, names[0])
+    y = model.targets(y, x, names[1])
     net.adapt_to_targets(y)
     loss_sum, correct, predicted = net.evaluate(x, y.astype(net.dtype))
     n = x.shape[0]
@@ -58,4 +97,38 @@ def evaluate(path, x, y, dtype=None, names=("data", "labels")):
         "samples": n,
         "correct": correct if classification else None,
         "confusion": confusion,
+        "classes": model.classes,
+    }
+
+
+def class_report(confusion):
+    """scikit-learn's classification_report from a confusion matrix (rows true, columns predicted).
+
+    Rows for the classes that occur in the truth or the predictions (its
+    default labels), each (class index, precision, recall, f1, support);
+    then accuracy, and the macro and weighted averages over those rows.  A
+    ratio with nothing to divide by (no sample predicted as a class) is 0,
+    as scikit-learn's zero_division default gives (it also warns).
+    """
+    confusion = np.asarray(confusion, dtype=np.int64)
+    tp = np.diag(confusion).astype(float)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    present = np.flatnonzero((support > 0) | (predicted > 0))
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros_like(a, dtype=float), where=b > 0)
+
+    precision = ratio(tp, predicted.astype(float))
+    recall = ratio(tp, support.astype(float))
+    f1 = ratio(2 * tp, (support + predicted).astype(float))  # 2PR/(P+R) = 2tp/(2tp + fp + fn)
+    rows = [(int(k), precision[k], recall[k], f1[k], int(support[k])) for k in present]
+    total = int(support.sum())
+    weights = support[present] / max(total, 1)
+    return {
+        "rows": rows,
+        "accuracy": tp.sum() / max(total, 1),
+        "macro": (precision[present].mean(), recall[present].mean(), f1[present].mean(), total),
+        "weighted": (float(weights @ precision[present]), float(weights @ recall[present]),
+                     float(weights @ f1[present]), total),
     }

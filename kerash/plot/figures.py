@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import model as modelmod
 from ..errors import KerashError, UsageError
+from ..labels import read_labels
 from ..tensorio import atomic_file, read_tensor, source_name
 from . import tables
 
@@ -210,7 +211,7 @@ def curves(models):
 
 def confusion(model, data, labels):
     """A heat-map of the confusion matrix of `model` on (data, labels), counts in the cells."""
-    x, y = read_tensor(data), read_tensor(labels)
+    x, y = read_tensor(data), read_labels(labels)
     result = modelmod.evaluate(model, x, y, names=(source_name(data), source_name(labels)))
     matrix = result["confusion"]
     if matrix is None:
@@ -263,9 +264,10 @@ def boundary(model, data, labels):
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    x, y = read_tensor(data), read_tensor(labels)
+    x, y = read_tensor(data), read_labels(labels)
     if not x.size:
         raise UsageError(f"no samples to draw ({source_name(data)})")
+    y = modelmod.class_targets(y, modelmod.load(model).classes, len(x), model)  # class names through classes.txt
     x = x.reshape(len(x), -1)
     if x.shape[1] != 2:
         raise UsageError(f"boundary draws 2-D inputs, but the samples have {x.shape[1]} values ({source_name(data)})")

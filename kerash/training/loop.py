@@ -18,6 +18,8 @@ import numpy as np
 from .. import model as modelmod
 from .. import tensorio
 from ..errors import DataError, TrainingError, UsageError, close_matches
+from ..labels import WordLabels
+from ..model import normalization
 from ..network import targets_are_classes
 from . import batches
 from .engine import (StepSettings, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
@@ -64,6 +66,7 @@ class TrainConfig:
     skip_growth: float = None
     stats: bool = False
     restart_epoch: bool = False  # start an interrupted epoch afresh even if the data changed
+    normalize: bool = False  # fit the inputs' mean and deviation on the training part (a fresh model only)
 
 
 @dataclass
@@ -130,18 +133,33 @@ class _Fit:
         self.warn = warn or (lambda message: None)
         if cfg.dtype is not None and cfg.dtype not in modelmod.DTYPES:
             raise UsageError(f"--dtype must be float32 or float64, not {cfg.dtype!r}")
-        self.net, state = md.network(modelmod.DTYPES.get(cfg.dtype))
+        with md.pinned() as version:
+            self.net, state = md.network(modelmod.DTYPES.get(cfg.dtype), version)
+            self.classes = modelmod.read_classes(md, version)
+            self.normalization = normalization.read(md, version)
         for key, name, p in self.net.param_items():
             if not np.all(np.isfinite(p)):
                 raise DataError(f"{os.path.join(md.path, key, name)}.npy holds non-finite weights; restore a checkpoint "
-                                "(kerash checkpoints) or init the model again")
+                                "(kerash checkpoints) or model-init the model again")
         self.state = state
         dtype = self.dtype = self.net.dtype
         spec = md.spec
         x = modelmod.prepare_inputs(x, spec, names[0])
+        fresh = not state.get("steps") and not state.get("epochs")
+        if val is not None:
+            vx = modelmod.prepare_inputs(val[0], spec, names[2])
+        self.new_classes = self.classes is None and fresh and any(isinstance(labels, WordLabels)
+                                                                   for labels in (y, val and val[1]))
+        if self.new_classes:
+            # A fresh model trained on named classes: sorted names become class indices (classes.txt).
+            found = [(y, x.shape[0])] if isinstance(y, WordLabels) else []
+            if val is not None and isinstance(val[1], WordLabels):
+                found.append((val[1], vx.shape[0]))
+            self.classes = modelmod.new_classes(spec, found)
+        y = modelmod.class_targets(y, self.classes, x.shape[0], md.path)
+        modelmod.check_finite(x, names[0])
+        modelmod.check_finite(y, names[1])
         y = modelmod.prepare_targets(y, spec, x, names[1])
-        _check_finite(x, names[0])
-        _check_finite(y, names[1])
         self.x = np.ascontiguousarray(x, dtype=dtype)
         self.y = np.ascontiguousarray(y, dtype=dtype)
         n = self.x.shape[0]
@@ -154,10 +172,10 @@ class _Fit:
             raise UsageError(f"--threads must be ≥ 1, got {cfg.threads}")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
-            vx = modelmod.prepare_inputs(val[0], spec, names[2])
-            vy = modelmod.prepare_targets(val[1], spec, vx, names[3])
-            _check_finite(vx, names[2])
-            _check_finite(vy, names[3])
+            vy = modelmod.class_targets(val[1], self.classes, vx.shape[0], md.path)
+            modelmod.check_finite(vx, names[2])
+            modelmod.check_finite(vy, names[3])
+            vy = modelmod.prepare_targets(vy, spec, vx, names[3])
             self.train_idx = np.arange(n)
             self.vx = np.ascontiguousarray(vx, dtype=dtype)
             self.vy = np.ascontiguousarray(vy, dtype=dtype)
@@ -165,6 +183,7 @@ class _Fit:
             self.train_idx, val_idx = batches.split(n, cfg.validation_split, self.seed)
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
+        self._normalize(fresh, x)
         self.classification = targets_are_classes(self.y)
         self.scored = self.net.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
         self.net.adapt_to_targets(self.y)
@@ -194,6 +213,22 @@ class _Fit:
             self.skip = saved.astype(np.float64) if saved is not None and saved.shape == (n,) else np.full(n, np.inf)
 
     # ------------------------------------------------------------ settings
+
+    def _normalize(self, fresh, given):
+        """The inputs' statistics: the model's, else fitted on the training part when asked; applied in place."""
+        self.fitted = False
+        if self.normalization is None and self.cfg.normalize:
+            if not fresh:
+                raise UsageError(f"--normalize: {self.md.path} was trained on raw inputs; statistics are fitted before "
+                                 "the first step (model-init a fresh model to train with them)")
+            self.normalization = normalization.fit(self.x, self.md.spec, self.train_idx)
+            self.fitted = True
+        if self.normalization is not None:
+            if np.may_share_memory(self.x, given):
+                self.x = self.x.copy()  # the caller's array stays raw
+            normalization.apply(self.x, self.normalization, self.md.spec)
+            if self.vx is not None:
+                self.vx = normalization.apply(np.ascontiguousarray(self.vx), self.normalization, self.md.spec)
 
     def _batching(self, state):
         """Batch size per epoch: --batch-growth, --batch-size, else what the model was trained with."""
@@ -255,6 +290,13 @@ class _Fit:
     def run(self):
         done, end = self._epochs_to_run()
         if end <= done:
+            kept = [what for what, new in (("class names", self.new_classes), ("input statistics", self.fitted)) if new]
+            if kept and self.leader:
+                # --epochs 0 on a fresh model: what the data say about its inputs and classes, without a step.
+                self.net.use_arena()
+                self._flatten_optimizer_state()
+                self._save(done, 0, {}, int(self.state.get("steps", 0)))
+                return FitResult("nothing", f"stored the {' and '.join(kept)} of {self.md.path} ({done} epochs)")
             return FitResult("nothing", f"{self.md.path} already has {done} epochs")
         position = int(self.state.get("batch", 0))
         partial = self.state.get("partial") or {}
@@ -556,7 +598,9 @@ class _Fit:
         extra = per_parameter_state(self.optimizer, self.net)
         if self.skip is not None:
             extra["training/skip_estimate"] = self.skip
-        self.md.save(self.net.get_params(), state, extra)
+        extra.update(normalization.arrays(self.normalization))
+        files = {modelmod.CLASSES_FILE: modelmod.classes_text(self.classes)} if self.classes else None
+        self.md.save(self.net.get_params(), state, extra, files)
         self.last_save = time.monotonic()
         self._trace()
         append_stats(self.md.path, self.pending_stats)
@@ -681,16 +725,6 @@ def _frozen_keys(text, spec):
         else:
             found.append(one(part))
     return sorted(set(found), key=position.get)
-
-
-def _check_finite(a, what, rows=4096):
-    """A DataError naming the first non-finite value; checked a block of rows at a time (no whole-array mask)."""
-    flat = a.reshape(a.shape[0], -1)
-    for start in range(0, len(flat), rows):
-        block = flat[start : start + rows]
-        if not np.isfinite(block).all():
-            bad = np.argwhere(~np.isfinite(block))[0]
-            raise DataError(f"a non-finite value in sample {start + bad[0]}, value {bad[1]} ({what})")
 
 
 def _choose_seed(seed, state, warn):

@@ -47,6 +47,7 @@ _TYPES = {
     "checkpoint-every": int,
     "skip-below": float,
     "skip-growth": float,
+    "normalize": bool,
     "data": "path",
     "labels": "path",
     "val-data": "path",

@@ -1,4 +1,4 @@
-"""One training step as two tools: `backprop` (partial gradient sums) and `update` (merge and step).
+"""One training step as two tools: `backprop` (partial gradient sums) and `model-update` (merge and step).
 
 Gradient folders have the model directory's layout, `layer_NN/W.npy` and
 `b.npy`, plus `stats.json` with loss_sum, samples and correct.  They hold
@@ -24,19 +24,22 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
              epoch=None):
     """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir.
 
+    x is raw data: the model's input statistics, if it has them, are applied;
+    y may name classes (see model.classes).
+
     Dropout masks, as train draws them, depend on the seed, the epoch and each sample's
     row in the data (`ids`, default 0…N−1); seed and epoch default to the model's
     training seed and its next epoch.
     """
-    md = modelmod.ModelDir(model_path)
-    net, state = md.network(modelmod.DTYPES.get(dtype) if dtype else None)
+    model = modelmod.load(model_path, dtype)
+    net, state = model.net, model.state
     if seed is None:
         seed = int(state.get("seed", state.get("init_seed") or 0))
     if epoch is None:
         epoch = int(state.get("epochs", 0)) + 1
     ids = np.arange(len(x)) if ids is None else np.asarray(ids)
-    x = modelmod.prepare_inputs(x, md.spec, names[0])
-    y = modelmod.prepare_targets(y, md.spec, x, names[1])
+    x = model.inputs(x, names[0])
+    y = model.targets(y, x, names[1])
     y = y.astype(net.dtype)
     net.adapt_to_targets(y)
     sums = None

@@ -1,0 +1,102 @@
+"""Class names: MODEL/classes.txt, and labels files that name classes instead of numbering them.
+
+`train` on a fresh model maps the names of its labels to classes in sorted
+order and stores them, one per line in class index order, in the model's
+version folder (MODEL/classes.txt links to it).  Every tool that reads labels
+maps names through that file; numeric labels keep working as they are.
+"""
+
+import os
+
+import numpy as np
+
+from ..errors import DataError, ModelError, close_matches
+from ..labels import WordLabels
+from .description import escaped
+from .directory import TEXT_LIMIT, _open_regular, _read_exactly
+
+CLASSES_FILE = "classes.txt"
+
+
+def class_count(spec):
+    """How many classes a model's output tells apart: its width, or 2 for a single output."""
+    return max(spec.output_width, 2)
+
+
+def read_classes(md, version):
+    """The class names of the model directory `md` in its version folder `version`, or None."""
+    path = os.path.join(version, CLASSES_FILE)
+    where = os.path.join(md.path, CLASSES_FILE)
+    if not os.path.lexists(path):
+        return None
+    f, size = _open_regular(path, ModelError, where)
+    with f:
+        if size > TEXT_LIMIT:
+            raise ModelError(f"{where} is too large ({size} bytes) to be a file written by kerash")
+        data = _read_exactly(f, size, ModelError, where)
+    try:
+        names = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise ModelError(f"{where} is not UTF-8 text") from None
+    if names and names[-1] == "":
+        names.pop()
+    if len(set(names)) != len(names) or not all(names):
+        raise ModelError(f"{where} must hold distinct, non-empty names, one per line")
+    if len(names) != class_count(md.spec):
+        raise ModelError(f"{where} names {len(names)} classes but the model tells {class_count(md.spec)} apart")
+    return names
+
+
+def classes_text(names):
+    return "".join(name + "\n" for name in names)
+
+
+def _present(labels, samples):
+    codes, _ = labels.codes_for(samples)
+    return {labels.names[c] for c in np.unique(codes)}
+
+
+def new_classes(spec, found):
+    """Sorted class names for a fresh model from the word labels `found` [(WordLabels, samples)].
+
+    The model must tell exactly that many classes apart.
+    """
+    names = sorted(set().union(*(_present(labels, samples) for labels, samples in found)))
+    check_class_count(spec, names, " and ".join(labels.where for labels, _ in found))
+    return names
+
+
+def check_class_count(spec, names, where):
+    """The model must tell exactly len(names) classes apart."""
+    if len(names) != class_count(spec):
+        shown = ", ".join(escaped(n) for n in names[:12]) + (", …" if len(names) > 12 else "")
+        outputs = "one output (two classes)" if spec.output_width == 1 else f"{spec.output_width} outputs"
+        raise DataError(f"the labels name {len(names)} classes ({shown}) but the model has {outputs}; "
+                        f"give the last layer {len(names) if len(names) > 2 else '1 or 2'} units ({where})")
+
+
+def class_targets(y, classes, samples, model_path):
+    """Labels as numbers: word labels become class indices through `classes`; numeric labels are returned as they are.
+
+    Word labels for a model without class names, or names that are not among
+    them, are errors naming the word and its line.
+    """
+    if not isinstance(y, WordLabels):
+        return y
+    codes, skipped = y.codes_for(samples)
+    if classes is None:
+        first = y.names[int(codes[0])] if len(codes) else y.names[0] if y.names else ""
+        line = y.lines[y.names.index(first)] if first else 1
+        raise DataError(f"{y.where}:{line}: '{escaped(first)}' is a class name, but {model_path} has no {CLASSES_FILE}; "
+                        f"on a fresh model, train {model_path} -x X -y {y.where} --epochs 0 maps names to classes "
+                        "without a step; else give class indices 0, 1, …")
+    index = {name: k for k, name in enumerate(classes)}
+    lookup = np.array([index.get(name, -1) for name in y.names], dtype=np.int64)
+    mapped = lookup[codes] if len(codes) else np.empty(0, np.int64)
+    if np.any(mapped < 0):
+        code = int(codes[np.argmax(mapped < 0)])
+        name = y.names[code]
+        listed = ", ".join(escaped(n) for n in classes[:12]) + (", …" if len(classes) > 12 else "")
+        raise DataError(f"{y.where}:{y.lines[code]}: '{escaped(name)}' is not a class of {model_path} "
+                        f"({os.path.join(model_path, CLASSES_FILE)}: {listed}){close_matches(name, classes)}")
+    return mapped.astype(np.float64)
