@@ -625,6 +625,9 @@ def _check_long_line(data, dialect, lineno):
     Only its bytes are checked (the line is parsed once it is whole).
     Returns how much of `data` needs no checking again.
     """
+    start = data.rfind(b"\n") + 1  # the first block may open with whole lines: they are parsed as lines
+    if start:
+        return start + _check_long_line(data[start:], dialect, lineno + data.count(b"\n", 0, start))
     dialect = dialect or dialect_of(data)
     seps = b" \t\r\f\v" + (dialect.sep or b"")
     cut = max(data.rfind(bytes([c])) for c in seps) + 1

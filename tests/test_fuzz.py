@@ -104,3 +104,10 @@ def test_parsers_raise_only_kerash_errors(strategy, parse):
                 assert result.dtype in (np.float32, np.float64)
 
     check()
+
+
+def test_a_long_first_line_after_a_blank_line_is_checked_as_one_line():
+    # found by the fuzzer: the long-line check saw the blank line's newline inside the line
+    with pytest.raises(KerashError, match=r"fuzz.txt:2: not a number: '!'"):
+        parse_in_small_blocks(b"\n              !,")
+    assert parse_in_small_blocks(b"\n\n1, 2\n" + b" " * 20 + b"3, 4\n").tolist() == [[1, 2], [3, 4]]
