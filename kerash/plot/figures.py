@@ -110,10 +110,10 @@ def save(fig, path, width, height, dpi):
         f.write(data)
 
 
-def _integer_ticks(ax):
+def _integer_ticks(ax, nbins="auto"):
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
 
 
 def _log_if_wide(ax, values, label):
@@ -399,7 +399,7 @@ def _stats_panels(sub, stats):
         ax.set_ylabel(_log_if_wide(ax, np.concatenate(everything) if everything else np.array([]), title))
         ax.set_xlabel("epoch")
         ax.set_title(f"{title} per epoch")
-        _integer_ticks(ax)
+        _integer_ticks(ax, nbins=4)  # three panels side by side: wider numbers would run into each other
     handles, labels = axes[0].get_legend_handles_labels()
     sub.legend(handles, labels, loc="outside right center", fontsize=7)
 
