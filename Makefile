@@ -6,9 +6,9 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-cold bench bytecode clean
+.PHONY: demo test test-cold bench bytecode shellfiles clean
 
-$(BIN)/kerash: pyproject.toml $(wildcard scripts/*)
+$(BIN)/kerash: pyproject.toml $(wildcard scripts/*) $(wildcard bin/*)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[test,plot,mpi]'
 	touch $@
@@ -17,6 +17,11 @@ $(BIN)/kerash: pyproject.toml $(wildcard scripts/*)
 # start would otherwise compile its modules again (a few ms each).
 bytecode: $(BIN)/kerash
 	$(BIN)/python -m compileall -q kerash
+
+# The shell completion scripts and man pages under share/, made from the
+# tools' options and help: run after changing either (a test says when).
+shellfiles: $(BIN)/kerash
+	$(BIN)/python -m kerash.cli.shellfiles
 
 # make demo DEMO_ARGS=--keep keeps the RAM work folder and the models in it.
 demo: bytecode

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_one_line_error, make_model, parse, run
 
-SEEDS = ROOT.parent / "shared" / "design" / "neuromorph-examples"
+SEEDS = ROOT / "models"  # NeuroMorph's two example models, as the seed shipped them
 ELMAN = "(input, 1)\n{xh, state, concatenate}\n(h, 12, <tanh>)\n[state,]\n(output, 2, <softmax>, <cross_entropy>)\n"
 
 
@@ -19,7 +19,7 @@ def weights(folder):
 # ---------------------------------------------------------------- the language
 
 
-@pytest.mark.parametrize("name,layers,total", [("lstm-model.mdl", 6, 6 * 20), ("big-model.mdl", 8, 8 * 20)])
+@pytest.mark.parametrize("name,layers,total", [("neuromorph-lstm.mdl", 6, 6 * 20), ("neuromorph-big.mdl", 8, 8 * 20)])
 def test_seed_models_init_and_read_back(tmp_path, name, layers, total):
     proc = run(["model-init", str(SEEDS / name), "-o", "m", "--seed", "1"], cwd=tmp_path)
     folder = tmp_path / "m"
@@ -30,16 +30,16 @@ def test_seed_models_init_and_read_back(tmp_path, name, layers, total):
     original = run(["kerash", "summary", str(SEEDS / name)], cwd=tmp_path).stdout.decode()
     assert again.replace('"m"', "X") == original.replace(f'"{name[:-4]}"', "X")
     assert f"Total params: {total}" in again
-    if name == "big-model.mdl":
+    if name == "neuromorph-big.mdl":
         # huber_modified takes no parameter, and standby's forward reference closes no cycle
         err = proc.stderr.decode()
-        assert "big-model.mdl:19: output: huber_modified takes no parameter; ignored 2.4" in err
-        assert "big-model.mdl:10: standby: 'stalerecur' is written later" in err
+        assert "neuromorph-big.mdl:19: output: huber_modified takes no parameter; ignored 2.4" in err
+        assert "neuromorph-big.mdl:10: standby: 'stalerecur' is written later" in err
         assert len(err.strip().splitlines()) == 2
 
 
 def test_summary_shows_connections_and_marks_recurrent_links(tmp_path):
-    out = run(["kerash", "summary", str(SEEDS / "lstm-model.mdl")]).stdout.decode()
+    out = run(["kerash", "summary", str(SEEDS / "neuromorph-lstm.mdl")]).stdout.decode()
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(" ") and "(" in line}
     assert "input, lastrecur[t-1]" in rows["a"] and "(Add)" in rows["a"]
     assert "forget, prevstaterecur[t-1]" in rows["state0"] and "(Multiply)" in rows["state0"]
@@ -49,9 +49,9 @@ def test_summary_shows_connections_and_marks_recurrent_links(tmp_path):
 
 
 def test_graph_prints_every_node_and_edge_as_dot(tmp_path):
-    text = (SEEDS / "big-model.mdl").read_text()
-    dot = run(["kerash", "graph", str(SEEDS / "big-model.mdl")]).stdout.decode()
-    assert dot.startswith('digraph "big-model" {') and dot.rstrip().endswith("}")
+    text = (SEEDS / "neuromorph-big.mdl").read_text()
+    dot = run(["kerash", "graph", str(SEEDS / "neuromorph-big.mdl")]).stdout.decode()
+    assert dot.startswith('digraph "neuromorph-big" {') and dot.rstrip().endswith("}")
     names = ["input", "a", "c2", "b", "b1", "d", "standby", "e", "f", "stale", "stalerecur", "g", "c", "c1", "output"]
     for name in names:
         assert name in text and f'  "{name}" [' in dot, name

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import BIN, ROOT, parse, run, tool_env
 from kerash.cli.catalog import TOOLS
+from kerash.cli.shellfiles import SHELL_PROGRAMS
 
 MARK = "=== end of example line ==="
 
@@ -94,7 +95,8 @@ def test_scripts_in_pyproject_match_the_catalog():
     with open(ROOT / "pyproject.toml", "rb") as f:
         scripts = tomllib.load(f)["tool"]["setuptools"]["script-files"]
     installed = {name for name, (_, flag) in TOOLS.items() if flag}
-    assert sorted(scripts) == sorted(f"scripts/{name}" for name in installed | {"kerash"})
+    shell_programs = [f"bin/{name}" for name in SHELL_PROGRAMS]  # installed too; bin/demo is make demo's
+    assert sorted(scripts) == sorted([f"scripts/{name}" for name in installed | {"kerash"}] + shell_programs)
     # no script takes a name that system commands have (Debian's init is systemd's)
     assert not {"scripts/init", "scripts/update"} & set(scripts)
     assert sorted(p.name for p in (ROOT / "scripts").iterdir()) == sorted(installed | {"kerash"})

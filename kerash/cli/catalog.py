@@ -42,6 +42,8 @@ TOOLS = {
     "batches": ("kerash.cli.train:batches_tool", False),
     "plot": ("kerash.cli.plot:plot", False),
     "warm": ("kerash.cli.warm:warm", False),
+    "models": ("kerash.cli.examples:models", False),
+    "completion": ("kerash.cli.shellfiles:completion", False),
 }
 
 ALIASES = {"init": "model-init", "update": "model-update"}

@@ -122,15 +122,11 @@ def _version_option(name):
                        help="Print the version and exit.")
 
 
-def invoke(fn, prog, argv=None):
-    """Like `run` but return the exit status instead of exiting."""
-    import numpy
+def build_command(fn, prog):
+    """The click command of tool function `fn` called as `prog`, with --version: what parses argv and writes --help."""
     import typer
     from typer.main import get_command
 
-    # Overflow in exp() and friends yields the correct limit (0, 1, inf);
-    # training checks for non-finite losses explicitly.
-    numpy.seterr(all="ignore")
     app = typer.Typer(
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -142,8 +138,20 @@ def invoke(fn, prog, argv=None):
         },
     )
     app.command(name=prog)(fn)
-    command = get_command(app)
-    command.params.append(_version_option(getattr(fn, "tool_name", prog)))
+    built = get_command(app)
+    built.params.append(_version_option(getattr(fn, "tool_name", prog)))
+    return built
+
+
+def invoke(fn, prog, argv=None):
+    """Like `run` but return the exit status instead of exiting."""
+    import numpy
+    import typer
+
+    # Overflow in exp() and friends yields the correct limit (0, 1, inf);
+    # training checks for non-finite losses explicitly.
+    numpy.seterr(all="ignore")
+    command = build_command(fn, prog)
     _PROG[0] = prog
     debug = os.environ.get("KERASH_DEBUG") == "1"
     args = sys.argv[1:] if argv is None else list(argv)
