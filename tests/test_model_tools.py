@@ -436,3 +436,13 @@ def test_dataset_digits(tmp_path):
     assert np.all(x * 16 == np.round(x * 16))  # pixels were 0..16
     assert set(np.unique(y)) == set(range(10))
     assert np.all(np.bincount(y.astype(int)) > 150)
+
+
+def test_kerash_models_lists_every_shipped_model_with_a_description():
+    listing = dict(line.split("\t") for line in run(["kerash", "models"]).stdout.decode().splitlines())
+    shipped = sorted(p.name for p in (ROOT / "models").iterdir() if p.suffix in (".model", ".mdl"))
+    assert sorted(listing) == shipped
+    assert all(len(text) > 20 for text in listing.values()), listing
+    # the seeds' files have no comment: their nodes are listed, counted apart from kerash
+    text = (ROOT / "models" / "neuromorph-lstm.mdl").read_text()
+    assert listing["neuromorph-lstm.mdl"].startswith(f"NeuroMorph's example (seed 000), unchanged: {text.count('(')} nodes")
