@@ -32,7 +32,7 @@ from ..layers import Noise
 from ..workdir import scratch_dir
 from .batches import shard_bounds
 from .engine import (StepResult, apply_update, clip_coefficient, gatherer, intersect, limit_blas_threads, prewarm_blas,
-                     squared_norm)
+                     mpi_size, squared_norm, usable_cores)
 from .optimizers import SLOTS
 
 RUN_PREFIX = "kerash-train"
@@ -43,7 +43,7 @@ GRADIENT, ADD_UP, APPLY, SKIP, QUIT = 1, 2, 3, 4, 5
 # control.npy (int64): phase, batch length, epoch, flags; then two float64s stored as their bits
 _PHASE, _N, _EPOCH, _FLAGS, _SCALE, _COEF = range(6)
 _SUMMED, _CAPTURE = 1, 2  # flags: the sum is already made (MPI), copy the applied gradient out
-SPIN_SECONDS = 0.002  # poll this long before blocking: a wake-up from a blocked wait costs more
+SPIN_SECONDS = 0.002  # poll this long before blocking (see ForkEngine.spin)
 
 
 class EngineFailure(TrainingError):
@@ -152,6 +152,10 @@ class ForkEngine:
         self.gather = gatherer(x)
         self.interrupted = lambda: False
         self.epoch = 1
+        # Waiting processes poll before they block (a wake-up from a blocked wait
+        # costs 0.1 ms or more), unless polling would take a core from a process
+        # that computes (MPI ranks are counted as if all were on this host).
+        self.spin = SPIN_SECONDS if workers * mpi_size() <= usable_cores() else 0.0
         remove_stale_runs()
         self.run_dir = scratch_dir(RUN_PREFIX)
         try:
@@ -237,9 +241,13 @@ class ForkEngine:
         self.net.use_arena(params_buffer=self.net.flat_params, grads_buffer=self.grads[k])
         go = self.go[k]
         while True:
-            while not go.acquire(timeout=1.0):
-                if os.getppid() != coordinator:
-                    orphaned()
+            deadline = time.monotonic() + self.spin
+            while not go.acquire(False):
+                if time.monotonic() > deadline:
+                    while not go.acquire(timeout=1.0):
+                        if os.getppid() != coordinator:
+                            orphaned()
+                    break
             phase = int(self.control[_PHASE])
             if phase == QUIT:
                 return
@@ -313,7 +321,7 @@ class ForkEngine:
             self._wait(self.arrived, intact)
 
     def _wait(self, sem, intact):
-        deadline = time.monotonic() + SPIN_SECONDS
+        deadline = time.monotonic() + self.spin
         while not sem.acquire(False):
             if time.monotonic() > deadline:
                 break
