@@ -22,6 +22,19 @@ def test_committed_files_are_what_the_generator_makes():
     assert not stale, f"run make shellfiles: {stale}"
 
 
+def test_the_generated_files_are_the_same_on_a_machine_with_other_cores():
+    # train --help names this machine's default worker count; the committed pages must not
+    import os
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "kerash.cli.shellfiles", "--check"], capture_output=True,
+                          preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert proc.returncode == 0, proc.stderr.decode()
+    one_core = subprocess.run([sys.executable, "-c", "from kerash.cli.train import WORKERS_HERE; print(WORKERS_HERE)"],
+                              capture_output=True, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert one_core.stdout.decode().strip() == "1 on this 1-core machine"  # the text that is replaced did change
+
+
 def test_kerash_completion_prints_the_installed_scripts():
     assert run(["kerash", "completion", "bash"]).stdout.decode() == (SHARE / "bash-completion/completions/kerash").read_text()
     assert run(["kerash", "completion", "zsh"]).stdout.decode() == (SHARE / "zsh/site-functions/_kerash").read_text()

@@ -322,7 +322,12 @@ def help_text(name):
     command = build_command(load(name), prog)
     ctx = command.context_class(command, info_name=prog, terminal_width=10**6, max_content_width=10**6,
                                 help_option_names=HELP)
-    return command.get_help(ctx)
+    text = command.get_help(ctx)
+    if name == "train":  # the same page for every machine
+        from .train import WORKERS_ANYWHERE, WORKERS_HERE
+
+        text = text.replace(WORKERS_HERE, WORKERS_ANYWHERE)
+    return text
 
 
 def _definitions(lines):
