@@ -11,7 +11,7 @@ DEMO = str(ROOT / "bin" / "demo")
 
 def env(tmp_path, **extra):
     """Tools on PATH, no work folder yet, and a private record of what tmpfs_setup.sh made."""
-    e = tool_env(XDG_RUNTIME_DIR=tmp_path, **extra)
+    e = tool_env(**{"XDG_RUNTIME_DIR": tmp_path, **extra})
     if "KERASH_WORKDIR" not in extra:
         e.pop("KERASH_WORKDIR", None)
     return e
@@ -22,25 +22,30 @@ def mounted(path):
         return any(line.split()[1] == str(path) for line in f)
 
 
+def setup_line(proc):
+    """(folder, made) of the line tmpfs_setup.sh printed: `export KERASH_WORKDIR=DIR; KERASH_TMPFS_MADE=0|1`."""
+    line = proc.stdout.decode()
+    assert line.count("\n") == 1 and line.startswith("export KERASH_WORKDIR="), line
+    folder, made = line.strip().removeprefix("export KERASH_WORKDIR=").rsplit("; KERASH_TMPFS_MADE=", 1)
+    return folder, made == "1"
+
+
 def workdir_of(proc):
-    """The folder named by the export line tmpfs_setup.sh printed."""
-    line = proc.stdout.decode().strip()
-    assert line.startswith("export KERASH_WORKDIR="), line
-    return line.split("=", 1)[1]
+    return setup_line(proc)[0]
 
 
 def test_umount_from_any_folder_undoes_what_setup_recorded(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    made = workdir_of(run([SETUP, "16m"], cwd=a, env=env(tmp_path)))
-    assert os.path.isdir(made)
+    made, new = setup_line(run([SETUP, "16m"], cwd=a, env=env(tmp_path)))
+    assert os.path.isdir(made) and new
     record = tmp_path / f"kerash-tmpfs-{os.getuid()}.list"
     assert record.read_text().split(" ", 1)[1].strip() == made
     # as root the tmpfs is mounted in the folder it ran from; elsewhere a /dev/shm folder stands in
     assert mounted(made) == (made == str(a / "kerash_mountpoint"))
     again = run([SETUP, "16m"], cwd=a, env=env(tmp_path))  # harmless twice
-    assert workdir_of(again) == made and record.read_text().count("\n") == 1
+    assert setup_line(again) == (made, False) and record.read_text().count("\n") == 1
     proc = run([SETUP, "--umount"], cwd=b, env=env(tmp_path))
     assert proc.stdout.decode() == "unset KERASH_WORKDIR\n"
     assert not os.path.exists(made) and not mounted(made)
@@ -76,3 +81,50 @@ def test_demo_removes_its_work_folder_and_keeps_it_only_when_asked(tmp_path):
                check=False)
     assert proc.returncode != 0 and "removed" not in proc.stdout.decode() and "kept" not in proc.stdout.decode()
     assert os.path.isdir(mine / "demo")
+
+
+def test_demo_never_removes_a_work_folder_that_was_there_before(tmp_path):
+    # set up by an earlier session, which still has files in it
+    made, new = setup_line(run([SETUP, "16m"], cwd=tmp_path, env=env(tmp_path)))
+    assert new
+    try:
+        with open(os.path.join(made, "precious"), "w") as f:
+            f.write("x")
+        proc = run([DEMO, "--quick", "--out", str(tmp_path / "pictures")], cwd=tmp_path, env=env(tmp_path), timeout=300)
+        assert "was there before and stays" in proc.stdout.decode()
+        assert os.listdir(made) == ["precious"]  # the demo's own folder gone, the rest untouched
+    finally:
+        run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+    assert not os.path.exists(made)
+
+
+def test_umount_of_a_busy_mount_fails_and_keeps_it_recorded(tmp_path):
+    import subprocess
+
+    made, _ = setup_line(run([SETUP, "16m"], cwd=tmp_path, env=env(tmp_path)))
+    if not mounted(made):
+        run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+        return  # no mount without root here: a /dev/shm folder is removed whatever uses it
+    busy = subprocess.Popen(["sleep", "60"], cwd=made)
+    try:
+        proc = run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path), check=False)
+        assert proc.returncode == 1 and "cannot unmount" in proc.stderr.decode()
+        assert mounted(made) and made in (tmp_path / f"kerash-tmpfs-{os.getuid()}.list").read_text()
+    finally:
+        busy.kill()
+        busy.wait()
+    run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+    assert not mounted(made) and not os.path.exists(made)
+
+
+def test_a_record_that_cannot_be_written_is_a_warning(tmp_path):
+    proc = run([SETUP, "16m"], cwd=tmp_path, env=env(tmp_path, XDG_RUNTIME_DIR="/proc/nonexistent"))
+    made, new = setup_line(proc)
+    assert new and os.path.isdir(made) and "cannot write /proc/nonexistent" in proc.stderr.decode()
+    if mounted(made):
+        run(["umount", made])
+        os.rmdir(made)
+    else:
+        import shutil
+
+        shutil.rmtree(made)
