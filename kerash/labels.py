@@ -49,8 +49,12 @@ class WordLabels(NamedTuple):
         return self._replace(codes=codes[rows])
 
 
-def read_labels(source=None):
-    """A labels file: a numeric array (as tensorio.read_tensor), or WordLabels when it names classes."""
+def read_labels(source=None, names=False):
+    """A labels file: a numeric array (as tensorio.read_tensor), or WordLabels when it names classes.
+
+    With names=True (the model has class names) a text file is always read as
+    names, so that names that look like numbers (`1`, `2`, `x`) stay names.
+    """
     from . import textformat
 
     inp = _Input(source)
@@ -61,11 +65,27 @@ def read_labels(source=None):
 
             return _read_npy(inp, head)[0]
         head += inp.read(PEEK - len(head))
-        if not _names_in(head, len(head) < PEEK):
+        if names or _names_in(head, len(head) < PEEK):
+            return _read_words(inp, head)
+        try:
             return textformat.read_text(inp, inp.where, head)[0]
-        return _read_words(inp, head)
+        except DataError as e:
+            # The first word may come late (labels grouped by class): a file can be read again.
+            if not _rereadable(source) or "not a number" not in str(e):
+                raise
+            as_numbers = e
     finally:
         inp.close()
+    try:
+        return read_labels(source, names=True)
+    except DataError:
+        raise as_numbers from None
+
+
+def _rereadable(source):
+    import os
+
+    return isinstance(source, (str, os.PathLike)) and str(source) != "-" and os.path.isfile(source)
 
 
 def _data_lines(block):

@@ -197,3 +197,34 @@ def test_labels_files_are_read_as_names_only_when_they_hold_words():
         read(b"spam\nham\n\x00\x01\x02\n")
     with pytest.raises(DataError, match="more than 4096 bytes"):
         read(b"spam\nham\n" + b"x" * 100000)
+
+
+def test_names_that_look_like_numbers_stay_names_once_the_model_has_them(tmp_path):
+    # classes '1', '2', 'x': a validation file holding only '1' and '2' must still mean those names
+    x, classes = blobs(300, 5)
+    names = np.array(["1", "2", "x"])[classes]
+    savetxt(tmp_path / "x.txt", x)
+    (tmp_path / "y.txt").write_text("\n".join(names) + "\n")
+    keep = classes != 2
+    savetxt(tmp_path / "vx.txt", x[keep])
+    (tmp_path / "vy.txt").write_text("\n".join(names[keep]) + "\n")
+    make_model(tmp_path, MODEL, name="m", seed=1)
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "150", "--lr", "0.3", "--seed", "1"], cwd=tmp_path)
+    assert (tmp_path / "m" / "classes.txt").read_text().split() == ["1", "2", "x"]
+    predicted = parse(run(["predict", "m", "vx.txt"], cwd=tmp_path).stdout).argmax(axis=1)
+    evaluated = run(["evaluate", "m", "-x", "vx.txt", "-y", "vy.txt"], cwd=tmp_path).stdout.decode()
+    accuracy = float(evaluated.split("accuracy\t")[1].split()[0])
+    assert accuracy == pytest.approx(np.mean(predicted == classes[keep]), abs=1e-4) and accuracy > 0.8
+
+
+def test_a_labels_file_whose_first_word_comes_late_is_read_as_names(tmp_path):
+    # labels grouped by class: 64 KiB of digits before the first word
+    rows = ["1", "2"] * 20000 + ["x", "2"]
+    (tmp_path / "y.txt").write_text("\n".join(rows) + "\n")
+    labels = read_labels(str(tmp_path / "y.txt"))
+    assert isinstance(labels, WordLabels) and labels.names == ("1", "2", "x") and len(labels.codes) == len(rows)
+    # a stream cannot be read twice: the word is an error at its line
+    proc = run(f"cat y.txt | kerash dataset digits -o d >/dev/null && model-init /dev/stdin -o m <<< $'4 1 1\\ninput\\ndense 3 softmax' "
+               f"&& python3 -c 'import numpy; numpy.save(\"x.npy\", numpy.zeros(({len(rows)}, 4)))' "
+               f"&& cat y.txt | train m -x x.npy -y - --epochs 0", cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, f"<stdin>:{len(rows) - 1}: not a number: 'x'")

@@ -22,11 +22,12 @@ def _read(path):
     return read_tensor(path)
 
 
-def _read_labels(path):
+def _read_labels(path, model_dir):
     """Numeric labels, or class names (WordLabels) that the model maps through its classes.txt."""
     from ..labels import read_labels
+    from ..model import labels_are_names
 
-    return read_labels(path)
+    return read_labels(path, names=labels_are_names(model_dir))
 
 
 def _name(path):
@@ -156,7 +157,7 @@ def backprop(
     from ..labels import WordLabels
 
     _check_stdin(inputs, labels)
-    x, y = _read(inputs), _read_labels(labels)
+    x, y = _read(inputs), _read_labels(labels, model_dir)
     picked = None
     if rows is not None:
         picked = ops.parse_indices(rows)
@@ -238,7 +239,7 @@ def evaluate(
     from ..tensorio import tensor_chunks
 
     _check_stdin(data, labels)
-    result = model.evaluate(model_dir, _read(data), _read_labels(labels), dtype, (_name(data), _name(labels)))
+    result = model.evaluate(model_dir, _read(data), _read_labels(labels, model_dir), dtype, (_name(data), _name(labels)))
     lines = [f"loss\t{result['loss']:.6g}", f"accuracy\t{result['accuracy']:.4f}", f"samples\t{result['samples']}"]
     if result["correct"] is not None:
         lines.append(f"correct\t{result['correct']}")

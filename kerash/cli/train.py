@@ -124,11 +124,12 @@ def train(
     silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent
     # Samples are read straight into the training precision: no second copy of a float64 or text file.
-    from ..model import DTYPES, ModelDir
+    from ..model import DTYPES, ModelDir, labels_are_names
 
     dtype = DTYPES.get(cfg.dtype) if cfg.dtype else ModelDir(model_dir).dtype()
-    x, y = tensorio.read_tensor(data, dtype), read_labels(labels)
-    val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels)) if vdata is not None else None
+    names = labels_are_names(model_dir)  # names such as 1, 2, x: labels are read as names
+    x, y = tensorio.read_tensor(data, dtype), read_labels(labels, names)
+    val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels, names)) if vdata is not None else None
 
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
     from ..training.trace import COLUMNS, format_record

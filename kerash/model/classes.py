@@ -23,6 +23,28 @@ def class_count(spec):
     return max(spec.output_width, 2)
 
 
+def labels_are_names(model_path):
+    """Whether labels files given with this model must be read as class names.
+
+    So when some of its class names look like numbers (`1`, `2`, `x`): a file
+    holding only `1` and `2` then means those names, not class indices.  With
+    word names only, numeric labels stay class indices.
+    """
+    path = os.path.join(model_path, CLASSES_FILE)
+    try:
+        with open(path, "rb") as f:
+            text = f.read(TEXT_LIMIT)
+    except OSError:
+        return False  # no class names (or unreadable: the model's own check says why later)
+    for line in text.split(b"\n"):
+        try:
+            float(line)
+            return True
+        except ValueError:
+            pass
+    return False
+
+
 def read_classes(md, version):
     """The class names of the model directory `md` in its version folder `version`, or None."""
     path = os.path.join(version, CLASSES_FILE)

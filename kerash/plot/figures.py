@@ -211,7 +211,7 @@ def curves(models):
 
 def confusion(model, data, labels):
     """A heat-map of the confusion matrix of `model` on (data, labels), counts in the cells."""
-    x, y = read_tensor(data), read_labels(labels)
+    x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
     result = modelmod.evaluate(model, x, y, names=(source_name(data), source_name(labels)))
     matrix = result["confusion"]
     if matrix is None:
@@ -264,7 +264,7 @@ def boundary(model, data, labels):
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    x, y = read_tensor(data), read_labels(labels)
+    x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
     if not x.size:
         raise UsageError(f"no samples to draw ({source_name(data)})")
     y = modelmod.class_targets(y, modelmod.load(model).classes, len(x), model)  # class names through classes.txt
