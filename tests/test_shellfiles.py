@@ -134,3 +134,10 @@ def test_troff_escapes():
     assert shellfiles.troff("a\\b -x ×") == "a\\eb \\-x \\[u00D7]"
     assert shellfiles._line(".hidden") == "\\&.hidden"
     assert shellfiles._line("'quote") == "\\&'quote"
+
+
+def test_bash_completion_keeps_to_bash_3_2():
+    # macOS's /bin/bash is 3.2: no mapfile/readarray, associative arrays, case changes or ;&
+    script = (ROOT / "share" / "bash-completion" / "completions" / "kerash").read_text()
+    for bash4 in ("mapfile", "readarray", "declare -A", "local -A", ",,}", "^^}", ";&", ";;&"):
+        assert bash4 not in script, bash4

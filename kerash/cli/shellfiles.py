@@ -105,12 +105,19 @@ _kerash_choices() {{
     esac
 }}
 
+# COMPREPLY from standard input, a word per line (not mapfile: bash 3.2, macOS's, has none).
+_kerash_reply() {{
+    local line
+    COMPREPLY=()
+    while IFS= read -r line; do COMPREPLY+=("$line"); done
+}}
+
 _kerash() {{
     local cur=${{COMP_WORDS[COMP_CWORD]}} tool=${{COMP_WORDS[0]##*/}} first=1 opts valued prev='' words i operand=0
     COMPREPLY=()
     if [[ $tool == kerash ]]; then
         if ((COMP_CWORD == 1)); then
-            mapfile -t COMPREPLY < <(compgen -W "$_kerash_tools --help --version" -- "$cur")
+            _kerash_reply < <(compgen -W "$_kerash_tools --help --version" -- "$cur")
             return
         fi
         tool=${{COMP_WORDS[1]}} first=2
@@ -134,10 +141,10 @@ _kerash() {{
         words=$(_kerash_choices "$tool" $((operand + 1)))
     fi
     if [[ -n $words ]]; then
-        mapfile -t COMPREPLY < <(compgen -W "$words" -- "$cur")
+        _kerash_reply < <(compgen -W "$words" -- "$cur")
     else
         compopt -o filenames 2> /dev/null
-        mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+        _kerash_reply < <(compgen -f -- "$cur")
     fi
 }}
 
