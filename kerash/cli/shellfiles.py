@@ -105,7 +105,7 @@ _kerash_choices() {{
     esac
 }}
 
-# COMPREPLY from standard input, a word per line (not mapfile: bash 3.2, macOS's, has none).
+# COMPREPLY from standard input, a word per line (a read loop: bash 3.2, macOS's, has no builtin for it).
 _kerash_reply() {{
     local line
     COMPREPLY=()
