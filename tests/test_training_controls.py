@@ -746,3 +746,17 @@ def test_the_makefile_uses_nothing_newer_than_gnu_make_3_81():
     for construct in ("&:", "$(file ", ".ONESHELL", "::=", "!=", "undefine ", ".RECIPEPREFIX", ".SHELLFLAGS",
                       "private ", "$(let ", "$(intcmp "):
         assert not any(construct in line for line in rules), construct
+
+
+def test_the_makefile_makes_its_output_folder_when_the_data_come_from_elsewhere(tmp_path):
+    # DATA and VAL given: no data set rule creates OUT before the stamp is written into it
+    data = tmp_path / "d"
+    data.mkdir()
+    for name in ("data.npy", "labels.txt", "val-data.npy", "val-labels.txt"):
+        (data / name).write_text("0\n")
+    out = tmp_path / "fresh" / "out"
+    proc = run(["make", "-n", "-C", str(ROOT / "models"), f"OUT={out}", f"DATA={data}/data.npy {data}/labels.txt",
+                f"VAL={data}/val-data.npy {data}/val-labels.txt"], cwd=tmp_path)
+    lines = proc.stdout.decode().splitlines()
+    first_write = next(i for i, line in enumerate(lines) if str(out) in line and ">" in line)
+    assert any(line.strip() == f"mkdir -p {out}" for line in lines[:first_write]), lines[: first_write + 1]
