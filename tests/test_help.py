@@ -125,3 +125,18 @@ def test_renamed_tools_answer_to_their_old_names_through_kerash(tmp_path):
     assert description(help_text("kerash", "update")) == description(help_text("model-update"))
     assert not (BIN / "init").exists() and not (BIN / "update").exists()
     assert "init = model-init" in run(["kerash", "--help"]).stdout.decode()
+
+
+def test_no_example_or_document_calls_the_old_names():
+    import re
+
+    old = re.compile(r"(^|[\s`$(|;&])(init|update) (?!=)\S")  # a command line starting with the old names
+    docs = [p for p in (ROOT / "docs").glob("*.md") if p.name != "graph-models.md"]  # its grammar has an `init` rule
+    files = [*(ROOT / "models").iterdir(), *docs, ROOT / "README.md", *(ROOT / "bin").iterdir()]
+    found = []
+    for path in files:
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            text = re.sub(r"(kerash|model-|--|/) ?(init|update)", "", line)  # the new names, options, paths
+            if old.search(text.lstrip("# ")) and not re.search(r"\b(init|update) (header|=|is |exists)", text):
+                found.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert found == [], "\n".join(found)

@@ -12,7 +12,7 @@ compared one to one:
 
 Weight decay (L2, DyNet's Rumelhart decay) adds decay·W to the gradient of
 weights W, not of biases.  State arrays are keyed 'layer_NN/W.velocity' and
-saved in the model directory under optimizer/, so `update` in a bash loop and
+saved in the model directory under optimizer/, so `model-update` in a bash loop and
 `train` runs continue each other exactly.
 """
 
