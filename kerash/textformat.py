@@ -603,7 +603,8 @@ def _read_text(source, where, head, dtype):
     if split is None:
         chunks = _blocks(lines, body, dialect, ncols, lineno, columns is not None, dtype)
     else:
-        chunks = _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, columns is not None, dtype)
+        chunks = _blocks_in_two(source, lines, body, (base + pos, split), dialect, ncols, lineno, columns is not None,
+                                dtype)
     return (*_finish(chunks, shape, ncols, columns, where, dtype), "text")
 
 
@@ -731,13 +732,28 @@ def _split_point(source, lines, body_start):
     return None
 
 
-def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header, dtype=np.float64):
-    """Parse up to `split` here while a forked child parses from `split` to the end."""
-    capacity = (source.size - split) // 2 + 1  # every value takes two bytes at least
+def _count_lines(source, start, stop):
+    """Newlines in bytes [start, stop) of a regular file: at least as many as the rows there."""
+    count = 0
+    for offset in range(start, stop, 1 << 22):
+        count += source.pread(min(1 << 22, stop - offset), offset).count(b"\n")
+    return count
+
+
+def _blocks_in_two(source, lines, body, span, dialect, ncols, lineno, header, dtype=np.float64):
+    """Parse up to the split here while a forked child parses from the split to the end.
+
+    Both write into one shared buffer, this process from its start and the child
+    after room for as many rows as this half has lines, so the result needs no
+    second copy: only a gap left by comment or blank lines is closed (in place).
+    """
+    body_start, split = span
+    room = (_count_lines(source, body_start, split) + 1) * max(ncols, 1)  # this half's values, at most
+    capacity = room + (source.size - split) // 2 + 1  # every value takes two bytes at least
     shared = mmap.mmap(-1, _CHILD_HEADER + dtype.itemsize * capacity)  # only the pages written take memory
+    out = np.frombuffer(shared, dtype, capacity, _CHILD_HEADER)
 
     def second_half():
-        out = np.frombuffer(shared, dtype, capacity, _CHILD_HEADER)
         offset = [split]
 
         def read(n):
@@ -746,7 +762,7 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header, d
             return data
 
         child_lines = _Lines(read, b"", lambda data, k: _check_long_line(data, dialect, k))
-        n, k = 0, 1
+        n, k = room, 1
         try:
             body = child_lines.block(k)
             while body:
@@ -759,7 +775,7 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header, d
         except _LineProblem as e:
             status, line, message = 1, e.lineno, e.problem.encode()[: _CHILD_HEADER - 32]
         header_words = np.frombuffer(shared, np.int64, 4)
-        header_words[1:] = n, line, len(message)
+        header_words[1:] = n - room, line, len(message)
         shared[32 : 32 + len(message)] = message
         header_words[0] = status
 
@@ -767,26 +783,32 @@ def _blocks_in_two(source, lines, body, split, dialect, ncols, lineno, header, d
     if pid is None:
         return _blocks(lines, body, dialect, ncols, lineno, header, dtype)
     lines.limit = split
+    n = 0
     try:
-        chunks = []
         body = body or lines.block(lineno)
         while body:
             rows, nlines = parse_block(body, dialect, ncols, lineno, header)
-            chunks.append(rows.astype(dtype, copy=False))
+            out[n : n + rows.size] = rows.ravel()
+            n += rows.size
             lineno += nlines
             body = lines.block(lineno)
     except BaseException:
         kill_child(pid)
         raise
+    mine = out[:n].reshape(-1, ncols)
     if not child_succeeded(pid):
         # the child died for its own reasons: read its half here
         lines.limit, lines.eof = None, False
-        return chunks + _blocks(lines, lines.block(lineno), dialect, ncols, lineno, header, dtype)
-    status, n, line, length = np.frombuffer(shared, np.int64, 4).tolist()
+        return [mine] + _blocks(lines, lines.block(lineno), dialect, ncols, lineno, header, dtype)
+    status, theirs, line, length = np.frombuffer(shared, np.int64, 4).tolist()
     if status:
         raise _LineProblem(lineno + line - 1, shared[32 : 32 + length].decode())
-    chunks.append(np.frombuffer(shared, dtype, n, _CHILD_HEADER).reshape(-1, ncols))
-    return chunks
+    if n < room and theirs:  # close the gap: an overlapping move in place, no temporary copy
+        import ctypes
+
+        base = out.ctypes.data
+        ctypes.memmove(base + n * dtype.itemsize, base + room * dtype.itemsize, theirs * dtype.itemsize)
+    return [out[: n + theirs].reshape(-1, ncols)]
 
 
 def fork_task(task):

@@ -108,6 +108,25 @@ def test_two_processes_agree_and_locate_errors(tmp_path, monkeypatch):
         tensorio.read_tensor(str(path))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_two_processes_share_one_buffer_and_close_the_gap_of_blank_and_comment_lines(tmp_path, monkeypatch, dtype):
+    # the second half is written after room for as many rows as the first half has lines; comment and
+    # blank lines (and a header) there leave a gap that is closed in place
+    monkeypatch.setattr(textformat, "PARALLEL_BYTES", 1 << 12)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((900, 7))
+    lines = ["x0 x1 x2 x3 x4 x5 x6"]
+    for k, row in enumerate(a.tolist()):
+        lines.append(" ".join(map(repr, row)))
+        if k % 97 == 5:
+            lines += ["", "# a note", "   "]
+    path = tmp_path / "gaps.txt"
+    path.write_text("\n".join(lines) + "\n")
+    got = tensorio.read_tensor(str(path), dtype)
+    assert got.dtype == dtype and got.shape == a.shape
+    assert np.array_equal(got, a.astype(dtype))
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
