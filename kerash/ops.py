@@ -200,7 +200,15 @@ def pad_spatial(x, pad, fill=0.0):
     """x (C, N, H, W) with `pad` rows and columns of `fill` around each image."""
     if not pad:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    # Borders then the interior, by slices: np.pad does the same with 0.2 ms of Python per call.
+    c, n, h, w = x.shape
+    out = np.empty((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
+    out[:, :, :pad] = fill
+    out[:, :, pad + h :] = fill
+    out[:, :, pad : pad + h, :pad] = fill
+    out[:, :, pad : pad + h, pad + w :] = fill
+    out[:, :, pad : pad + h, pad : pad + w] = x
+    return out
 
 
 def _offset_view(x, i, j, stride, oh, ow):
@@ -223,6 +231,8 @@ def im2col(x, kh, kw, stride, pad):
 def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
     """Adjoint of im2col: add patch gradients (C·KH·KW, N·OH·OW) back to (C,N,H,W)."""
     c, n, h, w = x_shape
+    if oh * ow < c * n:
+        return _col2im_small_images(dcols, x_shape, kh, kw, stride, pad, oh, ow)
     d = dcols.reshape(c, kh, kw, n, oh, ow)
     dx = np.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcols.dtype)
     for i in range(kh):
@@ -231,6 +241,23 @@ def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
     if pad:
         dx = dx[:, :, pad:-pad, pad:-pad]
     return dx
+
+
+def _col2im_small_images(dcols, x_shape, kh, kw, stride, pad, oh, ow):
+    """col2im for small images: pixels outermost, so each offset's add runs over C·N contiguous values.
+
+    The same additions in the same order as col2im (the same bits); numpy's
+    inner loops over an image row of 4 values cost more than the arithmetic.
+    """
+    c, n, h, w = x_shape
+    d = np.ascontiguousarray(dcols.reshape(c, kh, kw, n, oh, ow).transpose(1, 2, 4, 5, 0, 3))  # (KH,KW,OH,OW,C,N)
+    dx = np.zeros((h + 2 * pad, w + 2 * pad, c, n), dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx[i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride] += d[i, j]
+    if pad:
+        dx = dx[pad:-pad, pad:-pad]
+    return np.ascontiguousarray(dx.transpose(2, 3, 0, 1))
 
 
 def kernel_matrix(w):

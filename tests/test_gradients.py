@@ -551,3 +551,30 @@ def test_mcclelland_error_keeps_learning_where_the_output_saturates(act):
     yhat = {"sigmoid": 1 / (1 + math.exp(12.0)), "tanh": math.tanh(-12.0)}[act]
     assert results["mcclelland"] == pytest.approx(yhat - target, rel=1e-9)
     assert abs(results["mse"]) < 1e-4 * abs(results["mcclelland"])
+
+
+@pytest.mark.parametrize("c, n, h, w, k, stride, pad", [
+    (16, 32, 4, 4, 3, 1, 1),   # fewer pixels than channels × batch: pixels-outermost accumulation
+    (4, 8, 9, 9, 3, 2, 1),
+    (5, 40, 3, 3, 3, 1, 2),
+    (3, 2, 7, 5, 2, 2, 1),     # more: row-wise accumulation
+    (2, 3, 12, 11, 3, 1, 1),
+    (1, 1, 9, 9, 3, 2, 0),
+])
+def test_col2im_adds_each_patch_gradient_where_it_came_from(c, n, h, w, k, stride, pad):
+    from kerash import ops
+
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    rng = np.random.default_rng(0)
+    dcols = rng.standard_normal((c * k * k, n * oh * ow))
+    expected = np.zeros((c, n, h + 2 * pad, w + 2 * pad))
+    d = dcols.reshape(c, k, k, n, oh, ow)
+    for ch in range(c):
+        for i in range(k):
+            for j in range(k):
+                for s in range(n):
+                    for r in range(oh):
+                        for q in range(ow):
+                            expected[ch, s, r * stride + i, q * stride + j] += d[ch, i, j, s, r, q]
+    expected = expected[:, :, pad : pad + h, pad : pad + w]
+    np.testing.assert_allclose(ops.col2im(dcols, (c, n, h, w), k, k, stride, pad, oh, ow), expected, rtol=1e-12, atol=1e-12)
