@@ -300,6 +300,32 @@ def _short(text, limit=60):
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def open_regular(path, error, where, hint="", buffering=-1):
+    """(file, size) of `path` opened for reading, which must be a regular file (not a FIFO, device or folder).
+
+    Raises `error`: '{where} is missing{hint}', '… is not a regular file', 'cannot read …'.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{where} is missing{hint}") from None
+    except OSError as e:
+        raise error(f"cannot read {where}: {e.strerror or e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{where} is not a regular file")
+    try:
+        # O_NONBLOCK: should a FIFO replace the file after the stat, opening it does not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise error(f"cannot read {where}: {e.strerror or e}") from None
+    f = os.fdopen(fd, "rb", buffering=buffering)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # replaced by something else since the stat
+        f.close()
+        raise error(f"{where} is not a regular file")
+    return f, info.st_size
+
+
 def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):
     """Read an npy file that must be a regular file holding exactly `shape` (and `dtype`, if given).
 
@@ -309,22 +335,9 @@ def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):
     nothing from a file that is not npy is quoted.  Raises `error`.
     """
     where = where or source_name(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{where} is missing") from None
-    except OSError as e:
-        raise error(f"cannot read {where}: {e.strerror or e}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise error(f"{where} is not a regular file")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise error(f"cannot read {where}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
+    f, _ = open_regular(path, error, where)
+    with f:
         inp = _Input(f, where)
-        if inp.size is None:  # replaced by something else since the stat
-            raise error(f"{where} is not a regular file")
         head = inp.read(len(NPY_MAGIC))
         if head != NPY_MAGIC:
             raise error(f"{where} is not an npy file")

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import shutil
-import stat
 
 import numpy as np
 
@@ -85,26 +84,8 @@ def read_tree(folder, shapes, error, shown=None, hint=""):
 
 
 def _open_regular(path, error, where, hint=""):
-    """(file, size) of `path` opened for reading, which must be a regular file (not a FIFO, device or folder)."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{where} is missing{hint}") from None
-    except OSError as e:
-        raise error(f"cannot read {where}: {e.strerror or e}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise error(f"{where} is not a regular file")
-    try:
-        # O_NONBLOCK: should a FIFO replace the file after the stat, opening it does not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise error(f"cannot read {where}: {e.strerror or e}") from None
-    f = os.fdopen(fd, "rb", buffering=0)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        f.close()
-        raise error(f"{where} is not a regular file")
-    return f, info.st_size
+    """(unbuffered file, size) of `path`, a regular file (see tensorio.open_regular)."""
+    return tensorio.open_regular(path, error, where, hint, buffering=0)
 
 
 def _read_exactly(f, size, error, where):
