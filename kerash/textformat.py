@@ -760,6 +760,17 @@ def _count_lines(source, start, stop):
     return count
 
 
+def _parse_into(out, n, lines, body, dialect, ncols, lineno, header):
+    """Parse `body` and the blocks after it into out[n:]; returns (the end of what was written, the next line)."""
+    while body:
+        rows, nlines = parse_block(body, dialect, ncols, lineno, header)
+        out[n : n + rows.size] = rows.ravel()
+        n += rows.size
+        lineno += nlines
+        body = lines.block(lineno)
+    return n, lineno
+
+
 def _blocks_in_two(source, lines, body, span, dialect, ncols, lineno, header, dtype=np.float64):
     """Parse up to the split here while a forked child parses from the split to the end.
 
@@ -782,15 +793,9 @@ def _blocks_in_two(source, lines, body, span, dialect, ncols, lineno, header, dt
             return data
 
         child_lines = _Lines(read, b"", lambda data, k: _check_long_line(data, dialect, k))
-        n, k = room, 1
+        n = room
         try:
-            body = child_lines.block(k)
-            while body:
-                rows, nlines = parse_block(body, dialect, ncols, k, header)
-                out[n : n + rows.size] = rows.ravel()
-                n += rows.size
-                k += nlines
-                body = child_lines.block(k)
+            n, _ = _parse_into(out, room, child_lines, child_lines.block(1), dialect, ncols, 1, header)
             status, line, message = 0, 0, b""
         except _LineProblem as e:
             status, line, message = 1, e.lineno, e.problem.encode()[: _CHILD_HEADER - 32]
@@ -803,15 +808,8 @@ def _blocks_in_two(source, lines, body, span, dialect, ncols, lineno, header, dt
     if pid is None:
         return _blocks(lines, body, dialect, ncols, lineno, header, dtype)
     lines.limit = split
-    n = 0
     try:
-        body = body or lines.block(lineno)
-        while body:
-            rows, nlines = parse_block(body, dialect, ncols, lineno, header)
-            out[n : n + rows.size] = rows.ravel()
-            n += rows.size
-            lineno += nlines
-            body = lines.block(lineno)
+        n, lineno = _parse_into(out, 0, lines, body or lines.block(lineno), dialect, ncols, lineno, header)
     except BaseException:
         kill_child(pid)
         raise
