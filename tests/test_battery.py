@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, children, run, tool_env
+from conftest import ROOT, all_gone, assert_one_line_error, children, run, tool_env
 
 pytestmark = pytest.mark.battery
 
@@ -42,23 +42,6 @@ def setup_model(tmp_path):
 def train_args(folder, *extra):
     return ["train", str(folder), "-x", "x.npy", "-y", "y.txt", "--batch-size", str(BATCH), "--lr", "0.05",
             "--optimizer", "momentum", "--seed", "5", "--quiet", *extra]  # quiet: no warning of 3 workers on 2 cores
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def all_gone(pids, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while any(alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def problems_of(folder, per_epoch=PER_EPOCH):

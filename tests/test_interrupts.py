@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import children, run, tool_env
+from conftest import all_gone, children, run, tool_env
 
 # Slow enough to be caught in the middle of an epoch: hundreds of small float64 steps.
 BIG = "784 1 1\ninput\ndense 256 relu\ndense 256 relu\ndense 10 softmax\n"
@@ -37,24 +37,6 @@ def setup(tmp_path, n):
 def common(extra=()):
     return ["-x", "x.npy", "-y", "y.txt", "--batch-size", str(BATCH), "--lr", "0.01", "--optimizer", "momentum",
             "--seed", "5", "--workers", "3", *extra]  # this process and two forked workers
-
-
-def alive(pid):
-    """Running (a zombie has exited: it only waits for whoever adopted it to reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def gone(pids, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while any(alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def wait_for_workers(proc, seconds=30.0):
@@ -129,7 +111,7 @@ def test_a_signal_saves_says_where_and_exits(tmp_path, sig, code):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert str(folder) in lines[0] and "saved" in lines[0], err
-    assert gone(workers), f"workers {workers} outlived train"
+    assert all_gone(workers), f"workers {workers} outlived train"
     assert run_folders(work) == []
     state = assert_loadable(folder, n)
     # saved where it stopped: every epoch reported is in the model and its trace, and no more
@@ -166,7 +148,7 @@ def test_sigkill_at_random_moments_leaves_a_loadable_model(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
-        assert gone(workers), f"attempt {attempt}: workers {workers} outlived the coordinator"
+        assert all_gone(workers), f"attempt {attempt}: workers {workers} outlived the coordinator"
         # The killed run's folder may stay behind (nobody was left to remove it); the next run removes it.
         assert len(run_folders(work)) <= 1, f"attempt {attempt}: {run_folders(work)}"
         state = assert_loadable(folder, n)
