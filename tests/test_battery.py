@@ -89,6 +89,15 @@ def wait_for_workers(proc, count=2, seconds=30.0):
 # ---------------------------------------------------------------- random SIGKILLs
 
 
+def resume_differences(tmp_path, folder, env):
+    """Going on to the next epoch's end gives, bit for bit, what an uninterrupted run gives: what differs."""
+    done = json.loads((folder / "state.json").read_text())["epochs"]
+    run(train_args(folder, "--until-epoch", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
+    run(train_args(tmp_path / "initial", "--epochs", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
+    got, expected = weights(folder), weights(tmp_path / "initial")
+    return [f"resumed {key} differs" for key in got if not np.array_equal(got[key], expected[key])]
+
+
 def test_sigkill_of_the_coordinator_at_random_moments(tmp_path):
     folder, env, work = setup_model(tmp_path)
     rng = random.Random()
@@ -109,12 +118,7 @@ def test_sigkill_of_the_coordinator_at_random_moments(tmp_path):
         if not all_gone(workers):
             failures.append(f"run {attempt}: workers {workers} outlived the coordinator")
         failures += [f"run {attempt}: {p}" for p in problems_of(folder)]
-    done = json.loads((folder / "state.json").read_text())["epochs"]
-    # Going on to the next epoch's end gives, bit for bit, what an uninterrupted run gives.
-    run(train_args(folder, "--until-epoch", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
-    run(train_args(tmp_path / "initial", "--epochs", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
-    got, expected = weights(folder), weights(tmp_path / "initial")
-    failures += [f"resumed {key} differs" for key in got if not np.array_equal(got[key], expected[key])]
+    failures += resume_differences(tmp_path, folder, env)
     if os.listdir(work):
         failures.append(f"left in KERASH_WORKDIR: {os.listdir(work)}")
     if [n for n in os.listdir(folder / ".versions") if n.startswith("tmp-")]:
@@ -148,11 +152,7 @@ def test_sigkill_of_a_worker_at_random_moments(tmp_path):
         if os.listdir(work):
             failures.append(f"run {attempt}: left in KERASH_WORKDIR: {os.listdir(work)}")
         failures += [f"run {attempt}: {p}" for p in problems_of(folder)]
-    done = json.loads((folder / "state.json").read_text())["epochs"]
-    run(train_args(folder, "--until-epoch", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
-    run(train_args(tmp_path / "initial", "--epochs", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
-    got, expected = weights(folder), weights(tmp_path / "initial")
-    failures += [f"resumed {key} differs" for key in got if not np.array_equal(got[key], expected[key])]
+    failures += resume_differences(tmp_path, folder, env)
     assert failures == [], f"{len(failures)} failures in {runs} kills:\n" + "\n".join(failures)
 
 
