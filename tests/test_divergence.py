@@ -34,12 +34,17 @@ def test_weights_that_overflow_are_rebuilt_at_the_last_finite_step(tmp_path):
     assert _state(tmp_path / "a")["optimizer"]["t"] == _state(tmp_path / "b")["optimizer"]["t"] == 17
 
 
-def test_non_finite_settings_are_refused_and_nothing_changes(tmp_path):
+def _tiny_model(tmp_path):
+    """A fresh 2-3-1 model m with two samples x.txt, y.txt; the bytes of its first weights."""
     (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
     (tmp_path / "x.txt").write_text("0 1\n1 0\n")
     (tmp_path / "y.txt").write_text("1\n0\n")
     run(["model-init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
-    before = (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
+    return (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
+
+
+def test_non_finite_settings_are_refused_and_nothing_changes(tmp_path):
+    before = _tiny_model(tmp_path)
     for option, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--momentum", "nan"), ("--weight-decay", "inf")):
         extra = ["--optimizer", "momentum"] if option == "--momentum" else []
         proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", option, value, *extra], cwd=tmp_path, check=False)
@@ -51,11 +56,7 @@ def test_non_finite_settings_are_refused_and_nothing_changes(tmp_path):
 def test_a_step_that_overflows_the_weights_is_never_saved(tmp_path):
     # One step per epoch with lr 1e300 turns float32 weights to ±inf at once: the epoch's only
     # step is undone and the model stays at step 0, finite.
-    (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n")
-    (tmp_path / "x.txt").write_text("0 1\n1 0\n")
-    (tmp_path / "y.txt").write_text("1\n0\n")
-    run(["model-init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
-    before = (tmp_path / "m" / "layer_01" / "W.npy").read_bytes()
+    before = _tiny_model(tmp_path)
     proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "-b", "2", "--lr", "1e300"], cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert "the weights became non-finite at the last step of epoch 1" in proc.stderr.decode()
