@@ -425,6 +425,19 @@ def atomic_file(path):
         raise
 
 
+def folder_beside(path):
+    """(path normalised, the name of a fresh work folder beside it): its parent must exist."""
+    import shutil
+
+    path = os.fspath(path).rstrip("/") or "/"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DataError(f"cannot create {path}: folder {parent} does not exist")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run of this pid
+    return path, tmp
+
+
 def atomic_folder(path, fill):
     """Build a folder with fill(tmp) beside `path`, then put it in place, replacing an older one.
 
@@ -433,12 +446,7 @@ def atomic_folder(path, fill):
     """
     import shutil
 
-    path = os.fspath(path).rstrip("/") or "/"
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise DataError(f"cannot create {path}: folder {parent} does not exist")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    path, tmp = folder_beside(path)
     try:
         fill(tmp)
         if os.path.lexists(path):

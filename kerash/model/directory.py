@@ -377,13 +377,8 @@ class ModelDir:
         out in one step while its lock is held, so a failure at any point
         leaves the old one as it was.
         """
-        path = os.fspath(path).rstrip("/") or "/"
-        check_target(path, force)
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise DataError(f"cannot create {path}: folder {parent} does not exist")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        check_target(os.fspath(path).rstrip("/") or "/", force)
+        path, tmp = tensorio.folder_beside(path)
         try:
             os.makedirs(tmp)
             with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
