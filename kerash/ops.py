@@ -306,51 +306,56 @@ def check_pooling(h, w, kh, kw, stride, pad):
         raise UsageError(f"max-pooling padding {pad} must be at most half the window {kh}×{kw}")
 
 
-def maxpool_forward(x, kh, kw, stride, pad):
-    """Max over windows of x (C,N,H,W): (output (C,N,OH,OW), the winning offset of each window).
+def _pool_windows(xp, kh, kw, stride, oh, ow):
+    """The values under each window offset, as rows: (KH·KW, C, N, OH, OW), contiguous.
 
-    A running maximum over the KH·KW offsets, each a strided view of the
-    input: no copy of the windows.  The winner is the first offset holding
-    the maximum (PyTorch's tie rule); NaN wins its window, as in PyTorch.
+    Pooling then works on whole contiguous rows; numpy's loops over strided
+    image rows of a few values cost more than the comparisons.
+    """
+    rows = np.empty((kh * kw,) + xp.shape[:2] + (oh, ow), dtype=xp.dtype)
+    for k in range(kh * kw):
+        rows[k] = _offset_view(xp, *divmod(k, kw), stride, oh, ow)
+    return rows
+
+
+def maxpool_forward(x, kh, kw, stride, pad):
+    """Max over windows of x (C,N,H,W): (output (C,N,OH,OW), the winner mask (KH·KW, C,N,OH,OW)).
+
+    The winner of a window is the first offset (row by row) holding the
+    maximum, PyTorch's tie rule; NaN wins its window, as in PyTorch.
     """
     check_pooling(x.shape[2], x.shape[3], kh, kw, stride, pad)
     xp = pad_spatial(x, pad, fill=-np.inf)
     oh, ow = (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
-    last = kh * kw - 1
-    out = _offset_view(xp, 0, 0, stride, oh, ow).copy()
-    for k in range(1, last + 1):
-        np.maximum(out, _offset_view(xp, *divmod(k, kw), stride, oh, ow), out=out)
-    # The first offset equal to the maximum: from the last offset back, arg ← k where it matches.
-    arg = np.full(out.shape, last, dtype=np.uint8 if last < 256 else np.int32)
+    rows = _pool_windows(xp, kh, kw, stride, oh, ow)
+    out = rows.max(axis=0)  # NaN propagates
+    won = rows == out
     nan = np.isnan(out)
-    has_nan = bool(nan.any())
-    hit = np.empty(out.shape, dtype=bool)
-    step = np.empty(out.shape, dtype=arg.dtype)
-    for k in range(last - 1, -1, -1):
-        v = _offset_view(xp, *divmod(k, kw), stride, oh, ow)
-        np.equal(v, out, out=hit)
-        if has_nan:
-            hit |= np.isnan(v) & nan
-        np.subtract(arg, k, out=step)
-        step *= hit
-        arg -= step
-    return out, arg
+    if nan.any():
+        won |= np.isnan(rows) & nan
+    # Only the first winner of each window: a later one loses to any earlier.
+    seen = won[0].copy()
+    for k in range(1, len(won)):
+        np.greater(won[k], seen, out=won[k])
+        seen |= won[k]
+    return out, won
 
 
-def maxpool_backward(dout, arg, x_shape, kh, kw, stride, pad):
+def maxpool_backward(dout, won, x_shape, kh, kw, stride, pad):
     """Route each output gradient (C,N,OH,OW) to the input position that won its window."""
     oh, ow = dout.shape[2:]
     c, n, h, w = x_shape
-    dx = np.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dout.dtype)
-    won = np.empty(arg.shape, dtype=bool)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    rows = np.multiply(won, dout, dtype=dout.dtype)  # (KH·KW, C, N, OH, OW)
     overlap = stride < kh or stride < kw
+    covered = stride == kh == kw and (oh * kh, ow * kw) == (hp, wp)  # every input position in one window
+    dx = (np.empty if covered else np.zeros)((c, n, hp, wp), dtype=dout.dtype)
     for k in range(kh * kw):
-        np.equal(arg, k, out=won)
         target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
         if overlap:
-            target += dout * won
-        else:  # windows do not overlap: each input position is written once
-            np.multiply(dout, won, out=target)
+            target += rows[k]
+        else:  # each input position is written at most once
+            target[...] = rows[k]
     if pad:
         dx = dx[:, :, pad:-pad, pad:-pad]
     return dx

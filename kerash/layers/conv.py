@@ -148,11 +148,11 @@ class MaxPooling(Layer):
         return f"{self.kw}×{self.kh}/{self.stride}"
 
     def forward(self, p, x):
-        out, arg = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
-        return out, (arg, x.shape)
+        out, won = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
+        return out, (won, x.shape)
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
         if not need_dx:
             return (None,)
-        arg, x_shape = ctx
-        return (ops.maxpool_backward(dy, arg, x_shape, self.kh, self.kw, self.stride, self.pad),)
+        won, x_shape = ctx
+        return (ops.maxpool_backward(dy, won, x_shape, self.kh, self.kw, self.stride, self.pad),)
