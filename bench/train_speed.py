@@ -10,8 +10,10 @@ Workloads (issue 3): digits MLP 64-128-64-10 sigmoid + softmax/cross-entropy,
 batch 32; MLP 784-256-256-10 relu, batch 128; the small CNN of
 PERFORMANCE-NOTES (1×28×28, batch 64).  Engines (issue 9): on the
 784-256-256-10 MLP at batch 128, 256 and 512, `--workers 2` against
-`--workers 1` and against `--threads 2`; on the digits CNN, `--workers 2`
-against `--workers 1` (`--engines` runs only these).
+`--workers 1` and against `--threads 2`; on the digits CNN (batch 32, as
+`make demo` trains it, and 128), `--workers 2` against `--workers 1`
+(`--engines` runs only these).  Each engine line ends with the ceiling any
+two-process split has on this machine at that moment (see split_ceiling).
 """
 
 import json
@@ -247,7 +249,60 @@ def kerash_train(folder, w, epochs, workers=1, batch=None, extra=(), every=False
     return rates[1:] if len(rates) > 1 else rates
 
 
+def split_ceiling(model_file, batch, seconds=0.3, rounds=7):
+    """What any split of a batch between two processes could gain here, now: (alone, side by side).
+
+    One process computes the gradient of whole batches, then of half batches
+    (interleaved; one BLAS thread): alone = T(batch) / T(batch/2).  Then two
+    processes compute half batches at the same time, as two workers would:
+    side by side = T(batch) / T(batch/2 with the other core busy).  No
+    hand-off, no update: an engine reaches at most these ratios.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from kerash.model.description import read_model_file
+    from kerash.model.spec import build_network
+    from kerash.training.engine import prewarm_blas, tune_allocator
+
+    threadpool_limits(1)
+    tune_allocator()
+    prewarm_blas(np.float32)
+    net = build_network(read_model_file(model_file))
+    net.use_arena()
+    rng = np.random.default_rng(0)
+    net.flat_params[:] = rng.normal(0, 0.05, net.flat_params.size)
+    x = np.load(os.environ["BENCH_X"]).astype(np.float32).reshape((-1,) + tuple(net.nodes[0].shape))
+    y = np.eye(10, dtype=np.float32)[np.load(os.environ["BENCH_Y"])[:, 0].astype(int)]
+
+    def step_time(b):
+        start, steps, i = time.perf_counter(), 0, 0
+        while time.perf_counter() - start < seconds:
+            net.gradient(x[i:i + b], y[i:i + b], 1.0 / b)
+            i, steps = (i + b) % (len(x) - b), steps + 1
+        return (time.perf_counter() - start) / steps
+
+    half = batch // 2
+    alone, beside = [], []
+    for _ in range(rounds):
+        whole = step_time(batch)
+        alone.append(whole / step_time(half))
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the other core's half batch, started together with ours
+            os.read(go_r, 1)
+            step_time(half)
+            os._exit(0)
+        os.write(go_w, b"x")
+        beside.append(whole / step_time(half))
+        os.waitpid(pid, 0)
+        os.close(go_r), os.close(go_w)
+    return statistics.median(alone), statistics.median(beside)
+
+
 def child(kind, name, epochs, extra):
+    if kind == "ceiling":  # name: a model file, epochs: the batch size
+        print(json.dumps(split_ceiling(name, int(epochs))))
+        return
     w, epochs = WORKLOADS[name], int(epochs)
     if kind == "hand":
         print(json.dumps(hand_cnn(w, epochs) if w.get("cnn") else hand_loop(w, epochs)))
@@ -305,7 +360,8 @@ def engines(folder, quick):
     epochs = 3 if quick else 5
     settings = {"workers 1": (1, ()), "workers 2": (2, ()), "threads 2": (1, ("--threads", "2"))}
     print("\nwide MLP 784-256-256-10, samples/s, median of steady epochs [first epochs]")
-    print(f"{'batch':>6} " + " ".join(f"{name:>20}" for name in settings) + "   w2/w1  w2/t2")
+    print("(ceiling: T(batch)/T(batch/2) of one process's gradient, alone | with the other core computing too)")
+    print(f"{'batch':>6} " + " ".join(f"{name:>20}" for name in settings) + "   w2/w1  w2/t2  ceiling")
     w = WORKLOADS["wide-mlp"]
     os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
     for batch in (128, 256, 512):
@@ -318,15 +374,20 @@ def engines(folder, quick):
                 steady[name] += rates[1:]
         med = {name: statistics.median(steady[name]) for name in settings}
         cells = " ".join(f"{med[n]:>10.0f} [{statistics.median(firsts[n]):>7.0f}]" for n in settings)
-        print(f"{batch:>6} {cells}   {med['workers 2'] / med['workers 1']:5.2f}  {med['workers 2'] / med['threads 2']:5.2f}", flush=True)
+        alone, beside = measure("ceiling", os.path.join(folder, "bench.model"), batch)
+        print(f"{batch:>6} {cells}   {med['workers 2'] / med['workers 1']:5.2f}  {med['workers 2'] / med['threads 2']:5.2f}"
+              f"  {alone:.2f} | {beside:.2f}", flush=True)
     digits = dict(WORKLOADS["digits-mlp"], model=open(os.path.join(ROOT, "models", "digits-cnn.model")).read())
     os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, digits)
-    ones, twos = [], []
-    for _ in range(3):
-        ones += kerash_train(folder, digits, epochs, 1, 32)
-        twos += kerash_train(folder, digits, epochs, 2, 32)
-    one, two = statistics.median(ones), statistics.median(twos)
-    print(f"digits CNN (models/digits-cnn.model, batch 32): workers 2 {two:.0f} vs workers 1 {one:.0f} samples/s = {two / one:.2f}x")
+    for batch in (32, 128):
+        ones, twos = [], []
+        for _ in range(3):
+            ones += kerash_train(folder, digits, epochs, 1, batch)
+            twos += kerash_train(folder, digits, epochs, 2, batch)
+        one, two = statistics.median(ones), statistics.median(twos)
+        alone, beside = measure("ceiling", os.path.join(folder, "bench.model"), batch)
+        print(f"digits CNN (models/digits-cnn.model, batch {batch}): workers 2 {two:.0f} vs workers 1 {one:.0f} samples/s"
+              f" = {two / one:.2f}x (ceiling {alone:.2f} | {beside:.2f})", flush=True)
 
 
 if __name__ == "__main__":
