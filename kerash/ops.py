@@ -216,11 +216,40 @@ def _offset_view(x, i, j, stride, oh, ow):
     return x[:, :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
 
 
+# Below this output width, a patch matrix is gathered through a cached index in
+# one take() (about 2 ns a value), rather than by KH·KW block copies whose
+# loops over image rows of a few values cost 20 ns a row.
+GATHER_BELOW_WIDTH = 5
+_patch_indices = {}
+
+
+def _patch_index(shape, kh, kw, stride, pad):
+    """Positions in the flattened padded input of every patch value, in im2col's order (cached by shape)."""
+    key = (shape, kh, kw, stride, pad)
+    index = _patch_indices.get(key)
+    if index is None:
+        if len(_patch_indices) >= 32:  # a few shapes per network and batch size
+            _patch_indices.clear()
+        c, n, h, w = shape
+        hp, wp = h + 2 * pad, w + 2 * pad
+        oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+        positions = np.arange(c * n * hp * wp, dtype=np.intp).reshape(c, n, hp, wp)
+        index = np.empty((c, kh, kw, n, oh, ow), dtype=np.intp)
+        for i in range(kh):
+            for j in range(kw):
+                index[:, i, j] = _offset_view(positions, i, j, stride, oh, ow)
+        index = _patch_indices[key] = index.reshape(-1)
+    return index
+
+
 def im2col(x, kh, kw, stride, pad):
     """Patches of x (C,N,H,W) as columns (C·KH·KW, N·OH·OW), rows in (C, KH, KW) order; and OH, OW."""
     xp = pad_spatial(x, pad)
     c, n, hp, wp = xp.shape
     oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    if ow < GATHER_BELOW_WIDTH:
+        cols = np.ravel(xp).take(_patch_index(x.shape, kh, kw, stride, pad))
+        return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
     cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -231,6 +260,12 @@ def im2col(x, kh, kw, stride, pad):
 def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
     """Adjoint of im2col: add patch gradients (C·KH·KW, N·OH·OW) back to (C,N,H,W)."""
     c, n, h, w = x_shape
+    if ow < GATHER_BELOW_WIDTH and dcols.size < 100_000:  # im2col's index backwards: one pass adds every value in place
+        # (bincount adds in float64, in im2col's order; its conversions cost more than they save on larger batches)
+        hp, wp = h + 2 * pad, w + 2 * pad
+        sums = np.bincount(_patch_index(x_shape, kh, kw, stride, pad), weights=np.ravel(dcols), minlength=c * n * hp * wp)
+        dx = sums.astype(dcols.dtype, copy=False).reshape(c, n, hp, wp)
+        return dx[:, :, pad:-pad, pad:-pad] if pad else dx
     if oh * ow < c * n:
         return _col2im_small_images(dcols, x_shape, kh, kw, stride, pad, oh, ow)
     d = dcols.reshape(c, kh, kw, n, oh, ow)
