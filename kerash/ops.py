@@ -341,20 +341,23 @@ def check_pooling(h, w, kh, kw, stride, pad):
         raise UsageError(f"max-pooling padding {pad} must be at most half the window {kh}×{kw}")
 
 
-def _pool_windows(xp, kh, kw, stride, oh, ow):
-    """The values under each window offset, as rows: (KH·KW, C, N, OH, OW), contiguous.
+def _pool_windows(xp, shape, kh, kw, stride, pad, oh, ow):
+    """The values under each window offset, as contiguous rows: (C, KH·KW, N·OH·OW).
 
-    Pooling then works on whole contiguous rows; numpy's loops over strided
-    image rows of a few values cost more than the comparisons.
+    Pooling then compares whole rows; numpy's loops over strided image rows
+    of a few values cost more than the comparisons.
     """
-    rows = np.empty((kh * kw,) + xp.shape[:2] + (oh, ow), dtype=xp.dtype)
+    c, n = xp.shape[:2]
+    if ow < GATHER_BELOW_WIDTH:
+        return np.ravel(xp).take(_patch_index(shape, kh, kw, stride, pad)).reshape(c, kh * kw, n * oh * ow)
+    rows = np.empty((c, kh * kw, n, oh, ow), dtype=xp.dtype)
     for k in range(kh * kw):
-        rows[k] = _offset_view(xp, *divmod(k, kw), stride, oh, ow)
-    return rows
+        rows[:, k] = _offset_view(xp, *divmod(k, kw), stride, oh, ow)
+    return rows.reshape(c, kh * kw, n * oh * ow)
 
 
 def maxpool_forward(x, kh, kw, stride, pad):
-    """Max over windows of x (C,N,H,W): (output (C,N,OH,OW), the winner mask (KH·KW, C,N,OH,OW)).
+    """Max over windows of x (C,N,H,W): (output (C,N,OH,OW), the winner mask (C, KH·KW, N·OH·OW)).
 
     The winner of a window is the first offset (row by row) holding the
     maximum, PyTorch's tie rule; NaN wins its window, as in PyTorch.
@@ -362,18 +365,18 @@ def maxpool_forward(x, kh, kw, stride, pad):
     check_pooling(x.shape[2], x.shape[3], kh, kw, stride, pad)
     xp = pad_spatial(x, pad, fill=-np.inf)
     oh, ow = (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
-    rows = _pool_windows(xp, kh, kw, stride, oh, ow)
-    out = rows.max(axis=0)  # NaN propagates
-    won = rows == out
+    rows = _pool_windows(xp, x.shape, kh, kw, stride, pad, oh, ow)
+    out = rows.max(axis=1)  # NaN propagates
+    won = rows == out[:, None]
     nan = np.isnan(out)
     if nan.any():
-        won |= np.isnan(rows) & nan
+        won |= np.isnan(rows) & nan[:, None]
     # Only the first winner of each window: a later one loses to any earlier.
-    seen = won[0].copy()
-    for k in range(1, len(won)):
-        np.greater(won[k], seen, out=won[k])
-        seen |= won[k]
-    return out, won
+    seen = won[:, 0].copy()
+    for k in range(1, kh * kw):
+        np.greater(won[:, k], seen, out=won[:, k])
+        seen |= won[:, k]
+    return out.reshape(x.shape[0], x.shape[1], oh, ow), won
 
 
 def maxpool_backward(dout, won, x_shape, kh, kw, stride, pad):
@@ -381,16 +384,26 @@ def maxpool_backward(dout, won, x_shape, kh, kw, stride, pad):
     oh, ow = dout.shape[2:]
     c, n, h, w = x_shape
     hp, wp = h + 2 * pad, w + 2 * pad
-    rows = np.multiply(won, dout, dtype=dout.dtype)  # (KH·KW, C, N, OH, OW)
+    rows = np.multiply(won, dout.reshape(c, 1, -1), dtype=dout.dtype)  # (C, KH·KW, N·OH·OW)
     overlap = stride < kh or stride < kw
-    covered = stride == kh == kw and (oh * kh, ow * kw) == (hp, wp)  # every input position in one window
-    dx = (np.empty if covered else np.zeros)((c, n, hp, wp), dtype=dout.dtype)
-    for k in range(kh * kw):
-        target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
-        if overlap:
-            target += rows[k]
-        else:  # each input position is written at most once
-            target[...] = rows[k]
+    if ow < GATHER_BELOW_WIDTH:  # through im2col's index, as the windows were gathered
+        index = _patch_index(x_shape, kh, kw, stride, pad)
+        if overlap:  # adds in offset order, as below
+            dx = np.bincount(index, weights=np.ravel(rows), minlength=c * n * hp * wp).astype(dout.dtype, copy=False)
+        else:
+            dx = np.zeros(c * n * hp * wp, dtype=dout.dtype)
+            dx[index] = np.ravel(rows)
+        dx = dx.reshape(c, n, hp, wp)
+    else:
+        covered = stride == kh == kw and (oh * kh, ow * kw) == (hp, wp)  # every input position in one window
+        dx = (np.empty if covered else np.zeros)((c, n, hp, wp), dtype=dout.dtype)
+        rows = rows.reshape(c, kh * kw, n, oh, ow)
+        for k in range(kh * kw):
+            target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
+            if overlap:
+                target += rows[:, k]
+            else:  # each input position is written at most once
+                target[...] = rows[:, k]
     if pad:
         dx = dx[:, :, pad:-pad, pad:-pad]
     return dx
