@@ -154,9 +154,10 @@ def test_convolution_forward_is_cross_correlation_with_zero_padding(dims, conv):
 
 
 @pytest.mark.parametrize("pool", [(2, 0, 2, 2), (1, 1, 3, 3), (2, 1, 2, 3), (3, 0, 3, 2), (1, 0, 1, 1)])
-def test_max_pooling_forward_against_naive_loop(pool):
+@pytest.mark.parametrize("image", ["7 5", "16 11"])
+def test_max_pooling_forward_against_naive_loop(pool, image):
     s, p, kw, kh = pool
-    spec, net = make_net(f"7 5 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
+    spec, net = make_net(f"{image} 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
     x = sample_inputs(spec, 3, 5)
     expected = naive_maxpool(x, kh, kw, s, p)
     out = net.trace(x)[1][0]
@@ -200,9 +201,10 @@ def test_convolution_gradients(dims, conv, act):
 
 
 @pytest.mark.parametrize("pool", [(2, 0, 2, 2), (1, 1, 3, 3), (2, 1, 2, 3), (3, 0, 3, 2)])
-def test_max_pooling_gradients(pool):
+@pytest.mark.parametrize("image", ["7 6", "13 10"])  # outputs under 5 pixels wide are gathered by index, wider by offsets
+def test_max_pooling_gradients(pool, image):
     s, p, kw, kh = pool
-    text = f"7 6 2\ninput\nconvolution tanh 3 1 1 3 3\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 sigmoid\n"
+    text = f"{image} 2\ninput\nconvolution tanh 3 1 1 3 3\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 sigmoid\n"
     spec, net = make_net(text, seed=21)
     x = sample_inputs(spec, 3, 22)
     y = regression_targets(spec, 3, 23)
@@ -496,7 +498,8 @@ def test_loss_gradients(loss, act, kind):
         np.testing.assert_allclose(net.losses(x, y)[0], FORMULAS[name](net.forward(x), y), rtol=1e-11)
 
 
-def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
+@pytest.mark.parametrize("copies", [1, 3])  # 3 side by side: an output 6 wide, pooled offset by offset
+def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan(copies):
     # PyTorch's rule: a tie sends the gradient to the first position of the window
     # (row by row); a NaN wins its window.
     from kerash.layers import MaxPooling
@@ -505,19 +508,20 @@ def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan():
                     [3.0, 0.0, 2.0, 2.0],
                     [0.0, 0.0, 5.0, np.nan],
                     [0.0, 0.0, np.nan, 5.0]]]])
-    pool = MaxPooling(2, 2, 2, 0)
-    out, ctx = pool.forward({}, x.transpose(1, 0, 2, 3))  # pooling works on (C, N, H, W)
-    out = out.transpose(1, 0, 2, 3)
-    assert out[0, 0, 0, 0] == 3 and out[0, 0, 0, 1] == 2 and out[0, 0, 1, 0] == 0
-    assert np.isnan(out[0, 0, 1, 1])
-    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(1, 0, 2, 3))
-    dx = dx.transpose(1, 0, 2, 3)
     expected = np.zeros_like(x)
     expected[0, 0, 0, 1] = 1  # first 3
     expected[0, 0, 0, 2] = 1  # first 2
     expected[0, 0, 2, 0] = 1  # first 0
     expected[0, 0, 2, 3] = 1  # first NaN
-    np.testing.assert_array_equal(dx, expected)
+    x, expected = np.tile(x, (1, 1, 1, copies)), np.tile(expected, (1, 1, 1, copies))
+    pool = MaxPooling(2, 2, 2, 0)
+    out, ctx = pool.forward({}, x.transpose(1, 0, 2, 3))  # pooling works on (C, N, H, W)
+    out = out.transpose(1, 0, 2, 3)
+    for c in range(copies):
+        assert out[0, 0, 0, 2 * c] == 3 and out[0, 0, 0, 2 * c + 1] == 2 and out[0, 0, 1, 2 * c] == 0
+        assert np.isnan(out[0, 0, 1, 2 * c + 1])
+    (dx,) = pool.backward({}, {}, ctx, np.ones_like(out).transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(dx.transpose(1, 0, 2, 3), expected)
 
 
 @pytest.mark.parametrize("act", ["sigmoid", "tanh"])
@@ -554,12 +558,13 @@ def test_mcclelland_error_keeps_learning_where_the_output_saturates(act):
 
 
 @pytest.mark.parametrize("c, n, h, w, k, stride, pad", [
-    (16, 32, 4, 4, 3, 1, 1),   # fewer pixels than channels × batch: pixels-outermost accumulation
-    (4, 8, 9, 9, 3, 2, 1),
-    (5, 40, 3, 3, 3, 1, 2),
-    (3, 2, 7, 5, 2, 2, 1),     # more: row-wise accumulation
-    (2, 3, 12, 11, 3, 1, 1),
+    (16, 32, 4, 4, 3, 1, 1),   # output under 5 pixels wide: added back through the patch index
+    (3, 2, 7, 5, 2, 2, 1),
     (1, 1, 9, 9, 3, 2, 0),
+    (16, 64, 4, 4, 3, 1, 1),   # too many values for that: pixels-outermost accumulation
+    (4, 8, 9, 9, 3, 2, 1),     # fewer pixels than channels × batch: pixels-outermost accumulation
+    (5, 40, 3, 3, 3, 1, 2),
+    (2, 3, 12, 11, 3, 1, 1),   # more: row-wise accumulation
 ])
 def test_col2im_adds_each_patch_gradient_where_it_came_from(c, n, h, w, k, stride, pad):
     from kerash import ops
