@@ -48,7 +48,7 @@ def train(
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: the model's last, else 0].")] = None,
     clip_norm: Annotated[Optional[float], _opt("--clip-norm", metavar="C", help="Scale the step's gradient down to a global norm of at most C (torch.nn.utils.clip_grad_norm_).")] = None,
     freeze: Annotated[Optional[str], _opt("--freeze", metavar="LAYERS", help="Train all but these: layer_01,layer_03-layer_04 (or node names, or 1-2); their weights stay bit-identical.")] = None,
-    workers: Annotated[Optional[int], _opt("--workers", "-w", help=f"Processes sharing each batch [default: {WORKERS_HERE} when a batch is worth splitting (≥ 4 million multiply-adds), else 1].")] = None,
+    workers: Annotated[Optional[int], _opt("--workers", "-w", help=f"Processes sharing each batch [default: {WORKERS_HERE} when a batch is worth splitting (≥ 4 million multiply-adds or their equivalent), else 1].")] = None,
     threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of each training process [default: 1: the cores go to workers].")] = None,
     engine: Annotated[Optional[str], _opt("--engine", help="local (one process), fork (--workers processes on this machine) or mpi (ranks of mpiexec) [default: mpi under mpiexec, else fork or local].")] = None,
     stall: Annotated[Optional[float], _opt("--stall", help="Report a worker that makes no progress for this many seconds [default: 60].")] = None,

@@ -80,7 +80,7 @@ class Layer:
         return 0, 0
 
     def macs(self, shapes):
-        """Multiply-adds of the forward pass per sample (to judge whether a batch is worth splitting)."""
+        """Multiply-adds of the forward pass per sample, or their equivalent in time (to judge whether a batch is worth splitting)."""
         return 0
 
     def forward(self, p, *xs):

@@ -12,6 +12,8 @@ from .. import functions, ops
 from ..errors import ModelError
 from .base import Layer, int_args, register, store_column_sums
 
+POOL_WORK_PER_VALUE = 40
+
 
 def _window_shape(kind, shape, kh, kw, stride, pad, channels=None):
     if len(shape) != 3:
@@ -146,6 +148,12 @@ class MaxPooling(Layer):
 
     def describe(self):
         return f"{self.kw}×{self.kh}/{self.stride}"
+
+    def macs(self, shapes):
+        # No multiply-adds, but gathering and comparing windows takes as long as 40
+        # or more of them per input value (on the digits CNN, pooling took 10–20 ns
+        # a value; the MLP's small dense layers about 0.1 ns a multiply-add).
+        return POOL_WORK_PER_VALUE * shapes[0][0] * shapes[0][1] * shapes[0][2]
 
     def forward(self, p, x):
         out, won = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
