@@ -358,6 +358,7 @@ def main():
 def engines(folder, quick):
     """Forked workers against one process and against BLAS threads, interleaved, first epochs apart."""
     epochs = 3 if quick else 5
+    rounds = 3 if quick else 5  # the machine is shared: more interleaved rounds, steadier medians
     settings = {"workers 1": (1, ()), "workers 2": (2, ()), "threads 2": (1, ("--threads", "2"))}
     print("\nwide MLP 784-256-256-10, samples/s, median of steady epochs [first epochs]")
     print("(ceiling: T(batch)/T(batch/2) of one process's gradient, alone | with the other core computing too)")
@@ -367,7 +368,7 @@ def engines(folder, quick):
     for batch in (128, 256, 512):
         steady = {name: [] for name in settings}
         firsts = {name: [] for name in settings}
-        for _ in range(3):
+        for _ in range(rounds):
             for name, (workers, extra) in settings.items():
                 rates = kerash_train(folder, w, epochs, workers, batch, extra, every=True)
                 firsts[name].append(rates[0])
@@ -381,7 +382,7 @@ def engines(folder, quick):
     os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, digits)
     for batch in (32, 128):
         ones, twos = [], []
-        for _ in range(3):
+        for _ in range(rounds):
             ones += kerash_train(folder, digits, epochs, 1, batch)
             twos += kerash_train(folder, digits, epochs, 2, batch)
         one, two = statistics.median(ones), statistics.median(twos)
