@@ -218,18 +218,25 @@ def _offset_view(x, i, j, stride, oh, ow):
 
 # Below this output width, a patch matrix is gathered through a cached index in
 # one take() (about 2 ns a value), rather than by KH·KW block copies whose
-# loops over image rows of a few values cost 20 ns a row.
+# loops over image rows of a few values cost 20 ns a row.  The index costs 8
+# bytes a value and is kept: at most GATHER_MAX_VALUES a shape, and the cache
+# is emptied beyond GATHER_CACHE_BYTES.
 GATHER_BELOW_WIDTH = 5
+GATHER_MAX_VALUES = 1 << 20
+GATHER_CACHE_BYTES = 64 << 20
 _patch_indices = {}
 
 
+def _gathered(shape, kh, kw, oh, ow):
+    """Whether patches of a batch `shape` (C,N,H,W) are gathered through a cached index."""
+    return ow < GATHER_BELOW_WIDTH and shape[0] * shape[1] * kh * kw * oh * ow <= GATHER_MAX_VALUES
+
+
 def _patch_index(shape, kh, kw, stride, pad):
-    """Positions in the flattened padded input of every patch value, in im2col's order (cached by shape)."""
+    """Positions in the flattened padded input of every patch value, in im2col's order (cached by shape; read-only)."""
     key = (shape, kh, kw, stride, pad)
     index = _patch_indices.get(key)
     if index is None:
-        if len(_patch_indices) >= 32:  # a few shapes per network and batch size
-            _patch_indices.clear()
         c, n, h, w = shape
         hp, wp = h + 2 * pad, w + 2 * pad
         oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
@@ -238,7 +245,11 @@ def _patch_index(shape, kh, kw, stride, pad):
         for i in range(kh):
             for j in range(kw):
                 index[:, i, j] = _offset_view(positions, i, j, stride, oh, ow)
-        index = _patch_indices[key] = index.reshape(-1)
+        index = index.reshape(-1)
+        index.flags.writeable = False
+        if sum(i.nbytes for i in _patch_indices.values()) + index.nbytes > GATHER_CACHE_BYTES:
+            _patch_indices.clear()
+        _patch_indices[key] = index
     return index
 
 
@@ -247,7 +258,7 @@ def im2col(x, kh, kw, stride, pad):
     xp = pad_spatial(x, pad)
     c, n, hp, wp = xp.shape
     oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
-    if ow < GATHER_BELOW_WIDTH:
+    if _gathered(x.shape, kh, kw, oh, ow):
         cols = np.ravel(xp).take(_patch_index(x.shape, kh, kw, stride, pad))
         return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
     cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
@@ -260,8 +271,9 @@ def im2col(x, kh, kw, stride, pad):
 def col2im(dcols, x_shape, kh, kw, stride, pad, oh, ow):
     """Adjoint of im2col: add patch gradients (C·KH·KW, N·OH·OW) back to (C,N,H,W)."""
     c, n, h, w = x_shape
-    if ow < GATHER_BELOW_WIDTH and dcols.size < 100_000:  # im2col's index backwards: one pass adds every value in place
-        # (bincount adds in float64, in im2col's order; its conversions cost more than they save on larger batches)
+    if _gathered(x_shape, kh, kw, oh, ow) and dcols.size < 100_000:
+        # im2col's index backwards: one pass adds every value, in im2col's order but in float64
+        # (bincount's own precision; its conversions cost more than they save on larger batches).
         hp, wp = h + 2 * pad, w + 2 * pad
         sums = np.bincount(_patch_index(x_shape, kh, kw, stride, pad), weights=np.ravel(dcols), minlength=c * n * hp * wp)
         dx = sums.astype(dcols.dtype, copy=False).reshape(c, n, hp, wp)
@@ -348,7 +360,7 @@ def _pool_windows(xp, shape, kh, kw, stride, pad, oh, ow):
     of a few values cost more than the comparisons.
     """
     c, n = xp.shape[:2]
-    if ow < GATHER_BELOW_WIDTH:
+    if _gathered(shape, kh, kw, oh, ow):
         return np.ravel(xp).take(_patch_index(shape, kh, kw, stride, pad)).reshape(c, kh * kw, n * oh * ow)
     rows = np.empty((c, kh * kw, n, oh, ow), dtype=xp.dtype)
     for k in range(kh * kw):
@@ -386,9 +398,9 @@ def maxpool_backward(dout, won, x_shape, kh, kw, stride, pad):
     hp, wp = h + 2 * pad, w + 2 * pad
     rows = np.multiply(won, dout.reshape(c, 1, -1), dtype=dout.dtype)  # (C, KH·KW, N·OH·OW)
     overlap = stride < kh or stride < kw
-    if ow < GATHER_BELOW_WIDTH:  # through im2col's index, as the windows were gathered
+    if _gathered(x_shape, kh, kw, oh, ow):  # through im2col's index
         index = _patch_index(x_shape, kh, kw, stride, pad)
-        if overlap:  # adds in offset order, as below
+        if overlap:  # adds in offset order, as below, but in float64 (bincount's precision)
             dx = np.bincount(index, weights=np.ravel(rows), minlength=c * n * hp * wp).astype(dout.dtype, copy=False)
         else:
             dx = np.zeros(c * n * hp * wp, dtype=dout.dtype)
