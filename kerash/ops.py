@@ -227,6 +227,15 @@ GATHER_CACHE_BYTES = 64 << 20
 _patch_indices = {}
 
 
+def _offset_patches(xp, kh, kw, stride, oh, ow):
+    """Patches of a padded xp (C,N,HP,WP) by KH·KW block copies: (C, KH, KW, N, OH, OW)."""
+    patches = np.empty(xp.shape[:1] + (kh, kw) + xp.shape[1:2] + (oh, ow), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patches[:, i, j] = _offset_view(xp, i, j, stride, oh, ow)
+    return patches
+
+
 def _gathered(shape, kh, kw, oh, ow):
     """Whether patches of a batch `shape` (C,N,H,W) are gathered through a cached index."""
     return ow < GATHER_BELOW_WIDTH and shape[0] * shape[1] * kh * kw * oh * ow <= GATHER_MAX_VALUES
@@ -241,11 +250,7 @@ def _patch_index(shape, kh, kw, stride, pad):
         hp, wp = h + 2 * pad, w + 2 * pad
         oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
         positions = np.arange(c * n * hp * wp, dtype=np.intp).reshape(c, n, hp, wp)
-        index = np.empty((c, kh, kw, n, oh, ow), dtype=np.intp)
-        for i in range(kh):
-            for j in range(kw):
-                index[:, i, j] = _offset_view(positions, i, j, stride, oh, ow)
-        index = index.reshape(-1)
+        index = _offset_patches(positions, kh, kw, stride, oh, ow).reshape(-1)
         index.flags.writeable = False
         if sum(i.nbytes for i in _patch_indices.values()) + index.nbytes > GATHER_CACHE_BYTES:
             _patch_indices.clear()
@@ -260,11 +265,8 @@ def im2col(x, kh, kw, stride, pad):
     oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
     if _gathered(x.shape, kh, kw, oh, ow):
         cols = np.ravel(xp).take(_patch_index(x.shape, kh, kw, stride, pad))
-        return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = _offset_view(xp, i, j, stride, oh, ow)
+    else:
+        cols = _offset_patches(xp, kh, kw, stride, oh, ow)
     return cols.reshape(c * kh * kw, n * oh * ow), oh, ow
 
 
@@ -361,10 +363,9 @@ def _pool_windows(xp, shape, kh, kw, stride, pad, oh, ow):
     """
     c, n = xp.shape[:2]
     if _gathered(shape, kh, kw, oh, ow):
-        return np.ravel(xp).take(_patch_index(shape, kh, kw, stride, pad)).reshape(c, kh * kw, n * oh * ow)
-    rows = np.empty((c, kh * kw, n, oh, ow), dtype=xp.dtype)
-    for k in range(kh * kw):
-        rows[:, k] = _offset_view(xp, *divmod(k, kw), stride, oh, ow)
+        rows = np.ravel(xp).take(_patch_index(shape, kh, kw, stride, pad))
+    else:
+        rows = _offset_patches(xp, kh, kw, stride, oh, ow)
     return rows.reshape(c, kh * kw, n * oh * ow)
 
 
@@ -396,26 +397,20 @@ def maxpool_backward(dout, won, x_shape, kh, kw, stride, pad):
     oh, ow = dout.shape[2:]
     c, n, h, w = x_shape
     hp, wp = h + 2 * pad, w + 2 * pad
-    rows = np.multiply(won, dout.reshape(c, 1, -1), dtype=dout.dtype)  # (C, KH·KW, N·OH·OW)
-    overlap = stride < kh or stride < kw
-    if _gathered(x_shape, kh, kw, oh, ow):  # through im2col's index
-        index = _patch_index(x_shape, kh, kw, stride, pad)
-        if overlap:  # adds in offset order, as below, but in float64 (bincount's precision)
-            dx = np.bincount(index, weights=np.ravel(rows), minlength=c * n * hp * wp).astype(dout.dtype, copy=False)
-        else:
-            dx = np.zeros(c * n * hp * wp, dtype=dout.dtype)
-            dx[index] = np.ravel(rows)
+    rows = np.multiply(won, dout.reshape(c, 1, -1), dtype=dout.dtype)  # (C, KH·KW, N·OH·OW): im2col's layout
+    if stride < kh or stride < kw:  # windows overlap: their gradients add up, as patches' do
+        return col2im(rows.reshape(c * kh * kw, -1), x_shape, kh, kw, stride, pad, oh, ow)
+    # Each input position is in one window at most: written, not added.
+    if _gathered(x_shape, kh, kw, oh, ow):
+        dx = np.zeros(c * n * hp * wp, dtype=dout.dtype)
+        dx[_patch_index(x_shape, kh, kw, stride, pad)] = np.ravel(rows)
         dx = dx.reshape(c, n, hp, wp)
     else:
-        covered = stride == kh == kw and (oh * kh, ow * kw) == (hp, wp)  # every input position in one window
+        covered = stride == kh == kw and (oh * kh, ow * kw) == (hp, wp)  # every input position in a window
         dx = (np.empty if covered else np.zeros)((c, n, hp, wp), dtype=dout.dtype)
         rows = rows.reshape(c, kh * kw, n, oh, ow)
         for k in range(kh * kw):
-            target = _offset_view(dx, *divmod(k, kw), stride, oh, ow)
-            if overlap:
-                target += rows[:, k]
-            else:  # each input position is written at most once
-                target[...] = rows[:, k]
+            _offset_view(dx, *divmod(k, kw), stride, oh, ow)[...] = rows[:, k]
     if pad:
         dx = dx[:, :, pad:-pad, pad:-pad]
     return dx
