@@ -41,7 +41,8 @@ def setup_model(tmp_path):
 
 def train_args(folder, *extra):
     return ["train", str(folder), "-x", "x.npy", "-y", "y.txt", "--batch-size", str(BATCH), "--lr", "0.05",
-            "--optimizer", "momentum", "--seed", "5", "--quiet", *extra]  # quiet: no warning of 3 workers on 2 cores
+            "--optimizer", "momentum", "--seed", "5", "--quiet",  # quiet: no warning of 3 workers on 2 cores
+            "--lr-schedule", "exponential:0.9", *extra]  # a rate that changes must reach every worker
 
 
 def problems_of(folder, per_epoch=PER_EPOCH):

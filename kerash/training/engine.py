@@ -16,6 +16,9 @@ pipeline tools share one training step:
 The loop sets ``engine.epoch`` before each epoch (dropout masks depend on
 it); `StepSettings` holds what is fixed for a run: the seed of the masks,
 gradient clipping, and the trainable part of the weights (frozen layers).
+What may change between steps — the optimiser's rate and other
+hyper-parameters — is read from the optimiser at each step (the fork engine
+hands it to its workers with every update).
 
 `local` computes in this process (BLAS may use threads); `fork` splits each
 batch between forked processes that share the weights (see fork.py); `mpi`
@@ -39,7 +42,7 @@ SPLIT_WORK = 4_000_000
 MAX_DEFAULT_WORKERS = 8
 
 
-@dataclass
+@dataclass(frozen=True)  # forked workers hold a copy: a change would reach this process only
 class StepSettings:
     seed: int = 0  # of dropout masks
     clip: float = None  # largest global gradient norm (torch.nn.utils.clip_grad_norm_), or None

@@ -9,6 +9,8 @@ $KERASH_WORKDIR (RAM on a tmpfs), each reserved in full when created:
     worker-K/gradients.npy     process K's gradient sums of its shard, already scaled
     gradient-sum.npy           the shards added up (each process fills its slice)
     optimizer-SLOT.npy         the optimiser's state (momentum, Adam's moments)
+    optimizer-settings.npy     its step count, weight decay and hyper-parameters, as the
+                               coordinator has them at each update (schedules change the rate)
     batch_indices.npy, sample_losses.npy, control.npy, results.npy
 
 A step has two phases.  In the first, every process computes its shard's
@@ -198,6 +200,21 @@ class ForkEngine:
         self.control = self._array("control.npy", np.int64, (8,))
         self.results = self._array("results.npy", np.float64, (k, 4))  # loss sum, correct, failed, Σg² of a slice
         self.slices = shard_bounds(0, size, k)
+        # What the loop may change between steps (the rate of a schedule or warm-up, and any
+        # other hyper-parameter) reaches the workers here, at every update: they were forked
+        # with the settings of the first step.
+        self.hyper_keys = sorted(opt.hyper)
+        self.opt_settings = self._array("optimizer-settings.npy", np.float64, (2 + len(self.hyper_keys),))
+
+    def _publish_optimizer(self):
+        opt = self.optimizer
+        self.opt_settings[:] = [opt.t, opt.weight_decay, *(opt.hyper[key] for key in self.hyper_keys)]
+
+    def _adopt_optimizer(self):
+        opt, values = self.optimizer, self.opt_settings
+        opt.t, opt.weight_decay = int(values[0]), float(values[1])
+        for key, value in zip(self.hyper_keys, values[2:]):
+            opt.hyper[key] = float(value)
 
     def _real(self, field):
         return float(self.control[field:field + 1].view(np.float64)[0])
@@ -299,6 +316,8 @@ class ForkEngine:
     def _apply(self, k):
         """Slice k of the step's gradient: added up (unless already), clipped, copied out, applied."""
         start, stop = self.slices[k]
+        if k:
+            self._adopt_optimizer()
         flags = int(self.control[_FLAGS])
         if not flags & _SUMMED:
             self._add_up(start, stop)
@@ -396,6 +415,7 @@ class ForkEngine:
             flags |= _SUMMED
         self.control[_FLAGS] = flags
         self._set_real(_COEF, coef)
+        self._publish_optimizer()
         self._run(APPLY if update else SKIP, intact=not update)
         if failure:
             raise EngineFailure(failure, intact=True)
