@@ -36,7 +36,7 @@ def cell_text(width=WIDTH):
 
 def make_data(folder):
     sys.path.insert(0, ROOT)
-    from kerash.datasets import adding
+    from kerash.model.datasets import adding
 
     x, y = adding(SAMPLES, STEPS, seed=1)
     np.save(os.path.join(folder, "x.npy"), x.astype(np.float32))

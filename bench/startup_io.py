@@ -140,7 +140,7 @@ def report(what, times):
 
 
 def main():
-    from kerash import tensorio
+    from kerash.files import tensorio
 
     try:
         import pandas

@@ -48,7 +48,7 @@ dense 10 softmax
 def make_data(folder, w):
     rng = np.random.default_rng(0)
     if w["sizes"][0] == 64:
-        from kerash.datasets import digits
+        from kerash.model.datasets import digits
 
         x, y = digits()
         # Thirty copies, so that an epoch lasts long enough to time (the trace has millisecond seconds).
@@ -262,7 +262,7 @@ def split_ceiling(model_file, batch, seconds=0.3, rounds=7):
 
     from kerash.model.description import read_model_file
     from kerash.model.spec import build_network
-    from kerash.training.engine import prewarm_blas, tune_allocator
+    from kerash.processes import prewarm_blas, tune_allocator
 
     threadpool_limits(1)
     tune_allocator()

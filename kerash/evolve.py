@@ -25,16 +25,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import functions, layers, tensorio
+from . import functions, layers
+from .files import tensorio
 from . import model as modelmod
 from .errors import DataError, UsageError
-from .labels import WordLabels
+from .files.labels import WordLabels
 from .model import normalization
-from .network import targets_are_classes
+from .network.graph import targets_are_classes
 from .training import batches
-from .training.engine import LocalEngine, limit_blas_threads, prewarm_blas, tune_allocator
+from .training.engines.local import LocalEngine
+from .processes import limit_blas_threads, prewarm_blas, tune_allocator
 from .training.optimizers import Optimizer
-from .workdir import scratch_dir
+from .files.workdir import scratch_dir
 
 # Activations a mutation may pick: all of the registry except the step
 # function (its derivative is 0: nothing would learn) and softmax (row-wise,
@@ -255,7 +257,7 @@ def _load_result(folder, genome):
     genome.val_accuracy = math.nan if r["val_accuracy"] is None else r["val_accuracy"]
     genome.seconds, genome.epochs = r["seconds"], r["epochs"]
     spec = genome.spec
-    from .tensorio import read_tensor
+    from .files.tensorio import read_tensor
 
     genome.params = {
         key: {name: read_tensor(os.path.join(folder, key, name + ".npy")) for name in shapes}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, make_model, parse, run, savetxt
-from kerash.labels import WordLabels, read_labels
+from kerash.files.labels import WordLabels, read_labels
 from kerash.model import class_report
 
 NAMES = ["setosa", "versicolor", "virginica"]  # sorted: class indices 0, 1, 2

@@ -238,7 +238,7 @@ def test_a_stopped_worker_is_reported_and_sigterm_still_stops_training(task):
 
 def test_default_workers_follow_the_cores_and_the_work():
     from kerash import model
-    from kerash.training.engine import default_workers
+    from kerash.training.engines import default_workers
 
     def net(text):
         return model.build_network(model.parse_model(text))

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kerash import tensorio, textformat
+from kerash.files import tensorio, textformat
 from kerash.errors import KerashError
 from kerash.training import params_file
 

@@ -567,7 +567,7 @@ def test_mcclelland_error_keeps_learning_where_the_output_saturates(act):
     (2, 3, 12, 11, 3, 1, 1),   # more: row-wise accumulation
 ])
 def test_col2im_adds_each_patch_gradient_where_it_came_from(c, n, h, w, k, stride, pad):
-    from kerash import ops
+    from kerash.layers import kernels
 
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     rng = np.random.default_rng(0)
@@ -582,4 +582,4 @@ def test_col2im_adds_each_patch_gradient_where_it_came_from(c, n, h, w, k, strid
                         for q in range(ow):
                             expected[ch, s, r * stride + i, q * stride + j] += d[ch, i, j, s, r, q]
     expected = expected[:, :, pad : pad + h, pad : pad + w]
-    np.testing.assert_allclose(ops.col2im(dcols, (c, n, h, w), k, k, stride, pad, oh, ow), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(kernels.col2im(dcols, (c, n, h, w), k, k, stride, pad, oh, ow), expected, rtol=1e-12, atol=1e-12)

@@ -103,7 +103,7 @@ def test_scripts_in_pyproject_match_the_catalog():
     for name in installed | {"kerash"}:
         # each goes through the launcher (warm server or cold start), named as in the catalog
         text = (ROOT / "scripts" / name).read_text()
-        assert text == f'#!python\nfrom kerash.cli.launch import main\nmain("{name}")\n', name
+        assert text == f'#!python\nfrom kerash.warm.launch import main\nmain("{name}")\n', name
 
 
 def test_every_tool_answers_version(capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, assert_one_line_error, parse, run, tool_env
-from kerash import tensorio
+from kerash.files import tensorio
 from kerash.errors import DataError, ModelError
 
 

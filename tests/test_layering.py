@@ -5,14 +5,16 @@ import ast
 from conftest import ROOT
 
 LAYERS = [
-    ("tensor files", ["errors", "tensorio", "textformat", "labels", "workdir"]),
-    ("functions", ["functions", "ops", "datasets"]),
-    ("layers", ["layers", "network"]),
+    ("tensor files", ["errors", "processes", "files"]),
+    ("functions", ["functions", "ops"]),
+    ("layers", ["layers"]),
+    ("network", ["network"]),
     ("model", ["model"]),
     ("training", ["training"]),
     ("evolve", ["evolve"]),
     ("pictures", ["plot"]),
-    ("cli", ["cli"]),
+    ("tools", ["cli"]),
+    ("entrance", ["warm"]),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 
@@ -55,3 +57,59 @@ def test_every_module_imports_only_its_layer_or_below():
             assert RANK[name] <= own, (
                 f"{path.relative_to(ROOT)} ({LAYERS[own][0]}) imports kerash.{name} ({LAYERS[RANK[name]][0]})"
             )
+
+
+def _module_of(path):
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path):
+    """(module, names) of every kerash import in the file, resolved to absolute module names."""
+    tree = ast.parse(path.read_text())
+    package = _module_of(path) if path.name == "__init__.py" else _module_of(path).rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] == "kerash":
+                yield module, [alias.name for alias in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "kerash":
+                    yield alias.name, []
+
+
+def test_no_import_circles_between_modules():
+    modules = {_module_of(p): p for p in (ROOT / "kerash").rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        found = set()
+        for module, names in _imports(path):
+            for n in names:  # from package import module
+                if f"{module}.{n}" in modules:
+                    found.add(f"{module}.{n}")
+                    break
+            else:
+                if module in modules:
+                    found.add(module)
+        # A package's __init__ re-exporting its own modules is not a circle with them.
+        edges[name] = {m for m in found if m != name and not (path.name == "__init__.py" and m.startswith(name + "."))}
+    state = {}
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                raise AssertionError("import circle: " + " → ".join(trail[trail.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])

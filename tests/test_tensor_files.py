@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, parse, run, tool_env
-from kerash import tensorio
+from kerash.files import tensorio
 
 
 def npy_bytes(array):

@@ -6,6 +6,7 @@ import numpy as np
 
 from conftest import naive_conv, naive_maxpool, parse, run, warm_and_cold
 from kerash import ops
+from kerash.layers import kernels
 
 
 def load_npy(data):
@@ -51,7 +52,7 @@ def test_conv_batches_match_naive_loop():
     for _ in range(80):
         x, k, stride, pad = random_conv_case(rng)
         bias = rng.normal(size=k.shape[0]) if rng.random() < 0.5 else None
-        got = ops.conv2d(x, k, stride, pad, bias)
+        got = kernels.conv2d(x, k, stride, pad, bias)
         np.testing.assert_allclose(got, naive_conv(x, k, stride, pad, bias), rtol=1e-12, atol=1e-12)
 
 
@@ -60,13 +61,13 @@ def test_conv_single_sample_and_matrix_match_naive_loop():
     for _ in range(40):
         x, k, stride, pad = random_conv_case(rng)
         sample = x[0]
-        got = ops.conv2d(sample, k, stride, pad)
+        got = kernels.conv2d(sample, k, stride, pad)
         expected = naive_conv(sample[None], k, stride, pad)[0]
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
         # a matrix with one 2-D kernel gives a matrix
         matrix, kernel = x[0, 0], k[0, 0]
-        got = ops.conv2d(matrix, kernel, stride, pad)
+        got = kernels.conv2d(matrix, kernel, stride, pad)
         expected = naive_conv(matrix[None, None], kernel[None, None], stride, pad)[0, 0]
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -74,7 +75,7 @@ def test_conv_single_sample_and_matrix_match_naive_loop():
 
 def test_conv_output_size_formula():
     for h, kh, s, p in [(5, 3, 1, 0), (5, 3, 2, 1), (7, 2, 3, 0), (4, 4, 1, 2), (6, 1, 4, 0)]:
-        got = ops.conv2d(np.ones((1, h, h)), np.ones((1, 1, kh, kh)), s, p)
+        got = kernels.conv2d(np.ones((1, h, h)), np.ones((1, 1, kh, kh)), s, p)
         assert got.shape == (1, (h + 2 * p - kh) // s + 1, (h + 2 * p - kh) // s + 1)
 
 
@@ -92,16 +93,16 @@ def test_maxpool_matches_naive_loop():
         w = int(rng.integers(max(1, size - 2 * pad), 10))
         x = rng.normal(size=(n, c, h, w))
         expected = naive_maxpool(x, size, size, stride, pad)
-        np.testing.assert_array_equal(ops.maxpool(x, size, stride, pad), expected)
-        np.testing.assert_array_equal(ops.maxpool(x[0], size, stride, pad), expected[0])
-        np.testing.assert_array_equal(ops.maxpool(x[0, 0], size, stride, pad), expected[0, 0])
+        np.testing.assert_array_equal(kernels.maxpool(x, size, stride, pad), expected)
+        np.testing.assert_array_equal(kernels.maxpool(x[0], size, stride, pad), expected[0])
+        np.testing.assert_array_equal(kernels.maxpool(x[0, 0], size, stride, pad), expected[0, 0])
 
 
 def test_maxpool_stride_defaults_to_size_and_padding_is_minus_infinity():
     x = -np.arange(1.0, 37.0).reshape(1, 6, 6)  # all negative: zero padding would win
-    np.testing.assert_array_equal(ops.maxpool(x, 3), naive_maxpool(x[None], 3, 3, 3, 0)[0])
-    np.testing.assert_array_equal(ops.maxpool(x, 2, 2, 1), naive_maxpool(x[None], 2, 2, 2, 1)[0])
-    assert np.all(ops.maxpool(x, 2, 2, 1) < 0)
+    np.testing.assert_array_equal(kernels.maxpool(x, 3), naive_maxpool(x[None], 3, 3, 3, 0)[0])
+    np.testing.assert_array_equal(kernels.maxpool(x, 2, 2, 1), naive_maxpool(x[None], 2, 2, 2, 1)[0])
+    assert np.all(kernels.maxpool(x, 2, 2, 1) < 0)
 
 
 # ---------------------------------------------------------------- slice and flatten in-process

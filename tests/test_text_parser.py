@@ -7,7 +7,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from kerash import tensorio, textformat
+from kerash.files import tensorio, textformat
 from kerash.errors import DataError
 
 

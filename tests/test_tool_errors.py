@@ -42,7 +42,7 @@ def test_ragged_row_deep_in_a_long_file(tmp_path):
 
 def test_ragged_row_in_a_large_file_in_process(tmp_path):
     # large enough for the text to be parsed by two processes; the error is in the second half
-    from kerash import tensorio
+    from kerash.files import tensorio
     from kerash.errors import DataError
 
     rows = ["0.123456789012345 " * 9 + "1.5"] * 30000

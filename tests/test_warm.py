@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, ROOT, children, run, savetxt, start_warm_server, stop_warm_server, tool_env
-from kerash.cli.warmserver import SPARES
+from kerash.warm.server import SPARES
 
 XOR = "/uniform -1 1,uniform -1 1/\n2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\nloss mse\n"
 
@@ -581,7 +581,7 @@ def test_a_server_whose_kerash_files_change_refuses_and_exits(tmp_path, warm_fol
 
 def _version_request(env):
     """A launcher's request for `kerash --version`, made by a python that has a console script's sys.path."""
-    code = (f"import marshal, sys; sys.path[0] = {str(BIN)!r}; from kerash.cli import launch; "
+    code = (f"import marshal, sys; sys.path[0] = {str(BIN)!r}; from kerash.warm import launch; "
             "sys.stdout.buffer.write(marshal.dumps(launch._request('kerash', [0, 1, 2], [])))")
     out = subprocess.run([str(BIN / "python3"), "-c", code], env=env, capture_output=True, check=True).stdout
     return dict(marshal.loads(out), argv=["kerash", "--version"])
@@ -591,7 +591,7 @@ class _Clients:
     """Launchers played by this process: each run's output goes to one pipe, read back here."""
 
     def __init__(self, env):
-        from kerash.cli import launch
+        from kerash.warm import launch
 
         self.launch, self.path, self.request = launch, socket_path(env), _version_request(env)
         self.out_r, self.out_w = os.pipe()

@@ -41,7 +41,7 @@ TOOLS = {
     "snapshot": ("kerash.cli.model:snapshot", False),
     "batches": ("kerash.cli.train:batches_tool", False),
     "plot": ("kerash.cli.plot:plot", False),
-    "warm": ("kerash.cli.warm:warm", False),
+    "warm": ("kerash.warm.control:warm", False),
     "models": ("kerash.cli.examples:models", False),
     "completion": ("kerash.cli.shellfiles:completion", False),
 }

@@ -43,8 +43,8 @@ def evolve(
     from .. import evolve as evolution
     from .. import model as modelmod
     from ..errors import UsageError
-    from ..labels import read_labels
-    from ..tensorio import read_tensor, source_name
+    from ..files.labels import read_labels
+    from ..files.tensorio import read_tensor, source_name
 
     if start is not None and scratch:
         raise UsageError("give either --from or --scratch, not both")

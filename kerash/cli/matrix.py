@@ -9,7 +9,7 @@ from .runner import tool
 
 
 def _io():
-    from .. import tensorio
+    from ..files import tensorio
 
     return tensorio
 

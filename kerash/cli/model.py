@@ -17,21 +17,21 @@ Labels = Annotated[
 
 
 def _read(path):
-    from ..tensorio import read_tensor
+    from ..files.tensorio import read_tensor
 
     return read_tensor(path)
 
 
 def _read_labels(path, model_dir):
     """Numeric labels, or class names (WordLabels) that the model maps through its classes.txt."""
-    from ..labels import read_labels
+    from ..files.labels import read_labels
     from ..model import labels_are_names
 
     return read_labels(path, names=labels_are_names(model_dir))
 
 
 def _name(path):
-    from ..tensorio import source_name
+    from ..files.tensorio import source_name
 
     return source_name(path)
 
@@ -107,7 +107,7 @@ def predict(
       printf '0 0\\n0 1\\n' | predict m --classes
     """
     from .. import model
-    from ..tensorio import resolve_format, source_name, write_tensor, write_text
+    from ..files.tensorio import resolve_format, source_name, write_tensor, write_text
 
     loaded = model.load(model_dir, dtype)
     outputs, predicted = model.predict_loaded(loaded, _read(input), source_name(input))
@@ -154,7 +154,7 @@ def backprop(
 
     from .. import ops
 
-    from ..labels import WordLabels
+    from ..files.labels import WordLabels
 
     _check_stdin(inputs, labels)
     x, y = _read(inputs), _read_labels(labels, model_dir)
@@ -236,7 +236,7 @@ def evaluate(
       evaluate m --data x.txt --labels y.txt --confusion --report
     """
     from .. import model
-    from ..tensorio import tensor_chunks
+    from ..files.tensorio import tensor_chunks
 
     _check_stdin(data, labels)
     result = model.evaluate(model_dir, _read(data), _read_labels(labels, model_dir), dtype, (_name(data), _name(labels)))
@@ -416,8 +416,8 @@ def dataset(
     """
     import os
 
-    from .. import datasets
-    from ..tensorio import write_tensor
+    from ..model import datasets
+    from ..files.tensorio import write_tensor
     from ..training.batches import split
 
     data, labels = datasets.load(name, samples, seed, steps, delay)

@@ -11,7 +11,7 @@ from .runner import tool
 
 
 def _io():
-    from .. import tensorio
+    from ..files import tensorio
 
     return tensorio
 
@@ -96,15 +96,15 @@ def conv(
       printf '1 0\\n0 -1\\n' > k.txt
       conv img.txt k.txt                  # -4 -4 / -4 -4
     """
-    from .. import ops
     from ..errors import UsageError
+    from ..layers.kernels import conv2d
 
     if input in (None, "-") and kernels in (None, "-"):
         raise UsageError("only one operand can be standard input")
     io = _io()
     x, k = io.read_tensor(input), io.read_tensor(kernels)
     b = io.read_tensor(bias) if bias is not None else None
-    io.write_tensor(ops.conv2d(x, k, stride, pad, b), output, fmt)
+    io.write_tensor(conv2d(x, k, stride, pad, b), output, fmt)
 
 
 @tool("maxpool")
@@ -122,10 +122,10 @@ def maxpool(
     Example:
       printf '1 2 3 4\\n5 6 7 8\\n' | maxpool --size 2      # 6 8
     """
-    from .. import ops
+    from ..layers import kernels
 
     io = _io()
-    io.write_tensor(ops.maxpool(io.read_tensor(a), size, stride, pad), output, fmt)
+    io.write_tensor(kernels.maxpool(io.read_tensor(a), size, stride, pad), output, fmt)
 
 
 @tool("tensor-rows")

@@ -89,9 +89,9 @@ def train(
     """
     # Only what the command line sets, to be laid over MODEL/params.
     given = {k: v for k, v in locals().items() if v is not None and k not in ("model_dir", "quiet")}
-    from .. import tensorio
+    from ..files import tensorio
     from ..errors import UsageError
-    from ..labels import read_labels
+    from ..files.labels import read_labels
     from ..training import loop
     from ..training.params_file import read_params
 
@@ -165,13 +165,13 @@ def _join_mpi_job():
     """Under mpiexec: a failing rank ends the whole job (one message, never a hang); True on ranks but 0."""
     import time
 
-    from ..training.engine import mpi_size
-    from ..training.mpi import rank_from_environment
+    from ..processes import mpi_size
+    from ..training.engines.mpi import rank_from_environment
     from .runner import on_error
 
     rank = rank_from_environment()
     if mpi_size() > 1:
-        from ..training.mpi import world
+        from ..training.engines.mpi import world
 
         world()  # MPI is started now, so that mpiexec ends every rank when one fails
         # Errors that every rank meets (bad data) are told once, by rank 0, whose exit
@@ -273,7 +273,7 @@ def batches_tool(
     if (samples is None) == (data is None):
         raise UsageError("give either --samples or --data")
     if data is not None:
-        from ..tensorio import read_tensor
+        from ..files.tensorio import read_tensor
 
         samples = read_tensor(data).shape[0]
     if samples < 1 or shards < 1 or epoch < 1:

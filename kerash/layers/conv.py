@@ -2,14 +2,15 @@
 
 One channel of a whole batch is contiguous, so patches are block copies and a
 convolution is one product whose result is the next layer's input as it
-stands (see kerash.ops).  Files, tools and shapes stay (C, H, W) per sample:
+stands (see kernels.py).  Files, tools and shapes stay (C, H, W) per sample:
 the network transposes only where a run of such layers begins or ends.
 """
 
 import numpy as np
 
-from .. import functions, ops
+from .. import functions
 from ..errors import ModelError
+from . import kernels
 from .base import Layer, int_args, register, store_column_sums
 
 POOL_WORK_PER_VALUE = 40
@@ -21,8 +22,8 @@ def _window_shape(kind, shape, kh, kw, stride, pad, channels=None):
     c, h, w = shape
     return (
         c if channels is None else channels,
-        ops.conv_output_size(h, kh, stride, pad),
-        ops.conv_output_size(w, kw, stride, pad),
+        kernels.conv_output_size(h, kh, stride, pad),
+        kernels.conv_output_size(w, kw, stride, pad),
     )
 
 
@@ -86,8 +87,8 @@ class Convolution(Layer):
         return shapes[0][0] * self.kh * self.kw * self.filters * oh * ow
 
     def forward(self, p, x):
-        cols, oh, ow = ops.im2col(x, self.kh, self.kw, self.stride, self.pad)
-        wmat = ops.kernel_matrix(p["W"])
+        cols, oh, ow = kernels.im2col(x, self.kh, self.kw, self.stride, self.pad)
+        wmat = kernels.kernel_matrix(p["W"])
         z = wmat @ cols  # (F, N·OH·OW): one column per pixel
         z += p["b"][:, None]
         # Activations run along the last axis (softmax across filters): on the transposed view.
@@ -111,7 +112,7 @@ class Convolution(Layer):
             store_column_sums(g, "b", dz.T, accumulate)
         if not need_dx:
             return (None,)
-        return (ops.col2im(wmat.T @ dz, x_shape, self.kh, self.kw, self.stride, self.pad, oh, ow),)
+        return (kernels.col2im(wmat.T @ dz, x_shape, self.kh, self.kw, self.stride, self.pad, oh, ow),)
 
 
 @register
@@ -156,11 +157,11 @@ class MaxPooling(Layer):
         return POOL_WORK_PER_VALUE * shapes[0][0] * shapes[0][1] * shapes[0][2]
 
     def forward(self, p, x):
-        out, won = ops.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
+        out, won = kernels.maxpool_forward(x, self.kh, self.kw, self.stride, self.pad)
         return out, (won, x.shape)
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
         if not need_dx:
             return (None,)
         won, x_shape = ctx
-        return (ops.maxpool_backward(dy, won, x_shape, self.kh, self.kw, self.stride, self.pad),)
+        return (kernels.maxpool_backward(dy, won, x_shape, self.kh, self.kw, self.stride, self.pad),)

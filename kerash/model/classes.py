@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ..errors import DataError, ModelError, close_matches
-from ..labels import WordLabels
+from ..files.labels import WordLabels
 from .description import escaped
 from .directory import TEXT_LIMIT, _open_regular, _read_exactly
 

@@ -1,6 +1,6 @@
 """Model descriptions: either format, from text or a file, and back to text."""
 
-from .. import tensorio
+from ..files import tensorio
 from ..errors import ModelError
 from .lines import lines_text, parse_lines
 from .mdl import is_mdl, mdl_text, parse_mdl

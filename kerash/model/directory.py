@@ -14,7 +14,7 @@ import shutil
 
 import numpy as np
 
-from .. import tensorio
+from ..files import tensorio
 from ..errors import DataError, KerashError, ModelError, UsageError
 from .description import escaped, normalised_text, read_model_file
 from .spec import build_network, param_shapes

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import functions
-from ..network import Network, Node
+from ..network.graph import Network, Node
 
 # Node kinds besides the layer kinds of kerash.layers.
 INPUT, SPLIT, TAP = "input", "split", "tap"

@@ -5,7 +5,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..errors import UsageError
-from ..network import targets_are_classes
+from ..network.graph import targets_are_classes
 from . import normalization
 from .classes import class_targets, read_classes
 from .data import check_finite, prepare_inputs, prepare_targets

@@ -16,8 +16,8 @@ import numpy as np
 
 from .. import model as modelmod
 from ..errors import KerashError, UsageError
-from ..labels import read_labels
-from ..tensorio import atomic_file, read_tensor, source_name
+from ..files.labels import read_labels
+from ..files.tensorio import atomic_file, read_tensor, source_name
 from . import tables
 
 FORMATS = ("png", "svg")

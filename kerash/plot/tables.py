@@ -191,7 +191,7 @@ def _param_order(name):
 
 def read_layers(folder):
     """[(layer, param, array)] of every folder/layer_*/NAME.npy, in layer order, W before b."""
-    from ..tensorio import read_tensor
+    from ..files.tensorio import read_tensor
 
     found = []
     for layer_dir in sorted(glob.glob(os.path.join(folder, "layer_*"))):

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import model as modelmod
-from .. import tensorio
+from ..files import tensorio
 from ..errors import DataError, TrainingError, UsageError, close_matches
-from ..labels import WordLabels
+from ..files.labels import WordLabels
 from ..model import normalization
-from ..network import targets_are_classes
+from ..network.graph import targets_are_classes
 from . import batches
-from .engine import (StepSettings, default_workers, limit_blas_threads, make_engine, mpi_size, prewarm_blas,
-                     tune_allocator, usable_cores)
-from .fork import EngineFailure, Interrupted
+from .engines.step import StepSettings
+from .engines import default_workers, make_engine
+from ..processes import limit_blas_threads, mpi_size, prewarm_blas, tune_allocator, usable_cores
+from .engines.step import EngineFailure, Interrupted
 from .optimizers import Optimizer, flat_state, per_parameter_state
 from .schedule import BatchGrowth, Schedule
 from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, layer_statistics
@@ -110,7 +111,7 @@ def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, 
     """
     md = modelmod.ModelDir(model_path)
     if uses_mpi(cfg):
-        from .mpi import rank_from_environment
+        from .engines.mpi import rank_from_environment
 
         if rank_from_environment() != 0:
             # Rank 0 alone writes the model; the other ranks compute and stay silent.

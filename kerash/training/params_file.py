@@ -59,7 +59,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 def read_params(model_dir):
     """{python_name: value} from MODEL/params, or {} when there is no such file."""
-    from ..tensorio import read_bytes
+    from ..files.tensorio import read_bytes
 
     path = os.path.join(model_dir, PARAMS_FILE)
     if not os.path.isfile(path):

@@ -11,10 +11,10 @@ import os
 import numpy as np
 
 from .. import model as modelmod
-from .. import tensorio
+from ..files import tensorio
 from ..errors import DataError, UsageError
 from ..layers import Noise
-from .engine import apply_update
+from .engines.step import apply_update
 from .optimizers import Optimizer, flat_state, per_parameter_state
 
 STATS_FILE = "stats.json"

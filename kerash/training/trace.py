@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .. import tensorio
+from ..files import tensorio
 
 COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TRACE_COLUMNS = COLUMNS + ("lr", "batch_size", "event")

@@ -29,13 +29,14 @@ import time
 
 import numpy as np
 
-from ..errors import TrainingError
-from ..layers import Noise
-from ..workdir import scratch_dir
-from .batches import shard_bounds
-from .engine import (StepResult, apply_update, clip_coefficient, gatherer, intersect, limit_blas_threads, prewarm_blas,
-                     mpi_size, squared_norm, usable_cores)
-from .optimizers import SLOTS
+from ...errors import TrainingError
+from ...files.workdir import scratch_dir
+from ...layers import Noise
+from ...processes import limit_blas_threads, mpi_size, prewarm_blas, usable_cores
+from ..batches import shard_bounds
+from ..optimizers import SLOTS
+from .step import (EngineFailure, Interrupted, StepResult, apply_update, clip_coefficient, gatherer, intersect,
+                   squared_norm)
 
 RUN_PREFIX = "kerash-train"
 # Phases of a step, each ended by every process arriving: the gradient of each shard; the
@@ -46,22 +47,6 @@ GRADIENT, ADD_UP, APPLY, SKIP, QUIT = 1, 2, 3, 4, 5
 _PHASE, _N, _EPOCH, _FLAGS, _SCALE, _COEF = range(6)
 _SUMMED, _CAPTURE = 1, 2  # flags: the sum is already made (MPI), copy the applied gradient out
 SPIN_SECONDS = 0.002  # poll this long before blocking (see ForkEngine.spin)
-
-
-class EngineFailure(TrainingError):
-    """A worker died or failed.  `intact`: the weights are those of the last completed step."""
-
-    def __init__(self, message, intact=True):
-        super().__init__(message)
-        self.intact = intact
-
-
-class Interrupted(Exception):
-    """A signal arrived while waiting for the workers; `intact` as for EngineFailure."""
-
-    def __init__(self, intact):
-        super().__init__("interrupted")
-        self.intact = intact
 
 
 def shared_array(path, dtype, shape):
@@ -85,7 +70,7 @@ def shared_array(path, dtype, shape):
 
 def remove_stale_runs(root=None):
     """Remove run folders left by coordinators that were killed (their pid is gone)."""
-    from ..workdir import workdir
+    from ...files.workdir import workdir
 
     root = root or workdir()
     try:
@@ -142,7 +127,7 @@ class ForkEngine:
 
     def __init__(self, net, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None,
                  settings=None):
-        from .engine import StepSettings
+        from .step import StepSettings
 
         self.net, self.x, self.y = net, x, y
         self.optimizer, self.mask = optimizer, mask

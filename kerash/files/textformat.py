@@ -28,8 +28,9 @@ import sys
 
 import numpy as np
 
-from .errors import DataError, printable
-from .tensorio import MAX_DIMS
+from ..errors import DataError, printable
+
+MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
 
 # Bytes read and parsed at a time; a line longer than this is checked as it grows.
 BLOCK = 1 << 20

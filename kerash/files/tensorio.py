@@ -31,7 +31,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .errors import DataError, UsageError, printable
+from .textformat import MAX_DIMS
+from ..errors import DataError, UsageError, printable
 
 NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("text", "npy", "kerash")
@@ -40,7 +41,6 @@ STDIN_NAME = "<stdin>"
 # npy headers are short dictionaries; numpy itself refuses those above 10 000 bytes.
 _NPY_HEADER_MAX = 1 << 16
 _NPY_MAX_BYTES = 1 << 62
-MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
 
 
 # ---------------------------------------------------------------- reading

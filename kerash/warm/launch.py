@@ -1,6 +1,6 @@
 """Every executable starts here: the tool runs in a warm server's child when one serves this installation, else cold.
 
-A warm server (`kerash warm start`, see warmserver.py) has imported numpy,
+A warm server (`kerash warm start`, see server.py) has imported numpy,
 typer and the tools once and forks a child per run.  The launcher sends it
 what a cold start would inherit — argv, environment, working folder (as a
 descriptor), umask, limits, signal dispositions and mask, and every inherited
@@ -289,11 +289,11 @@ def _exit_as(status):
 def cold(entry):
     """Run the tool in this process, as every tool ran before the warm server."""
     if entry == "kerash":
-        from .main import main as front_end
+        from ..cli.main import main as front_end
 
         front_end()
     else:
-        from .catalog import load
+        from ..cli.catalog import load
 
         load(entry).main()
 

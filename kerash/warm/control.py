@@ -1,4 +1,4 @@
-"""`kerash warm start|stop|status`: the warm tool server (warmserver.py)."""
+"""`kerash warm start|stop|status`: the warm tool server (server.py)."""
 
 import os
 import sys
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .runner import tool
+from ..cli.runner import tool
 
 
 def _duration(text):
@@ -67,7 +67,7 @@ def _start(idle):
     ready_r, ready_w = os.pipe()
     # The last argument, blank, leaves room for the command lines of its children (ps, /proc/PID/cmdline).
     server = subprocess.Popen(
-        [sys.executable, "-c", "from kerash.cli.warmserver import main; main()", str(ready_w), repr(idle), " " * 4096],
+        [sys.executable, "-c", "from kerash.warm.server import main; main()", str(ready_w), repr(idle), " " * 4096],
         pass_fds=(ready_w,), start_new_session=True, cwd="/",
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

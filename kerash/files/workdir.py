@@ -7,7 +7,7 @@ files that workers exchange cost no disk I/O.
 import os
 import tempfile
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def workdir():

@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 NAMES = ("digits", "circle", "echo", "parity", "adding")
 SEQUENCES = ("echo", "parity", "adding")
@@ -33,7 +33,7 @@ SEQUENCES = ("echo", "parity", "adding")
 
 def digits():
     """(data (1797, 64) in [0, 1], labels (1797,) class indices)."""
-    from .tensorio import parse_tensor
+    from ..files.tensorio import parse_tensor
 
     path = os.path.join(os.path.dirname(__file__), "data", "digits.csv.gz")
     with gzip.open(path, "rb") as f:
@@ -102,6 +102,6 @@ def load(name, samples=None, seed=0, steps=None, delay=5):
         return parity(samples or 1000, steps or 20, seed)
     if name == "adding":
         return adding(samples or 1000, steps or 50, seed)
-    from .errors import close_matches
+    from ..errors import close_matches
 
     raise UsageError(f"unknown data set {name!r}{close_matches(name, NAMES)}; choose {', '.join(NAMES)}")

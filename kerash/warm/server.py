@@ -91,7 +91,7 @@ def _preload():
 
         import kerash
 
-        from . import catalog
+        from ..cli import catalog
 
         for name in catalog.TOOLS:
             catalog.load(name)
@@ -110,7 +110,7 @@ def _warm_up():
     The first calls fill lazy caches (typer's parameter handling, numpy's
     ufunc dispatch); in a spare child they also copy the pages a run touches.
     """
-    from . import catalog, runner
+    from ..cli import catalog, runner
 
     saved = sys.stdin, sys.stdout, sys.stderr
     sys.stdout = sys.stderr = open(os.devnull, "w")

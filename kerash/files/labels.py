@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 from .tensorio import NPY_MAGIC, _Input
 
 PEEK = 1 << 16  # bytes looked at to tell names from numbers

@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
-from ..errors import UsageError
-from .batches import shard_bounds
-from .engine import StepResult
+from ...errors import UsageError
+from ..batches import shard_bounds
+from .step import StepResult
 
 _EXTRA = 3  # loss sum, correct count, stop request
 
@@ -48,7 +48,7 @@ class MpiEngine:
     def __init__(self, net, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
         from mpi4py import MPI
 
-        from .engine import LocalEngine
+        from .local import LocalEngine
 
         self.comm, self.rank, self.size = world()
         self.sum = MPI.SUM

@@ -1,0 +1,1 @@
+"""The network: a graph of layer nodes (a chain is one case)."""

@@ -1,0 +1,97 @@
+"""What every engine shares: the settings and result of a step, the update, clipping, and its failures."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import TrainingError
+from ..optimizers import SLOTS
+
+@dataclass(frozen=True)  # forked workers hold a copy: a change would reach this process only
+class StepSettings:
+    seed: int = 0  # of dropout masks
+    clip: float = None  # largest global gradient norm (torch.nn.utils.clip_grad_norm_), or None
+    ranges: list = None  # [(start, stop)] of the flat arena that is trained, or None for all
+
+
+@dataclass
+class StepResult:
+    losses: object  # per-sample losses (N,), or None when deferred (see Network.gradient's keep)
+    correct: object  # samples (or scored steps) classified right, or None when deferred
+    finite: bool  # False: the loss was not finite and the weights were left unchanged
+
+
+def gatherer(x):
+    """A function picking samples of x (N, …) by index: take() on rows is 3× faster than x[idx]."""
+    rows = x.reshape(x.shape[0], -1)
+    shape = x.shape[1:]
+    return lambda idx: rows.take(idx, axis=0).reshape((len(idx),) + shape)
+
+
+def apply_update(optimizer, params, grads, mask, ranges=None):
+    """One optimiser step on a flat arena: the update every engine applies.
+
+    `ranges` [(start, stop)] limits it to parts of the arena (the trainable
+    parts, or a process's slice of them); the optimiser's state ('all.m', …)
+    covers the whole arena and is updated over the same parts.
+    """
+    if ranges is None:
+        optimizer.step([("all", params, grads, mask)])
+        return
+    whole = optimizer.state
+    for slot in SLOTS[optimizer.name]:  # created whole, so that parts are views of it
+        whole.setdefault(f"all.{slot}", np.zeros_like(params))
+    parts, items = {}, []
+    for k, (start, stop) in enumerate(ranges):
+        for key, array in whole.items():
+            parts[f"part{k}.{key.split('.', 1)[1]}"] = array[start:stop]
+        items.append((f"part{k}", params[start:stop], grads[start:stop], None if mask is None else mask[start:stop]))
+    optimizer.state = parts
+    try:
+        optimizer.step(items)
+    finally:
+        optimizer.state = whole
+
+
+def intersect(ranges, start, stop):
+    """The parts of `ranges` (None: everything) inside [start, stop)."""
+    found = []
+    for a, b in ranges if ranges is not None else [(start, stop)]:
+        a, b = max(a, start), min(b, stop)
+        if b > a:
+            found.append((a, b))
+    return found
+
+
+def squared_norm(grads, parts):
+    """Σ g² over parts, in their order (so that any process computing the same parts gets the same bits)."""
+    total = 0.0
+    for start, stop in parts:
+        piece = grads[start:stop]
+        total += float(np.dot(piece, piece))
+    return total
+
+
+def clip_coefficient(squared, clip):
+    """torch.nn.utils.clip_grad_norm_'s factor: clip / (‖g‖ + 1e-6), at most 1."""
+    if clip is None:
+        return 1.0
+    coef = clip / (math.sqrt(squared) + 1e-6)
+    return coef if coef < 1.0 else 1.0
+
+
+class EngineFailure(TrainingError):
+    """A worker died or failed.  `intact`: the weights are those of the last completed step."""
+
+    def __init__(self, message, intact=True):
+        super().__init__(message)
+        self.intact = intact
+
+
+class Interrupted(Exception):
+    """A signal arrived while waiting for the workers; `intact` as for EngineFailure."""
+
+    def __init__(self, intact):
+        super().__init__("interrupted")
+        self.intact = intact

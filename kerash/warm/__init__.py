@@ -1,0 +1,1 @@
+"""The entrance: the launcher every tool starts through, and the warm server it talks to."""
