@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import functions, layers
-from .files import tensorio
+from .files import fs
 from . import model as modelmod
 from .errors import DataError, UsageError
 from .files.labels import WordLabels
@@ -416,6 +416,6 @@ def write_best(best, out_dir, rows, seed, force=False, inputs=None):
     files = {modelmod.CLASSES_FILE: modelmod.classes_text(inputs["classes"])} if inputs.get("classes") else None
     md = modelmod.ModelDir.create(out_dir, spec, best.params, state, origin=f"evolve (genome {best.id})", force=force,
                                   extra=normalization.arrays(inputs.get("normalization")), files=files)
-    with tensorio.atomic_file(os.path.join(md.path, "evolve.tsv")) as f:
+    with fs.atomic_file(os.path.join(md.path, "evolve.tsv")) as f:
         f.write(("\t".join(COLUMNS) + "\n" + "".join(format_row(r) + "\n" for r in rows)).encode())
     return md

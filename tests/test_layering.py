@@ -113,3 +113,10 @@ def test_no_import_circles_between_modules():
     for node in sorted(edges):
         if node not in state:
             visit(node, [node])
+def test_no_private_name_is_imported_from_another_module():
+    for path in (ROOT / "kerash").rglob("*.py"):
+        for module, names in _imports(path):
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            assert not private, f"{path.relative_to(ROOT)} imports {', '.join(private)} from {module}"
+
+

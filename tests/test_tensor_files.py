@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, parse, run, tool_env
-from kerash.files import tensorio
+from kerash.files import fs, tensorio
 
 
 def npy_bytes(array):
@@ -280,7 +280,7 @@ def test_atomic_file_in_process_keeps_old_content_on_error(tmp_path):
     path = tmp_path / "x.txt"
     path.write_bytes(b"old\n")
     with pytest.raises(RuntimeError):
-        with tensorio.atomic_file(path) as f:
+        with fs.atomic_file(path) as f:
             f.write(b"half of the new")
             raise RuntimeError("boom")
     assert path.read_bytes() == b"old\n"

@@ -6,7 +6,7 @@ from .catalog import ALIASES, TOOLS, load
 from .runner import run
 
 
-def _usage():
+def usage():
     lines = ["Usage: kerash NAME [ARGS]...", "", "Neural networks as a Unix toolkit. Tools:", ""]
     width = max(len(n) for n in TOOLS)
     for name in TOOLS:
@@ -20,7 +20,7 @@ def _usage():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
-        sys.stdout.write(_usage())
+        sys.stdout.write(usage())
         sys.exit(0 if argv else 2)
     if argv[0] in ("--version", "-V"):
         from .. import __version__

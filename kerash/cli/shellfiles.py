@@ -397,9 +397,9 @@ def script_page(name, root):
 
 
 def kerash_page():
-    from .main import _usage
+    from .main import usage
 
-    lines = _usage().splitlines()
+    lines = usage().splitlines()
     entries = [line for line in lines if line.startswith("  ")]
     prose = [line for line in lines[1:] if not line.startswith("  ") and line.strip()]
     body = [".SH DESCRIPTION", _line(prose[0]), *_definitions(entries), ".PP", *map(_line, prose[1:]),

@@ -89,7 +89,7 @@ def train(
     """
     # Only what the command line sets, to be laid over MODEL/params.
     given = {k: v for k, v in locals().items() if v is not None and k not in ("model_dir", "quiet")}
-    from ..files import tensorio
+    from ..files import fs, tensorio
     from ..errors import UsageError
     from ..files.labels import read_labels
     from ..training import loop
@@ -140,7 +140,7 @@ def train(
         if not quiet:
             sys.stderr.write(f"train: warning: {message}\n")
 
-    names = tuple(tensorio.source_name(p) if p else "" for p in (data, labels, vdata, vlabels))
+    names = tuple(fs.source_name(p) if p else "" for p in (data, labels, vdata, vlabels))
     result = loop.fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn, names)
     if bar:
         bar.clear()

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import DataError
-from .tensorio import NPY_MAGIC, _Input
+from .tensorio import NPY_MAGIC, InputStream
 
 PEEK = 1 << 16  # bytes looked at to tell names from numbers
 MAX_NAME = 4096  # bytes of one label line: longer is not a class name
@@ -57,13 +57,13 @@ def read_labels(source=None, names=False):
     """
     from . import textformat
 
-    inp = _Input(source)
+    inp = InputStream(source)
     try:
         head = inp.read(len(NPY_MAGIC))
         if head == NPY_MAGIC:
-            from .tensorio import _read_npy
+            from .tensorio import read_npy_stream
 
-            return _read_npy(inp, head)[0]
+            return read_npy_stream(inp, head)[0]
         head += inp.read(PEEK - len(head))
         if names or _names_in(head, len(head) < PEEK):
             return _read_words(inp, head)
@@ -107,12 +107,12 @@ def _is_name(line):
 
 def _names_in(head, whole):
     """Whether the first bytes of a text file are class names: a word in a label after the first."""
-    from .textformat import _BINARY
+    from .textformat import BINARY
 
     text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
     if not whole:
         text = text[: text.rfind(b"\n") + 1]  # whole lines only
-    binary = _BINARY.search(text)
+    binary = BINARY.search(text)
     if binary:  # decided by the lines before; the reader then says what is wrong at that line
         text, whole = text[: text.rfind(b"\n", 0, binary.start()) + 1], False
     lines = [line for _, line in _data_lines(text)]
@@ -123,11 +123,11 @@ def _names_in(head, whole):
 
 def _name_of(line, lineno, where):
     """The class name on one label line (surrounding white space and quotes removed)."""
-    from .textformat import _BINARY, excerpt
+    from .textformat import BINARY, excerpt
 
     if len(line) > MAX_NAME:
         raise DataError(f"{where}:{lineno}: a label of more than {MAX_NAME} bytes is not a class name")
-    if _BINARY.search(line):
+    if BINARY.search(line):
         raise DataError(f"{where}:{lineno}: binary data, not a class name")
     if b"\r" in line:
         raise DataError(f"{where}:{lineno}: a carriage return inside the line (old Mac line ends? convert them: tr '\\r' '\\n')")

@@ -26,17 +26,16 @@ import io
 import os
 import stat
 import sys
-from contextlib import contextmanager
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..errors import DataError, UsageError
+from .fs import atomic_file, open_regular, source_name
 from .textformat import MAX_DIMS
-from ..errors import DataError, UsageError, printable
 
 NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("text", "npy", "kerash")
-STDIN_NAME = "<stdin>"
 
 # npy headers are short dictionaries; numpy itself refuses those above 10 000 bytes.
 _NPY_HEADER_MAX = 1 << 16
@@ -55,16 +54,7 @@ class Table(NamedTuple):
     stored: Optional[np.dtype]  # the npy file's dtype (None for text)
 
 
-def source_name(source):
-    """The name used in messages for an operand ('-' or None is standard input), escaped to one line."""
-    if source in (None, "-"):
-        return STDIN_NAME
-    if hasattr(source, "read"):
-        source = getattr(source, "name", "<data>")
-    return printable(os.fsdecode(source) if isinstance(source, (bytes, os.PathLike)) else str(source))
-
-
-class _Input:
+class InputStream:
     """An operand opened for reading front to back: read(n), readinto(view), and its size if it is a regular file."""
 
     def __init__(self, source, where=None):
@@ -144,11 +134,11 @@ def read_table(source=None, where=None, dtype=None):
     With `dtype` (float32, float64) the values arrive in it, converted piece by piece as
     they are read: training float32 on a float64 or text file needs no second copy.
     """
-    inp = _Input(source, where)
+    inp = InputStream(source, where)
     try:
         head = inp.read(len(NPY_MAGIC))
         if head == NPY_MAGIC:
-            array, stored = _read_npy(inp, head, as_dtype=dtype)
+            array, stored = read_npy_stream(inp, head, as_dtype=dtype)
             return Table(array, None, "npy", stored)
         from . import textformat
 
@@ -170,7 +160,7 @@ def parse_tensor(data, where="<data>"):
 
 def read_bytes(source, limit=16 << 20):
     """All bytes of a small file or of standard input ('-' or None); more than `limit` bytes is a DataError."""
-    inp = _Input(source)
+    inp = InputStream(source)
     try:
         data = inp.read(limit + 1)
     finally:
@@ -234,7 +224,7 @@ def _npy_header(inp, head):
 _CONVERT_BYTES = 8 << 20  # what is read at a time when values are converted on the way
 
 
-def _read_npy(inp, head, expect_shape=None, expect_dtype=None, as_dtype=None):
+def read_npy_stream(inp, head, expect_shape=None, expect_dtype=None, as_dtype=None):
     """The array of an npy file whose first bytes `head` came from `inp`, and its stored dtype.
 
     With `as_dtype` different from the stored one, the values are converted a piece at a time.
@@ -300,32 +290,6 @@ def _short(text, limit=60):
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def open_regular(path, error, where, hint="", buffering=-1):
-    """(file, size) of `path` opened for reading, which must be a regular file (not a FIFO, device or folder).
-
-    Raises `error`: '{where} is missing{hint}', '… is not a regular file', 'cannot read …'.
-    """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{where} is missing{hint}") from None
-    except OSError as e:
-        raise error(f"cannot read {where}: {e.strerror or e}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise error(f"{where} is not a regular file")
-    try:
-        # O_NONBLOCK: should a FIFO replace the file after the stat, opening it does not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise error(f"cannot read {where}: {e.strerror or e}") from None
-    f = os.fdopen(fd, "rb", buffering=buffering)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):  # replaced by something else since the stat
-        f.close()
-        raise error(f"{where} is not a regular file")
-    return f, info.st_size
-
-
 def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):
     """Read an npy file that must be a regular file holding exactly `shape` (and `dtype`, if given).
 
@@ -337,12 +301,12 @@ def read_npy_checked(path, shape=None, dtype=None, error=DataError, where=None):
     where = where or source_name(path)
     f, _ = open_regular(path, error, where)
     with f:
-        inp = _Input(f, where)
+        inp = InputStream(f, where)
         head = inp.read(len(NPY_MAGIC))
         if head != NPY_MAGIC:
             raise error(f"{where} is not an npy file")
         try:
-            array, stored = _read_npy(inp, head, None if shape is None else tuple(shape), dtype)
+            array, stored = read_npy_stream(inp, head, None if shape is None else tuple(shape), dtype)
         except DataError as e:
             raise error(str(e)) from None
     return array
@@ -387,81 +351,6 @@ def tensor_chunks(array, fmt="text"):
     from . import textformat
 
     return textformat.kerash_chunks(array) if fmt == "kerash" else textformat.text_chunks(array)
-
-
-@contextmanager
-def atomic_file(path):
-    """Open `path` for binary writing through `PATH.tmp-<pid>`, renamed into place on success.
-
-    A failure to write (a full disk) is a DataError naming `path`; the old
-    file stays as it was and the temporary file is removed.
-    """
-    path = os.fspath(path)
-    shown = source_name(path)
-    if os.path.isdir(path):
-        raise DataError(f"cannot write {shown}: it is a directory")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        f = open(tmp, "wb")
-    except OSError as e:
-        raise DataError(f"cannot write {shown}: {e.strerror or e}") from None
-    try:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            f.close()
-        except OSError:
-            pass
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise DataError(f"cannot write {shown}: {e.strerror or e}") from None
-        raise
-
-
-def folder_beside(path):
-    """(path normalised, the name of a fresh work folder beside it): its parent must exist."""
-    import shutil
-
-    path = os.fspath(path).rstrip("/") or "/"
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise DataError(f"cannot create {path}: folder {parent} does not exist")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run of this pid
-    return path, tmp
-
-
-def atomic_folder(path, fill):
-    """Build a folder with fill(tmp) beside `path`, then put it in place, replacing an older one.
-
-    Readers see the old folder or the new one, never half of it (but for
-    the instant between two renames when an old folder is replaced).
-    """
-    import shutil
-
-    path, tmp = folder_beside(path)
-    try:
-        fill(tmp)
-        if os.path.lexists(path):
-            old = f"{path}.old-{os.getpid()}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"cannot create {path}: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _stdout():

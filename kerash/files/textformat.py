@@ -42,7 +42,7 @@ PARALLEL_VALUES = 500_000
 WS, NL, FIELD, DIG, DOT, SIGN, EXP, QUOTE, HASH, OTHER, CONTROL = range(11)
 
 _NUMBER = re.compile(rb"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE)
-_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _SHAPE = re.compile(rb"\s*#\s*shape:(.*)", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(rb"[ \t\r\f\v]*#")
@@ -71,7 +71,7 @@ class Dialect:
     def __init__(self, sep):
         self.sep = sep
         classes = bytearray([OTHER]) * 256
-        for c in [*range(0, 9), *range(14, 32), 127]:  # as _BINARY
+        for c in [*range(0, 9), *range(14, 32), 127]:  # as BINARY
             classes[c] = CONTROL
         for c in b" \t\r\f\v":
             classes[c] = WS
@@ -160,7 +160,7 @@ def _overflows(value, field):
 
 def line_problem(line, dialect, ncols, header=False):
     """Why `line` is not a row of `ncols` numbers (any number when None), or None when it is one or holds no values."""
-    if _BINARY.search(line):
+    if BINARY.search(line):
         return "binary data, not a text tensor"
     if _COMMENT.match(line):
         return None
@@ -569,7 +569,7 @@ def _read_text(source, where, head, dtype):
             blk, base, pos = blk[pos:] + more, base + pos, 0
             continue
         line = blk[pos:end]
-        if _BINARY.search(line):
+        if BINARY.search(line):
             raise _LineProblem(lineno, "binary data, not a text tensor")
         stripped = line.strip()
         if stripped.startswith(b"#"):
@@ -635,7 +635,7 @@ def _check_long_line(data, dialect, lineno):
     cut = max(data.rfind(bytes([c])) for c in seps) + 1
     strange = data.translate(None, _NUMBER_BYTES)
     if strange:
-        if _BINARY.search(strange):
+        if BINARY.search(strange):
             raise _LineProblem(lineno, "binary data, not a text tensor")
         problem = cut and line_problem(data[:cut].strip(seps), dialect, None)
         if problem:

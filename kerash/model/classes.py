@@ -11,9 +11,10 @@ import os
 import numpy as np
 
 from ..errors import DataError, ModelError, close_matches
+from ..files import fs
+from ..files.fs import TEXT_LIMIT
 from ..files.labels import WordLabels
 from .description import escaped
-from .directory import TEXT_LIMIT, _open_regular, _read_exactly
 
 CLASSES_FILE = "classes.txt"
 
@@ -51,11 +52,11 @@ def read_classes(md, version):
     where = os.path.join(md.path, CLASSES_FILE)
     if not os.path.lexists(path):
         return None
-    f, size = _open_regular(path, ModelError, where)
+    f, size = fs.open_unbuffered(path, ModelError, where)
     with f:
         if size > TEXT_LIMIT:
             raise ModelError(f"{where} is too large ({size} bytes) to be a file written by kerash")
-        data = _read_exactly(f, size, ModelError, where)
+        data = fs.read_exactly(f, size, ModelError, where)
     try:
         names = data.decode("utf-8").split("\n")
     except UnicodeDecodeError:

@@ -1,6 +1,6 @@
 """Model descriptions: either format, from text or a file, and back to text."""
 
-from ..files import tensorio
+from ..files import fs, tensorio
 from ..errors import ModelError
 from .lines import lines_text, parse_lines
 from .mdl import is_mdl, mdl_text, parse_mdl
@@ -17,10 +17,10 @@ def read_model_file(path):
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ModelError(f"{tensorio.source_name(path)} is not a text model description (it is not UTF-8)") from None
+        raise ModelError(f"{fs.source_name(path)} is not a text model description (it is not UTF-8)") from None
     if "\0" in text:
-        raise ModelError(f"{tensorio.source_name(path)} is not a text model description (it holds NUL bytes)")
-    return parse_model(text, tensorio.source_name(path))
+        raise ModelError(f"{fs.source_name(path)} is not a text model description (it holds NUL bytes)")
+    return parse_model(text, fs.source_name(path))
 
 
 def escaped(text):

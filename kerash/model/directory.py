@@ -7,14 +7,14 @@ new version and then switches the `current` link in one atomic rename, so a
 crash or kill at any moment leaves the previous or the new version whole.
 """
 
-import errno
 import json
 import os
 import shutil
 
 import numpy as np
 
-from ..files import tensorio
+from ..files import fs, tensorio
+from ..files.fs import TEXT_LIMIT, copy_tree, read_json_checked
 from ..errors import DataError, KerashError, ModelError, UsageError
 from .description import escaped, normalised_text, read_model_file
 from .spec import build_network, param_shapes
@@ -25,35 +25,11 @@ CURRENT = "current"
 VERSIONS = ".versions"
 LOCK_FILE = ".lock"
 DTYPES = {"float32": np.float32, "float64": np.float64}
-TEXT_LIMIT = 16 << 20  # bytes: a model description or a JSON file larger than this is not one kerash wrote
 # Files of a version that describe the model's inputs and outputs; a save keeps them (see ModelDir.save).
 KEPT = ("classes.txt", "normalization")
 
 
 # ---------------------------------------------------------------- directory
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_tree(folder, arrays, state=None):
@@ -63,7 +39,7 @@ def write_tree(folder, arrays, state=None):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tensorio.save_npy(path, array)
     if state is not None:
-        with tensorio.atomic_file(os.path.join(folder, STATE_FILE)) as f:
+        with fs.atomic_file(os.path.join(folder, STATE_FILE)) as f:
             f.write((json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
 
 
@@ -83,44 +59,11 @@ def read_tree(folder, shapes, error, shown=None, hint=""):
     return arrays
 
 
-def _open_regular(path, error, where, hint=""):
-    """(unbuffered file, size) of `path`, a regular file (see tensorio.open_regular)."""
-    return tensorio.open_regular(path, error, where, hint, buffering=0)
-
-
-def _read_exactly(f, size, error, where):
-    data = bytearray(size)
-    view, got = memoryview(data), 0
-    while got < size:
-        n = f.readinto(view[got:])
-        if not n:
-            raise error(f"{where} changed while it was read")
-        got += n
-    return data
-
-
 def _read_npy(path, shape, error, where, hint=""):
     """tensorio.read_npy_checked (a regular npy file of exactly `shape`), with `hint` when the file is missing."""
     if not os.path.lexists(path):
         raise error(f"{where} is missing{hint}")
     return tensorio.read_npy_checked(path, shape, error=error, where=where)
-
-
-def read_json_checked(path, error=ModelError, where=None, hint=""):
-    """The object in a small JSON file that kerash wrote (state.json, stats.json): a regular file, a JSON object."""
-    where = where or path
-    f, size = _open_regular(path, error, where, hint)
-    with f:
-        if size > TEXT_LIMIT:
-            raise error(f"{where} is too large ({size} bytes) to be a file written by kerash")
-        data = _read_exactly(f, size, error, where)
-    try:
-        found = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise error(f"{where} is not valid JSON") from None
-    if not isinstance(found, dict):
-        raise error(f"{where} does not hold a JSON object")
-    return found
 
 
 def flatten_params(params):
@@ -291,7 +234,7 @@ class ModelDir:
         def fill(folder):
             write_tree(folder, arrays, state)
             for name, text in files.items():
-                with tensorio.atomic_file(os.path.join(folder, name)) as f:
+                with fs.atomic_file(os.path.join(folder, name)) as f:
                     f.write(text.encode())
             for name in KEPT:
                 given = name in files or any(key.startswith(name + "/") for key in arrays)
@@ -300,7 +243,7 @@ class ModelDir:
                     if os.path.isdir(source):
                         copy_tree(source, os.path.join(folder, name))
                     else:
-                        _link_or_copy(source, os.path.join(folder, name))
+                        fs.link_or_copy(source, os.path.join(folder, name))
 
         self._commit(fill)
 
@@ -329,7 +272,7 @@ class ModelDir:
         os.makedirs(tmp)
         try:
             fill(tmp)
-            _fsync_dir(tmp)
+            fs.fsync_dir(tmp)
             numbers = [int(n) for n in os.listdir(versions) if n.isascii() and n.isdigit()]
             number = max(numbers, default=0) + 1
             final = os.path.join(versions, f"{number:08d}")
@@ -342,7 +285,7 @@ class ModelDir:
             os.unlink(link_tmp)
         os.symlink(os.path.join(VERSIONS, f"{number:08d}"), link_tmp)
         os.replace(link_tmp, os.path.join(self.path, CURRENT))
-        _fsync_dir(self.path)
+        fs.fsync_dir(self.path)
         self._ensure_links(final)
         # Keep the previous version too: a reader may still be going through it.
         for n in numbers:
@@ -360,12 +303,12 @@ class ModelDir:
         for name in os.listdir(versions):
             if name.startswith("tmp-"):
                 pid = name[4:].split("-", 1)[0]
-                if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not fs.pid_alive(int(pid)):
                     shutil.rmtree(os.path.join(versions, name), ignore_errors=True)
         for name in os.listdir(self.path):
             if name.startswith(f"{CURRENT}.tmp-"):
                 pid = name.rsplit("-", 1)[-1]
-                if pid.isascii() and pid.isdigit() and not _pid_alive(int(pid)):
+                if pid.isascii() and pid.isdigit() and not fs.pid_alive(int(pid)):
                     os.unlink(os.path.join(self.path, name))
 
     @classmethod
@@ -378,10 +321,10 @@ class ModelDir:
         leaves the old one as it was.
         """
         check_target(os.fspath(path).rstrip("/") or "/", force)
-        path, tmp = tensorio.folder_beside(path)
+        path, tmp = fs.folder_beside(path)
         try:
             os.makedirs(tmp)
-            with tensorio.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
+            with fs.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
             # The lock file exists from the start, so a train or model-update that fails adds nothing.
             open(os.path.join(tmp, LOCK_FILE), "a").close()
@@ -391,7 +334,7 @@ class ModelDir:
             _check_staged(tmp, spec, path)
             with _replacing(path):
                 check_target(path, force)  # what is there may have changed while the new one was written
-                _put_in_place(tmp, path)
+                fs.put_in_place(tmp, path)
         except OSError as e:
             raise DataError(f"cannot create {path}: {e.strerror or e}") from None
         finally:
@@ -477,41 +420,6 @@ class _replacing:
         return False
 
 
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(a, b):
-    """Swap two paths in one step (Linux renameat2); False where the system cannot."""
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd = -100
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), b)
-
-
-def _put_in_place(tmp, path):
-    """Move the folder tmp to path; an older folder at path ends up at tmp (for the caller to remove)."""
-    if not os.path.lexists(path):
-        os.rename(tmp, path)
-    elif not _exchange(tmp, path):
-        old = f"{path}.old-{os.getpid()}"
-        os.rename(path, old)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            os.rename(old, path)
-            raise
-        os.rename(old, tmp)
-
-
 def _remove_unpinned(versions, name):
     """Remove an old version folder unless a reader has pinned it (see ModelDir.pin)."""
     import fcntl
@@ -537,40 +445,6 @@ def _remove_unpinned(versions, name):
         os.close(fd)
 
 
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def copy_tree(source, target):
-    """Copy a folder of immutable files, with hard links where the file system allows."""
-    shutil.copytree(source, target, copy_function=_link_or_copy)
-
-
-def _lock_holder(fd):
-    """' (train, pid 123)' naming the process holding an flock on fd's file, from /proc/locks, or ''."""
-    try:
-        info = os.fstat(fd)
-        key = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-        with open("/proc/locks") as f:
-            pids = [fields[4] for fields in (line.split() for line in f)
-                    if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key]
-        if not pids:
-            return ""
-        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
-            args = [os.fsdecode(a) for a in f.read().split(b"\0") if a]
-    except (OSError, ValueError):
-        return ""
-    if len(args) > 1 and os.path.basename(args[0]).startswith("python"):
-        args = args[1:]  # a console script: the interpreter, then the tool
-    name = os.path.basename(args[0]) if args else "?"
-    if name == "kerash" and len(args) > 1:
-        name += " " + args[1]
-    return f" ({name}, pid {pids[0]})"
-
-
 class _ModelLock:
     def __init__(self, path, blocking, model, on_wait=None, doing="trained or updated"):
         self.path, self.blocking, self.model, self.on_wait, self.doing = path, blocking, model, on_wait, doing
@@ -583,7 +457,7 @@ class _ModelLock:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _lock_holder(self.fd)
+                holder = fs.lock_holder(self.fd)
                 if not self.blocking:
                     if self.doing == "replaced":
                         raise UsageError(f"{self.model} is in use by another process{holder}; not replaced") from None

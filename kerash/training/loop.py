@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import model as modelmod
-from ..files import tensorio
+from ..files import fs
 from ..errors import DataError, TrainingError, UsageError, close_matches
 from ..files.labels import WordLabels
 from ..model import normalization
@@ -694,7 +694,7 @@ def snapshot(md, name):
     """Copy the current version into MODEL/checkpoints/NAME (replacing an older one)."""
     root = os.path.join(md.path, CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
-    tensorio.atomic_folder(os.path.join(root, name), lambda tmp: modelmod.copy_tree(md.version_dir(), tmp))
+    fs.atomic_folder(os.path.join(root, name), lambda tmp: modelmod.copy_tree(md.version_dir(), tmp))
 
 
 def _frozen_keys(text, spec):

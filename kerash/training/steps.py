@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from .. import model as modelmod
-from ..files import tensorio
+from ..files import fs
 from ..errors import DataError, UsageError
 from ..layers import Noise
 from .engines.step import apply_update
@@ -71,10 +71,10 @@ def _write_grads(out_dir, arrays, stats):
     def fill(tmp):
         os.makedirs(tmp)
         modelmod.write_tree(tmp, arrays)
-        with tensorio.atomic_file(os.path.join(tmp, STATS_FILE)) as f:
+        with fs.atomic_file(os.path.join(tmp, STATS_FILE)) as f:
             f.write((json.dumps(stats) + "\n").encode())
 
-    tensorio.atomic_folder(out_dir, fill)
+    fs.atomic_folder(out_dir, fill)
 
 
 def read_grads(folder, shapes):

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..files import tensorio
+from ..files import fs
 
 COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 TRACE_COLUMNS = COLUMNS + ("lr", "batch_size", "event")
@@ -69,7 +69,7 @@ def append_lines(path, columns, records):
         if tuple(old) == tuple(columns[: len(old)]):
             pad = "\t" * (len(columns) - len(old))
             rows = [row + pad + "\n" for row in rest.splitlines() if row]
-            with tensorio.atomic_file(path) as f:
+            with fs.atomic_file(path) as f:
                 f.write("".join([header + "\n", *rows, *lines]).encode())
             return
     with open(path, "a", encoding="utf-8") as f:
