@@ -1,7 +1,8 @@
 """make demo's script and tmpfs_setup.sh leave no RAM disk or work folder behind unless asked to,
-and --umount finds what was set up from any folder."""
+and a bare --umount undoes only what was set up for its own folder."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,22 +37,51 @@ def workdir_of(proc):
     return setup_line(proc)[0]
 
 
-def test_umount_from_any_folder_undoes_what_setup_recorded(tmp_path):
+def test_a_bare_umount_undoes_only_what_was_set_up_for_its_folder(tmp_path):
+    """Issue 19: a bare --umount removed another checkout's RAM folder, with its contents."""
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    made, new = setup_line(run([SETUP, "16m"], cwd=a, env=env(tmp_path)))
-    assert os.path.isdir(made) and new
-    record = tmp_path / f"kerash-tmpfs-{os.getuid()}.list"
-    assert record.read_text().split(" ", 1)[1].strip() == made
+    first = run([SETUP, "16m"], cwd=a, env=env(tmp_path))
+    made_a, new = setup_line(first)
+    assert os.path.isdir(made_a) and new
+    assert f"--umount {made_a})" in first.stderr.decode()  # the undo it prints names the folder
     # as root the tmpfs is mounted in the folder it ran from; elsewhere a /dev/shm folder stands in
-    assert mounted(made) == (made == str(a / "kerash_mountpoint"))
+    assert mounted(made_a) == (made_a == str(a / "kerash_mountpoint"))
+    record = tmp_path / f"kerash-tmpfs-{os.getuid()}.list"
     again = run([SETUP, "16m"], cwd=a, env=env(tmp_path))  # harmless twice
-    assert setup_line(again) == (made, False) and record.read_text().count("\n") == 1
+    assert setup_line(again) == (made_a, False) and record.read_text().count("\n") == 1
+    made_b, _ = setup_line(run([SETUP, "16m"], cwd=b, env=env(tmp_path)))
+    assert made_b != made_a
+    (Path(made_a) / "precious").write_text("another checkout's work")
+
     proc = run([SETUP, "--umount"], cwd=b, env=env(tmp_path))
     assert proc.stdout.decode() == "unset KERASH_WORKDIR\n"
-    assert not os.path.exists(made) and not mounted(made)
-    assert not record.exists()
+    assert not os.path.exists(made_b) and not mounted(made_b)
+    assert (Path(made_a) / "precious").read_text() == "another checkout's work"
+    proc = run([SETUP, "--umount"], cwd=b, env=env(tmp_path))  # nothing left for b: says so, removes nothing
+    assert "nothing removed (1 other record(s): --all" in proc.stderr.decode()
+    assert os.path.isdir(made_a)
+
+    run([SETUP, "--umount", made_a], cwd=b, env=env(tmp_path))  # named: from any folder
+    assert not os.path.exists(made_a) and not mounted(made_a) and not record.exists()
+
+
+def test_umount_all_lists_what_it_removes_and_reads_old_records(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    made, _ = setup_line(run([SETUP, "16m"], cwd=a, env=env(tmp_path)))
+    old = tmp_path / "old-style"
+    old.mkdir()
+    record = tmp_path / f"kerash-tmpfs-{os.getuid()}.list"
+    with open(record, "a") as f:
+        f.write(f"folder {old}\n")  # written by an earlier version: no owner, so no bare --umount takes it
+    run([SETUP, "--umount"], cwd=tmp_path, env=env(tmp_path))
+    assert old.is_dir() and os.path.isdir(made)
+    proc = run([SETUP, "--all"], cwd=tmp_path, env=env(tmp_path))
+    err = proc.stderr.decode()
+    assert f"  folder {old}\n" in err and f"{made} (set up from {a})" in err
+    assert not old.exists() and not os.path.exists(made) and not record.exists()
 
 
 def test_demo_removes_its_work_folder_and_keeps_it_only_when_asked(tmp_path):
@@ -73,7 +103,7 @@ def test_demo_removes_its_work_folder_and_keeps_it_only_when_asked(tmp_path):
     proc = run([DEMO, "--keep", "--out", str(tmp_path / "file" / "x")], cwd=tmp_path, env=env(tmp_path), check=False)
     kept = proc.stdout.decode().split("== kept the work folder ", 1)[1].split(" ", 1)[0]
     assert os.path.isdir(kept) and "--umount" in proc.stdout.decode()
-    run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+    run([SETUP, "--umount"], cwd=tmp_path, env=env(tmp_path))
     assert not os.path.exists(kept)
 
     # a work folder of the caller's is theirs: used, never removed
@@ -96,7 +126,7 @@ def test_demo_never_removes_a_work_folder_that_was_there_before(tmp_path):
         assert "was there before and stays" in proc.stdout.decode()
         assert os.listdir(made) == ["precious"]  # the demo's own folder gone, the rest untouched
     finally:
-        run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+        run([SETUP, "--umount", made], cwd=ROOT, env=env(tmp_path))
     assert not os.path.exists(made)
 
 
@@ -105,17 +135,17 @@ def test_umount_of_a_busy_mount_fails_and_keeps_it_recorded(tmp_path):
 
     made, _ = setup_line(run([SETUP, "16m"], cwd=tmp_path, env=env(tmp_path)))
     if not mounted(made):
-        run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+        run([SETUP, "--umount"], cwd=tmp_path, env=env(tmp_path))
         pytest.skip("no mount without root here: a /dev/shm folder is removed whatever uses it")
     busy = subprocess.Popen(["sleep", "60"], cwd=made)
     try:
-        proc = run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path), check=False)
+        proc = run([SETUP, "--umount"], cwd=tmp_path, env=env(tmp_path), check=False)
         assert proc.returncode == 1 and "cannot unmount" in proc.stderr.decode()
         assert mounted(made) and made in (tmp_path / f"kerash-tmpfs-{os.getuid()}.list").read_text()
     finally:
         busy.kill()
         busy.wait()
-    run([SETUP, "--umount"], cwd=ROOT, env=env(tmp_path))
+    run([SETUP, "--umount", made], cwd=ROOT, env=env(tmp_path))
     assert not mounted(made) and not os.path.exists(made)
 
 
