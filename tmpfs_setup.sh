@@ -142,9 +142,24 @@ case "${1:-}" in
         ;;
 esac
 
-if [ -n "${KERASH_WORKDIR:-}" ] && [ -d "$KERASH_WORKDIR" ] && [ -w "$KERASH_WORKDIR" ]; then
+if [ -n "${KERASH_WORKDIR:-}" ]; then
+    # The rule of every tool (kerash/files/workdir.py): the caller's work folder, created when missing.
+    made=0
+    if [ ! -d "$KERASH_WORKDIR" ]; then
+        if ! why=$(mkdir -p -- "$KERASH_WORKDIR" 2>&1); then
+            echo "tmpfs_setup: error: KERASH_WORKDIR=$KERASH_WORKDIR cannot be created: ${why##*: }" >&2
+            exit 2
+        fi
+        KERASH_WORKDIR=$(cd "$KERASH_WORKDIR" && pwd)
+        remember folder "$KERASH_WORKDIR"
+        made=1
+    fi
+    if [ ! -w "$KERASH_WORKDIR" ] || [ ! -x "$KERASH_WORKDIR" ]; then
+        echo "tmpfs_setup: error: KERASH_WORKDIR=$KERASH_WORKDIR is not writable" >&2
+        exit 2
+    fi
     echo "tmpfs_setup: keeping KERASH_WORKDIR=$KERASH_WORKDIR" >&2
-    export_line "$KERASH_WORKDIR" 0
+    export_line "$KERASH_WORKDIR" "$made"
     exit 0
 fi
 

@@ -67,6 +67,18 @@ def test_a_bare_umount_undoes_only_what_was_set_up_for_its_folder(tmp_path):
     assert not os.path.exists(made_a) and not mounted(made_a) and not record.exists()
 
 
+def test_a_work_folder_named_but_not_made_yet_is_created_and_then_undone_like_any(tmp_path):
+    wanted = tmp_path / "not" / "yet"
+    proc = run([SETUP], cwd=tmp_path, env=env(tmp_path, KERASH_WORKDIR=wanted))
+    assert setup_line(proc) == (str(wanted), True) and wanted.is_dir()
+    run([SETUP, "--umount", str(wanted)], cwd=ROOT, env=env(tmp_path))
+    assert not wanted.exists() and (tmp_path / "not").is_dir()
+    (tmp_path / "file").write_text("")
+    proc = run([SETUP], cwd=tmp_path, env=env(tmp_path, KERASH_WORKDIR=tmp_path / "file" / "sub"), check=False)
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.decode() == f"tmpfs_setup: error: KERASH_WORKDIR={tmp_path}/file/sub cannot be created: Not a directory\n"
+
+
 def test_umount_all_lists_what_it_removes_and_reads_old_records(tmp_path):
     a = tmp_path / "a"
     a.mkdir()

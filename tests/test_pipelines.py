@@ -119,6 +119,25 @@ def test_pipeline_train_stops_when_a_worker_fails(tmp_path):
     assert os.listdir(work) == []
 
 
+def test_the_work_folder_is_created_when_missing_or_refused_alike_by_train_and_pipeline_train(tmp_path):
+    """Issue 19: pipeline-train failed in mktemp when KERASH_WORKDIR named a folder not made yet."""
+    classification(tmp_path, 12, 5)
+    make_model(tmp_path, MLP, "piped")
+    make_model(tmp_path, MLP, "trained")
+    args = ["--data", "x.txt", "--labels", "y.txt", "--epochs", "1", "--batch-size", "6", "--lr", "0.1", "--workers", "2"]
+    for tool, model, work in (("pipeline-train", "piped", "not/yet"), ("train", "trained", "nor/this")):
+        run([tool, model, *args], cwd=tmp_path, env=env(KERASH_WORKDIR=tmp_path / work))
+        assert (tmp_path / work).is_dir() and os.listdir(tmp_path / work) == []
+    (tmp_path / "file").write_text("")
+    messages = []
+    for tool, model in (("pipeline-train", "piped"), ("train", "trained")):
+        proc = run([tool, model, *args], cwd=tmp_path, env=env(KERASH_WORKDIR=tmp_path / "file" / "sub"), check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.count("\n") == 1, err
+        messages.append(err.split(": error: ", 1)[1])
+    assert messages[0] == messages[1] == f"KERASH_WORKDIR={tmp_path / 'file' / 'sub'} cannot be created: Not a directory\n"
+
+
 def test_pipeline_train_help_and_usage(tmp_path):
     proc = run(["pipeline-train", "--help"], env=env())
     assert proc.stderr == b""
