@@ -301,3 +301,28 @@ def test_failed_runs_on_a_fresh_model_add_nothing(setup):
     savetxt(setup / "bad.txt", np.zeros(9))
     fails_unchanged(setup, ["train", "other", "-x", "x.txt", "-y", "bad.txt"], 1, "label", folder="other")
     fails_unchanged(setup, ["model-update", "other", "good"], 1, "good/layer_01/W.npy", folder="other")
+
+
+def test_a_version_locked_by_anyone_who_can_read_it_times_out_naming_the_holder(setup):
+    """Issue 19: any reader could flock(LOCK_EX) the current version and block predict, evaluate and
+    kerash snapshot silently, for ever."""
+    import subprocess
+    import sys
+    import time
+
+    version = os.path.realpath(setup / "m" / "current")
+    locker = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY);"
+                               " fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); time.sleep(60)", version],
+                              stdout=subprocess.PIPE)
+    try:
+        locker.stdout.readline()
+        for args in (["predict", "m", "x.txt"], ["evaluate", "m", "-x", "x.txt", "-y", "y.txt"],
+                     ["kerash", "snapshot", "m", "--", "true"]):
+            start = time.monotonic()
+            proc = fails_unchanged(setup, ["timeout", "30", *args], 1, "is locked by another process",
+                                   f"pid {locker.pid})")
+            assert time.monotonic() - start < 15, proc
+    finally:
+        locker.kill()
+        locker.wait()
+    run(["predict", "m", "x.txt"], cwd=setup)  # the lock gone, it reads again

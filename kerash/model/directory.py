@@ -27,6 +27,7 @@ LOCK_FILE = ".lock"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # Files of a version that describe the model's inputs and outputs; a save keeps them (see ModelDir.save).
 KEPT = ("classes.txt", "normalization")
+PIN_WAIT = 5.0  # seconds a reader waits for a version that another process has locked exclusively
 
 
 # ---------------------------------------------------------------- directory
@@ -107,26 +108,45 @@ class ModelDir:
         only when it can lock them exclusively (see _commit).
         """
         import fcntl
+        import time
 
-        for _ in range(1000):
+        # Never a blocking wait: anyone who can read the model can lock a version folder.  A save
+        # holds its exclusive lock only on an old version, for as long as it takes to remove it.
+        deadline = None
+        for _ in range(2000):
             if self.frozen:
                 folder = self.path
             else:
                 folder = os.path.join(self.path, VERSIONS, os.path.basename(self.version_dir()))
             try:
                 fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                try:
-                    if os.path.samestat(os.fstat(fd), os.stat(folder)):
-                        return fd, folder
-                except FileNotFoundError:
-                    pass
-                os.close(fd)  # it was being removed when we locked it
             except FileNotFoundError:
-                pass  # removed since `current` was read: a newer version is current
+                if self.frozen:
+                    break
+                continue  # removed since `current` was read: a newer version is current
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = fs.lock_holder(fd)
+                os.close(fd)
+                now = time.monotonic()
+                deadline = deadline or now + PIN_WAIT
+                if now > deadline:
+                    raise ModelError(f"{folder} is locked by another process{holder}; it cannot be read "
+                                     "until that process ends") from None
+                time.sleep(0.01)
+                continue
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(folder)):
+                    return fd, folder
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # it was being removed when we locked it
             if self.frozen:
-                raise ModelError(f"{self.path} no longer exists: the model was saved twice since this version was "
-                                 "current (kerash snapshot MODEL -- COMMAND keeps a version)")
+                break
+        if self.frozen:
+            raise ModelError(f"{self.path} no longer exists: the model was saved twice since this version was "
+                             "current (kerash snapshot MODEL -- COMMAND keeps a version)")
         raise ModelError(f"{self.path} changes too fast to pin a version")
 
     def pinned(self):
