@@ -214,6 +214,8 @@ ERRORS = [
     ("missing dense activation", "2 1 1\ninput\ndense 3\n", 3, ["ACTIVATION"]),
     ("bad header", "/fancy,zero/\n2 1 1\ninput\ndense 1 relu\n", 1, ["'fancy'"]),
     ("bad loss parameter", "2 1 1\ninput\ndense 1 relu\nloss huber x\n", 4, ["'x'"]),
+    ("huber delta not positive", "2 1 1\ninput\ndense 1 relu\nloss huber -1\n", 4, ["delta must be > 0", "not -1"]),
+    ("huber delta not finite", "2 1 1\ninput\ndense 1 relu\nloss huber inf\n", 4, ["delta", "finite"]),
     ("layer after loss", "2 1 1\ninput\nloss mse\ndense 1 relu\n", 4, ["loss"]),
     ("pool padding over half the window", "8 8 1\ninput\nmax_pooling - 1 2 3 3\n", 3, ["padding 2", "half"]),
 ]

@@ -5,7 +5,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Dtype, Format, Output, Seed
+from .options import Dtype, Format, Output, Seed, settings_options
 from .runner import tool
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
@@ -168,21 +168,15 @@ def backprop(
 
 
 @tool("model-update")
+@settings_options("model-update", after="grads")  # the optimiser's settings, as train's
 def update(
     model_dir: ModelArg,
     grads: Annotated[List[str], typer.Argument(metavar="GRADS...", help="Gradient folders written by backprop.", show_default=False)],
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default: the optimizer's, 0.01 for sgd).")] = None,
-    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum, nesterov, adam or rmsprop (default: the model's last, else sgd).")] = None,
-    momentum: Annotated[Optional[float], typer.Option("--momentum", help="Momentum μ (momentum, nesterov).")] = None,
-    beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam's β1.")] = None,
-    beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam's β2.")] = None,
-    eps: Annotated[Optional[float], typer.Option("--eps", help="ε of adam and rmsprop.")] = None,
-    rho: Annotated[Optional[float], typer.Option("--rho", help="RMSprop's ρ.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="L2 decay added to weight gradients (default: the model's last, else 0).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="float32|float64", help="Take the step in this type and keep the weights in it, as train --dtype does.")] = None,
     epoch_done: Annotated[Optional[int], typer.Option("--epoch-done", metavar="E", help="This step ends epoch E: the model records E epochs, so train continues after it.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Record the seed of the shuffles the steps follow, for train to continue them.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Fail at once (exit 2) when another process trains or updates MODEL, instead of waiting.")] = False,
+    **optimizer,
 ):
     """Merge gradient folders and take one optimiser step on MODEL, atomically.
 
@@ -207,8 +201,8 @@ def update(
         sys.stderr.write(f"model-update: {message}\n")
         sys.stderr.flush()
 
-    run_update(model_dir, grads, optimizer, lr, weight_decay, dtype=dtype, wait=not no_wait, on_wait=waiting,
-               epoch_done=epoch_done, seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, rho=rho)
+    run_update(model_dir, grads, dtype=dtype, wait=not no_wait, on_wait=waiting, epoch_done=epoch_done, seed=seed,
+               **optimizer)
 
 
 @tool("evaluate")
@@ -308,6 +302,12 @@ def snapshot(
     os.set_inheritable(fd, True)  # the pin lives in this open file, which COMMAND inherits
     args = [folder if a == "{}" else a for a in command]
     sys.stdout.flush()
+    # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals: COMMAND gets the defaults,
+    # as from a shell (`yes | head -1` would spin for ever), as subprocess's restore_signals does.
+    import signal
+
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execvpe(args[0], args, dict(os.environ, KERASH_SNAPSHOT=folder))
     except OSError as e:

@@ -1,7 +1,10 @@
 """Losses: per-sample values and their gradients, some fused with the output activation."""
 
+import math
+
 import numpy as np
 
+from ..errors import UsageError
 from .registry import resolve_params, lookup, like, format_value
 
 
@@ -14,7 +17,7 @@ class Loss:
     for numerical stability.
     """
 
-    def __init__(self, name, value, grad, params=(), doc="", fused=None):
+    def __init__(self, name, value, grad, params=(), doc="", fused=None, check=None):
         self.name = name
         self.value = value
         self.grad = grad
@@ -22,9 +25,18 @@ class Loss:
         self.doc = doc
         # {activation name: (value(z, ŷ, y), grad(z, ŷ, y), grad when every target row sums to 1 or None)}
         self.fused = fused or {}
+        self.check = check
 
     def bind(self, given=()):
-        return BoundLoss(self, resolve_params("loss", self.name, self.params, given))
+        """This loss with its parameters; impossible ones are refused here, before any use."""
+        values = resolve_params("loss", self.name, self.params, given)
+        for (key, _), value in zip(self.params, values):
+            if not math.isfinite(value):
+                raise UsageError(f"parameter {key} of loss {self.name} must be finite, not {format_value(value)}")
+        problem = self.check(*values) if self.check else None
+        if problem:
+            raise UsageError(f"loss {self.name}: {problem}")
+        return BoundLoss(self, values)
 
 
 class BoundLoss:
@@ -72,9 +84,9 @@ class FusedLoss:
 LOSSES = {}
 
 
-def _loss(name, params=(), doc="", fused=None):
+def _loss(name, params=(), doc="", fused=None, check=None):
     def register(pair):
-        LOSSES[name] = Loss(name, pair[0], pair[1], params, doc, fused)
+        LOSSES[name] = Loss(name, pair[0], pair[1], params, doc, fused, check)
         return pair
 
     return register
@@ -130,7 +142,8 @@ def _huber_grad(yhat, y, delta):
     return np.clip(e, -delta, delta) / _units(y)
 
 
-_loss("huber", params=[("delta", 1.0)], doc="½e² if |e| ≤ δ else δ(|e|−½δ), mean over units")(
+_loss("huber", params=[("delta", 1.0)], doc="½e² if |e| ≤ δ else δ(|e|−½δ), mean over units",
+      check=lambda delta: None if delta > 0 else f"delta must be > 0 (as torch's HuberLoss), not {format_value(delta)}")(
     (_huber, _huber_grad)
 )
 
