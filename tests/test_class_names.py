@@ -3,6 +3,7 @@ names, evaluate labels its confusion matrix and reports precision, recall and F1
 scikit-learn's classification_report does (checked against hand computations)."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -228,3 +229,28 @@ def test_a_labels_file_whose_first_word_comes_late_is_read_as_names(tmp_path):
                f"&& python3 -c 'import numpy; numpy.save(\"x.npy\", numpy.zeros(({len(rows)}, 4)))' "
                f"&& cat y.txt | train m -x x.npy -y - --epochs 0", cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, f"<stdin>:{len(rows) - 1}: not a number: 'x'")
+
+
+@pytest.mark.parametrize("bad", ["\x1b[31mred", "evil\u202etxt", "nul\x00"], ids=["ESC", "U+202E", "NUL"])
+def test_class_names_with_control_characters_are_refused_where_they_are_read(tmp_path, bad):
+    """Issue 19: predict --classes printed ESC, U+202E and NUL from classes.txt raw to the terminal."""
+    x, classes = blobs(30, seed=1)
+    savetxt(tmp_path / "x.txt", x)
+    good = [NAMES[c] for c in classes]
+    spreadsheet_column(tmp_path / "y.csv", good)
+    folder = make_model(tmp_path, MODEL)
+    run(["train", "m", "-x", "x.txt", "-y", "y.csv", "--epochs", "1"], cwd=tmp_path)
+    version = os.path.realpath(folder / "classes.txt")
+    os.chmod(version, 0o644)
+    with open(version, "w") as f:
+        f.write(f"setosa\n{bad}\nvirginica\n")
+    proc = run(["predict", "m", "x.txt", "--classes"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "classes.txt:2: class name", f"U+{ord([c for c in bad if not c.isprintable()][0]):04X}")
+    assert proc.stdout == b"" and not any(c in proc.stderr.decode() for c in "\x1b\u202e\x00")
+    # and a labels file naming such a class is refused before a model learns it
+    fresh = make_model(tmp_path, MODEL, "fresh")
+    (tmp_path / "bad.txt").write_text("".join(f"{name}\n" for name in good[:-1]) + f"{bad}\n")
+    before = sorted(os.listdir(fresh))
+    proc = run(["train", "fresh", "-x", "x.txt", "-y", "bad.txt", "--epochs", "1"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, f"bad.txt:{len(good)}: ", "class name")  # as binary data, or as a control character
+    assert sorted(os.listdir(fresh)) == before

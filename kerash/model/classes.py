@@ -7,6 +7,7 @@ maps names through that file; numeric labels keep working as they are.
 """
 
 import os
+import unicodedata
 
 import numpy as np
 
@@ -65,8 +66,36 @@ def read_classes(md, version):
         names.pop()
     if len(set(names)) != len(names) or not all(names):
         raise ModelError(f"{where} must hold distinct, non-empty names, one per line")
+    check_printable(names, where, ModelError)
     if len(names) != class_count(md.spec):
         raise ModelError(f"{where} names {len(names)} classes but the model tells {class_count(md.spec)} apart")
+    return names
+
+
+def check_printable(names, where, error=DataError, lines=None):
+    """Class names are printed as they are (predict --classes, reports): refuse control and direction characters.
+
+    Category Cc (ESC, NUL, …) and Cf (U+202E, which reverses what a terminal shows after it).
+    """
+    for k, name in enumerate(names):
+        line = lines[k] if lines is not None else k + 1
+        bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf")), None)
+        if bad is not None:
+            raise error(f"{where}:{line}: class name '{escaped(name)}' holds the control character U+{ord(bad):04X}; "
+                        "class names must be printable")
+
+
+def class_names(model_path, count):
+    """The names of a model's `count` classes (its classes.txt, checked), else '0' … 'count−1'."""
+    from .directory import ModelDir
+
+    md = ModelDir(model_path)
+    with md.pinned() as version:
+        names = read_classes(md, version)
+    if names is None:
+        return [str(k) for k in range(count)]
+    if len(names) != count:
+        raise DataError(f"{os.path.join(md.path, CLASSES_FILE)} names {len(names)} classes but the model has {count}")
     return names
 
 
@@ -85,6 +114,8 @@ def new_classes(spec, found):
     The model must tell exactly that many classes apart.
     """
     names = sorted(set().union(*(_present(labels, samples) for labels, samples in found)))
+    for labels, _ in found:
+        check_printable(labels.names, labels.where, lines=labels.lines)
     check_class_count(spec, names, " and ".join(labels.where for labels, _ in found))
     return names
 

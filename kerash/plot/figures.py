@@ -217,7 +217,7 @@ def confusion(model, data, labels):
     if matrix is None:
         raise UsageError(f"the labels are not classes: there is no confusion matrix ({source_name(labels)})")
     k = len(matrix)
-    names = tables.read_classes(model, k)
+    names = modelmod.class_names(model, k)
     fig = _figure_class()(layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues", vmin=0)
@@ -283,7 +283,7 @@ def boundary(model, data, labels):
     outputs, regions = modelmod.predict(model, grid, name="the grid")
     regions = regions.reshape(GRID, GRID)
     k = max(2, outputs.shape[1], int(truth.max()) + 1, int(predicted.max()) + 1)
-    names = tables.read_classes(model, k) if outputs.shape[1] > 1 else [str(c) for c in range(k)]
+    names = modelmod.class_names(model, k) if outputs.shape[1] > 1 else [str(c) for c in range(k)]
     colors = [PALETTE[c % len(PALETTE)] for c in range(k)]
     ax = fig.add_subplot()
     ax.grid(False)

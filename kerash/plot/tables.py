@@ -2,7 +2,7 @@
 
 trace.tsv (one line per epoch, written by train and restore), stats.tsv
 (per-layer statistics per epoch), evolve.tsv (one line per genome), the
-layer folders of a model or of a gradient folder, and classes.txt.
+layer folders of a model or of a gradient folder.
 Columns are found by their header names, so files written before a column
 was added still read.
 """
@@ -21,7 +21,6 @@ from ..errors import DataError, UsageError
 TRACE_FILE = "trace.tsv"
 STATS_FILE = "stats.tsv"
 EVOLVE_FILE = "evolve.tsv"
-CLASSES_FILE = "classes.txt"
 
 
 def _read_table(path, required, text_columns=()):
@@ -211,20 +210,6 @@ def read_gradients(folder):
     except (OSError, ValueError):
         pass
     return [(layer, name, array / samples) for layer, name, array in read_layers(folder)]
-
-
-def read_classes(model_dir, count):
-    """The class names of MODEL/classes.txt (one per line, in class index order), or 0..count-1."""
-    path = os.path.join(model_dir, CLASSES_FILE)
-    if not os.path.exists(path):
-        return [str(k) for k in range(count)]
-    with open(path) as f:
-        names = [line.strip() for line in f.read().splitlines()]
-    while names and not names[-1]:
-        names.pop()
-    if len(names) != count:
-        raise DataError(f"{path} names {len(names)} classes but the model has {count}")
-    return names
 
 
 def true_classes(y, name):
