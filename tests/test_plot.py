@@ -80,19 +80,20 @@ def test_traces_of_both_formats_give_the_same_history(tmp_path):
 def test_curves_confusion_and_sizes_from_the_command_line(tmp_path):
     run("kerash dataset circle -o c --samples 300 --seed 4 --val-fraction 0.3", cwd=tmp_path)
     model = make_model(tmp_path, "2 1 1\ninput\ndense 8 tanh\ndense 2 softmax\n", dtype="float32")
-    (model / "classes.txt").write_text("inside\noutside\n")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "trace.tsv").write_text(OLD_TRACE)
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "trace.tsv").write_text(NEW_TRACE)
+    # classes named in the labels (sorted: inside is class 0, outside class 1)
     script = """set -e
-    train m -x c/data.npy -y c/labels.txt --val-data c/val-data.npy --val-labels c/val-labels.txt --epochs 12 --lr 0.05 --optimizer adam > /dev/null
+    for f in labels val-labels; do sed -e 's/^0$/inside/' -e 's/^1$/outside/' c/$f.txt > c/$f-named.txt; done
+    train m -x c/data.npy -y c/labels-named.txt --val-data c/val-data.npy --val-labels c/val-labels-named.txt --epochs 12 --lr 0.05 --optimizer adam > /dev/null
     kerash plot curves m old -o curves.png --width 640 --height 480
     kerash plot curves old new -o restores.svg
-    kerash plot confusion m -x c/val-data.npy -y c/val-labels.txt -o confusion.svg --width 500 --height 400
-    predict m c/val-data.npy --classes
+    kerash plot confusion m -x c/val-data.npy -y c/val-labels-named.txt -o confusion.svg --width 500 --height 400
+    predict m c/val-data.npy
     """
-    predicted = parse(run(script, cwd=tmp_path).stdout)[:, 0].astype(int)
+    predicted = parse(run(script, cwd=tmp_path).stdout).argmax(axis=1)
     (width, height), shares, _ = png(tmp_path / "curves.png")
     assert (width, height) == (640, 480)
     assert shares[(255, 255, 255)] > 0.5 and len(shares) > 20  # a white page with lines and text on it
