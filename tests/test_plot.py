@@ -165,6 +165,23 @@ def test_weights_with_gradients_and_statistics(tmp_path):
     assert {"layer_01 W", "layer_02 b"} <= set(texts)
 
 
+def test_weights_reads_layers_with_the_checks_of_every_reader(tmp_path):
+    """Issue 19: plot weights read layer files as any tensor (a FIFO hung it; another model's gradient was drawn)."""
+    model = make_model(tmp_path, "2 1 1\ninput\ndense 4 tanh\ndense 1 sigmoid\n")
+    other = make_model(tmp_path, "2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n", name="other")
+    savetxt(tmp_path / "x.txt", np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
+    savetxt(tmp_path / "y.txt", np.array([[0], [1], [1], [0]]))
+    run("backprop other -x x.txt -y y.txt -o g", cwd=tmp_path)
+    proc = run(["kerash", "plot", "weights", "m", "--grads", "g", "-o", "w.svg"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "g/layer_01/W.npy has shape 2×3 but 2×4 is expected")
+    assert not (tmp_path / "w.svg").exists()
+    target = os.path.realpath(model / "layer_01" / "W.npy")
+    os.unlink(target)
+    os.mkfifo(target)
+    proc = run(["timeout", "20", "kerash", "plot", "weights", "m", "-o", "w.svg"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "layer_01/W.npy is not a regular file")
+
+
 def test_evolution_per_generation(tmp_path):
     from kerash.plot import figures
 

@@ -346,7 +346,7 @@ def _histogram(ax, values, title, color, hatch=None):
 def weights(model, grads=None):
     """Histograms of each layer's parameters (and of a gradient folder's), and per-layer statistics over epochs."""
     params = tables.read_layers(model)
-    gradients = {(layer, name): a for layer, name, a in tables.read_gradients(grads)} if grads else {}
+    gradients = {(layer, name): a for layer, name, a in tables.read_gradients(grads, model)} if grads else {}
     stats = tables.read_stats(model)
     layers = list(dict.fromkeys(layer for layer, _, _ in params))
     kinds = list(dict.fromkeys(name for _, name, _ in params))

@@ -7,8 +7,6 @@ Columns are found by their header names, so files written before a column
 was added still read.
 """
 
-import glob
-import json
 import math
 import os
 import re
@@ -188,28 +186,22 @@ def _param_order(name):
     return ({"W": 0, "b": 1}.get(name, 2), name)
 
 
-def read_layers(folder):
-    """[(layer, param, array)] of every folder/layer_*/NAME.npy, in layer order, W before b."""
-    from ..files.tensorio import read_tensor
+def read_layers(model):
+    """[(layer, param, array)] of a model's current version in layer order, W before b, by the model's checked reader."""
+    from .. import model as modelmod
 
-    found = []
-    for layer_dir in sorted(glob.glob(os.path.join(folder, "layer_*"))):
-        names = sorted((os.path.basename(p)[:-4] for p in glob.glob(os.path.join(layer_dir, "*.npy"))), key=_param_order)
-        found += [(os.path.basename(layer_dir), n, read_tensor(os.path.join(layer_dir, n + ".npy"))) for n in names]
-    if not found:
-        raise DataError(f"{folder} has no layer_*/*.npy files: is it a model directory (or a gradient folder)?")
-    return found
+    params, _ = modelmod.ModelDir(model).load()
+    return [(layer, name, params[layer][name]) for layer in params for name in sorted(params[layer], key=_param_order)]
 
 
-def read_gradients(folder):
-    """[(layer, param, mean gradient per sample)] of a gradient folder written by backprop."""
-    samples = 1
-    try:
-        with open(os.path.join(folder, "stats.json")) as f:
-            samples = int(json.load(f).get("samples", 1)) or 1
-    except (OSError, ValueError):
-        pass
-    return [(layer, name, array / samples) for layer, name, array in read_layers(folder)]
+def read_gradients(folder, model):
+    """[(layer, param, mean gradient per sample)] of a gradient folder written by backprop for `model` (checked)."""
+    from .. import model as modelmod
+    from ..training.steps import read_grads
+
+    arrays, stats = read_grads(folder, modelmod.param_shapes(modelmod.ModelDir(model).spec))
+    samples = int(stats["samples"]) or 1
+    return [(*key.split("/"), array / samples) for key, array in arrays.items()]
 
 
 def true_classes(y, name):
