@@ -169,7 +169,7 @@ def flatten(t):
     """One row per sample: a batch (N,…) gives N rows, anything smaller one row."""
     t = np.asarray(t)
     if t.ndim == 4:
-        return t.reshape(t.shape[0], -1)
+        return t.reshape(t.shape[0], int(np.prod(t.shape[1:])))  # not -1: that fails for 0 samples
     return t.reshape(1, -1)
 
 

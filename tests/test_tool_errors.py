@@ -152,3 +152,20 @@ def test_closed_pipe_ends_quietly():
     assert lines[0].split() == ["1.5"] * 300
     # nothing but our own status line on standard error, and the status of `yes | head -1`
     assert proc.stderr.decode().splitlines() == ["status 141"]
+
+
+def test_tensors_of_no_samples_flatten_and_convolve_as_any(tmp_path):
+    """Issue 19: tensor-flatten and conv of an npy of shape (0, 2, 1, 1) ended in internal errors."""
+    np.save(tmp_path / "none.npy", np.zeros((0, 2, 1, 1)))
+    np.save(tmp_path / "k.npy", np.ones((3, 2, 1, 1)))
+    run(["tensor-flatten", "none.npy", "-o", "flat.npy"], cwd=tmp_path)
+    assert np.load(tmp_path / "flat.npy").shape == (0, 2)
+    run(["conv", "none.npy", "k.npy", "-o", "out.npy"], cwd=tmp_path)
+    assert np.load(tmp_path / "out.npy").shape == (0, 3, 1, 1)
+
+
+def test_a_padding_no_memory_can_hold_is_refused_with_the_sizes(tmp_path):
+    (tmp_path / "one.txt").write_text("1\n")
+    proc = run(["conv", "one.txt", "one.txt", "--pad", "99999999999"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "with padding 99999999999, the images would be 1×1×199999999999×199999999999 values",
+                          "more than this machine's memory")

@@ -1,8 +1,10 @@
 """The kernels of convolution and pooling layers: im2col, col2im, conv2d, max pooling."""
 
+import os
+
 import numpy as np
 
-from ..errors import ShapeError, UsageError
+from ..errors import DataError, ShapeError, UsageError
 from ..ops import as_samples, shape_str
 
 def conv_output_size(size, kernel, stride, pad):
@@ -20,12 +22,28 @@ def _check_window(kind, h, w, kh, kw, stride, pad):
         )
 
 
+def check_fits(what, shape, dtype):
+    """Refuse, with the sizes, an array that this machine's memory cannot hold (a huge --pad, say)."""
+    count = 1
+    for d in shape:
+        count *= int(d)
+    size = count * np.dtype(dtype).itemsize
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return
+    if size > memory:
+        raise DataError(f"{what} would be {'×'.join(map(str, shape))} values ({size / 2**30:.3g} GiB), "
+                        f"more than this machine's memory ({memory / 2**30:.3g} GiB)")
+
+
 def pad_spatial(x, pad, fill=0.0):
     """x (C, N, H, W) with `pad` rows and columns of `fill` around each image."""
     if not pad:
         return x
     # Borders then the interior, by slices: np.pad does the same with 0.2 ms of Python per call.
     c, n, h, w = x.shape
+    check_fits(f"with padding {pad}, the images", (n, c, h + 2 * pad, w + 2 * pad), x.dtype)
     out = np.empty((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
     out[:, :, :pad] = fill
     out[:, :, pad + h :] = fill
@@ -93,6 +111,7 @@ def im2col(x, kh, kw, stride, pad):
     xp = pad_spatial(x, pad)
     c, n, hp, wp = xp.shape
     oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    check_fits("the patches of the images", (c * kh * kw, n * oh * ow), x.dtype)
     if _gathered(x.shape, kh, kw, oh, ow):
         cols = np.ravel(xp).take(_patch_index(x.shape, kh, kw, stride, pad))
     else:
