@@ -326,3 +326,27 @@ def test_a_version_locked_by_anyone_who_can_read_it_times_out_naming_the_holder(
         locker.kill()
         locker.wait()
     run(["predict", "m", "x.txt"], cwd=setup)  # the lock gone, it reads again
+
+
+def test_an_unreadable_versions_folder_is_not_called_missing(setup, monkeypatch):
+    """Issue 19: an unreadable .versions was reported as 'current is missing'.  As root nothing is
+    unreadable, so the refusal is simulated where the version is looked up."""
+    from kerash.errors import ModelError
+    from kerash.model import ModelDir
+
+    md = ModelDir(str(setup / "m"))
+    real_stat = os.stat
+
+    def refusing(path, *args, **kwargs):
+        if ".versions" in str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refusing)
+    with pytest.raises(ModelError, match=r"cannot read the current version of .*m: Permission denied"):
+        md.version_dir()
+    monkeypatch.setattr(os, "stat", real_stat)
+    os.unlink(os.path.realpath(setup / "m" / "current") + "/state.json")
+    shutil.rmtree(os.path.realpath(setup / "m" / "current"))
+    with pytest.raises(ModelError, match=r"current points to .*which is missing"):
+        md.version_dir()

@@ -97,8 +97,17 @@ class ModelDir:
             return self.path
         current = os.path.join(self.path, CURRENT)
         target = os.path.realpath(current)
+        try:
+            os.stat(target)
+        except FileNotFoundError:
+            if os.path.lexists(current):
+                raise ModelError(f"model directory {self.path} has no current version ({current} points to "
+                                 f"{os.readlink(current)}, which is missing)") from None
+            raise ModelError(f"model directory {self.path} has no current version ({current} is missing)") from None
+        except OSError as e:  # an unreadable .versions is not a missing one
+            raise ModelError(f"cannot read the current version of {self.path}: {e.strerror or e} ({target})") from None
         if not os.path.isdir(target):
-            raise ModelError(f"model directory {self.path} has no current version ({current} is missing)")
+            raise ModelError(f"model directory {self.path} has no current version ({target} is not a folder)")
         return target
 
     def pin(self):
