@@ -265,6 +265,23 @@ def test_forward_pipeline_equals_predict(tmp_path):
         np.testing.assert_allclose(got, predicted, rtol=0, atol=1e-6, err_msg=str(args))
 
 
+def test_a_version_or_checkpoint_folder_is_a_model_for_forward_pipeline_and_evaluate(tmp_path):
+    """Issue 19: forward-pipeline refused a snapshot folder and evaluate a checkpoint folder."""
+    make_model(tmp_path, DEEP, seed=6)
+    classification(tmp_path, 40, 5, seed=2)
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "8", "--lr", "0.2",
+         "--checkpoint-every", "1"], cwd=tmp_path)
+    version = run(["kerash", "snapshot", "m"], cwd=tmp_path).stdout.decode().strip()
+    expected = parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout)
+    for folder in (version, "m/checkpoints/epoch-0002"):
+        got = parse(run(["forward-pipeline", folder, "x.txt"], cwd=tmp_path, env=env()).stdout)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=folder)
+        assert run(["evaluate", folder, "-x", "x.txt", "-y", "y.txt"], cwd=tmp_path).stdout == \
+            run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt"], cwd=tmp_path).stdout
+    older = parse(run(["predict", "m/checkpoints/epoch-0001", "x.txt"], cwd=tmp_path).stdout)
+    assert not np.allclose(older, expected)  # the checkpoint's own weights, not the model's current ones
+
+
 @warm_and_cold
 def test_forward_pipeline_show_prints_a_pipe_of_matrix_tools(tmp_path):
     make_model(tmp_path, DEEP, seed=6)

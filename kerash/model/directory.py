@@ -23,6 +23,7 @@ MODEL_FILE = "model"
 STATE_FILE = "state.json"
 CURRENT = "current"
 VERSIONS = ".versions"
+CHECKPOINTS = "checkpoints"  # MODEL/checkpoints/NAME: copies of versions (train --checkpoint-every, --restore-best)
 LOCK_FILE = ".lock"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # Files of a version that describe the model's inputs and outputs; a save keeps them (see ModelDir.save).
@@ -80,7 +81,8 @@ class ModelDir:
         if not os.path.isdir(self.path):
             what = "does not exist" if not os.path.exists(self.path) else "is not a directory"
             raise ModelError(f"model directory {self.path} {what}")
-        # A version folder, MODEL/.versions/N (what `kerash snapshot` gives), reads as the model at that version.
+        # A version folder, MODEL/.versions/N (what `kerash snapshot` gives), or a checkpoint of one,
+        # reads as the model at that version.
         self.frozen = _version_of(self.path)
         if self.frozen:
             model_file = os.path.join(self.frozen, MODEL_FILE)
@@ -392,12 +394,15 @@ def _check_state(state, where):
 
 
 def _version_of(path):
-    """The model directory of a version folder MODEL/.versions/N, or None for any other folder."""
+    """The model directory of a version folder MODEL/.versions/N or a checkpoint MODEL/checkpoints/NAME, else None."""
     parent, name = os.path.split(os.path.normpath(path))
-    model, versions = os.path.split(parent)
-    if versions != VERSIONS or not (name.isascii() and name.isdigit()):
-        return None
-    return model or "."
+    model, kind = os.path.split(parent)
+    if kind == VERSIONS and name.isascii() and name.isdigit():
+        return model or "."
+    if (kind == CHECKPOINTS and not os.path.exists(os.path.join(path, MODEL_FILE))
+            and os.path.isfile(os.path.join(model or ".", MODEL_FILE))):
+        return model or "."
+    return None
 
 
 def check_target(path, force):
