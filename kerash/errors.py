@@ -61,3 +61,23 @@ def printable(text):
         else:
             out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
     return "".join(out)
+
+
+QUOTE_LIMIT = 60  # characters of a quoted excerpt in a message
+MESSAGE_LIMIT = 1000  # characters of a whole message
+
+
+def short_quotes(text):
+    """`text` with every quoted excerpt ('…') longer than QUOTE_LIMIT cut short: a line of a file may be huge."""
+    import re
+
+    return re.sub(r"'([^']{%d,})'" % (QUOTE_LIMIT + 1), lambda m: f"'{m.group(1)[:QUOTE_LIMIT]}…'", text)
+
+
+def one_line(message):
+    """A message as a tool prints it: unprintable characters escaped, quotes and length cut short."""
+    text = short_quotes(printable(message))
+    if len(text) > MESSAGE_LIMIT:
+        text = text[: MESSAGE_LIMIT - 21] + f"… ({len(text)} characters)"
+    return text
+

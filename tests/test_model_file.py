@@ -264,3 +264,16 @@ def test_every_layer_kind_writes_the_text_it_reads(line):
     spec = model.parse_model(text)
     assert model.normalised_text(spec).splitlines()[3] == line
     assert model.normalised_text(model.parse_model(model.normalised_text(spec))) == model.normalised_text(spec)
+
+
+@pytest.mark.parametrize("text", ["2 1 1\ninput\ndense 3 {long}\n", "2 1 1\ninput\n{long} 3 relu\n", "/{long}/\n2 1 1\ninput\n",
+                                  "2 1 1 {long}\ninput\ndense 3 relu\n",
+                                  "(in, 2)\n(h, 3, <{long}>)\n(out, 1, <sigmoid>, <mse>)\n"],
+                         ids=["activation", "layer", "header", "size", "mdl"])
+def test_a_huge_line_gives_a_short_error(tmp_path, text):
+    """Issue 19: a model-file line of 100k characters produced a 200 KB error line."""
+    name = "bad.mdl" if text.startswith("(") else "bad.model"
+    (tmp_path / name).write_text(text.format(long="x" * 100_000))
+    proc = run(["model-init", name, "-o", "out"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, f"{name}:")
+    assert len(proc.stderr) < 400 and "…" in proc.stderr.decode(), proc.stderr[:400]

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from ..errors import KerashError, printable
+from ..errors import KerashError, one_line
 
 
 def tool(name):
@@ -57,14 +57,14 @@ def on_error(before=None, after=None):
 def warn(message):
     """Print `TOOL: warning: MESSAGE` on standard error (one line, escaped)."""
     if sys.stderr is not None:
-        sys.stderr.write(f"{_PROG[0]}: warning: {printable(message)}\n")
+        sys.stderr.write(f"{_PROG[0]}: warning: {one_line(message)}\n")
 
 
 def _error(prog, message, code):
     if _ON_ERROR.get("before"):
         _ON_ERROR["before"]()
     if sys.stderr is not None:  # with standard error closed (2>&-) only the status tells
-        sys.stderr.write(f"{prog}: error: {printable(message)}\n")
+        sys.stderr.write(f"{prog}: error: {one_line(message)}\n")
         sys.stderr.flush()
     if _ON_ERROR.get("after"):
         _ON_ERROR["after"](code)
