@@ -71,7 +71,9 @@ def short_quotes(text):
     """`text` with every quoted excerpt ('…') longer than QUOTE_LIMIT cut short: a line of a file may be huge."""
     import re
 
-    return re.sub(r"'([^']{%d,})'" % (QUOTE_LIMIT + 1), lambda m: f"'{m.group(1)[:QUOTE_LIMIT]}…'", text)
+    # A quote opens after a space or bracket and closes before one: the text between two quoted words is no excerpt.
+    pattern = r"(?:(?<=^)|(?<=[\s(\[{=:]))'([^']{%d,})'(?=$|[\s)\]},.;:…])" % (QUOTE_LIMIT + 1)
+    return re.sub(pattern, lambda m: f"'{m.group(1)[:QUOTE_LIMIT]}…'", text)
 
 
 def one_line(message):
