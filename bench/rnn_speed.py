@@ -117,12 +117,14 @@ def time_shares(folder):
     from threadpoolctl import threadpool_limits
 
     from kerash import model
+    from kerash.network import Objective
 
     threadpool_limits(1)
     spec = model.parse_model(cell_text())
     net = model.build_network(spec, np.float32)
     net.set_params(model.init_params(spec, 1, np.float32))
     net.use_arena()
+    objective = Objective(spec.loss, net)
     x = np.load(os.path.join(folder, "x.npy"))[:BATCH]
     y = np.load(os.path.join(folder, "y.npy"))[:BATCH]
     np.ones((128, 256), np.float32) @ np.ones((256, 784), np.float32)
@@ -137,7 +139,7 @@ def time_shares(folder):
             times.append((time.perf_counter() - t0) / reps)
         return min(times)
 
-    step = best_of(lambda: net.gradient(x, y, 1.0 / BATCH))
+    step = best_of(lambda: net.gradient(objective, x, y, 1.0 / BATCH))
     # The same products alone: per dense node and step, X·W forward, Xᵀ·dZ and dZ·Wᵀ backward.
     products = []
     for key, shapes in model.param_shapes(spec).items():

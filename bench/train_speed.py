@@ -262,22 +262,25 @@ def split_ceiling(model_file, batch, seconds=0.3, rounds=7):
 
     from kerash.model.description import read_model_file
     from kerash.model.spec import build_network
+    from kerash.network import Objective
     from kerash.processes import prewarm_blas, tune_allocator
 
     threadpool_limits(1)
     tune_allocator()
     prewarm_blas(np.float32)
-    net = build_network(read_model_file(model_file))
+    spec = read_model_file(model_file)
+    net = build_network(spec)
+    objective = Objective(spec.loss, net)
     net.use_arena()
     rng = np.random.default_rng(0)
-    net.flat_params[:] = rng.normal(0, 0.05, net.flat_params.size)
+    net.arena.params[:] = rng.normal(0, 0.05, net.arena.size)
     x = np.load(os.environ["BENCH_X"]).astype(np.float32).reshape((-1,) + tuple(net.nodes[0].shape))
     y = np.eye(10, dtype=np.float32)[np.load(os.environ["BENCH_Y"])[:, 0].astype(int)]
 
     def step_time(b):
         start, steps, i = time.perf_counter(), 0, 0
         while time.perf_counter() - start < seconds:
-            net.gradient(x[i:i + b], y[i:i + b], 1.0 / b)
+            net.gradient(objective, x[i:i + b], y[i:i + b], 1.0 / b)
             i, steps = (i + b) % (len(x) - b), steps + 1
         return (time.perf_counter() - start) / steps
 

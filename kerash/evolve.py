@@ -31,10 +31,10 @@ from . import model as modelmod
 from .errors import DataError, UsageError
 from .files.labels import WordLabels
 from .model import normalization
-from .network.graph import targets_are_classes
+from .network import Objective, targets_are_classes
 from .training import batches
 from .training.engines.local import LocalEngine
-from .processes import limit_blas_threads, prewarm_blas, tune_allocator
+from .processes import end_child, fork_child, limit_blas_threads, prewarm_blas, tune_allocator, wait_any
 from .training.optimizers import Optimizer
 from .files.workdir import scratch_dir
 
@@ -217,8 +217,9 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     spec = genome.spec
     net = modelmod.build_network(spec, np.float32)
     net.set_params(genome.params)
-    net.adapt_to_targets(y)
-    engine = LocalEngine(net, x, y, Optimizer(cfg.optimizer, lr=cfg.lr), None)
+    objective = Objective(spec.loss, net)
+    objective.adapt_to_targets(y)
+    engine = LocalEngine(net, objective, x, y, Optimizer(cfg.optimizer, lr=cfg.lr), None)
     diverged = False
     for epoch in range(1, cfg.epochs_per_eval + 1):
         for idx in batches.epoch_batches(train_idx, cfg.batch_size, seed, epoch):
@@ -231,7 +232,7 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     if diverged:
         genome.val_loss, genome.val_accuracy = math.inf, math.nan
     else:
-        loss_sum, correct, _ = net.evaluate(x[val_idx], y[val_idx])
+        loss_sum, correct, _ = net.evaluate(objective, x[val_idx], y[val_idx])
         genome.val_loss = loss_sum / len(val_idx)
         genome.val_accuracy = correct / len(val_idx) if targets_are_classes(y) else math.nan
         if not math.isfinite(genome.val_loss):
@@ -277,31 +278,21 @@ def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
             while pending and len(running) < cfg.workers:
                 i, (genome, seed) = pending.pop(0)
                 folder = os.path.join(run_dir, f"job-{i}")
-                pid = os.fork()
-                if pid == 0:
-                    code = 1
-                    try:
-                        limit_blas_threads(1)
-                        train_genome(genome, x, y, train_idx, val_idx, cfg, seed)
-                        _save_result(folder, genome)
-                        code = 0
-                    finally:
-                        os._exit(code)
-                running[pid] = (i, genome, folder)
-            pid, status = os.wait()
-            if pid not in running:
-                continue
+
+                def job(genome=genome, seed=seed, folder=folder):
+                    limit_blas_threads(1)
+                    train_genome(genome, x, y, train_idx, val_idx, cfg, seed)
+                    _save_result(folder, genome)
+
+                running[fork_child(job)] = (i, genome, folder)
+            pid, status = wait_any(running)
             i, genome, folder = running.pop(pid)
             if os.waitstatus_to_exitcode(status) != 0:
                 raise DataError(f"the worker training genome {genome.id} failed (status {os.waitstatus_to_exitcode(status)})")
             _load_result(folder, genome)
     finally:
         for pid in running:
-            try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            end_child(pid)
         shutil.rmtree(run_dir, ignore_errors=True)
     return [g for g, _ in jobs]
 

@@ -1,6 +1,9 @@
-"""Processes: BLAS threads, the cores this process may use, MPI ranks, the allocator."""
+"""Processes: forked children (fork, wait, reap, describe), BLAS threads, the cores this process may use, MPI ranks,
+the allocator."""
 
 import os
+import signal
+import time
 
 import numpy as np
 
@@ -53,3 +56,84 @@ def mpi_size():
         if value.isdigit():
             return int(value)
     return 1
+
+
+# ---------------------------------------------------------------- children
+
+
+def fork_child(task):
+    """Run task() in a forked child; the child's pid.  Raises OSError when the system cannot fork.
+
+    The child exits 0 when task returns and 1 when it raises, by os._exit: it runs
+    none of the parent's atexit handlers or enclosing finally blocks, and flushes
+    none of the buffered output it inherited (nothing is written twice).
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            task()
+            code = 0
+        finally:
+            os._exit(code)  # also when task raised: the exception goes no further
+    return pid
+
+
+def describe_status(status):
+    """A wait status in words: 'killed by SIGKILL', 'exited with status 1'."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def wait_child(pid, timeout=None):
+    """Reap child `pid`: its wait status, or None if it still runs after `timeout` seconds (None: no limit).
+
+    Raises ChildProcessError when pid is not (or no longer) a child of this process.
+    """
+    if timeout is None:
+        return os.waitpid(pid, 0)[1]
+    found = wait_any([pid], timeout)
+    return None if found is None else found[1]
+
+
+def wait_any(pids, timeout=None):
+    """Reap the first of `pids` to end: (pid, wait status), or None after `timeout` seconds (None: no limit).
+
+    Only these children are reaped: any other child of this process (a
+    subprocess of the caller's) is left to whoever waits for it.  Raises
+    ChildProcessError when one of pids is not (or no longer) a child.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        for pid in pids:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return done, status
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            pause = min(pause, left)
+        time.sleep(pause)
+        pause = min(2 * pause, 0.01)
+
+
+def end_child(pid, grace=0.0):
+    """Make sure child `pid` has ended and is reaped: `grace` seconds to end by itself, then SIGKILL.
+
+    A pid that is no longer a child (already reaped) is left alone.
+    """
+    try:
+        if grace and wait_child(pid, grace) is not None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass

@@ -9,6 +9,7 @@ import pytest
 from conftest import naive_conv, naive_maxpool
 
 from kerash import functions, model
+from kerash.network import Objective
 
 H = 1e-6  # finite-difference step (float64)
 
@@ -30,7 +31,7 @@ MARGIN = 1e-4  # a step of H moves a pre-activation by ~1e-5 at most here
 
 
 def make_net(text, seed=0, w_scale=1.0, b_scale=0.5):
-    """(spec, network) in float64 with seeded normal weights of the given scales."""
+    """(spec, network, objective) in float64 with seeded normal weights of the given scales."""
     spec = model.parse_model(text, "test.model")
     net = model.build_network(spec, np.float64)
     rng = np.random.default_rng(seed)
@@ -42,11 +43,11 @@ def make_net(text, seed=0, w_scale=1.0, b_scale=0.5):
             "b": rng.normal(0, b_scale, size=shapes["b"]),
         }
     net.set_params(params)
-    return spec, net
+    return spec, net, Objective(spec.loss, net)
 
 
-def total_loss(net, x, y):
-    return float(net.losses(x, y)[0].sum())
+def total_loss(net, objective, x, y):
+    return float(net.losses(objective, x, y)[0].sum())
 
 
 def pre_activations(net, x):
@@ -89,26 +90,26 @@ def numeric_grad(f, array):
     return grad
 
 
-def check_param_grads(net, x, y, rtol=1e-5, atol=1e-7):
-    losses, _ = net.gradient(x, y, 1.0)
+def check_param_grads(net, objective, x, y, rtol=1e-5, atol=1e-7):
+    losses, _ = net.gradient(objective, x, y, 1.0)
     analytic = {(key, name): g.copy() for key, name, g in net.grad_items()}
     assert analytic, "the network has no parameters"
-    assert np.isclose(losses.sum(), total_loss(net, x, y), rtol=1e-12, atol=1e-12)
+    assert np.isclose(losses.sum(), total_loss(net, objective, x, y), rtol=1e-12, atol=1e-12)
     for key, name, p in net.param_items():
-        numeric = numeric_grad(lambda: total_loss(net, x, y), p)
+        numeric = numeric_grad(lambda: total_loss(net, objective, x, y), p)
         np.testing.assert_allclose(analytic[key, name], numeric, rtol=rtol, atol=atol, err_msg=f"{key}/{name}")
     return analytic
 
 
-def input_gradient(net, x, y):
+def input_gradient(net, objective, x, y):
     """dΣloss/dx through every layer's backward(dY) → dX."""
-    return net.input_gradient(x, y)
+    return net.input_gradient(objective, x, y)
 
 
-def check_input_grad(net, x, y, rtol=1e-5, atol=1e-7):
-    analytic = input_gradient(net, x, y)
+def check_input_grad(net, objective, x, y, rtol=1e-5, atol=1e-7):
+    analytic = input_gradient(net, objective, x, y)
     assert analytic.shape == x.shape
-    numeric = numeric_grad(lambda: total_loss(net, x, y), x)
+    numeric = numeric_grad(lambda: total_loss(net, objective, x, y), x)
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
 
 
@@ -143,7 +144,7 @@ CONV_CASES = [
 def test_convolution_forward_is_cross_correlation_with_zero_padding(dims, conv):
     w, h, d = dims
     f, s, p, kw, kh = conv
-    spec, net = make_net(f"{w} {h} {d}\ninput\nconvolution identity {f} {s} {p} {kw} {kh}\n", seed=3)
+    spec, net, _ = make_net(f"{w} {h} {d}\ninput\nconvolution identity {f} {s} {p} {kw} {kh}\n", seed=3)
     x = sample_inputs(spec, 3, 4)
     params = net.get_params()["layer_01"]
     assert params["W"].shape == (f, d, kh, kw)
@@ -157,7 +158,7 @@ def test_convolution_forward_is_cross_correlation_with_zero_padding(dims, conv):
 @pytest.mark.parametrize("image", ["7 5", "16 11"])
 def test_max_pooling_forward_against_naive_loop(pool, image):
     s, p, kw, kh = pool
-    spec, net = make_net(f"{image} 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
+    spec, net, _ = make_net(f"{image} 2\ninput\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 identity\n")
     x = sample_inputs(spec, 3, 5)
     expected = naive_maxpool(x, kh, kw, s, p)
     out = net.trace(x)[1][0]
@@ -166,7 +167,7 @@ def test_max_pooling_forward_against_naive_loop(pool, image):
 
 
 def test_flatten_keeps_channel_height_width_order_and_dense_is_x_at_w():
-    spec, net = make_net("3 2 2\ninput\nflatten -\ndense 4 tanh\n", seed=1)
+    spec, net, _ = make_net("3 2 2\ninput\nflatten -\ndense 4 tanh\n", seed=1)
     x = sample_inputs(spec, 5, 2)
     flat = net.trace(x)[1][0]
     np.testing.assert_array_equal(flat, np.stack([s.ravel(order="C") for s in x]))
@@ -175,7 +176,7 @@ def test_flatten_keeps_channel_height_width_order_and_dense_is_x_at_w():
 
 
 def test_softmax_in_a_convolution_runs_across_filters():
-    spec, net = make_net("4 4 2\ninput\nconvolution softmax 3 1 1 3 3\n", seed=2)
+    spec, net, _ = make_net("4 4 2\ninput\nconvolution softmax 3 1 1 3 3\n", seed=2)
     x = sample_inputs(spec, 2, 3)
     p = net.get_params()["layer_01"]
     z = naive_conv(x, p["W"], 1, 1, p["b"])
@@ -192,12 +193,12 @@ def test_convolution_gradients(dims, conv, act):
     w, h, d = dims
     f, s, p, kw, kh = conv
     text = f"{w} {h} {d}\ninput\nconvolution {act} {f} {s} {p} {kw} {kh}\nflatten -\ndense 3 identity\n"
-    spec, net = make_net(text, seed=11)
+    spec, net, objective = make_net(text, seed=11)
     x = sample_inputs(spec, 3, 12)
     y = regression_targets(spec, 3, 13)
     assert_away_from_kinks(net, x)
-    check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
 
 
 @pytest.mark.parametrize("pool", [(2, 0, 2, 2), (1, 1, 3, 3), (2, 1, 2, 3), (3, 0, 3, 2)])
@@ -205,29 +206,29 @@ def test_convolution_gradients(dims, conv, act):
 def test_max_pooling_gradients(pool, image):
     s, p, kw, kh = pool
     text = f"{image} 2\ninput\nconvolution tanh 3 1 1 3 3\nmax_pooling - {s} {p} {kw} {kh}\nflatten -\ndense 2 sigmoid\n"
-    spec, net = make_net(text, seed=21)
+    spec, net, objective = make_net(text, seed=21)
     x = sample_inputs(spec, 3, 22)
     y = regression_targets(spec, 3, 23)
-    check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
 
 
 def test_gradients_when_the_first_layers_have_no_parameters():
     # max_pooling and flatten before the first trainable layer: no dX is needed below it.
     text = "6 6 2\ninput\nmax_pooling - 2 0 2 2\nconvolution tanh 2 1 1 3 3\nmax_pooling - 1 0 2 2\nflatten -\ndense 3 softmax\n"
-    spec, net = make_net(text, seed=31)
+    spec, net, objective = make_net(text, seed=31)
     x = sample_inputs(spec, 4, 32)
     y = np.eye(3)[[0, 2, 1, 2]]
-    check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
 
 
 def test_gradient_scale_multiplies_every_gradient():
-    spec, net = make_net("3 1 1\ninput\ndense 4 tanh\ndense 2 sigmoid\n", seed=41)
+    spec, net, objective = make_net("3 1 1\ninput\ndense 4 tanh\ndense 2 sigmoid\n", seed=41)
     x, y = sample_inputs(spec, 6, 42), regression_targets(spec, 6, 43)
-    net.gradient(x, y, 1.0)
+    net.gradient(objective, x, y, 1.0)
     full = [g.copy() for _, _, g in net.grad_items()]
-    net.gradient(x, y, 0.25)
+    net.gradient(objective, x, y, 0.25)
     for g, f in zip([g for _, _, g in net.grad_items()], full):
         np.testing.assert_allclose(g, 0.25 * f, rtol=1e-14, atol=1e-17)
 
@@ -237,12 +238,12 @@ def test_gradients_of_a_deeper_cnn_with_every_layer_type():
         "8 7 2\ninput\nconvolution elu 3 1 1 3 3\nmax_pooling - 2 0 2 2\n"
         "convolution sigmoid 2 1 0 2 2\nflatten -\ndense 5 tanh\ndense 3 softmax\n"
     )
-    spec, net = make_net(text, seed=51)
+    spec, net, objective = make_net(text, seed=51)
     x = sample_inputs(spec, 3, 52)
     y = np.eye(3)[[2, 0, 1]]
     assert_away_from_kinks(net, x)
-    check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
 
 
 # ---------------------------------------------------------------- gradients: activations
@@ -263,17 +264,17 @@ def _activation_case(act, position, seed):
     else:
         text = f"3 1 1\ninput\ndense 4 tanh\ndense 3 {act}\nloss mse\n"
     # Weights large enough that pre-activations spread over both sides of 0 and of ±1.
-    spec, net = make_net(text, seed=seed, w_scale=2.0, b_scale=0.7)
+    spec, net, objective = make_net(text, seed=seed, w_scale=2.0, b_scale=0.7)
     x = sample_inputs(spec, 5, seed + 1)
     y = regression_targets(spec, 5, seed + 2)
-    return spec, net, x, y
+    return spec, net, objective, x, y
 
 
 @pytest.mark.parametrize("position", ["hidden", "output"])
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS + PARAMETRISED)
 def test_activation_gradients(act, position):
     seed = 100
-    spec, net, x, y = _activation_case(act, position, seed)
+    spec, net, objective, x, y = _activation_case(act, position, seed)
     assert_away_from_kinks(net, x)
     index = 1 if position == "hidden" else len(net.nodes) - 1
     layer = net.nodes[index]
@@ -283,12 +284,12 @@ def test_activation_gradients(act, position):
         z = pre_activations(net, x)[index]
         for k in kink_points(act_fn):
             assert (z < k).any() and (z > k).any(), (act, k)
-    grads = check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    grads = check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
     if act == "binarystep":
         # its derivative is 0: nothing flows back through it, yet the checks above were not vacuous
         assert np.all(grads[layer.key, "W"] == 0) and np.all(grads[layer.key, "b"] == 0)
-        assert np.all(input_gradient(net, x, y) == 0)
+        assert np.all(input_gradient(net, objective, x, y) == 0)
         other = net.nodes[2] if position == "hidden" else None
         if other is not None:
             assert np.any(grads[other.key, "W"] != 0)
@@ -299,7 +300,7 @@ def test_activation_gradients(act, position):
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS)
 def test_activation_values_match_the_output_of_a_dense_layer(act):
     # The layer applies the registry's function to X @ W + b (softmax row-wise).
-    spec, net, x, _ = _activation_case(act, "output", 7)
+    spec, net, _, x, _ = _activation_case(act, "output", 7)
     out, ctx = net.trace(x)[-1]
     z, _ = net.layers[-1].pre_activation(ctx)
     below = net.trace(x)[-2][0]
@@ -375,38 +376,38 @@ def test_huber_delta_parameter(rng):
 @pytest.mark.parametrize("name", sorted(FORMULAS))
 def test_batch_loss_is_the_mean_of_per_sample_losses(name, rng):
     out_act = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mcclelland": "sigmoid"}.get(name, "identity")
-    spec, net = make_net(f"4 1 1\ninput\ndense 5 tanh\ndense 3 {out_act}\nloss {name}\n", seed=8)
+    spec, net, objective = make_net(f"4 1 1\ninput\ndense 5 tanh\ndense 3 {out_act}\nloss {name}\n", seed=8)
     x = sample_inputs(spec, 9, 9)
     _, y = loss_case(name, rng, n=9)
     if name == "mape":
         y = rng.uniform(0.5, 2, size=y.shape) * rng.choice([-1, 1], size=y.shape)
-    loss_sum, _, _ = net.evaluate(x, y, batch_size=4)
+    loss_sum, _, _ = net.evaluate(objective, x, y, batch_size=4)
     per_sample = FORMULAS[name](net.forward(x), y)
     np.testing.assert_allclose(loss_sum / len(x), per_sample.mean(), rtol=1e-11)
 
 
 def test_fused_cross_entropy_equals_log_softmax_formula(rng):
-    spec, net = make_net("5 1 1\ninput\ndense 4 relu\ndense 6 softmax\n", seed=5)
-    assert spec.loss.name == "cross_entropy" and net.fused
+    spec, net, objective = make_net("5 1 1\ninput\ndense 4 relu\ndense 6 softmax\n", seed=5)
+    assert spec.loss.name == "cross_entropy" and objective.fused
     x = sample_inputs(spec, 8, 6)
     y = np.eye(6)[rng.integers(0, 6, 8)]
     z, _ = net.layers[-1].pre_activation(net.trace(x)[-1][1])
     expected = -np.sum(y * (z - logsumexp(z)[:, None]), axis=1)
-    np.testing.assert_allclose(net.losses(x, y)[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(net.losses(objective, x, y)[0], expected, rtol=1e-12)
     # soft targets whose rows do not sum to 1: −Σ y log softmax(z) still holds
     soft = rng.uniform(0, 1, size=(8, 6))
-    np.testing.assert_allclose(net.losses(x, soft)[0], -np.sum(soft * (z - logsumexp(z)[:, None]), axis=1), rtol=1e-12)
+    np.testing.assert_allclose(net.losses(objective, x, soft)[0], -np.sum(soft * (z - logsumexp(z)[:, None]), axis=1), rtol=1e-12)
 
 
 def test_fused_cross_entropy_with_huge_logits():
     # z = (1000, 0, −1000): exp(1000) overflows a naive computation; −log softmax is exact here.
-    spec, net = make_net("1 1 1\ninput\ndense 3 softmax\n")
+    spec, net, objective = make_net("1 1 1\ninput\ndense 3 softmax\n")
     net.set_params({"layer_01": {"W": np.array([[1000.0, 0.0, -1000.0]]), "b": np.zeros(3)}})
     x = np.ones((3, 1, 1, 1))
     y = np.eye(3)
     with np.errstate(all="ignore"):
-        losses, _ = net.losses(x, y)
-        net.gradient(x, y, 1.0)
+        losses, _ = net.losses(objective, x, y)
+        net.gradient(objective, x, y, 1.0)
     np.testing.assert_allclose(losses, [0.0, 1000.0, 2000.0], rtol=1e-15, atol=1e-300)
     gw = net.grads[1]["W"]
     assert np.all(np.isfinite(gw))
@@ -415,14 +416,14 @@ def test_fused_cross_entropy_with_huge_logits():
 
 
 def test_fused_binary_cross_entropy_with_large_logits():
-    spec, net = make_net("1 1 1\ninput\ndense 4 sigmoid\nloss binary_cross_entropy\n")
-    assert net.fused
+    spec, net, objective = make_net("1 1 1\ninput\ndense 4 sigmoid\nloss binary_cross_entropy\n")
+    assert objective.fused
     z = np.array([[-1000.0, -40.0, 40.0, 1000.0]])
     net.set_params({"layer_01": {"W": z.copy(), "b": np.zeros(4)}})
     x = np.ones((2, 1, 1, 1))
     y = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])
     with np.errstate(all="ignore"):
-        losses, _ = net.losses(x, y)
+        losses, _ = net.losses(objective, x, y)
     expected = np.mean(softplus(z) - y * z, axis=1)
     np.testing.assert_allclose(losses, expected, rtol=1e-14)
     # the confidently wrong units cost |z| each, the right ones nothing: (40 + 40) / 4 and (1000 + 1000) / 4
@@ -484,18 +485,18 @@ def _assert_loss_away_from_kinks(name, params, out, y):
 @pytest.mark.parametrize("loss,act,kind", LOSS_CASES)
 def test_loss_gradients(loss, act, kind):
     name, *params = loss.split()
-    spec, net = make_net(f"3 1 1\ninput\ndense 5 tanh\ndense 3 {act}\nloss {loss}\n", seed=61, w_scale=3.0, b_scale=1.0)
-    assert net.fused == ((name, act) in (("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")))
+    spec, net, objective = make_net(f"3 1 1\ninput\ndense 5 tanh\ndense 3 {act}\nloss {loss}\n", seed=61, w_scale=3.0, b_scale=1.0)
+    assert objective.fused == ((name, act) in (("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")))
     rng = np.random.default_rng(62)
     x = sample_inputs(spec, 8, 63)
     y = _targets(kind, net.forward(x), rng)
     _assert_loss_away_from_kinks(name, params, net.forward(x), y)
-    grads = check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    grads = check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
     assert np.any(np.abs(grads["layer_02", "W"]) > 1e-6)
     # the value computed by the network matches the independent formula (with the default parameters)
     if not params:
-        np.testing.assert_allclose(net.losses(x, y)[0], FORMULAS[name](net.forward(x), y), rtol=1e-11)
+        np.testing.assert_allclose(net.losses(objective, x, y)[0], FORMULAS[name](net.forward(x), y), rtol=1e-11)
 
 
 @pytest.mark.parametrize("copies", [1, 3])  # 3 side by side: an output 6 wide, pooled offset by offset
@@ -526,18 +527,18 @@ def test_max_pooling_gradient_goes_to_the_first_maximum_of_a_tie_and_to_nan(copi
 
 @pytest.mark.parametrize("act", ["sigmoid", "tanh"])
 def test_mcclelland_error_values_and_gradients(act):
-    spec, net = make_net(f"3 1 1\ninput\ndense 5 tanh\ndense 3 {act}\nloss mcclelland\n", seed=71, w_scale=3.0, b_scale=1.0)
-    assert net.fused
+    spec, net, objective = make_net(f"3 1 1\ninput\ndense 5 tanh\ndense 3 {act}\nloss mcclelland\n", seed=71, w_scale=3.0, b_scale=1.0)
+    assert objective.fused
     rng = np.random.default_rng(72)
     x = sample_inputs(spec, 8, 73)
     low = 0.0 if act == "sigmoid" else -1.0
     y = rng.uniform(low, 1.0, size=(8, 3))
-    check_param_grads(net, x, y)
-    check_input_grad(net, x, y)
+    check_param_grads(net, objective, x, y)
+    check_input_grad(net, objective, x, y)
     out = net.forward(x)
     p, q = (out, y) if act == "sigmoid" else ((1 + out) / 2, (1 + y) / 2)
     expected = -np.mean(q * np.log(p) + (1 - q) * np.log(1 - p), axis=1)
-    np.testing.assert_allclose(net.losses(x, y)[0], expected, rtol=1e-10)
+    np.testing.assert_allclose(net.losses(objective, x, y)[0], expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("act", ["sigmoid", "tanh"])
@@ -547,10 +548,10 @@ def test_mcclelland_error_keeps_learning_where_the_output_saturates(act):
     target = 1.0
     results = {}
     for loss in ("mse", "mcclelland"):
-        spec, net = make_net(f"1 1 1\ninput\ndense 1 {act}\nloss {loss}\n")
+        spec, net, objective = make_net(f"1 1 1\ninput\ndense 1 {act}\nloss {loss}\n")
         net.set_params({"layer_01": {"W": np.array([[-12.0]]), "b": np.zeros(1)}})
         x, y = np.ones((1, 1, 1, 1)), np.full((1, 1), target)
-        net.gradient(x, y, 1.0)
+        net.gradient(objective, x, y, 1.0)
         results[loss] = net.grads[1]["W"][0, 0]
     yhat = {"sigmoid": 1 / (1 + math.exp(12.0)), "tanh": math.tanh(-12.0)}[act]
     assert results["mcclelland"] == pytest.approx(yhat - target, rel=1e-9)

@@ -8,13 +8,14 @@ import pytest
 from conftest import ROOT
 
 from kerash import model
+from kerash.network import Objective
 
 H = 1e-6
 SEEDS = ROOT / "models"  # NeuroMorph's two example models, as the seed shipped them
 
 
 def make_net(text, seed=0, scale=0.8):
-    """(spec, network) in float64 with seeded normal weights."""
+    """(spec, network, objective) in float64 with seeded normal weights."""
     spec = model.parse_model(text, "test.mdl")
     net = model.build_network(spec, np.float64)
     rng = np.random.default_rng(seed)
@@ -24,23 +25,23 @@ def make_net(text, seed=0, scale=0.8):
         params[key] = {"W": rng.normal(0, scale / math.sqrt(fan_in), size=shapes["W"]), "b": rng.normal(0, 0.3, size=shapes["b"])}
     net.set_params(params)
     net.use_arena()
-    return spec, net
+    return spec, net, Objective(spec.loss, net)
 
 
-def check_gradients(net, x, y, rtol=1e-5, atol=1e-8):
+def check_gradients(net, objective, x, y, rtol=1e-5, atol=1e-8):
     """net.gradient against central differences of Σ per-sequence losses, for every parameter."""
-    net.adapt_to_targets(y)
-    losses, _ = net.gradient(x, y, 1.0)
-    analytic = net.flat_grads.copy()
-    assert np.isclose(losses.sum(), net.losses(x, y)[0].sum(), rtol=1e-12)
-    p = net.flat_params
+    objective.adapt_to_targets(y)
+    losses, _ = net.gradient(objective, x, y, 1.0)
+    analytic = net.arena.grads.copy()
+    assert np.isclose(losses.sum(), net.losses(objective, x, y)[0].sum(), rtol=1e-12)
+    p = net.arena.params
     numeric = np.empty_like(p)
     for i in range(p.size):
         old = p[i]
         p[i] = old + H
-        up = net.losses(x, y)[0].sum()
+        up = net.losses(objective, x, y)[0].sum()
         p[i] = old - H
-        down = net.losses(x, y)[0].sum()
+        down = net.losses(objective, x, y)[0].sum()
         p[i] = old
         numeric[i] = (up - down) / (2 * H)
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
@@ -56,11 +57,11 @@ def branches(op):
 @pytest.mark.parametrize("op", ["additive", "multiplicative", "average", "concatenate"])
 @pytest.mark.parametrize("steps", [1, 3])
 def test_every_merge_op_in_branches(op, steps):
-    spec, net = make_net(branches(op), seed=1)
+    spec, net, objective = make_net(branches(op), seed=1)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(4, steps, 3))
     y = rng.integers(0, 2, size=(4, steps, 2)).astype(float)
-    check_gradients(net, x, y)
+    check_gradients(net, objective, x, y)
     # the merge computes what its name says, on the values of the nodes it names
     values = dict(zip([n.name for n in net.nodes], [v for v, _ in net.trace(x[:, 0])]))
     u, v = values["d"], values["c"]
@@ -73,7 +74,7 @@ ELMAN = "(input, 2)\n{xh, state, concatenate}\n(h, 5, <tanh>)\n[state,]\n(out, 3
 
 
 def test_elman_forward_equals_a_direct_loop():
-    spec, net = make_net(ELMAN, seed=3)
+    spec, net, _ = make_net(ELMAN, seed=3)
     p = net.get_params()
     w, b = p["layer_01"]["W"], p["layer_01"]["b"]
     wo, bo = p["layer_02"]["W"], p["layer_02"]["b"]
@@ -91,22 +92,22 @@ def test_elman_forward_equals_a_direct_loop():
 
 @pytest.mark.parametrize("scoring", ["every", "last", "classes"])
 def test_bptt_through_an_elman_network(scoring):
-    spec, net = make_net(ELMAN, seed=5)
+    spec, net, objective = make_net(ELMAN, seed=5)
     rng = np.random.default_rng(6)
     x = rng.normal(size=(4, 7, 2))
     classes = rng.integers(0, 3, size=(4, 7))
     y = {"every": np.eye(3)[classes], "last": np.eye(3)[classes[:, -1]],
          "classes": model.prepare_targets(classes, spec, x)}[scoring]
-    check_gradients(net, x, y)
+    check_gradients(net, objective, x, y)
 
 
 def test_bptt_of_a_node_that_reads_itself():
     # m(t) = tanh-layer(t) + m(t−1): a merge naming itself reads the previous step.
-    spec, net = make_net("(input, 3)\n(a, 3, <tanh>)\n{m, m, additive}\n(out, 2, <identity>, <mse>)\n", seed=7)
+    spec, net, objective = make_net("(input, 3)\n(a, 3, <tanh>)\n{m, m, additive}\n(out, 2, <identity>, <mse>)\n", seed=7)
     assert spec.node("m").inputs == [("a", 0), ("m", 1)]
     rng = np.random.default_rng(8)
     x = rng.normal(size=(2, 5, 3))
-    check_gradients(net, x, rng.normal(size=(2, 5, 2)))
+    check_gradients(net, objective, x, rng.normal(size=(2, 5, 2)))
     # the running sum, checked directly
     a = np.stack([v[1][0] for v in (net.trace(x[:, t]) for t in range(5))], axis=1)
     p = net.get_params()["layer_02"]
@@ -116,25 +117,25 @@ def test_bptt_of_a_node_that_reads_itself():
 def test_recurrent_output_and_a_loss_fused_with_softmax():
     # The output feeds the next step (a recurrent read of the last node) while a fused loss scores it.
     text = "(input, 2)\n{xo, out, concatenate}\n(h, 4, <tanh>)\n(out, 3, <softmax>, <cross_entropy>)\n"
-    spec, net = make_net(text, seed=9)
-    assert net.fused
+    spec, net, objective = make_net(text, seed=9)
+    assert objective.fused
     rng = np.random.default_rng(10)
-    check_gradients(net, rng.normal(size=(3, 5, 2)), np.eye(3)[rng.integers(0, 3, size=(3, 5))])
+    check_gradients(net, objective, rng.normal(size=(3, 5, 2)), np.eye(3)[rng.integers(0, 3, size=(3, 5))])
 
 
 @pytest.mark.parametrize("name", ["neuromorph-big.mdl", "neuromorph-lstm.mdl"])
 @pytest.mark.parametrize("scoring", ["every", "last"])
 def test_seed_models(name, scoring):
-    spec, net = make_net((SEEDS / name).read_text(), seed=11, scale=1.5)
+    spec, net, objective = make_net((SEEDS / name).read_text(), seed=11, scale=1.5)
     rng = np.random.default_rng(12)
     x = rng.normal(size=(3, 6, 4))
     y = rng.normal(size=(3, 6, 4) if scoring == "every" else (3, 4))
-    check_gradients(net, x, y, rtol=1e-4, atol=1e-7)
+    check_gradients(net, objective, x, y, rtol=1e-4, atol=1e-7)
 
 
 def test_a_graph_without_recurrence_takes_rows_as_one_step():
     text = (ROOT / "models" / "digits-residual.mdl").read_text()
-    spec, net = make_net(text, seed=13)
+    spec, net, _ = make_net(text, seed=13)
     rng = np.random.default_rng(14)
     rows = rng.uniform(size=(5, 64))
     x = model.prepare_inputs(rows, spec)

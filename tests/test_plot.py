@@ -79,7 +79,7 @@ def test_traces_of_both_formats_give_the_same_history(tmp_path):
 
 def test_curves_confusion_and_sizes_from_the_command_line(tmp_path):
     run("kerash dataset circle -o c --samples 300 --seed 4 --val-fraction 0.3", cwd=tmp_path)
-    model = make_model(tmp_path, "2 1 1\ninput\ndense 8 tanh\ndense 2 softmax\n", dtype="float32")
+    make_model(tmp_path, "2 1 1\ninput\ndense 8 tanh\ndense 2 softmax\n", dtype="float32")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "trace.tsv").write_text(OLD_TRACE)
     (tmp_path / "new").mkdir()
@@ -168,7 +168,7 @@ def test_weights_with_gradients_and_statistics(tmp_path):
 def test_weights_reads_layers_with_the_checks_of_every_reader(tmp_path):
     """Issue 19: plot weights read layer files as any tensor (a FIFO hung it; another model's gradient was drawn)."""
     model = make_model(tmp_path, "2 1 1\ninput\ndense 4 tanh\ndense 1 sigmoid\n")
-    other = make_model(tmp_path, "2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n", name="other")
+    make_model(tmp_path, "2 1 1\ninput\ndense 3 tanh\ndense 1 sigmoid\n", name="other")
     savetxt(tmp_path / "x.txt", np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
     savetxt(tmp_path / "y.txt", np.array([[0], [1], [1], [0]]))
     run("backprop other -x x.txt -y y.txt -o g", cwd=tmp_path)

@@ -39,3 +39,35 @@ Dtype = Annotated[
     typer.Option("--dtype", metavar="float32|float64", help="Floating-point type of the computation."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or diagnostics on standard error.")]
+
+
+def settings_options(tool_name, after, **fill):
+    """A decorator: the settings config.SETTINGS gives `tool_name` become options of the tool function.
+
+    They come after its parameter `after`, in the declaration's order, and
+    reach it as keyword arguments (**settings), None when not given.  Each
+    {name} in a help text becomes fill[name].
+    """
+    import inspect
+
+    from ..training.config import PATH, for_tool
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = [p.name for p in own].index(after) + 1
+        made = []
+        for s in for_tool(tool_name):
+            text = s.help
+            for name, value in fill.items():
+                text = text.replace("{" + name + "}", value)
+            option = "--" + s.key
+            names = [f"{option}/--no-{s.key}" if s.negatable else option] + ([s.short] if s.short else [])
+            info = typer.Option(*names, help=text, metavar=s.metavar, show_default=False)
+            kind = str if s.kind == PATH else s.kind
+            made.append(inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                          annotation=Annotated[Optional[kind], info]))
+        fn.__signature__ = signature.replace(parameters=own[:at] + made + own[at:])
+        return fn
+
+    return decorate

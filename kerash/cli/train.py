@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Dtype, Quiet
+from .options import Quiet, settings_options
 from .runner import table_printer, tool
 
 
@@ -23,50 +23,12 @@ WORKERS_HERE = f"{min(CORES, 8)} on this {CORES}-core machine"
 WORKERS_ANYWHERE = "the cores this process may use, at most 8,"
 
 
-def _opt(*names, help, metavar=None):
-    return typer.Option(*names, help=help, metavar=metavar, show_default=False)
-
-
 @tool("train")
+@settings_options("train", after="model_dir", workers=WORKERS_HERE)
 def train(
     model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)],
-    data: Annotated[Optional[str], _opt("--data", "-x", metavar="X", help="Training samples, one per row (or (N,C,H,W)).")] = None,
-    labels: Annotated[Optional[str], _opt("--labels", "-y", metavar="Y", help="One-hot rows, a column of class indices, or real targets.")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", "-e", help="Epochs to run now [default: 10].")] = None,
-    until_epoch: Annotated[Optional[int], _opt("--until-epoch", help="Train until the model has N epochs in total; do nothing if it has them.")] = None,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", "-b", help="Samples per step [default: the model's last, else 32].")] = None,
-    batch_growth: Annotated[Optional[str], _opt("--batch-growth", metavar="START:STEP:MAX", help="DyNet's growing batches: START samples per step, STEP more each epoch, at most MAX.")] = None,
-    lr: Annotated[Optional[float], _opt("--lr", help="Learning rate [default: 0.01 for sgd/momentum/nesterov, 0.001 for adam/rmsprop].")] = None,
-    lr_schedule: Annotated[Optional[str], _opt("--lr-schedule", metavar="SCHEDULE", help="constant, step:EVERY:FACTOR, exponential:GAMMA, cosine:EPOCHS[:MIN_LR] or plateau:PATIENCE:FACTOR (PyTorch's StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau) [default: the model's last, else constant].")] = None,
-    warmup: Annotated[Optional[int], _opt("--warmup", metavar="N", help="Rise linearly to the rate over the first N epochs, then follow the schedule.")] = None,
-    optimizer: Annotated[Optional[str], _opt("--optimizer", help="sgd, momentum, nesterov, adam or rmsprop [default: the model's last, else sgd].")] = None,
-    momentum: Annotated[Optional[float], _opt("--momentum", help="Momentum μ [default: 0.9].")] = None,
-    beta1: Annotated[Optional[float], _opt("--beta1", help="Adam's β1 [default: 0.9].")] = None,
-    beta2: Annotated[Optional[float], _opt("--beta2", help="Adam's β2 [default: 0.999].")] = None,
-    eps: Annotated[Optional[float], _opt("--eps", help="ε of adam and rmsprop [default: 1e-8].")] = None,
-    rho: Annotated[Optional[float], _opt("--rho", help="RMSprop's ρ [default: 0.9].")] = None,
-    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="L2 decay of the weights (not biases) [default: the model's last, else 0].")] = None,
-    clip_norm: Annotated[Optional[float], _opt("--clip-norm", metavar="C", help="Scale the step's gradient down to a global norm of at most C (torch.nn.utils.clip_grad_norm_).")] = None,
-    freeze: Annotated[Optional[str], _opt("--freeze", metavar="LAYERS", help="Train all but these: layer_01,layer_03-layer_04 (or node names, or 1-2); their weights stay bit-identical.")] = None,
-    workers: Annotated[Optional[int], _opt("--workers", "-w", help=f"Processes sharing each batch [default: {WORKERS_HERE} when a batch is worth splitting (≥ 4 million multiply-adds or their equivalent), else 1].")] = None,
-    threads: Annotated[Optional[int], _opt("--threads", help="BLAS threads of each training process [default: 1: the cores go to workers].")] = None,
-    engine: Annotated[Optional[str], _opt("--engine", help="local (one process), fork (--workers processes on this machine) or mpi (ranks of mpiexec) [default: mpi under mpiexec, else fork or local].")] = None,
-    stall: Annotated[Optional[float], _opt("--stall", help="Report a worker that makes no progress for this many seconds [default: 60].")] = None,
-    validation_split: Annotated[Optional[float], _opt("--validation-split", help="Hold out this fraction of the data for validation (fixed by the seed).")] = None,
-    val_data: Annotated[Optional[str], _opt("--val-data", metavar="X", help="Separate validation samples.")] = None,
-    val_labels: Annotated[Optional[str], _opt("--val-labels", metavar="Y", help="Labels of --val-data.")] = None,
-    seed: Annotated[Optional[int], _opt("--seed", help="Seed of the validation split and the shuffles [default: the model's].")] = None,
-    dtype: Dtype = None,
-    target_loss: Annotated[Optional[float], _opt("--target-loss", help="Stop when the training loss goes below this.")] = None,
-    patience: Annotated[Optional[int], _opt("--patience", help="Stop after this many epochs without validation improvement.")] = None,
-    restore_best: Annotated[Optional[bool], _opt("--restore-best/--no-restore-best", help="At the end, put back the weights of the best validation loss.")] = None,
-    checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", help="Keep MODEL/checkpoints/epoch-NNNN every N epochs.")] = None,
-    skip_below: Annotated[Optional[float], _opt("--skip-below", help="Skip learning samples whose loss is under this (DyNet).")] = None,
-    skip_growth: Annotated[Optional[float], _opt("--skip-growth", help="Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10].")] = None,
-    stats: Annotated[Optional[bool], _opt("--stats/--no-stats", help="Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each epoch.")] = None,
-    restart_epoch: Annotated[Optional[bool], _opt("--restart-epoch", help="Start an interrupted epoch afresh, on purpose, when the data, split, seed or batch size changed.")] = None,
-    normalize: Annotated[Optional[bool], _opt("--normalize", help="Standardise each input feature with its mean and deviation on the training part (fitted before the first step, kept in MODEL/normalization/; every tool applies them).")] = None,
     quiet: Quiet = False,
+    **options,
 ):
     """Train a model: one tab-separated line per epoch on standard output.
 
@@ -88,11 +50,12 @@ def train(
       train mlp --data digits/data.npy --labels digits/labels.txt --epochs 3 --lr 0.1 --validation-split 0.2
     """
     # Only what the command line sets, to be laid over MODEL/params.
-    given = {k: v for k, v in locals().items() if v is not None and k not in ("model_dir", "quiet")}
+    given = {k: v for k, v in options.items() if v is not None}
     from ..files import fs, tensorio
     from ..errors import UsageError
     from ..files.labels import read_labels
     from ..training import loop
+    from ..training.config import TrainConfig
     from ..training.params_file import read_params
 
     for a, b in (("epochs", "until_epoch"), ("val_data", "validation_split")):
@@ -120,7 +83,7 @@ def train(
         raise UsageError("only one input can be standard input")
     if sys.stdout is None:
         raise UsageError("standard output is closed (>&-): the epoch table has nowhere to go; use > /dev/null")
-    cfg = loop.TrainConfig(**settings)
+    cfg = TrainConfig(**settings)
     silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent
     # Samples are read straight into the training precision: no second copy of a float64 or text file.

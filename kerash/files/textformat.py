@@ -29,6 +29,7 @@ import sys
 import numpy as np
 
 from ..errors import DataError, printable
+from ..processes import end_child, fork_child, wait_child
 
 MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
 
@@ -812,10 +813,10 @@ def _blocks_in_two(source, lines, body, span, dialect, ncols, lineno, header, dt
     try:
         n, lineno = _parse_into(out, 0, lines, body or lines.block(lineno), dialect, ncols, lineno, header)
     except BaseException:
-        kill_child(pid)
+        end_child(pid)
         raise
     mine = out[:n].reshape(-1, ncols)
-    if not child_succeeded(pid):
+    if wait_child(pid) != 0:
         # the child died for its own reasons: read its half here
         lines.limit, lines.eof = None, False
         return [mine] + _blocks(lines, lines.block(lineno), dialect, ncols, lineno, header, dtype)
@@ -831,38 +832,15 @@ def _blocks_in_two(source, lines, body, span, dialect, ncols, lineno, header, dt
 
 
 def fork_task(task):
-    """Run task() in a forked child that exits 0 when it returns; the child's pid, or None without fork."""
+    """Run task() in a forked child (see fork_child); the child's pid, or None without fork."""
     if not hasattr(os, "fork"):
         return None
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        pid = os.fork()
+        return fork_child(task)
     except OSError:
         return None
-    if pid == 0:
-        status = 1
-        try:
-            task()
-            status = 0
-        except BaseException:
-            pass
-        finally:
-            os._exit(status)
-    return pid
-
-
-def child_succeeded(pid):
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
-
-
-def kill_child(pid):
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------- writing
@@ -935,9 +913,9 @@ def text_chunks(a):
     try:
         yield _format_block(rows2d[:mid], kind)
     except BaseException:
-        kill_child(pid)
+        end_child(pid)
         raise
-    if child_succeeded(pid):
+    if wait_child(pid) == 0:
         length = int.from_bytes(shared[:8], "little")
         yield memoryview(shared)[8 : 8 + length]
     else:

@@ -39,7 +39,16 @@ class Merge(Layer):
 
     def output_shape(self, shapes):
         u, v = shapes
-        return (u[0] + v[0],) if self.op == "concatenate" else u
+        return (self.merged_width(u[0], v[0]),)  # vectors (see check)
+
+    def merged_width(self, u, v):
+        """The width out of widths u and v in: u + v for concatenate, else u (check: equal widths).
+
+        v may be None, not known yet: then only a concatenation's width is unknown (None).
+        """
+        if self.op == "concatenate":
+            return None if v is None else u + v
+        return u
 
     def forward(self, p, u, v):
         op = self.op

@@ -365,8 +365,9 @@ def _widths(b):
                     width[node.name] = width[node.inputs[0][0]]
             else:
                 (u, _), (v, _) = node.inputs
-                if u in width and (v in width or node.layer.op != "concatenate"):
-                    width[node.name] = width[u] + width[v] if node.layer.op == "concatenate" else width[u]
+                merged = node.layer.merged_width(width[u], width.get(v)) if u in width else None
+                if merged is not None:
+                    width[node.name] = merged
             if node.name not in width:
                 left.append(node)
         if len(left) == len(pending):

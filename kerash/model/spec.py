@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import functions
-from ..network.graph import Network, Node
+from ..network import Network, Node
 
 # Node kinds besides the layer kinds of kerash.layers.
 INPUT, SPLIT, TAP = "input", "split", "tap"
@@ -127,7 +127,7 @@ def build_network(spec, dtype=np.float32):
     """The network of `spec`, without parameters (see init_params / ModelDir.load)."""
     index, computing = _producers(spec)
     nodes = [Node(n.name, n.layer, [(index[src], delay) for src, delay in n.inputs], n.key, n.shape) for n in computing]
-    return Network(nodes, spec.loss, dtype, sequence=spec.sequence)
+    return Network(nodes, dtype, sequence=spec.sequence)
 
 
 def layer_nodes(spec):

@@ -5,7 +5,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..errors import UsageError
-from ..network.graph import targets_are_classes
+from ..network import Objective, targets_are_classes
 from . import normalization
 from .classes import class_targets, read_classes
 from .data import check_finite, prepare_inputs, prepare_targets
@@ -32,6 +32,10 @@ class Loaded(NamedTuple):
         y = class_targets(y, self.classes, x.shape[0], self.md.path)
         check_finite(y, where)
         return prepare_targets(y, self.md.spec, x, where)
+
+    def objective(self):
+        """A fresh objective of the model's loss on its network (adapt it to the targets it meets)."""
+        return Objective(self.md.spec.loss, self.net)
 
 
 def load(path, dtype=None):
@@ -64,7 +68,7 @@ def predict_loaded(model, x, name="input"):
     out = model.net.predict(model.inputs(x, name))
     if model.md.spec.sequence and rows:
         out = out[:, 0]  # rows given to a model without recurrence: one step each
-    return out, model.net.classes(out)
+    return out, model.objective().classes(out)
 
 
 def evaluate(path, x, y, dtype=None, names=("data", "labels")):
@@ -78,10 +82,11 @@ def evaluate(path, x, y, dtype=None, names=("data", "labels")):
     net, md = model.net, model.md
     x = model.inputs(x, names[0])
     y = model.targets(y, x, names[1])
-    net.adapt_to_targets(y)
-    loss_sum, correct, predicted = net.evaluate(x, y.astype(net.dtype))
+    objective = model.objective()
+    objective.adapt_to_targets(y)
+    loss_sum, correct, predicted = net.evaluate(objective, x, y.astype(net.dtype))
     n = x.shape[0]
-    scored = n * net.scored_steps(x, y)
+    scored = n * objective.scored_steps(x, y)
     width = md.spec.output_width
     classification = targets_are_classes(y)
     confusion = None

@@ -1,4 +1,4 @@
-"""A network: a graph of nodes evaluated in text (topological) order, plus a loss.
+"""A network: a graph of nodes evaluated in text (topological) order.
 
 Node 0 is the input; every other node is a layer (see kerash.layers) whose
 inputs are earlier nodes of the same time step, or — for recurrence — any
@@ -14,27 +14,15 @@ sums that several processes add together, 1/N for a mean step.
 
 Sequences are (N, T, I) with targets (N, T, K) scored at every step or
 (N, K) at the last; a sequence's loss is the mean over its scored steps.
+
+The loss is not the graph's: passes that score take an Objective (see
+objective.py) from the caller, which decides the output's gradient; the
+weights and gradients live in an Arena (see arena.py).
 """
 
 import numpy as np
 
-MARGIN_LOSSES = ("hinge", "huber_modified")
-
-
-def targets_are_classes(y):
-    """Whether targets (N, K) or (N, T, K) are classes, so that accuracy means something.
-
-    One column: labels 0/1 or −1/+1.  Several: rows of non-negative values
-    summing to 1 (one-hot or soft labels).  Anything else is regression.
-    """
-    y = np.asarray(y)
-    if y.size == 0:
-        return False
-    y = y.reshape(-1, y.shape[-1])
-    if y.shape[1] == 1:
-        values = set(np.unique(y).tolist())
-        return values <= {0.0, 1.0} or values <= {-1.0, 1.0}
-    return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1), 1.0))
+from .arena import Arena
 
 
 def _to(layout, x):
@@ -58,23 +46,17 @@ class Node:
 
 
 class Network:
-    def __init__(self, nodes, loss, dtype=np.float32, sequence=False):
+    """The graph: its nodes, their weights (views of `arena`), forward passes and gradients."""
+
+    def __init__(self, nodes, dtype=np.float32, sequence=False):
         """nodes: Node list, the input first and the output last; sequence: inputs are (N, T, I)."""
         self.nodes = nodes
-        self.loss = loss
         self.dtype = np.dtype(dtype)
         self.sequence = sequence
         self.input_shape = nodes[0].shape
         n = self.size = len(nodes)
         self.layers = [node.layer for node in nodes]
         self.recurrent = any(d for node in nodes for _, d in node.inputs)
-        out = self.layers[-1]
-        # Losses fuse with a dense output layer, whose pre-activation rows are the samples.
-        self.fusion = loss.fusion(out.activation.name) if out.kind == "dense" else None
-        self.fused = self.fusion is not None
-        # Single-output classification: outputs above the threshold mean class 1.
-        self.threshold = 0.0 if loss.name in MARGIN_LOSSES else 0.5
-        self.unit_rows = False  # every target row sums to 1 (see adapt_to_targets)
         self.params = [{} for _ in nodes]
         self.grads = [{} for _ in nodes]
         self.has_params = [bool(layer is not None and layer.param_shapes(self._in_shapes(i))) for i, layer in enumerate(self.layers)]
@@ -107,7 +89,9 @@ class Network:
                     feeds[j] = feeds[j] or not delay
         self.maybe_unwritten = [i for i in self.param_nodes if not feeds[i]]
         self.delayed = sorted({j for node in nodes for j, d in node.inputs if d})
-        self._layout(None)
+        self.param_node = {nodes[i].key: i for i in self.param_nodes}  # 'layer_NN' → node index
+        self.arena = Arena(self.param_shapes(), self.dtype)
+        self._use_grads(None)
 
     def _plan(self, want_input):
         """(needs a gradient, computes input gradients, nodes to visit backward) per node.
@@ -129,25 +113,15 @@ class Network:
         return needs, need_dx, visit
 
     def freeze(self, keys):
-        """Leave the parameters of these nodes ('layer_NN') out of training: no gradient, no update."""
-        known = {self.nodes[i].key: i for i in self.param_nodes}
-        self.frozen = {known[key] for key in keys}
+        """Leave the parameters of these nodes ('layer_NN') out of training: no gradient, no update.
+
+        The optimiser skips them too: see Arena.trainable_ranges.
+        """
+        self.frozen = {self.param_node[key] for key in keys}
         self.needs_grad, self.need_dx, self.backward_nodes = self._plan(want_input=False)
         for i in self.frozen:
             for g in self.grads[i].values():
                 g.fill(0)
-
-    def trainable_ranges(self):
-        """[(start, stop)] of the flat arena that training updates: everything but frozen nodes, merged."""
-        ranges = []
-        for i, name, start, size, shape in self._arena:
-            if i in self.frozen:
-                continue
-            if ranges and ranges[-1][1] == start:
-                ranges[-1] = (ranges[-1][0], start + size)
-            else:
-                ranges.append((start, start + size))
-        return ranges
 
     def _in_shapes(self, i):
         return [self.nodes[j].shape for j, _ in self.nodes[i].inputs]
@@ -174,63 +148,29 @@ class Network:
         for i in self.param_nodes:
             self.params[i] = params[self.nodes[i].key]
 
-    def _layout(self, grads_buffer):
-        """Each parameter's place in a flat arena; gradients get views of one flat buffer."""
-        layout, total = [], 0
-        for i in self.param_nodes:
-            shapes = self.layers[i].param_shapes(self._in_shapes(i))
-            for name in sorted(shapes):
-                size = int(np.prod(shapes[name]))
-                layout.append((i, name, total, size, tuple(shapes[name])))
-                total += size
-        grads = np.zeros(total, dtype=self.dtype) if grads_buffer is None else grads_buffer
-        for i, name, start, size, shape in layout:
-            self.grads[i][name] = grads[start : start + size].reshape(shape)
-        self._arena = layout
-        self.layout = [(self.nodes[i].key, name, start, size, shape) for i, name, start, size, shape in layout]
-        self.flat_grads = grads
-        return total
+    def _use_grads(self, grads_buffer):
+        """Gradients as views of one flat buffer: a new one of zeros, or the one given."""
+        grads = np.zeros(self.arena.size, dtype=self.dtype) if grads_buffer is None else grads_buffer
+        for key, name, view in self.arena.views(grads):
+            self.grads[self.param_node[key]][name] = view
+        self.arena.grads = grads
 
     def use_arena(self, params_buffer=None, grads_buffer=None):
-        """Lay every parameter out in one flat buffer, and every gradient in another.
+        """Lay every parameter out in one flat buffer, and every gradient in another (see arena.py).
 
-        The current weights are copied in.  An optimiser then updates all the
-        weights with a few whole-buffer operations, and a backup is one copy.
-        The buffers may be given (memory shared between processes).
-        Returns (parameters, gradients) as flat arrays.
+        The current weights are copied in.  The buffers may be given (memory
+        shared between processes).  Returns (parameters, gradients) as flat arrays.
         """
-        total = self._layout(grads_buffer)
-        flat = np.empty(total, dtype=self.dtype) if params_buffer is None else params_buffer
-        for i, name, start, size, shape in self._arena:
-            view = flat[start : start + size].reshape(shape)
+        self._use_grads(grads_buffer)
+        flat = np.empty(self.arena.size, dtype=self.dtype) if params_buffer is None else params_buffer
+        for key, name, view in self.arena.views(flat):
+            i = self.param_node[key]
             current = self.params[i].get(name)
             if current is not None and not (current.shape == view.shape and np.shares_memory(current, view)):
                 view[...] = current
             self.params[i] = dict(self.params[i], **{name: view})
-        self.flat_params = flat
-        return flat, self.flat_grads
-
-    def split_flat(self, flat):
-        """{'layer_NN/name': view} of an arena-shaped flat array (see use_arena)."""
-        return {f"{key}/{name}": flat[start : start + size].reshape(shape) for key, name, start, size, shape in self.layout}
-
-    def join_flat(self, arrays, dtype=None):
-        """An arena-shaped flat array from {'layer_NN/name': array}, or None if one is missing."""
-        flat = np.empty(self.flat_params.size, dtype=dtype or self.dtype)
-        for key, name, start, size, shape in self.layout:
-            part = arrays.get(f"{key}/{name}")
-            if part is None or part.shape != tuple(shape):
-                return None
-            flat[start : start + size] = part.reshape(-1)
-        return flat
-
-    def decay_mask(self):
-        """1 over the weights W, 0 over the biases: weight decay applies to weights only."""
-        mask = np.zeros(self.flat_params.size, dtype=self.dtype)
-        for key, name, start, size, shape in self.layout:
-            if name == "W":
-                mask[start : start + size] = 1
-        return mask
+        self.arena.params = flat
+        return flat, self.arena.grads
 
     def get_params(self):
         return {self.nodes[i].key: self.params[i] for i in self.param_nodes}
@@ -318,38 +258,27 @@ class Network:
         out = _to(self.convert_out, vals[-1]) if self.convert_out else vals[-1]
         return out.reshape(out.shape[0], -1)
 
-    def _losses(self, ctx, out, y):
-        """Per-sample losses (N,) of outputs out (N, K) against y (N, K)."""
-        if self.fused:
-            z, a = self.layers[-1].pre_activation(ctx)
-            return self.fusion.value(z, a, y)
-        return self.loss.value(out, y)
-
-    def _gradient_flat(self, x, y, scale, keep=None, plan=None, noise=None):
+    def _gradient_flat(self, objective, x, y, scale, keep=None, plan=None, noise=None):
         ctxs = [None] * self.size
         vals = self._step(x, None, ctxs, noise)
         out = self._flat_out(vals)
         if keep is None:
-            losses = self._losses(ctxs[-1], out, y)
-            correct = self.correct(out, y)
+            losses = objective.values(ctxs[-1], out, y)
+            correct = objective.correct(out, y)
         else:
-            keep.append((self.layers[-1].pre_activation(ctxs[-1])[0] if self.fused else None, out, y))
+            keep.append(objective.deferred(ctxs[-1], out, y))
             losses = correct = None
         written = [False] * self.size
         dvals = [None] * self.size
-        if self.fused:
-            z, a = self.layers[-1].pre_activation(ctxs[-1])
-            dz = self.fusion.grad(z, a, y, self.unit_rows)
-            if scale != 1.0:
-                dz *= scale
-            self._back_step(dvals, None, ctxs, written, dz, plan)
+        d = objective.output_gradient(ctxs[-1], out, y)
+        if scale != 1.0:
+            d *= scale
+        if objective.fused:  # d is at the output layer's pre-activation
+            self._back_step(dvals, None, ctxs, written, d, plan)
         else:
-            dout = self.loss.grad(out, y)
-            if scale != 1.0:
-                dout *= scale
             last = vals[-1]
-            dout = dout.reshape(_to(self.convert_out, last).shape if self.convert_out else last.shape)
-            dvals[-1] = _to(_BACK[self.convert_out], dout) if self.convert_out else dout
+            d = d.reshape(_to(self.convert_out, last).shape if self.convert_out else last.shape)
+            dvals[-1] = _to(_BACK[self.convert_out], d) if self.convert_out else d
             self._back_step(dvals, None, ctxs, written, None, plan)
         self._zero_unwritten(written)
         return losses, correct, dvals[0]
@@ -375,7 +304,7 @@ class Network:
             contexts.append(ctxs)
         return values, contexts
 
-    def _gradient_steps(self, x, y, scale, noise=None):
+    def _gradient_steps(self, objective, x, y, scale, noise=None):
         """Exact back-propagation through time over x (N, T, I)."""
         n, steps = x.shape[:2]
         values, contexts = self._unroll(x, noise)
@@ -388,13 +317,9 @@ class Network:
         for t in scored:
             yt = y[:, t] if every else y
             out = values[t][-1]
-            losses += self._losses(contexts[t][-1], out, yt)
-            correct += self.correct(out, yt)
-            if self.fused:
-                z, a = self.layers[-1].pre_activation(contexts[t][-1])
-                d = self.fusion.grad(z, a, yt, self.unit_rows)
-            else:
-                d = self.loss.grad(out, yt)
+            losses += objective.values(contexts[t][-1], out, yt)
+            correct += objective.correct(out, yt)
+            d = objective.output_gradient(contexts[t][-1], out, yt)
             d *= weight
             grads_out[t] = d
         losses /= len(scored)
@@ -403,7 +328,7 @@ class Network:
         for t in range(steps - 1, -1, -1):
             dvals, carry = carry, ([None] * self.size if t else None)
             d = grads_out.get(t)
-            if self.fused:
+            if objective.fused:
                 self._back_step(dvals, carry, contexts[t], written, d)
             else:
                 if d is not None:
@@ -418,31 +343,33 @@ class Network:
 
     # ------------------------------------------------------------ passes
 
-    def gradient(self, x, y, scale=1.0, keep=None, noise=None):
-        """Forward and backward on one batch: (per-sample losses, correct count).
+    def gradient(self, objective, x, y, scale=1.0, keep=None, noise=None):
+        """Forward and backward on one batch: (per-sample losses, correct count) of the objective.
 
-        Leaves scale × ∂(Σ losses)/∂θ in `grads` (the flat gradient arena).
+        Leaves scale × ∂(Σ losses)/∂θ in `grads` (the arena's gradients).
         For sequences, a sample is a sequence and `correct` counts scored steps.
-        When `keep` is a list (one fused output, no sequences), the losses
-        are not computed now: the batch's outputs are appended to it, and
-        `kept_metrics(keep)` computes them later for many batches at once;
-        (None, None) is returned.  `noise` (kerash.layers.Noise: seed, epoch and
-        the samples' ids) drives stochastic layers; without it they are inactive.
+        When `keep` is a list (objective.can_defer), the losses are not
+        computed now: the batch's outputs are appended to it, and
+        `objective.kept_metrics(keep)` computes them later for many batches
+        at once; (None, None) is returned.  `noise` (kerash.layers.Noise:
+        seed, epoch and the samples' ids) drives stochastic layers; without
+        it they are inactive.
         """
         if not self.sequence:
-            return self._gradient_flat(x, y, scale, keep, noise=noise)[:2]
+            return self._gradient_flat(objective, x, y, scale, keep, noise=noise)[:2]
         if self.recurrent:
-            return self._gradient_steps(x, y, scale, noise)
+            return self._gradient_steps(objective, x, y, scale, noise)
         n, steps = x.shape[:2]
         if y.ndim == 2:  # scored at the last step only, which depends on the last input only
-            return self._gradient_flat(x[:, -1], y, scale, noise=noise)[:2]
+            return self._gradient_flat(objective, x[:, -1], y, scale, noise=noise)[:2]
         rows = None if noise is None else noise.rows(steps)
-        losses, correct, _ = self._gradient_flat(self._folded(x), y.reshape(n * steps, -1), scale / steps, noise=rows)
+        losses, correct, _ = self._gradient_flat(objective, self._folded(x), y.reshape(n * steps, -1), scale / steps,
+                                                 noise=rows)
         return losses.reshape(n, steps).mean(axis=1), correct
 
-    def input_gradient(self, x, y):
+    def input_gradient(self, objective, x, y):
         """∂(Σ per-sample losses)/∂x for a batch without a time axis (same shape as x)."""
-        _, _, grad = self._gradient_flat(x, y, 1.0, plan=self._plan(want_input=True))
+        _, _, grad = self._gradient_flat(objective, x, y, 1.0, plan=self._plan(want_input=True))
         return np.zeros_like(x) if grad is None else grad
 
     def trace(self, x):
@@ -455,11 +382,6 @@ class Network:
         public = [_to(_BACK[layout] if layout != "first" and v.ndim == 4 else None, v) for layout, v in zip(self.layouts, vals)]
         return list(zip(public, ctxs))
 
-    @property
-    def can_defer(self):
-        """Whether gradient(keep=…) may put off computing the losses (see _Fit)."""
-        return self.fused and not self.sequence
-
     def forward(self, x):
         """Outputs of a batch: (N, K…) for inputs (N, …), (N, T, K) for sequences (N, T, I)."""
         if not self.sequence:
@@ -471,7 +393,7 @@ class Network:
         values, _ = self._unroll(x)
         return np.stack([v[-1] for v in values], axis=1)
 
-    def losses(self, x, y):
+    def losses(self, objective, x, y):
         """(per-sample losses, scored outputs) of a batch against targets y.
 
         The scored outputs are (N, K), or (N, T, K) for sequences scored at every step.
@@ -479,20 +401,20 @@ class Network:
         ctxs = [None] * self.size
         if not self.sequence:
             out = self._flat_out(self._step(x, None, ctxs))
-            return self._losses(ctxs[-1], out, y), out
+            return objective.values(ctxs[-1], out, y), out
         n, steps = x.shape[:2]
         if y.ndim == 2:
             if not self.recurrent:
                 out = self._step(x[:, -1], None, ctxs)[-1]
-                return self._losses(ctxs[-1], out, y), out
+                return objective.values(ctxs[-1], out, y), out
             values, contexts = self._unroll(x)
-            return self._losses(contexts[-1][-1], values[-1][-1], y), values[-1][-1]
+            return objective.values(contexts[-1][-1], values[-1][-1], y), values[-1][-1]
         if not self.recurrent:
             out = self._step(self._folded(x), None, ctxs)[-1]
-            losses = self._losses(ctxs[-1], out, y.reshape(n * steps, -1))
+            losses = objective.values(ctxs[-1], out, y.reshape(n * steps, -1))
             return losses.reshape(n, steps).mean(axis=1), out.reshape(n, steps, -1)
         values, contexts = self._unroll(x)
-        losses = sum(self._losses(contexts[t][-1], values[t][-1], y[:, t]) for t in range(steps)) / steps
+        losses = sum(objective.values(contexts[t][-1], values[t][-1], y[:, t]) for t in range(steps)) / steps
         return losses, np.stack([v[-1] for v in values], axis=1)
 
     def predict(self, x, batch_size=1024):
@@ -510,58 +432,8 @@ class Network:
     def output_width(self):
         return int(np.prod(self.nodes[-1].shape))
 
-    def kept_metrics(self, kept):
-        """(per-sample losses, correct count) of the batches kept by gradient(keep=…)."""
-        if not kept:
-            return np.zeros(0), 0
-        out = np.concatenate([o for _, o, _ in kept])
-        y = np.concatenate([t for _, _, t in kept])
-        if self.fused:
-            losses = self.fusion.value(np.concatenate([z for z, _, _ in kept]), out, y)
-        else:
-            losses = self.loss.value(out, y)
-        return losses, self.correct(out, y)
-
-    def correct(self, out, y):
-        """How many samples (or scored steps) are classified right (argmax, or the threshold for one output)."""
-        if y.ndim == 3:
-            if out.ndim == 3:
-                out = out.reshape(-1, out.shape[-1])
-            y = y.reshape(-1, y.shape[-1])
-        elif out.ndim == 3:
-            out = out[:, -1]
-        out = out.reshape(out.shape[0], -1)
-        if out.shape[1] > 1:
-            return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)))
-        return int(np.count_nonzero((out[:, 0] > self.threshold) == (y[:, 0] > 0.5)))
-
-    def scored_steps(self, x, y):
-        """How many outputs of each sample are scored: T for targets at every step, else 1."""
-        return x.shape[1] if self.sequence and y.ndim == 3 else 1
-
-    def adapt_to_targets(self, y):
-        """Learn what the targets (N, K) or (N, T, K) of a data set allow.
-
-        Single-output classification with ±1 targets splits outputs at 0
-        rather than 0.5; one-hot targets simplify the fused gradient.
-        """
-        y = y.reshape(-1, y.shape[-1]) if y.ndim == 3 else y
-        if y.shape[1] == 1 and y.size and float(y.min()) < 0:
-            self.threshold = 0.0
-        self.unit_rows = bool(y.size) and bool(np.all(np.add.reduce(y, axis=1) == 1))
-
-    def classes(self, out):
-        """Predicted classes: (N,) for outputs (N, K), (N, T) for sequences (N, T, K)."""
-        if out.ndim == 3 and self.sequence:
-            n, steps, k = out.shape
-            return self.classes(out.reshape(n * steps, k)).reshape(n, steps)
-        out = out.reshape(out.shape[0], -1)
-        if out.shape[1] > 1:
-            return out.argmax(axis=1)
-        return (out[:, 0] > self.threshold).astype(np.int64)
-
-    def evaluate(self, x, y, batch_size=1024):
-        """(sum of per-sample losses, correct count, predicted classes of the scored outputs).
+    def evaluate(self, objective, x, y, batch_size=1024):
+        """(sum of per-sample losses, correct count, predicted classes of the scored outputs) of the objective.
 
         Classes are (N,) — or (N, T) for sequences scored at every step.
         """
@@ -569,10 +441,10 @@ class Network:
         for start in range(0, x.shape[0], batch_size):
             xb = np.asarray(x[start : start + batch_size], dtype=self.dtype)
             yb = y[start : start + batch_size]
-            losses, out = self.losses(xb, yb)
+            losses, out = self.losses(objective, xb, yb)
             loss_sum += float(losses.sum())
-            correct += self.correct(out, yb)
-            classes.append(self.classes(out))
+            correct += objective.correct(out, yb)
+            classes.append(objective.classes(out))
         if not classes:
             return loss_sum, correct, np.zeros((0,) + y.shape[1:-1], dtype=np.int64)
         return loss_sum, correct, np.concatenate(classes)

@@ -20,54 +20,18 @@ from ..files import fs
 from ..errors import DataError, TrainingError, UsageError, close_matches
 from ..files.labels import WordLabels
 from ..model import normalization
-from ..network.graph import targets_are_classes
+from ..network import Objective, targets_are_classes
 from . import batches
 from .engines.step import StepSettings
 from .engines import default_workers, make_engine
 from ..processes import limit_blas_threads, mpi_size, prewarm_blas, tune_allocator, usable_cores
 from .engines.step import EngineFailure, Interrupted
-from .optimizers import Optimizer, flat_state, per_parameter_state
+from .optimizers import HYPER_PARAMETERS, continued, flat_state, per_parameter_state
 from .schedule import BatchGrowth, Schedule
 from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, layer_statistics
 
 CHECKPOINTS = "checkpoints"
 SAVE_EVERY = 2.0  # seconds between saves of a run that is going well
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = None
-    until_epoch: int = None
-    batch_size: int = None  # None: the model's last, else 32
-    batch_growth: str = None  # DyNet's START:STEP:MAX
-    optimizer: str = None
-    lr: float = None
-    lr_schedule: str = None  # see schedule.py; None: the model's last, else constant
-    warmup: int = None
-    momentum: float = None
-    beta1: float = None
-    beta2: float = None
-    eps: float = None
-    rho: float = None
-    weight_decay: float = None
-    clip_norm: float = None
-    freeze: str = None  # 'layer_01,layer_03-layer_04': their parameters are not trained
-    workers: int = None  # None: every core when a batch is worth splitting (engine.default_workers)
-    threads: int = None  # None: 1 (more cores go to workers)
-    engine: str = None  # local, fork or mpi; None: mpi under mpiexec, else fork when workers > 1
-    stall: float = 60.0  # seconds without progress before a worker is reported
-    validation_split: float = 0.0
-    seed: int = None
-    dtype: str = None
-    target_loss: float = None
-    patience: int = None
-    restore_best: bool = False
-    checkpoint_every: int = 0
-    skip_below: float = None
-    skip_growth: float = None
-    stats: bool = False
-    restart_epoch: bool = False  # start an interrupted epoch afresh even if the data changed
-    normalize: bool = False  # fit the inputs' mean and deviation on the training part (a fresh model only)
 
 
 @dataclass
@@ -167,10 +131,7 @@ class _Fit:
         if n == 0:
             raise DataError("no training samples")
         self._batching(state)
-        if cfg.workers is not None and cfg.workers < 1:
-            raise UsageError(f"--workers must be ≥ 1, got {cfg.workers}")
-        if cfg.threads is not None and cfg.threads < 1:
-            raise UsageError(f"--threads must be ≥ 1, got {cfg.threads}")
+        cfg.check("workers", "threads", "seed")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             vy = modelmod.class_targets(val[1], self.classes, vx.shape[0], md.path)
@@ -186,16 +147,16 @@ class _Fit:
             self.vy = self.y[val_idx] if len(val_idx) else None
         self._normalize(fresh, x)
         self.classification = targets_are_classes(self.y)
-        self.scored = self.net.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
-        self.net.adapt_to_targets(self.y)
+        self.objective = Objective(spec.loss, self.net)
+        self.scored = self.objective.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
+        self.objective.adapt_to_targets(self.y)
         self.optimizer = _make_optimizer(cfg, state)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
         self._schedule(state)
         frozen = _frozen_keys(cfg.freeze, md.spec) if cfg.freeze else []
         self.net.freeze(frozen)
         self.state["frozen"] = frozen
-        if cfg.clip_norm is not None and not 0 < cfg.clip_norm < math.inf:
-            raise UsageError(f"--clip-norm must be a finite number > 0, not {cfg.clip_norm:g}")
+        cfg.check("clip_norm")
         self.record = self._data_record(val is not None)
         if cfg.patience is not None and self.vx is None:
             raise UsageError("--patience needs validation data (--validation-split or --val-data)")
@@ -283,9 +244,8 @@ class _Fit:
         done = int(self.state.get("epochs", 0))
         if self.cfg.until_epoch is not None:
             return done, self.cfg.until_epoch
+        self.cfg.check("epochs")
         epochs = 10 if self.cfg.epochs is None else self.cfg.epochs
-        if epochs < 0:
-            raise UsageError(f"--epochs must be ≥ 0, got {epochs}")
         return done, done + epochs
 
     def run(self):
@@ -328,12 +288,13 @@ class _Fit:
         prewarm_blas(self.dtype)
         self.net.use_arena()
         self._flatten_optimizer_state()
-        mask = self.net.decay_mask() if self.optimizer.weight_decay else None
+        mask = self.net.arena.decay_mask() if self.optimizer.weight_decay else None
         engine = None
         try:
-            settings = StepSettings(self.seed, cfg.clip_norm, self.net.trainable_ranges() if self.net.frozen else None)
-            engine = self.engine = make_engine(cfg.engine, self.net, self.x, self.y, self.optimizer, mask, workers,
-                                               cfg.stall, self.warn, settings)
+            frozen = self.state["frozen"]
+            settings = StepSettings(self.seed, cfg.clip_norm, self.net.arena.trainable_ranges(frozen) if frozen else None)
+            engine = self.engine = make_engine(cfg.engine, self.net, self.objective, self.x, self.y, self.optimizer, mask,
+                                               workers, cfg.stall, self.warn, settings)
             with _Signals() as signals:
                 engine.interrupted = lambda: bool(signals.received)
                 return self._epochs(done, end, position, partial, signals, mask)
@@ -353,10 +314,10 @@ class _Fit:
         cfg = self.cfg
         net, opt = self.net, self.optimizer
         # The engine put every weight in one flat arena: one update, one copy for a backup.
-        params = [net.flat_params]
+        params = [net.arena.params]
         backup = _Backup(params)
         # In one process, losses of a fused loss are computed once an epoch for all its batches.
-        defer = self.engine.kind == "local" and self.skip is None and net.can_defer
+        defer = self.engine.kind == "local" and self.skip is None and self.objective.can_defer
         best = self.state.get("best") or {}
         stale = int(self.state.get("stale", 0))
         best_params = None
@@ -369,7 +330,7 @@ class _Fit:
             self.engine.epoch = epoch
             opt.hyper["lr"] = self.schedule.rate(self.base_lr, epoch, self.plateau)
             start_weights = params[0].copy() if cfg.stats else None
-            sums = _EpochSums(net, partial)
+            sums = _EpochSums(self.objective, partial)
             keep = sums.kept if defer else None
             if self.skip is not None and position == 0:
                 self.skip[self.skip < cfg.skip_below] += self.skip_growth
@@ -443,9 +404,9 @@ class _Fit:
             if self.skip is not None:
                 record["accuracy"] = self._skip_accuracy() if self.classification else math.nan
             if self.vx is not None:
-                vloss, vcorrect, _ = net.evaluate(self.vx, self.vy)
+                vloss, vcorrect, _ = net.evaluate(self.objective, self.vx, self.vy)
                 record["val_loss"] = vloss / len(self.vx)
-                record["val_accuracy"] = vcorrect / (len(self.vx) * self.net.scored_steps(self.vx, self.vy)) if self.classification else math.nan
+                record["val_accuracy"] = vcorrect / (len(self.vx) * self.objective.scored_steps(self.vx, self.vy)) if self.classification else math.nan
             record["seconds"] = time.monotonic() - t0
             improved = False
             if self.vx is not None and (not best or record["val_loss"] < best["val_loss"]):
@@ -460,7 +421,7 @@ class _Fit:
             self.plateau = self.schedule.after_epoch(epoch, record["val_loss" if self.vx is not None else "loss"],
                                                      opt.lr, self.plateau)
             if cfg.stats and len(epoch_batches) > position:
-                self.pending_stats += layer_statistics(epoch, net, captured, start_weights)
+                self.pending_stats += layer_statistics(epoch, net.arena, captured, start_weights)
             self.state["last"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
             records.append(record)
             self.pending.append(record)
@@ -522,14 +483,14 @@ class _Fit:
         skipped_loss = float(est[est < cfg.skip_below].sum())
         if len(active) == 0:
             return active, skipped_loss, 0
-        losses, _ = self.net.losses(self.x[active], self.y[active])
+        losses, _ = self.net.losses(self.objective, self.x[active], self.y[active])
         self.skip[active] = losses
         keep = losses >= cfg.skip_below
         skipped_loss += float(losses[~keep].sum())
         return active[keep], skipped_loss, len(active)
 
     def _skip_accuracy(self):
-        _, correct, _ = self.net.evaluate(self.x[self.train_idx], self.y[self.train_idx])
+        _, correct, _ = self.net.evaluate(self.objective, self.x[self.train_idx], self.y[self.train_idx])
         return correct / (len(self.train_idx) * self.scored)
 
     def _restore_best(self, best, best_params, params, steps):
@@ -538,7 +499,7 @@ class _Fit:
             snap = os.path.join(self.md.path, CHECKPOINTS, "best")
             if not os.path.isdir(snap):
                 return ""
-            best_params = [self.net.join_flat(modelmod.flatten_params(self.md.load(self.dtype, version=snap)[0]))]
+            best_params = [self.net.arena.join_flat(modelmod.flatten_params(self.md.load(self.dtype, version=snap)[0]))]
         for dst, src in zip(params, best_params):
             np.copyto(dst, src)
         self._save(int(self.state.get("epochs", 0)), 0, {}, steps)
@@ -571,7 +532,7 @@ class _Fit:
     # ------------------------------------------------------------ persistence
 
     def _save(self, epochs, batch, partial, steps):
-        if not np.all(np.isfinite(self.net.flat_params)):
+        if not np.all(np.isfinite(self.net.arena.params)):
             raise TrainingError("refusing to save non-finite weights as a completed step; the model is left as it was")
         if not self.leader:
             self.pending = []
@@ -596,7 +557,7 @@ class _Fit:
         else:
             state["batch_size"] = self.batch_size
             state.pop("batch_growth", None)
-        extra = per_parameter_state(self.optimizer, self.net)
+        extra = per_parameter_state(self.optimizer, self.net.arena)
         if self.skip is not None:
             extra["training/skip_estimate"] = self.skip
         extra.update(normalization.arrays(self.normalization))
@@ -609,7 +570,7 @@ class _Fit:
 
     def _flatten_optimizer_state(self):
         """Saved optimiser state is per parameter ('layer_01/W.m'); training uses the flat arena."""
-        self.optimizer.state = flat_state(self.optimizer, self.net)
+        self.optimizer.state = flat_state(self.optimizer, self.net.arena)
 
     def _trace(self):
         """Append the epochs now saved to MODEL/trace.tsv, so the trace never runs ahead of the model."""
@@ -624,8 +585,8 @@ class _Fit:
 class _EpochSums:
     """Running sums of an epoch (loss, correct, samples learned and seen), resumable from `partial`."""
 
-    def __init__(self, net, partial):
-        self.net = net
+    def __init__(self, objective, partial):
+        self.objective = objective
         self.loss_sum = float(partial.get("loss_sum", 0.0))
         self.correct = int(partial.get("correct", 0))
         self.learned = int(partial.get("learned", 0))
@@ -634,7 +595,7 @@ class _EpochSums:
 
     def settle(self):
         if self.kept:
-            losses, correct = self.net.kept_metrics(self.kept)
+            losses, correct = self.objective.kept_metrics(self.kept)
             self.loss_sum += float(losses.sum())
             self.correct += correct
             self.kept.clear()
@@ -729,8 +690,6 @@ def _frozen_keys(text, spec):
 
 
 def _choose_seed(seed, state, warn):
-    if seed is not None and not 0 <= seed < 2**63:
-        raise UsageError(f"--seed must be in [0, 2⁶³), not {seed}")
     recorded = state.get("seed")
     if seed is None:
         if recorded is not None:
@@ -745,13 +704,4 @@ def _choose_seed(seed, state, warn):
 
 
 def _make_optimizer(cfg, state):
-    recorded = state.get("optimizer") or {}
-    name = cfg.optimizer or recorded.get("name") or "sgd"
-    hyper = {}
-    for key in ("lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay"):
-        value = getattr(cfg, key)
-        if value is None and recorded.get("name") == name and key in recorded:
-            value = recorded[key]
-        if value is not None:
-            hyper[key] = value
-    return Optimizer(name, **hyper)
+    return continued(cfg.optimizer, state.get("optimizer"), **{key: getattr(cfg, key) for key in HYPER_PARAMETERS})

@@ -1,7 +1,9 @@
 """Optimisers: one step from mean gradients, with state kept as ordinary arrays.
 
-The update rules are PyTorch's (torch.optim), so their figures can be
-compared one to one:
+One class per optimiser, registered by name in OPTIMIZERS: each owns its
+hyper-parameters' defaults and ranges, its state slots and its update rule.
+`Optimizer(name, lr=…, …)` makes the one of that name.  The update rules are
+PyTorch's (torch.optim), so their figures can be compared one to one:
 
 * sgd       p −= lr·g
 * momentum  v = μv + g;            p −= lr·v
@@ -22,30 +24,63 @@ import numpy as np
 
 from ..errors import UsageError
 
-DEFAULTS = {
-    "sgd": {"lr": 0.01},
-    "momentum": {"lr": 0.01, "momentum": 0.9},
-    "nesterov": {"lr": 0.01, "momentum": 0.9},
-    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-    "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
-}
-# Hyper-parameters must lie in (low, high) — or equal low for those in CLOSED; NaN and ∞ never do.
-RANGES = {
-    "lr": (0.0, math.inf, "a finite number ≥ 0"),
-    "momentum": (0.0, 1.0, "in [0, 1)"),
-    "beta1": (0.0, 1.0, "in [0, 1)"),
-    "beta2": (0.0, 1.0, "in [0, 1)"),
-    "rho": (0.0, 1.0, "in [0, 1)"),
-    "eps": (0.0, math.inf, "a finite number > 0"),
-}
-CLOSED = ("lr", "momentum", "beta1", "beta2", "rho")
-SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "adam": ("m", "v"), "rmsprop": ("s",)}
+
+class Range:
+    """Values in (low, high), or equal to low when `closed`; NaN and ∞ never are.  `what` says so in messages."""
+
+    def __init__(self, low, high, closed, what):
+        self.low, self.high, self.closed, self.what = low, high, closed, what
+
+    def check(self, option, value):
+        """`value` if it lies in the range, else a UsageError naming --option."""
+        if not (self.low < value < self.high or (self.closed and value == self.low)):
+            raise UsageError(f"--{option} must be {self.what}, not {value:g}")
+        return value
+
+
+RATE = Range(0.0, math.inf, True, "a finite number ≥ 0")
+FRACTION = Range(0.0, 1.0, True, "in [0, 1)")
+POSITIVE = Range(0.0, math.inf, False, "a finite number > 0")
+
+OPTIMIZERS = {}  # name: class, in the order messages and --help list them
+DEFAULT = "sgd"  # the optimiser of a model that has not recorded one
+
+
+def register(cls):
+    OPTIMIZERS[cls.name] = cls
+    return cls
+
+
+def optimizer_class(name):
+    """The class registered as `name`, or a UsageError that lists the names."""
+    if name not in OPTIMIZERS:
+        from ..errors import close_matches
+
+        raise UsageError(f"unknown optimizer {name!r}{close_matches(name, OPTIMIZERS)}; choose {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+def continued(name, recorded, **given):
+    """The optimiser `name` (None: the recorded one, else sgd) for a run that continues a model.
+
+    A hyper-parameter not given (None) takes its recorded value when the
+    record (state.json's 'optimizer') is of the same optimiser, else its default.
+    """
+    recorded = recorded or {}
+    name = name or recorded.get("name") or DEFAULT
+    hyper = {}
+    for key, value in given.items():
+        if value is None and recorded.get("name") == name and key in recorded:
+            value = recorded[key]
+        if value is not None:
+            hyper[key] = value
+    return Optimizer(name, **hyper)
 
 
 def flat_state(optimizer, net):
     """The optimiser's saved state, per parameter ('layer_01/W.m'), laid out as the network's flat arena ('all.m')."""
     flat = {}
-    for slot in SLOTS[optimizer.name]:
+    for slot in optimizer.slots:
         parts = {k[: -len(slot) - 1]: v for k, v in optimizer.state.items() if k.endswith("." + slot)}
         joined = net.join_flat(parts) if parts else None
         if joined is not None:
@@ -64,29 +99,35 @@ def per_parameter_state(optimizer, net):
 
 
 class Optimizer:
-    """An optimiser with its hyper-parameters; `state` maps 'layer_NN/W.slot' to arrays."""
+    """An optimiser with its hyper-parameters; `state` maps 'layer_NN/W.slot' to arrays.
 
-    def __init__(self, name="sgd", weight_decay=None, **hyper):
-        if name not in DEFAULTS:
-            from ..errors import close_matches
+    Optimizer('adam', lr=0.01) is the registered class of that name; a
+    subclass is also made directly: Adam(lr=0.01).
+    """
 
-            raise UsageError(f"unknown optimizer {name!r}{close_matches(name, DEFAULTS)}; choose {', '.join(DEFAULTS)}")
-        self.name = name
-        self.hyper = dict(DEFAULTS[name])
+    name = None
+    defaults = {}  # hyper-parameter: default, in the order state.json records them
+    ranges = {"lr": RATE}  # hyper-parameter: Range
+    slots = ()  # the state arrays kept per parameter ('layer_NN/W.SLOT')
+    weight_decay_range = RATE
+
+    def __new__(cls, name=DEFAULT, weight_decay=None, **hyper):
+        if cls is Optimizer:
+            cls = optimizer_class(name)
+        return super().__new__(cls)
+
+    def __init__(self, name=None, weight_decay=None, **hyper):
+        if name is not None and name != self.name:
+            raise TypeError(f"{type(self).__name__} is the {self.name} optimizer, not {name}")
+        self.hyper = dict(self.defaults)
         for key, value in hyper.items():
             if value is None:
                 continue
             if key not in self.hyper:
-                raise UsageError(f"--{key} does not apply to the {name} optimizer")
-            value = float(value)
-            low, high, what = RANGES[key]
-            if not (low < value < high or (key in CLOSED and value == low)):
-                raise UsageError(f"--{key} must be {what}, not {value:g}")
-            self.hyper[key] = value
+                raise UsageError(f"--{key} does not apply to the {self.name} optimizer")
+            self.hyper[key] = self.ranges[key].check(key, float(value))
         weight_decay = 0.0 if weight_decay is None else float(weight_decay)
-        if not 0 <= weight_decay < math.inf:
-            raise UsageError(f"--weight-decay must be a finite number ≥ 0, not {weight_decay:g}")
-        self.weight_decay = weight_decay
+        self.weight_decay = self.weight_decay_range.check("weight-decay", weight_decay)
         self.t = 0
         self.state = {}
         self._scratch = {}
@@ -103,7 +144,7 @@ class Optimizer:
         """Continue from a previous run: step count and state arrays, when they belong to this optimiser."""
         if recorded and recorded.get("name") == self.name:
             self.t = int(recorded.get("t", 0))
-            self.state = {k: v for k, v in arrays.items() if k.rsplit(".", 1)[-1] in SLOTS[self.name]}
+            self.state = {k: v for k, v in arrays.items() if k.rsplit(".", 1)[-1] in self.slots}
 
     def _slot(self, key, slot, like):
         full = f"{key}.{slot}"
@@ -130,7 +171,6 @@ class Optimizer:
         used as scratch space and overwritten.
         """
         self.t += 1
-        rule = getattr(self, "_" + self.name)
         for key, p, g, decay in items:
             if self.weight_decay and decay is not None:
                 decayed = np.multiply(p, self.weight_decay * decay if np.isscalar(decay) else self.weight_decay,
@@ -138,20 +178,43 @@ class Optimizer:
                 if not np.isscalar(decay):
                     decayed *= decay
                 g += decayed
-            rule(key, p, g)
+            self.update(key, p, g)
 
-    def _sgd(self, key, p, g):
+    def update(self, key, p, g):
+        """The rule: change parameter p (key 'layer_NN/W') by its gradient g, both in place."""
+        raise NotImplementedError
+
+
+@register
+class SGD(Optimizer):
+    name = "sgd"
+    defaults = {"lr": 0.01}
+
+    def update(self, key, p, g):
         g *= self.hyper["lr"]
         p -= g
 
-    def _momentum(self, key, p, g):
+
+@register
+class Momentum(Optimizer):
+    name = "momentum"
+    defaults = {"lr": 0.01, "momentum": 0.9}
+    ranges = {**Optimizer.ranges, "momentum": FRACTION}
+    slots = ("velocity",)
+
+    def update(self, key, p, g):
         v = self._slot(key, "velocity", p)
         v *= self.hyper["momentum"]
         v += g
         np.multiply(v, self.hyper["lr"], out=g)
         p -= g
 
-    def _nesterov(self, key, p, g):
+
+@register
+class Nesterov(Momentum):
+    name = "nesterov"
+
+    def update(self, key, p, g):
         h = self.hyper
         v = self._slot(key, "velocity", p)
         v *= h["momentum"]
@@ -160,7 +223,15 @@ class Optimizer:
         g *= h["lr"]
         p -= g
 
-    def _adam(self, key, p, g):
+
+@register
+class Adam(Optimizer):
+    name = "adam"
+    defaults = {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    ranges = {**Optimizer.ranges, "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE}
+    slots = ("m", "v")
+
+    def update(self, key, p, g):
         h = self.hyper
         m = self._slot(key, "m", p)
         v = self._slot(key, "v", p)
@@ -180,7 +251,15 @@ class Optimizer:
         step /= denom
         p -= step
 
-    def _rmsprop(self, key, p, g):
+
+@register
+class RMSprop(Optimizer):
+    name = "rmsprop"
+    defaults = {"lr": 0.001, "rho": 0.9, "eps": 1e-8}
+    ranges = {**Optimizer.ranges, "rho": FRACTION, "eps": POSITIVE}
+    slots = ("s",)
+
+    def update(self, key, p, g):
         h = self.hyper
         s = self._slot(key, "s", p)
         temp = self._temp(p)
@@ -193,3 +272,8 @@ class Optimizer:
         g *= h["lr"]
         g /= denom
         p -= g
+
+
+# The hyper-parameters of all optimisers, first met first, then the weight decay that every one takes.
+HYPER_PARAMETERS = (*dict.fromkeys(key for cls in OPTIMIZERS.values() for key in cls.defaults), "weight_decay")
+SLOTS = {name: cls.slots for name, cls in OPTIMIZERS.items()}  # for the engines, which name an optimiser's slots by its name

@@ -6,53 +6,18 @@
     optimizer adam
     data ../digits/data.npy      # paths are relative to the model directory
 
-Keys are train's long options without the dashes (batch-size or batch_size).
-The command line wins over the file.
+Keys are train's long options without the dashes (batch-size or batch_size),
+as config.SETTINGS says; the command line wins over the file.
 """
 
 import os
 
 from ..errors import UsageError, close_matches
+from .config import PATH, SETTINGS
 
 PARAMS_FILE = "params"
 
-_TYPES = {
-    "epochs": int,
-    "until-epoch": int,
-    "batch-size": int,
-    "batch-growth": str,
-    "lr-schedule": str,
-    "warmup": int,
-    "clip-norm": float,
-    "freeze": str,
-    "stats": bool,
-    "lr": float,
-    "optimizer": str,
-    "momentum": float,
-    "beta1": float,
-    "beta2": float,
-    "eps": float,
-    "rho": float,
-    "weight-decay": float,
-    "workers": int,
-    "threads": int,
-    "engine": str,
-    "stall": float,
-    "validation-split": float,
-    "seed": int,
-    "dtype": str,
-    "target-loss": float,
-    "patience": int,
-    "restore-best": bool,
-    "checkpoint-every": int,
-    "skip-below": float,
-    "skip-growth": float,
-    "normalize": bool,
-    "data": "path",
-    "labels": "path",
-    "val-data": "path",
-    "val-labels": "path",
-}
+KEYS = {s.key: s.kind for s in SETTINGS if s.params}  # key: int, float, str, bool or PATH
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -77,17 +42,17 @@ def read_params(model_dir):
             continue
         key, _, value = line.partition(" ")
         key, value = key.strip().replace("_", "-"), value.strip()
-        if key not in _TYPES:
-            raise UsageError(f"{path}:{lineno}: unknown option {key!r}{close_matches(key, _TYPES)}")
+        if key not in KEYS:
+            raise UsageError(f"{path}:{lineno}: unknown option {key!r}{close_matches(key, KEYS)}")
         if not value:
             raise UsageError(f"{path}:{lineno}: option {key} needs a value")
-        kind = _TYPES[key]
+        kind = KEYS[key]
         try:
             if kind is bool:
                 if value.lower() not in _TRUE | _FALSE:
                     raise ValueError
                 parsed = value.lower() in _TRUE
-            elif kind == "path":
+            elif kind == PATH:
                 parsed = value if value == "-" else os.path.join(model_dir, value)
             else:
                 parsed = kind(value)

@@ -15,7 +15,7 @@ from ..files import fs
 from ..errors import DataError, UsageError
 from ..layers import Noise
 from .engines.step import apply_update
-from .optimizers import Optimizer, flat_state, per_parameter_state
+from .optimizers import continued, flat_state, per_parameter_state
 
 STATS_FILE = "stats.json"
 
@@ -41,13 +41,14 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
     x = model.inputs(x, names[0])
     y = model.targets(y, x, names[1])
     y = y.astype(net.dtype)
-    net.adapt_to_targets(y)
+    objective = model.objective()
+    objective.adapt_to_targets(y)
     sums = None
     loss_sum, correct = 0.0, 0
     for start in range(0, x.shape[0], chunk):
         xb = np.asarray(x[start : start + chunk], dtype=net.dtype)
         noise = Noise(seed, epoch, ids[start : start + chunk]) if any(net.noisy) else None
-        losses, c = net.gradient(xb, y[start : start + chunk], 1.0, None, noise)
+        losses, c = net.gradient(objective, xb, y[start : start + chunk], 1.0, None, noise)
         loss_sum += float(losses.sum())
         correct += c
         grads = [g for _, _, g in net.grad_items()]
@@ -127,24 +128,18 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, dt
                     total[k] += v
         if merged["samples"] == 0:
             raise DataError("the gradient folders hold 0 samples in total")
-        recorded = state.get("optimizer") or {}
-        name = optimizer or recorded.get("name") or "sgd"
-        settings = {}
-        for key, value in dict(hyper, lr=lr, weight_decay=weight_decay).items():
-            if value is None and recorded.get("name") == name and key in recorded:
-                value = recorded[key]
-            if value is not None:
-                settings[key] = value
-        opt = Optimizer(name, **settings)
+        recorded = state.get("optimizer")
+        opt = continued(optimizer, recorded, **hyper, lr=lr, weight_decay=weight_decay)
         opt.restore(recorded, md.load_extra("optimizer"))
         # The step train takes: one update of the flat arena, with the optimiser's state laid out alike.
         net = modelmod.build_network(md.spec, modelmod.DTYPES[dtype] if dtype else md.dtype(state))
         net.set_params(params)
         net.use_arena()
-        opt.state = flat_state(opt, net)
-        grads = net.join_flat(total, np.float64) * (1.0 / merged["samples"])  # merged in float64, then cast
-        apply_update(opt, net.flat_params, grads.astype(net.dtype, copy=False), net.decay_mask() if opt.weight_decay else None)
-        if not np.all(np.isfinite(net.flat_params)):
+        arena = net.arena
+        opt.state = flat_state(opt, arena)
+        grads = arena.join_flat(total, np.float64) * (1.0 / merged["samples"])  # merged in float64, then cast
+        apply_update(opt, arena.params, grads.astype(net.dtype, copy=False), arena.decay_mask() if opt.weight_decay else None)
+        if not np.all(np.isfinite(arena.params)):
             raise DataError("the step produced non-finite weights; the model is left unchanged (lower --lr?)")
         params = net.get_params()
         state["steps"] = int(state.get("steps", 0)) + 1
@@ -157,7 +152,7 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, dt
             state.update(epochs=epoch_done, batch=0, partial={})
         if seed is not None:
             state["seed"] = seed
-        extra = per_parameter_state(opt, net)
+        extra = per_parameter_state(opt, arena)
         extra.update({f"training/{k}": v for k, v in md.load_extra("training").items()})
         md.save(params, state, extra)
     return merged

@@ -76,11 +76,11 @@ def append_lines(path, columns, records):
         f.write("".join(lines))
 
 
-def layer_statistics(epoch, net, grads, before):
-    """stats.tsv records of an epoch: per parameter, weights, the last step's gradient, update ratio."""
+def layer_statistics(epoch, arena, grads, before):
+    """stats.tsv records of an epoch: per parameter of the arena, weights, the last step's gradient, update ratio."""
     records = []
-    for key, name, start, size, shape in net.layout:
-        w = net.flat_params[start : start + size].astype(np.float64)
+    for key, name, start, size, shape in arena.layout:
+        w = arena.params[start : start + size].astype(np.float64)
         g = grads[start : start + size].astype(np.float64)
         moved = w - before[start : start + size]
         rms_before = math.sqrt(float(np.mean(np.square(before[start : start + size]))))

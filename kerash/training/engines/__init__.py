@@ -43,8 +43,11 @@ def default_workers(net, batch_size, cores=None, steps=1):
     return min(cores, MAX_DEFAULT_WORKERS) if cores > 1 and work >= SPLIT_WORK else 1
 
 
-def make_engine(kind, net, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
-    """The engine `kind` (local, fork, mpi; None: mpi under mpiexec, else fork for workers > 1)."""
+def make_engine(kind, net, objective, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
+    """The engine `kind` (local, fork, mpi; None: mpi under mpiexec, else fork for workers > 1).
+
+    `objective` is the caller's, already adapted to the targets y (see kerash.network.objective).
+    """
     if kind is None:
         kind = "mpi" if mpi_size() > 1 else ("fork" if workers > 1 else "local")
     if kind not in ENGINES:
@@ -58,11 +61,11 @@ def make_engine(kind, net, x, y, optimizer, mask, workers=1, stall=None, warn=No
             raise UsageError("--engine local computes in one process; --workers needs --engine fork or mpi")
         from .local import LocalEngine
 
-        return LocalEngine(net, x, y, optimizer, mask, settings)
+        return LocalEngine(net, objective, x, y, optimizer, mask, settings)
     if kind == "fork":
         from .fork import ForkEngine
 
-        return ForkEngine(net, x, y, optimizer, mask, workers, stall=stall, warn=warn, settings=settings)
+        return ForkEngine(net, objective, x, y, optimizer, mask, workers, stall=stall, warn=warn, settings=settings)
     from .mpi import MpiEngine
 
-    return MpiEngine(net, x, y, optimizer, mask, workers, stall=stall, warn=warn, settings=settings)
+    return MpiEngine(net, objective, x, y, optimizer, mask, workers, stall=stall, warn=warn, settings=settings)

@@ -32,7 +32,8 @@ import numpy as np
 from ...errors import TrainingError
 from ...files.workdir import scratch_dir
 from ...layers import Noise
-from ...processes import limit_blas_threads, mpi_size, prewarm_blas, usable_cores
+from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, mpi_size, prewarm_blas,
+                          usable_cores, wait_child)
 from ..batches import shard_bounds
 from ..optimizers import SLOTS
 from .step import (EngineFailure, Interrupted, StepResult, apply_update, clip_coefficient, gatherer, intersect,
@@ -62,10 +63,18 @@ def shared_array(path, dtype, shape):
         try:
             os.posix_fallocate(f.fileno(), 0, offset + max(count, 1) * dtype.itemsize)
         except OSError as e:
-            raise TrainingError(f"{e.strerror or e} (KERASH_WORKDIR={os.path.dirname(os.path.dirname(path))})") from None
+            raise TrainingError(f"{e.strerror or e} ({_work_folder_named()})") from None
     # A plain array over the mapping (which it keeps alive): np.memmap's Python-level
     # __getitem__ and __array_finalize__ cost a CNN step 0.2 ms of small calls.
     return np.asarray(np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=tuple(shape)))
+
+
+def _work_folder_named():
+    """The work folder as a message names it: KERASH_WORKDIR=… when the user chose it."""
+    from ...files.workdir import workdir
+
+    chosen = os.environ.get("KERASH_WORKDIR")
+    return f"KERASH_WORKDIR={chosen}" if chosen else f"the work folder {workdir()}; set KERASH_WORKDIR to choose another"
 
 
 def remove_stale_runs(root=None):
@@ -88,17 +97,6 @@ def remove_stale_runs(root=None):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
             except OSError:
                 pass
-
-
-def describe_status(status):
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"killed by {name}"
-    return f"exited with status {os.WEXITSTATUS(status)}"
 
 
 def _process_state(pid):
@@ -125,11 +123,11 @@ class ForkEngine:
     leader = True  # writes the model (every engine but MPI's other ranks)
     agreed_stop = 0  # a stop request agreed with other processes (MPI)
 
-    def __init__(self, net, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None,
+    def __init__(self, net, objective, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None,
                  settings=None):
         from .step import StepSettings
 
-        self.net, self.x, self.y = net, x, y
+        self.net, self.objective, self.x, self.y = net, objective, x, y
         self.optimizer, self.mask = optimizer, mask
         self.settings = settings or StepSettings()
         self.shards = workers
@@ -167,9 +165,9 @@ class ForkEngine:
 
     def _share(self, n):
         net, opt, k = self.net, self.optimizer, self.shards
-        size = net.flat_params.size
+        size = net.arena.size
         weights = self._array("weights.npy", net.dtype, (size,))
-        weights[...] = net.flat_params
+        weights[...] = net.arena.params
         self.grads = [self._array(f"worker-{j}/gradients.npy", net.dtype, (size,)) for j in range(k)]
         net.use_arena(params_buffer=weights, grads_buffer=self.grads[0])
         self.total = self._array("gradient-sum.npy", net.dtype, (size,))
@@ -211,17 +209,7 @@ class ForkEngine:
 
     def _fork(self, k):
         coordinator = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                self._worker(k, coordinator)
-                code = 0
-            except BaseException:
-                pass
-            finally:
-                os._exit(code)
-        self.pids.append(pid)
+        self.pids.append(fork_child(lambda: self._worker(k, coordinator)))
 
     def _worker(self, k, coordinator):
         run_dir = self.run_dir
@@ -242,7 +230,7 @@ class ForkEngine:
         limit_blas_threads(1)
         prewarm_blas(self.net.dtype)
         # The layers write their gradients straight into this worker's file.
-        self.net.use_arena(params_buffer=self.net.flat_params, grads_buffer=self.grads[k])
+        self.net.use_arena(params_buffer=self.net.arena.params, grads_buffer=self.grads[k])
         go = self.go[k]
         while True:
             deadline = time.monotonic() + self.spin
@@ -276,7 +264,8 @@ class ForkEngine:
             if stop > start:
                 idx = self.idx[start:stop]
                 noise = Noise(self.settings.seed, epoch, idx) if any(self.net.noisy) else None
-                losses, correct = self.net.gradient(self.gather(idx), self.y.take(idx, axis=0), scale, None, noise)
+                targets = self.y.take(idx, axis=0)
+                losses, correct = self.net.gradient(self.objective, self.gather(idx), targets, scale, None, noise)
                 self.losses[start:stop] = losses
                 self.results[k, :3] = (float(losses.sum()), correct, 0)
             else:
@@ -312,7 +301,7 @@ class ForkEngine:
             part *= coef
         if flags & _CAPTURE:
             self.captured[start:stop] = part
-        apply_update(self.optimizer, self.net.flat_params, self.total, self.mask,
+        apply_update(self.optimizer, self.net.arena.params, self.total, self.mask,
                      intersect(self.settings.ranges, start, stop))
 
     # ------------------------------------------------------------ coordinator
@@ -351,10 +340,10 @@ class ForkEngine:
             if pid is None:
                 continue
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                status = wait_child(pid, 0)
             except ChildProcessError:
-                done, status = pid, 0
-            if done:
+                status = 0
+            if status is not None:
                 self.pids[k - 1] = None
                 raise EngineFailure(f"worker {k} (pid {pid}) {describe_status(status)}; training stopped", intact)
 
@@ -418,13 +407,14 @@ class ForkEngine:
                 continue
             part = idx[start:stop]
             noise = Noise(self.settings.seed, self.epoch, part) if any(self.net.noisy) else None
-            shard_losses, c = self.net.gradient(self.gather(part), self.y.take(part, axis=0), scale, None, noise)
+            targets = self.y.take(part, axis=0)
+            shard_losses, c = self.net.gradient(self.objective, self.gather(part), targets, scale, None, noise)
             losses[start:stop] = shard_losses
             correct += c
             if k == 0:
-                np.copyto(total, self.net.flat_grads)
+                np.copyto(total, self.net.arena.grads)
             else:
-                total += self.net.flat_grads
+                total += self.net.arena.grads
         if self.reduce is not None:
             figures = np.array([float(losses.sum()), correct])
             self.reduce(total, figures, losses)
@@ -447,7 +437,7 @@ class ForkEngine:
                 grads[start:stop] *= coef
         if capture is not None:
             np.copyto(capture, grads)
-        apply_update(self.optimizer, self.net.flat_params, grads, self.mask, [p for parts in per_slice for p in parts])
+        apply_update(self.optimizer, self.net.arena.params, grads, self.mask, [p for parts in per_slice for p in parts])
 
     def close(self):
         """Stop the workers and remove the run folder, whatever state they are in."""
@@ -457,25 +447,6 @@ class ForkEngine:
             for go in self.go[1:]:
                 go.release()
         for pid in pids:
-            if not _wait_for(pid, 1.0):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                except OSError:
-                    pass
+            end_child(pid, grace=1.0)
         self.pids = []
         shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def _wait_for(pid, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)

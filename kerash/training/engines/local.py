@@ -14,14 +14,14 @@ class LocalEngine:
     leader = True  # writes the model (every engine but MPI's other ranks)
     agreed_stop = 0  # a stop request agreed with other processes (MPI)
 
-    def __init__(self, net, x, y, optimizer, mask, settings=None):
-        self.net, self.y = net, y
+    def __init__(self, net, objective, x, y, optimizer, mask, settings=None):
+        self.net, self.objective, self.y = net, objective, y
         self.optimizer, self.mask = optimizer, mask
         self.settings = settings or StepSettings()
         self.gather = gatherer(x)
         self.shards = 1
         self.epoch = 1
-        if getattr(net, "flat_params", None) is None:
+        if net.arena.params is None:
             net.use_arena()
 
     def noise(self, idx):
@@ -30,8 +30,8 @@ class LocalEngine:
 
     def gradient(self, idx, scale, keep=None):
         gathered, targets = self.gather(idx), self.y.take(idx, axis=0)
-        losses, correct = self.net.gradient(gathered, targets, scale, keep, self.noise(idx))
-        return losses, correct, self.net.flat_grads
+        losses, correct = self.net.gradient(self.objective, gathered, targets, scale, keep, self.noise(idx))
+        return losses, correct, self.net.arena.grads
 
     def apply(self, grads, capture=None):
         """Clip the step's gradient (when asked) and update the trainable weights with it."""
@@ -43,7 +43,7 @@ class LocalEngine:
                 grads *= coef
         if capture is not None:
             np.copyto(capture, grads)
-        apply_update(self.optimizer, self.net.flat_params, grads, self.mask, settings.ranges)
+        apply_update(self.optimizer, self.net.arena.params, grads, self.mask, settings.ranges)
 
     def step(self, idx, scale, keep=None, capture=None):
         losses, correct, grads = self.gradient(idx, scale, keep)

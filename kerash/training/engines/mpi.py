@@ -45,7 +45,7 @@ def rank_from_environment():
 class MpiEngine:
     kind = "mpi"
 
-    def __init__(self, net, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
+    def __init__(self, net, objective, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
         from mpi4py import MPI
 
         from .local import LocalEngine
@@ -60,22 +60,22 @@ class MpiEngine:
         self.leader = self.rank == 0
         self.agreed_stop = 0  # how many ranks had a stop request (a signal) at the last step
         self.interrupted = lambda: False
-        if getattr(net, "flat_params", None) is None:
+        if net.arena.params is None:
             net.use_arena()
-        size = net.flat_params.size
+        size = net.arena.size
         self.inner = None
         if workers > 1:
             from .fork import ForkEngine
 
-            self.inner = ForkEngine(net, x, y, optimizer, mask, workers, bounds=self._local_bounds,
+            self.inner = ForkEngine(net, objective, x, y, optimizer, mask, workers, bounds=self._local_bounds,
                                     reduce=self._reduce, stall=stall, warn=warn, settings=settings)
             self.buffer = np.empty(size + len(x) + _EXTRA, dtype=net.dtype)
         else:
             # The gradient arena is the front of the buffer that one Allreduce sends.
             self.buffer = np.zeros(size + len(x) + _EXTRA, dtype=net.dtype)
-            net.use_arena(params_buffer=net.flat_params, grads_buffer=self.buffer[:size])
+            net.use_arena(params_buffer=net.arena.params, grads_buffer=self.buffer[:size])
             # One process's shard and update, as in one process; the Allreduce goes between.
-            self.local = LocalEngine(net, x, y, optimizer, mask, settings)
+            self.local = LocalEngine(net, objective, x, y, optimizer, mask, settings)
 
     @property
     def epoch(self):
@@ -92,7 +92,7 @@ class MpiEngine:
 
     def _allreduce(self, n, losses, loss_sum, correct):
         """Add gradients (the buffer's front), per-sample losses and figures over the ranks, in place."""
-        size = self.net.flat_params.size
+        size = self.net.arena.size
         extra = self.buffer[size : size + n + _EXTRA]
         extra[:n] = 0
         for start, stop in self._local_bounds(n):
@@ -120,9 +120,9 @@ class MpiEngine:
             if stop > start:
                 losses[start:stop], correct, _ = self.local.gradient(idx[start:stop], scale)
             else:
-                self.net.flat_grads.fill(0)
+                self.net.arena.grads.fill(0)
         losses, _, correct = self._allreduce(n, losses, float(losses.sum()), correct)
-        return losses, correct, self.net.flat_grads
+        return losses, correct, self.net.arena.grads
 
     def apply(self, grads, capture=None):
         (self.inner or self.local).apply(grads, capture)
