@@ -76,6 +76,7 @@ class InputStream:
             self.owned = True
         self.size = None
         self.pread = None
+        self.ended = False  # a read found the end (read once: a terminal has more after its ^D)
         try:
             info = os.fstat(self.file.fileno())
         except (OSError, AttributeError, ValueError) as e:
@@ -98,25 +99,36 @@ class InputStream:
                     self.pread = lambda n, offset: os.pread(fd, n, base + offset)
 
     def read(self, n):
-        """Up to n bytes; fewer only at the end (a terminal hands over a line at a time)."""
+        """Up to n bytes; fewer only at the end (a terminal hands over a line at a time).
+
+        Each read1 reads the file once at most, and the first empty read is
+        the end, never read again: a terminal's ^D ends the input the first
+        time, as for cat (file.read(n) would take a second ^D to return what
+        it has, and the next call a third).
+        """
+        parts, got = [], 0
+        read1 = getattr(self.file, "read1", self.file.read)
         try:
-            data = self.file.read(n) or b""
-            while data and len(data) < n:
-                more = self.file.read(n - len(data))
-                if not more:
+            while got < n and not self.ended:
+                data = read1(n - got)
+                if not data:
+                    self.ended = True
                     break
-                data += more
+                parts.append(data)
+                got += len(data)
         except OSError as e:
             raise DataError(f"cannot read {self.where}: {e.strerror or e}") from None
-        return data
+        return b"".join(parts)
 
     def readinto(self, view):
-        """Fill `view` as far as the input goes; returns the number of bytes read."""
+        """Fill `view` as far as the input goes; returns the number of bytes read (the end is read once, as above)."""
         got = 0
+        readinto1 = getattr(self.file, "readinto1", self.file.readinto)
         try:
-            while got < len(view):
-                n = self.file.readinto(view[got:])
+            while got < len(view) and not self.ended:
+                n = readinto1(view[got:])
                 if not n:
+                    self.ended = True
                     break
                 got += n
         except OSError as e:

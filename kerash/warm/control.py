@@ -37,7 +37,7 @@ def _query(frame):
         reply = launch.recv_frame(sock)
     except OSError:
         reply = None
-    if reply is None:  # a server on its way out
+    if reply is None:  # a server on its way out, or stopped (kill -STOP)
         sock.close()
         return None, f"no answer from the warm server at {path}"
     return reply, sock
@@ -95,6 +95,7 @@ def _stop():
         print(f"kerash warm: no server was running ({sock})")
         return 0
     # The server closes the connection as it exits, after its running tools have ended.
+    sock.settimeout(None)
     while sock.recv(64):
         pass
     sock.close()
@@ -124,8 +125,10 @@ def warm(
     behaves exactly as a cold start (same descriptors, folder, environment,
     signals and exit status).  KERASH_WARM=0 makes tools start cold,
     KERASH_WARM=1 says why a run started cold.  The socket lives in
-    $KERASH_WARM_DIR, by default /tmp/kerash-warm-UID.  status exits 1 when no
-    server runs.
+    $KERASH_WARM_DIR, by default $XDG_RUNTIME_DIR/kerash-warm (when that
+    folder is yours alone) or /tmp/kerash-warm-UID; a folder that is not
+    yours alone (mode 0700) is never used.  status exits 1 when no server
+    runs.
 
     \b
     Example:

@@ -8,6 +8,13 @@ file descriptor (SCM_RIGHTS) — then forwards signals and exits with the
 child's status, or dies of the child's signal.  Whenever the server says the
 run cannot be exact, or there is no server, the tool runs here, cold.
 
+The hand-over has two steps, so that a run happens once: the server answers
+"ready" (or "cold"), and starts the run only when the launcher commits with
+"go".  A launcher that hears nothing within REPLY_TIMEOUT (a stopped or
+swamped server) hangs up and runs cold, leaving no run behind.  During the
+run the server acknowledges each forwarded signal; one it does not
+acknowledge in time, the launcher delivers to the child itself.
+
 Every import here is paid by every tool start: only modules built into the
 interpreter, plus _socket.  KERASH_WARM=0 forces a cold start, KERASH_WARM=1
 says on standard error why a run went cold.
@@ -16,6 +23,7 @@ says on standard error why a run went cold.
 import marshal
 import os
 import sys
+import time
 
 import _signal
 import _socket
@@ -23,8 +31,13 @@ import _socket
 # Frames are a 4-byte little-endian length and a marshal payload.
 _HEADER = 4
 _MAX_FDS = 250  # the kernel passes at most 253 descriptors in one message
+_SI_USER = 0  # si_code of a signal sent by kill()
 _SI_KERNEL = 0x80  # si_code of a signal sent by the kernel: the terminal's Ctrl-C, Ctrl-\, Ctrl-Z, hang-up
 _STOPS = (_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU)
+_FULL_QUEUE_WAIT = 0.2  # seconds to retry connecting to a server whose queue of connections is full
+REPLY_TIMEOUT = 3.0  # seconds to wait for the server to take a run (or answer a control request)
+_ACK_TIMEOUT = 2.0  # seconds to wait for the server to acknowledge a forwarded signal
+SIGNAL_STALE = 1.0  # the server relays no signal older than this: its launcher has delivered it or soon will
 
 
 def installation():
@@ -32,9 +45,29 @@ def installation():
     return f"{sys.executable}\0{os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}"
 
 
+def folder_problem(st):
+    """What makes a socket folder (its lstat) unsafe to use, or None: it must be a folder of this user's alone."""
+    if st.st_mode & 0o170000 != 0o040000:
+        return "not a folder"
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return f"owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o}"
+    return None
+
+
 def socket_dir():
-    """The folder of the warm servers' sockets: $KERASH_WARM_DIR (an absolute path), else /tmp/kerash-warm-UID."""
-    return os.environ.get("KERASH_WARM_DIR") or f"/tmp/kerash-warm-{os.getuid()}"
+    """The folder of the warm servers' sockets: $KERASH_WARM_DIR (an absolute path), else
+    $XDG_RUNTIME_DIR/kerash-warm when that runtime folder is the user's alone (mode 0700), else /tmp/kerash-warm-UID."""
+    folder = os.environ.get("KERASH_WARM_DIR")
+    if folder:
+        return folder
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and runtime.startswith("/"):
+        try:
+            if folder_problem(os.lstat(runtime)) is None:
+                return os.path.join(runtime, "kerash-warm")
+        except OSError:
+            pass
+    return f"/tmp/kerash-warm-{os.getuid()}"
 
 
 def socket_path():
@@ -82,21 +115,47 @@ def peer(sock):
 
 
 def connect(path):
-    """A socket connected to the server at `path` run by this user, or a string saying why not."""
+    """A socket connected to the server at `path` run by this user, or a string saying why not.
+
+    Only through a folder of this user's alone: another user could have made
+    a shared folder first and put a socket of theirs in it.  The socket
+    waits at most REPLY_TIMEOUT for each answer.
+    """
     if not path.startswith("/"):  # the server runs in /, launchers anywhere
         return f"KERASH_WARM_DIR must be an absolute path, not {os.path.dirname(path)}"
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    folder = os.path.dirname(path)
     try:
-        sock.connect(path)
+        problem = folder_problem(os.lstat(folder))
     except (FileNotFoundError, NotADirectoryError):
-        sock.close()
         return f"no warm server ({path})"
-    except ConnectionRefusedError:
-        sock.close()
-        return f"no warm server (stale socket {path})"
     except OSError as e:
-        sock.close()
         return f"cannot reach the warm server at {path}: {e.strerror or e}"
+    if problem:
+        return f"{folder} is not a folder of yours alone ({problem}): its socket is not used"
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(REPLY_TIMEOUT)  # a connection to a full queue fails at once (EAGAIN) rather than wait
+    deadline = None
+    while True:
+        try:
+            sock.connect(path)
+            break
+        except BlockingIOError:
+            now = time.monotonic()
+            deadline = deadline or now + _FULL_QUEUE_WAIT
+            if now < deadline:
+                time.sleep(0.01)
+                continue
+            sock.close()
+            return f"the warm server at {path} takes no more connections (its queue is full)"
+        except (FileNotFoundError, NotADirectoryError):
+            sock.close()
+            return f"no warm server ({path})"
+        except ConnectionRefusedError:
+            sock.close()
+            return f"no warm server (stale socket {path})"
+        except OSError as e:
+            sock.close()
+            return f"cannot reach the warm server at {path}: {e.strerror or e}"
     if peer(sock)[1] != os.getuid():
         sock.close()
         return f"{path} is served by another user"
@@ -138,11 +197,15 @@ def _read(path):
 
 
 def identity():
-    """What a run must share with the server to behave the same in its child (it compares its own)."""
+    """What a run must share with the server to behave the same in its child (it compares its own).
+
+    The server reads what the launcher need not pay for: its oom_score_adj and I/O priority.
+    """
     cgroup = _proc(lambda: _read("/proc/self/cgroup"))
     status = _proc(lambda: _read("/proc/self/status")) or b""
     # capabilities, no_new_privs and seccomp filters
     privileges = [line for line in status.splitlines() if line.startswith((b"Cap", b"NoNewPrivs", b"Seccomp"))]
+    root = os.stat("/")
     return {
         "installation": installation(),
         "version": sys.version,
@@ -151,7 +214,11 @@ def identity():
         "xoptions": sys._xoptions,
         "warnoptions": sys.warnoptions,
         "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())),
-        "namespaces": [_proc(lambda ns=ns: os.readlink(f"/proc/self/ns/{ns}")) for ns in ("mnt", "pid", "user")],
+        "root": (root.st_dev, root.st_ino),  # chroot: the files a path names
+        # every namespace: mnt, pid, user, net, uts, ipc, cgroup, time, and those of children to come
+        "namespaces": {ns: _proc(lambda ns=ns: os.readlink(f"/proc/self/ns/{ns}"))
+                       for ns in _proc(lambda: os.listdir("/proc/self/ns")) or ()},
+        "personality": _proc(lambda: _read("/proc/self/personality")),  # setarch (only the process may read it)
         "cgroup": cgroup,
         "privileges": privileges,
         "affinity": sorted(os.sched_getaffinity(0)),
@@ -217,53 +284,152 @@ def warm(entry):
         sock.close()
         return f"cannot open the working folder: {e.strerror}"
     forwarded = [s for s in _catchable() if s != _signal.SIGCHLD and _signal.getsignal(s) != _signal.SIG_IGN]
-    # Blocked from now on: the signal thread below collects them once the child runs.
+    # Blocked from now on: the signal thread below collects them once the child runs.  Until then they wait,
+    # REPLY_TIMEOUT at most, and kill a launcher that runs cold.
     blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, forwarded)
     try:
-        send_frame(sock, ("run", _request(entry, fds, blocked)), fds + [cwd])
+        send_frame(sock, ("run", _request(entry, fds, blocked)))
         reply = recv_frame(sock)
-    except OSError as e:  # reading /proc, or the server went away
-        reply = ("cold", f"cannot hand the run over: {e.strerror or e}")
+    except TimeoutError:
+        reply = ("cold", f"the warm server did not answer within {REPLY_TIMEOUT:g} s")
+    except (OSError, ImportError) as e:  # reading /proc or loading resource (ulimit -n), or the server went away
+        reply = ("cold", f"cannot hand the run over: {getattr(e, 'strerror', None) or e}")
+    if reply is not None and reply[0] == "ready":
+        try:
+            sock.settimeout(None)  # a run takes its time
+            # Committed: from here on the run is the server's child's.  The descriptors go only now: a server
+            # stopped before would hold them, and a pipe this launcher writes would not end when it exits.
+            send_frame(sock, ("go",), fds + [cwd])
+        except OSError:  # the server is gone, and no child got the run
+            reply = None
     os.close(cwd)
-    if reply is None or reply[0] != "run":
+    if reply is None or reply[0] != "ready":
         sock.close()
         _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
         return reply[1] if reply else "the warm server closed the connection"
-    _wait(sock, forwarded)
+    _wait(sock, forwarded, reply[1])
 
 
-def _forward(sock, forwarded):
-    """Signal thread: pass each signal on to the child; the terminal's go to its process group."""
+def _group_sender(pid, sig):
+    """Whether `sig` from process `pid` was, by all signs, sent to the launcher's whole process group: the sender is
+    in that group and ignores the signal itself, as timeout(1) does before it signals its group."""
+    try:
+        if pid <= 0 or pid == os.getpid() or os.getpgid(pid) != os.getpgrp():
+            return False
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigIgn:"):
+                    return bool(int(line[7:], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _forward(sock, forwarded, run):
+    """Signal thread: pass each signal on to the child, or to its process group where a cold tool's would get it.
+
+    The group gets what the terminal sends (Ctrl-C, Ctrl-\\, Ctrl-Z,
+    hang-up), SIGCONT, and what was sent to the launcher's own process
+    group; `kill PID` reaches the tool alone.  A signal the server does not
+    acknowledge in time (it is stopped), the launcher delivers itself.
+    """
+    import _thread
+
     while True:
         info = _signal.sigwaitinfo(forwarded)
         sig = info.si_signo
-        group = sig == _signal.SIGCONT or info.si_code == _SI_KERNEL
+        group = (sig == _signal.SIGCONT or info.si_code == _SI_KERNEL
+                 or (info.si_code == _SI_USER and _group_sender(info.si_pid, sig)))
+        answer = _thread.allocate_lock()
+        answer.acquire()  # released by the main thread when the acknowledgement comes
+        run["seq"] += 1
+        run["waiting"] = (run["seq"], answer)
         try:
-            send_frame(sock, ("sig", sig, group))
+            send_frame(sock, ("sig", sig, group, run["seq"], time.monotonic()))
         except OSError:
             return
+        acknowledged = answer.acquire(timeout=_ACK_TIMEOUT)
+        run["waiting"] = None
+        if not acknowledged or run["ack"] == "stale":
+            _deliver(run, sig, group)
         if sig in _STOPS:
             # The child stopped; so does the launcher, for the shell to see a stopped job.
             os.kill(os.getpid(), _signal.SIGSTOP)
 
 
-def _wait(sock, forwarded):
+def _deliver(run, sig, group):
+    """Signal the child, or its group, without the server; then watch for its end, which the server may not report."""
     import _thread
 
-    _thread.start_new_thread(_forward, (sock, forwarded))
+    try:
+        _signal.pidfd_send_signal(run["pidfd"], 0)  # fails once the server has reaped it: its pid may be another's
+        if group:
+            os.killpg(run["pid"], sig)
+        else:
+            _signal.pidfd_send_signal(run["pidfd"], sig)
+    except (OSError, TypeError):  # TypeError: no pidfd (an old kernel)
+        return
+    if not run["watching"]:
+        run["watching"] = True
+        _thread.start_new_thread(_watch, (run,))
+
+
+def _watch(run):
+    """The child's end, from /proc, while its stopped server cannot reap it: the main thread exits with its status."""
+    while True:
+        time.sleep(0.05)
+        try:
+            _signal.pidfd_send_signal(run["pidfd"], 0)
+            with open(f"/proc/{run['pid']}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:  # reaped: the server runs again and reports the end itself
+            return
+        if fields[0] in (b"Z", b"X") and len(fields) > 49:  # proc(5): state is field 3, exit_code field 52
+            run["status"] = int(fields[49])
+            run["sock"].shutdown(_socket.SHUT_RD)  # wakes the main thread
+            return
+
+
+def _child(run, pid):
+    """The child that runs the tool: its pid, and a pidfd that names it even once the pid is reused."""
+    if run.get("pidfd") is not None:
+        os.close(run["pidfd"])
+    run["pid"] = pid
+    try:
+        run["pidfd"] = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        run["pidfd"] = None
+
+
+def _wait(sock, forwarded, pid):
+    import _thread
+
+    run = {"sock": sock, "seq": 0, "waiting": None, "ack": None, "watching": False, "status": None}
+    _child(run, pid)
+    _thread.start_new_thread(_forward, (sock, forwarded, run))
     while True:
         try:
             frame = recv_frame(sock)
         except OSError:
             frame = None
         if frame is None:
+            if run["status"] is not None:
+                _exit_as(run["status"])
             if sys.stderr is not None:
                 sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: the warm server ended during the run\n")
                 sys.stderr.flush()
             os._exit(1)
-        if frame[0] == "exit":
+        kind = frame[0]
+        if kind == "exit":
             _exit_as(frame[1])
-        if frame[0] == "error":
+        elif kind == "ack":
+            waiting = run["waiting"]
+            if waiting and waiting[0] == frame[1]:
+                run["ack"] = frame[2]
+                waiting[1].release()
+        elif kind == "child":  # the child first chosen was gone: another one runs the tool
+            _child(run, frame[1])
+        elif kind == "error":
             if sys.stderr is not None:
                 sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: {frame[1]}\n")
             os._exit(1)

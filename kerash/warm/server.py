@@ -2,18 +2,20 @@
 
 It imports numpy, typer and every kerash module once, then serves launchers
 (launch.py) on a Unix socket.  For each run it checks that a child forked
-from it would behave as a cold start (same interpreter, kerash files, Python
-options, start-up environment, user, privileges, namespaces, control group,
-CPU affinity), tells the launcher so, and hands the run to a spare child: one
-forked ahead, its random generators reseeded and its pages warmed by a few
-tool runs.  The child takes on the launcher's descriptors at the same
-numbers, its working folder, umask, limits, priority, environment, argv and
-signal dispositions and mask, makes fresh standard streams as Python's
-start-up does, runs the tool and exits as the interpreter would.  The server
-passes signals on, reports the child's status (the child reports it itself
-once its descriptors are closed), kills the child when its launcher
-disappears, and exits after an idle time, when stopped, or when its kerash
-files change.
+from it would behave as a cold start (same interpreter, kerash files,
+Python options, start-up environment, user, privileges, root folder,
+namespaces, personality, control group, CPU affinity, oom_score_adj, I/O
+priority), tells the launcher so ("ready", or "cold"), and once the
+launcher commits ("go") hands the run to a spare child: one forked ahead,
+its random generators reseeded and its pages warmed by a few tool runs.
+The child takes on the launcher's descriptors at the same numbers, its
+working folder, umask, limits, priority, environment, argv and signal
+dispositions and mask, makes fresh standard streams as Python's start-up
+does, runs the tool and exits as the interpreter would.  The server passes
+signals on (acknowledging each), reports the child's status (the child
+reports it itself once its descriptors are closed), kills the child when
+its launcher disappears, and exits after an idle time, when stopped, or
+when its kerash files change.
 
 One process, one thread, a poll loop: the children are forked from the loop
 and return from it (`serve` returns the tool to run only in a child).
@@ -50,7 +52,9 @@ _IDENTITY_REASONS = {
     "xoptions": "-X options differ from the warm server's",
     "warnoptions": "warning options differ from the warm server's",
     "ids": "user or groups differ from the warm server's",
-    "namespaces": "another mount, pid or user namespace",
+    "root": "another root folder (chroot) than the warm server's",
+    "namespaces": "another namespace than the warm server's",
+    "personality": "another personality (setarch) than the warm server's",
     "cgroup": "another control group (its limits would not apply)",
     "privileges": "other capabilities or seccomp filters than the warm server's",
     "affinity": "CPU affinity differs from the warm server's (BLAS threads)",
@@ -60,9 +64,14 @@ _IDENTITY_REASONS = {
 SPARES = 4  # children forked and warmed ahead: the stages of a pipe start at once
 _CHANGED = "kerash files changed since the warm server started (it stops now)"
 _STOP_GRACE = 10.0  # seconds a stopping server gives running tools after SIGTERM
+_GO_WAIT = 0.1  # seconds spares wait to be forked while a launcher told "ready" has not said "go"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _MAX_FD = 1 << 30
+# ioprio_get's system call number by machine (no C library wraps it); IOPRIO_WHO_PROCESS is 1.
+_IOPRIO_GET = {"x86_64": 252, "i386": 290, "i686": 290, "aarch64": 31, "riscv64": 31, "loongarch64": 31,
+               "armv7l": 315, "armv6l": 315, "ppc64le": 274, "ppc64": 274, "s390x": 283}
+_libc = None
 
 
 class WarmError(Exception):
@@ -84,10 +93,11 @@ def _preload():
         import importlib
         import pkgutil
 
-        # numpy.random takes 30 ms and most tools need it
-        import numpy.ma  # noqa: F401
-        import numpy.random  # noqa: F401
         import threadpoolctl
+
+        # numpy.random takes 30 ms and most tools need it
+        importlib.import_module("numpy.ma")
+        importlib.import_module("numpy.random")
 
         import kerash
 
@@ -165,16 +175,51 @@ def own_folder(path):
     except OSError as e:
         raise WarmError(f"cannot create {path}: {e.strerror}") from None
     st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise WarmError(f"{path} must be a folder owned by you with mode 0700")
+    if launch.folder_problem(st):
+        import pwd
+
+        try:
+            owner = f"{pwd.getpwuid(st.st_uid).pw_name} (uid {st.st_uid})"
+        except KeyError:
+            owner = f"uid {st.st_uid}"
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a folder"
+        raise WarmError(f"{path} is {what} of {owner} with mode {st.st_mode & 0o7777:04o}, not a folder of yours "
+                        "with mode 0700 (another user may have made it first): set KERASH_WARM_DIR to a folder of "
+                        "your own, or remove it")
     return created
 
 
+def _oom_score_adj(pid):
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _ioprio(pid):
+    """The I/O scheduling class and level of process `pid` (0: this one), None where unknown; the class "none"
+    (0) follows the nice value, which the child takes on, whatever level the kernel shows with it."""
+    global _libc
+    number = _IOPRIO_GET.get(os.uname().machine)
+    if number is None:
+        return None
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    value = _libc.syscall(number, 1, pid)
+    if value < 0:
+        return None
+    return 0 if value >> 13 == 0 else value
+
+
 class _Client:
-    __slots__ = ("sock", "peer", "buf", "fds", "pid", "control")
+    __slots__ = ("sock", "peer", "buf", "fds", "pid", "control", "pending")
 
     def __init__(self, sock, peer):
         self.sock, self.peer, self.buf, self.fds, self.pid, self.control = sock, peer, b"", [], None, False
+        self.pending = None  # ((pid, channel) of the child kept for it, request) until "go"
 
 
 class Server:
@@ -201,6 +246,12 @@ class Server:
             fields = f.read().rsplit(b")", 1)[1].split()
         self.argv_area = int(fields[45]), int(fields[46])
         self.signals = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+        import resource
+
+        # Room for many launchers' descriptors at once; a child takes on its launcher's limits.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self.path = launch.socket_path()
         self.folder = os.path.dirname(self.path)
         self.created_folder = own_folder(self.folder)
@@ -286,7 +337,7 @@ class Server:
         if self.stopping is None:
             self.close_listener()
             for client in list(self.clients.values()):
-                if client.pid is None and not client.control:
+                if client.pid is None and client.pending is None and not client.control:
                     self._reply(client, ("cold", "the warm server is stopping"))
                     self._drop(client)
             for pid, channel in self.spares.items():
@@ -323,16 +374,21 @@ class Server:
                 self._stop(terminate=True)
             now = time.monotonic()
             if self.stopping is not None:
-                if not self.children and not self.leaving:
+                pending = [c for c in self.clients.values() if c.pending is not None]
+                if not self.children and not self.leaving and not pending:
                     self._finish()
                     return None
                 if now > self.stopping:
                     for pid in self.children:
                         _kill(-pid, signal.SIGKILL)
+                    for client in pending:  # a launcher that never committed
+                        self._drop(client)
                     self.stopping = now + _STOP_GRACE
                 timeout = None if self.stopping == float("inf") else self.stopping - now
             elif len(self.spares) < self.spare_count:
-                timeout = max(0, self.refill_after - now)  # fork a spare if nothing else is waiting
+                # Fork a spare if nothing else is waiting; a launcher told "ready" sends its "go" at once: it comes first.
+                committing = any(c.pending is not None for c in self.clients.values())
+                timeout = max(_GO_WAIT if committing else 0, self.refill_after - now)
             elif self.idle and not self.clients and not self.children:
                 timeout = self.last_active + self.idle - now
                 if timeout <= 0:
@@ -384,6 +440,8 @@ class Server:
             self.poll.register(sock, select.POLLIN)
 
     def _drop(self, client):
+        if client.pending is not None:
+            self._release(client)
         if client.sock is not None:
             self.clients.pop(client.sock.fileno(), None)
             self.poll.unregister(client.sock)
@@ -407,8 +465,8 @@ class Server:
         if data is None:
             return None
         client.fds += fds
-        if truncated:
-            self._reply(client, ("cold", "too many descriptors for one message"))
+        if truncated:  # with "go": the launcher is committed, and told why the run failed
+            self._reply(client, ("error" if client.pending else "cold", "the warm server could not take every descriptor"))
             self._drop(client)
             return None
         if not data:
@@ -436,10 +494,21 @@ class Server:
 
     def _frame(self, client, frame):
         kind = frame[0]
-        if kind == "run" and client.pid is None:
+        if kind == "run" and client.pid is None and client.pending is None:
             return self._run(client, frame[1])
-        if kind == "sig" and client.pid in self.children:
-            _kill(-client.pid if frame[2] else client.pid, frame[1])
+        if kind == "go" and client.pending is not None:
+            return self._go(client)
+        if kind == "sig":
+            # ("sig", signal, to the group, number, launcher's time): acknowledged, so that a launcher that hears
+            # nothing delivers it itself; too old to relay once that launcher may have done so.
+            if client.pid not in self.children:
+                answer = "gone"
+            elif time.monotonic() - frame[4] > launch.SIGNAL_STALE:
+                answer = "stale"
+            else:
+                _kill(-client.pid if frame[2] else client.pid, frame[1])
+                answer = "relayed"
+            self._reply(client, ("ack", frame[3], answer))
         elif kind == "done" and client.peer in self.children:
             # A child that has closed its descriptors reports its status before the kernel tears it down.
             self._report(client.peer, frame[1])
@@ -483,12 +552,10 @@ class Server:
 
     # ------------------------------------------------------------ one run
 
-    def _cold_reason(self, request, fds):
-        """Why a forked child would not behave as a cold start of this request, or None."""
+    def _cold_reason(self, request, pid):
+        """Why a forked child would not behave as a cold start of this request from process `pid`, or None."""
         if self.stopping is not None:
             return "the warm server is stopping"
-        if len(fds) != len(request["fds"]) + 1:
-            return "descriptors were lost in transit"
         env = request["env"]
         if any(key.startswith(_MPI_PREFIXES) for key in env):
             return "an MPI rank (its MPI library wants the process mpiexec started)"
@@ -497,8 +564,17 @@ class Server:
             if env.get(key) != self.env.get(key):
                 return f"{key.decode(errors='replace')} differs from the warm server's (it acts at start-up)"
         for key, value in request["identity"].items():
-            if value != self.identity.get(key):
+            mine = self.identity.get(key)
+            if value != mine:
+                if key == "namespaces" and isinstance(value, dict) and isinstance(mine, dict):
+                    names = sorted(n for n in {*value, *mine} if value.get(n) != mine.get(n))
+                    return f"another {', '.join(names)} namespace than the warm server's"
                 return _IDENTITY_REASONS.get(key, key)
+        # Read here, from the launcher's /proc entry and by its pid: the launcher pays nothing for them.
+        if _oom_score_adj(pid) != _oom_score_adj("self"):
+            return "oom_score_adj differs from the warm server's (the out-of-memory killer's choice)"
+        if _ioprio(pid) != _ioprio(0):
+            return "I/O priority (ionice) differs from the warm server's"
         import resource
 
         for r, soft, hard in request["rlimits"]:
@@ -513,8 +589,12 @@ class Server:
         return None
 
     def _run(self, client, request):
-        fds, client.fds = client.fds, []
-        reason = self._cold_reason(request, fds)
+        """A launcher asks for a run: answer "cold" with the reason, or keep a child for it and answer "ready".
+
+        The launcher's descriptors come with its "go" only: a server stopped
+        before it holds none of them (a pipe it held open would not end).
+        """
+        reason = self._cold_reason(request, client.peer)
         if reason is None:
             child = self._take_spare() or self._spawn(warm=False)
             if isinstance(child, str):
@@ -522,16 +602,28 @@ class Server:
             if child is None:
                 reason = "the warm server cannot fork"
         if reason:
-            for fd in fds:
-                os.close(fd)
             self._reply(client, ("cold", reason))
             self._drop(client)
             if reason == _CHANGED:
                 self._stop(terminate=False)
             return None
-        # From this reply on the launcher waits for the run: no child starts it before, so a launcher
-        # that hears nothing may still start cold.
-        self._reply(client, ("run", child[0]))
+        # The run starts on the launcher's "go" only: a launcher that gave up waiting for this answer, and
+        # runs cold, hangs up instead, and the child goes back to the spares.
+        client.pending = (child, request)
+        self._reply(client, ("ready", child[0]))
+        return None
+
+    def _go(self, client):
+        """The launcher has committed: hand the run to the child kept for it (to a new one if that one died)."""
+        child, request = client.pending
+        fds, client.fds = client.fds, []
+        if len(fds) != len(request["fds"]) + 1:
+            for fd in fds:
+                os.close(fd)
+            self._reply(client, ("error", "the warm server did not receive every descriptor"))
+            self._drop(client)
+            return None
+        client.pending = None
         while child is not None:
             pid, channel = child
             try:
@@ -546,6 +638,8 @@ class Server:
                 return child
             if child is None:
                 self._reply(client, ("error", "the warm server cannot fork"))
+            else:
+                self._reply(client, ("child", child[0]))
         for fd in fds:
             os.close(fd)
         if child is None:
@@ -554,7 +648,23 @@ class Server:
         client.pid = pid
         self.children[pid] = client
         self.served += 1
+        if self.stopping is not None and self.stopping != float("inf"):
+            _kill(pid, signal.SIGTERM)  # `kerash warm stop` ends the running tools
         return None
+
+    def _release(self, client):
+        """A launcher that did not commit: its child goes back to the spares, or away."""
+        (pid, channel), _ = client.pending
+        client.pending = None
+        if self.stopping is None and len(self.spares) < self.spare_count:
+            self.spares[pid] = channel
+            return
+        channel.close()  # a spare exits when its channel closes
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                self.leaving.add(pid)
+        except ChildProcessError:  # reaped already
+            pass
 
     def _take_spare(self):
         """A spare child (pid, channel), or None."""
@@ -602,7 +712,8 @@ class Server:
             os._exit(1)
         signal.set_wakeup_fd(-1)
         # The server's sockets must not close numbers that the tool reuses.
-        for sock in [self.listener, *(c.sock for c in self.clients.values()), *self.spares.values()]:
+        kept = [c.pending[0][1] for c in self.clients.values() if c.pending is not None]
+        for sock in [self.listener, *(c.sock for c in self.clients.values()), *self.spares.values(), *kept]:
             if sock is not None:
                 sock.detach()
         keep = channel.fileno()
@@ -820,6 +931,7 @@ def run_child(entry, server_path):
     os.closerange(0, _MAX_FD)
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(launch.REPLY_TIMEOUT)  # a full queue fails at once: the server reports the status on reaping
         sock.connect(server_path)
         launch.send_frame(sock, ("done", status << 8))
     except OSError:  # a stopping server: it reports the status when it reaps this process

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -476,29 +477,40 @@ def test_a_folder_others_can_enter_is_refused(warm_folder):
     env = tool_env(KERASH_WARM_DIR=folder)
     proc = run(["kerash", "warm", "start"], env=env, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.decode() == f"kerash warm: error: {folder} must be a folder owned by you with mode 0700\n"
+    assert proc.stderr.decode() == (
+        f"kerash warm: error: {folder} is a folder of {_user(os.getuid())} with mode 0755, not a folder of yours with "
+        "mode 0700 (another user may have made it first): set KERASH_WARM_DIR to a folder of your own, or remove it\n")
     assert os.listdir(folder) == []
     if os.getuid() == 0:  # a folder of another user
         os.chmod(folder, 0o700)
         os.chown(folder, 65534, 65534)
         proc = run(["kerash", "warm", "start"], env=env, check=False)
-        assert proc.returncode == 1 and b"must be a folder owned by you" in proc.stderr
+        assert proc.returncode == 1 and b"is a folder of nobody (uid 65534) with mode 0700" in proc.stderr
+
+
+def _user(uid):
+    import pwd
+
+    return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
 def test_both_sides_check_the_other_users_id(server, tmp_path, warm_folder):
     nobody = 65534
     folder = warm_folder
-    os.chmod(folder, 0o777)
     path = os.path.join(folder, os.path.basename(socket_path(server)))
-    # A "server" of another user: the launcher refuses to send it anything and starts cold.
+    # A "server" of another user, its socket moved into our folder: the launcher refuses to send it anything.
+    theirs = tempfile.mkdtemp(prefix="kerash-theirs-", dir="/tmp")
+    os.chown(theirs, nobody, nobody)
     r, w = os.pipe()
     fake = subprocess.Popen(["python3", "-c", f"import os, socket, sys; os.setgid({nobody}); os.setuid({nobody}); "
-                             f"s = socket.socket(socket.AF_UNIX); s.bind({path!r}); s.listen(); os.write({w}, b'x');"
-                             "c, _ = s.accept(); sys.exit(3 if c.recv(1) else 0)"], pass_fds=(w,))
+                             f"s = socket.socket(socket.AF_UNIX); s.bind({theirs + '/s'!r}); s.listen(); "
+                             f"os.write({w}, b'x'); c, _ = s.accept(); sys.exit(3 if c.recv(1) else 0)"], pass_fds=(w,))
     os.close(w)
     assert os.read(r, 1) == b"x"
     os.close(r)
+    os.rename(theirs + "/s", path)
+    os.rmdir(theirs)
     try:
         (tmp_path / "a.txt").write_text("1 2\n")
         proc = run(["matrix-transpose", "a.txt"], env=warm_env(server, KERASH_WARM_DIR=folder), cwd=tmp_path)
@@ -599,15 +611,19 @@ class _Clients:
         self.cwd = os.open("/", os.O_PATH)
 
     def send(self):
+        """Hand a run over as a launcher does: "run", the server's "ready", then "go"."""
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(self.path)
-        self.launch.send_frame(sock, ("run", self.request), [self.null, self.out_w, self.null, self.cwd])
+        self.launch.send_frame(sock, ("run", self.request))
+        ready = self.launch.recv_frame(sock)
+        assert ready[0] == "ready", ready
+        self.launch.send_frame(sock, ("go",), [self.null, self.out_w, self.null, self.cwd])
         return sock
 
     def finish(self, sock):
-        frames = [self.launch.recv_frame(sock), self.launch.recv_frame(sock)]
+        frame = self.launch.recv_frame(sock)
         sock.close()
-        assert [f[0] for f in frames] == ["run", "exit"] and frames[1][1] == 0, frames
+        assert frame == ("exit", 0), frame
         assert os.read(self.out_r, 13) == b"kerash 0.1.0\n"
 
     def close(self):
@@ -677,3 +693,321 @@ def test_stop_ends_the_running_tools_and_idle_servers_exit(tmp_path, warm_folder
     assert os.listdir(folder) == []
     proc = run(["kerash", "warm", "start", "--idle", "soon"], env=env, check=False)
     assert proc.returncode == 2 and b"--idle wants a duration" in proc.stderr
+
+
+# ---------------------------------------------------------------- issue 19: what a warm run must not do
+
+
+def _launcher_python(code, env, **kw):
+    """Run `code` in a python that has a console script's sys.path (so that the server accepts its requests)."""
+    return subprocess.run([str(BIN / "python3"), "-c", f"import sys; sys.path[0] = {str(BIN)!r}\n{code}"],
+                          env=env, capture_output=True, **kw)
+
+
+def _socket_file(folder):
+    """The path of this installation's socket in `folder`, as the launchers compute it."""
+    out = _launcher_python("from kerash.warm import launch; print(launch.socket_path())",
+                           tool_env(KERASH_WARM_DIR=folder), check=True)
+    return out.stdout.decode().strip()
+
+
+def _bare_server():
+    """A server with only what _cold_reason reads; the test process plays its own launcher."""
+    from kerash.warm import launch
+    from kerash.warm.server import Server
+
+    server = Server.__new__(Server)
+    server.stopping = None
+    server.env = dict(os.environb)
+    server.startup_keys = set()
+    server.identity = launch.identity()
+    server.code_paths, server.code_stamp = [], []
+    return server
+
+
+def test_another_root_namespace_or_personality_makes_the_run_cold():
+    """chroot, unshare and setarch give a run another view of the system than the server's children have."""
+    import copy
+
+    from kerash.warm import launch
+
+    server = _bare_server()
+    request = launch._request("matrix-transpose", [0, 1, 2], [])
+    assert server._cold_reason(request, os.getpid()) is None
+    assert set(request["identity"]["namespaces"]) == set(os.listdir("/proc/self/ns"))
+
+    def reason(key, value, ns=None):
+        changed = copy.deepcopy(request)
+        if ns:
+            changed["identity"]["namespaces"][ns] = value
+        else:
+            changed["identity"][key] = value
+        return server._cold_reason(changed, os.getpid()) or ""
+
+    assert "root folder" in reason("root", (0, 0))
+    for ns in os.listdir("/proc/self/ns"):  # mnt, pid, user, net, uts, ipc, cgroup, time…
+        assert f"{ns} namespace" in reason(None, f"{ns}:[1]", ns), ns
+    assert "personality" in reason("personality", b"00040000\n")
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("unshare"), reason="needs root to chroot and mount")
+def test_a_chrooted_launcher_does_not_reach_the_files_outside(tmp_path):
+    """chroot JAIL matrix-transpose FILE -o OUT, with FILE and OUT outside the jail, runs cold (where they do not
+    exist) and never in a server's child, which sees the real root.  In a mount namespace of its own, where
+    /proc is mounted in the jail and the server runs too, so that only the root differs."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespaces here")
+    jail = tempfile.mkdtemp(prefix="kerash-jail-", dir="/tmp")  # short: the socket path is limited
+    try:
+        os.mkdir(os.path.join(jail, "proc"))
+        os.mkdir(os.path.join(jail, "w"), 0o700)
+        (tmp_path / "f.txt").write_text("1 2\n")
+        out = tmp_path / "out.txt"
+        code = (f"import os, sys, resource\nsys.path[0] = {str(BIN)!r}\n"  # resource: imported before the chroot
+                "from kerash.warm import launch\n"
+                f"os.chroot({jail!r}); os.chdir('/'); os.environ['KERASH_WARM_DIR'] = '/w'\n"
+                f"sys.argv = ['matrix-transpose', {str(tmp_path / 'f.txt')!r}, '-o', {str(out)!r}]\n"
+                "print(launch.warm('matrix-transpose')); sys.exit(3)")
+        script = (f"mount -t proc proc {jail}/proc && kerash warm start --idle 5m >/dev/null || exit 1\n"
+                  f'{BIN}/python3 -c "$CODE"; status=$?\n'
+                  "kerash warm stop >/dev/null; exit $status")
+        env = tool_env(KERASH_WARM_DIR=os.path.join(jail, "w"), KERASH_WARM="1", CODE=code)
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", script], env=env,
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 3, proc.stderr
+        assert b"another root folder" in proc.stdout, proc.stdout
+        assert not out.exists()
+    finally:
+        run(["kerash", "warm", "stop"], env=tool_env(KERASH_WARM_DIR=os.path.join(jail, "w")), check=False)
+        shutil.rmtree(jail, ignore_errors=True)
+
+
+def test_the_default_socket_folder_is_the_users_runtime_folder(monkeypatch, tmp_path):
+    from kerash.warm import launch
+
+    monkeypatch.delenv("KERASH_WARM_DIR", raising=False)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    os.chmod(runtime, 0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert launch.socket_dir() == f"{runtime}/kerash-warm"
+    os.chmod(runtime, 0o755)  # not private: not used
+    assert launch.socket_dir() == f"/tmp/kerash-warm-{os.getuid()}"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/run")
+    assert launch.socket_dir() == f"/tmp/kerash-warm-{os.getuid()}"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert launch.socket_dir() == f"/tmp/kerash-warm-{os.getuid()}"
+    monkeypatch.setenv("KERASH_WARM_DIR", str(tmp_path))
+    assert launch.socket_dir() == str(tmp_path)
+
+
+def test_a_socket_folder_that_is_not_private_is_never_used(tmp_path, warm_folder):
+    """Another user can make the shared socket folder first, open to all or their own: the launcher never
+    connects through it (it runs cold) and `kerash warm start` says what is wrong and what to do."""
+    folder = warm_folder
+    (tmp_path / "a.txt").write_text("1 2\n")
+    env = warm_env(tool_env(KERASH_WARM_DIR=folder))
+    owners = [(0o777, os.getuid(), "0777")]
+    if os.getuid() == 0:
+        owners.append((0o700, 65534, "0700"))  # another user's
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(_socket_file(folder))  # a planted "server"
+    listener.listen(8)
+    listener.setblocking(False)
+    try:
+        for mode, uid, shown in owners:
+            os.chmod(folder, mode)
+            os.chown(folder, uid, -1)
+            proc = run(["matrix-transpose", "a.txt"], env=env, cwd=tmp_path, timeout=30)
+            assert proc.stdout == b"1\n2\n"
+            err = proc.stderr.decode()
+            assert err.startswith(f"matrix-transpose: cold start: {folder} ") and f"mode {shown}" in err, err
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nobody connected
+            proc = run(["kerash", "warm", "start"], env=tool_env(KERASH_WARM_DIR=folder), check=False, timeout=60)
+            err = proc.stderr.decode()
+            assert proc.returncode == 1 and len(err.splitlines()) == 1, err
+            assert err.startswith(f"kerash warm: error: {folder} ") and "KERASH_WARM_DIR" in err, err
+            assert f"uid {uid}" in err and f"mode {shown}" in err, err
+    finally:
+        listener.close()
+        os.chown(folder, os.getuid(), -1)
+        os.chmod(folder, 0o700)
+
+
+def test_a_listener_with_a_full_queue_does_not_hang_the_tools(tmp_path, warm_folder):
+    (tmp_path / "a.txt").write_text("1 2\n")
+    path = _socket_file(warm_folder)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(0)  # never accepts
+    queued = []
+    try:
+        while True:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.setblocking(False)
+            queued.append(sock)
+            try:
+                sock.connect(path)
+            except BlockingIOError:
+                break
+        start = time.monotonic()
+        proc = run(["matrix-transpose", "a.txt"], env=warm_env(tool_env(KERASH_WARM_DIR=warm_folder)), cwd=tmp_path,
+                   timeout=30)
+        assert time.monotonic() - start < 10
+        assert proc.stdout == b"1\n2\n"
+        assert proc.stderr.decode().startswith("matrix-transpose: cold start: "), proc.stderr
+    finally:
+        for sock in [*queued, listener]:
+            sock.close()
+
+
+def test_a_stopped_server_neither_hangs_a_tool_nor_runs_it_later(tmp_path, warm_folder):
+    """The launcher gives up on a server that does not answer and runs cold; the server, woken up, must not
+    run it too (a run starts only once its launcher has committed to it)."""
+    env = start_warm_server(warm_folder)
+    pid = server_pid(env)
+    (tmp_path / "a.txt").write_text("1 2\n")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        proc = run("matrix-transpose a.txt >> log.txt", env=warm_env(env), cwd=tmp_path, timeout=30)
+        assert time.monotonic() - start < 10
+        assert proc.stderr.decode().startswith("matrix-transpose: cold start: the warm server did not answer"), \
+            proc.stderr
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(1)  # time for a late run to show
+    assert (tmp_path / "log.txt").read_bytes() == b"1\n2\n"
+    assert served(env) == 0
+    assert run(["matrix-transpose", "a.txt"], env=warm_env(env), cwd=tmp_path).stderr == b""
+    assert served(env) == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_end_a_run_whose_server_is_stopped(tmp_path, warm_folder, sig):
+    """A stopped server relays nothing: the launcher, unanswered, signals the tool itself and exits as it does."""
+    env = start_warm_server(warm_folder)
+    codes = []
+    for mode in (cold_env(env), warm_env(env)):
+        proc, w, inode = _held_pipe_tool(mode, tmp_path)
+        tool = _tool_process(proc, inode, mode)
+        _blocked_in_read(tool)
+        pid = server_pid(env)
+        if mode["KERASH_WARM"] == "1":
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=20)
+            codes.append((proc.returncode, out, err))
+            assert _state(tool) in (None, "Z")  # ended; its stopped parent has not reaped it
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            os.close(w)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert codes[1] == codes[0]
+    assert "running: " in run(["kerash", "warm", "status"], env=env).stdout.decode()
+
+
+def _live(cmdline):
+    """Pids of running (not zombie) processes whose command line is `cmdline`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:-1] == cmdline and not _gone(int(pid)):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_timeout_ends_the_tools_children_as_it_does_cold(server, files):
+    """timeout signals its whole process group; the children a warm tool starts must get it as a cold tool's do."""
+    for env, marker in ((cold_env(server), b"3141"), (warm_env(server), b"3142")):
+        try:
+            # the outputs are no pipe: one would stay open as long as the children live
+            proc = run(f"timeout 3 kerash snapshot xor -- sh -c 'sleep {marker.decode()} | cat' >/dev/null 2>&1",
+                       env=env, cwd=files, check=False, timeout=60)
+            assert proc.returncode == 124, proc.stderr
+            _wait_until(lambda: not _live([b"sleep", marker]), 5)
+        finally:
+            for pid in _live([b"sleep", marker]):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_few_descriptors_give_the_cold_result(server, files):
+    """ulimit -n: the launcher needs descriptors of its own to hand a run over (below 5 the interpreter fails)."""
+    for limit in (5, 6, 8):
+        command = f"ulimit -n {limit}; matrix-transpose a.txt"
+        cold = run(command, env=cold_env(server), cwd=files, check=False)
+        warm = run(command, env=warm_env(server), cwd=files, check=False)
+        assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), (limit, warm.stderr)
+        err = warm.stderr.decode()
+        assert err == cold.stderr.decode() or (err.startswith("matrix-transpose: cold start: ")
+                                               and err.split("\n", 1)[1] == cold.stderr.decode()), (limit, err)
+        assert "Traceback" not in err
+
+
+def test_io_priority_oom_score_and_personality_make_the_run_cold(server, files):
+    """A forked child would keep the server's: the run goes cold, as it must to inherit the launcher's."""
+    cold = run(["matrix-transpose", "a.txt"], env=cold_env(server), cwd=files)
+    for command, reason in (("ionice -c 3 matrix-transpose a.txt", "I/O priority"),
+                            ("echo 500 > /proc/self/oom_score_adj; matrix-transpose a.txt", "oom_score_adj"),
+                            ('setarch "$(uname -m)" -R matrix-transpose a.txt', "personality")):
+        warm = run(command, env=warm_env(server), cwd=files)
+        assert warm.stdout == cold.stdout
+        err = warm.stderr.decode()
+        assert err.startswith("matrix-transpose: cold start: ") and reason in err, (command, err)
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+def test_one_ctrl_d_ends_the_input_from_a_terminal(server, mode):
+    """As for cat: ^D at the start of a line is the end of the input, the first time."""
+    import fcntl
+    import select
+    import termios
+
+    env = cold_env(server) if mode == "cold" else warm_env(server)
+    master, slave = os.openpty()
+    proc = subprocess.Popen(["matrix-transpose"], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    try:
+        os.write(master, b"1 2\n3 4\n\x04")  # one ^D; a terminal hands over a line per read, then the end
+        out, deadline = b"", time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:  # EIO: the tool closed the terminal
+                    break
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=1) == 0, out
+        assert out.endswith(b"1 3\r\n2 4\r\n"), out
+        if mode == "warm":
+            assert b"cold start" not in out
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_launcher_imports_nothing_slow(server, tmp_path):
+    """Only modules built into the interpreter, _socket and resource are imported on the way to a warm run."""
+    (tmp_path / "a.txt").write_text("1 2\n")
+    code = ("import os\nbefore = set(sys.modules)\nfrom kerash.warm import launch\n"
+            "def report(status):\n"
+            "    print(sorted(set(sys.modules) - before), flush=True); os._exit(status >> 8)\n"
+            "launch._exit_as = report\nsys.argv = ['matrix-transpose', 'a.txt']\n"
+            "print(launch.warm('matrix-transpose'), flush=True); os._exit(7)")
+    proc = _launcher_python(code, warm_env(server), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    lines = proc.stdout.decode().splitlines()
+    assert lines[:2] == ["1", "2"]
+    imported = set(eval(lines[2])) - set(sys.builtin_module_names)
+    assert imported <= {"kerash", "kerash.warm", "kerash.warm.launch", "_socket", "resource"}, imported
