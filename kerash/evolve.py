@@ -31,6 +31,7 @@ from . import model as modelmod
 from .errors import DataError, UsageError
 from .files.labels import WordLabels
 from .model import normalization
+from .model.data import prepare
 from .network import Objective, targets_are_classes
 from .training import batches
 from .training.engines.local import LocalEngine
@@ -351,15 +352,14 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
         raise UsageError("evolve mutates chains of layers: start from a line-format model, not MDL")
     if classes is not None:
         modelmod.check_class_count(spec, classes, names[1])
-    xs = modelmod.prepare_inputs(x, spec, names[0])
-    modelmod.check_finite(xs, names[0])
-    xs = np.array(xs, dtype=np.float32, order="C")
-    ys = np.ascontiguousarray(modelmod.prepare_targets(y, spec, xs, names[1]), dtype=np.float32)
+    xs, ys = prepare(spec, x, y, dtype=np.float32, names=names)
     train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)
     if len(val_idx) == 0:
         raise UsageError("evolve needs a validation split > 0")
     stats = normalization.fit(xs, spec, train_idx) if cfg.normalize else None
     if stats is not None:
+        if np.may_share_memory(xs, x):
+            xs = xs.copy()  # the caller's array stays raw
         normalization.apply(xs, stats, spec)
     prewarm_blas(np.float32)
     rows = []

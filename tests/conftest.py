@@ -1,7 +1,11 @@
-"""Shared helpers: run the installed tools as a user does, as subprocesses."""
+"""Fixtures, and running the installed tools as a user does, as subprocesses.
+
+Found by every test under tests/ (unit/, tools/, system/); `from conftest import run, …` works from any of
+them because pyproject.toml puts tests/ on the path.  Plain helpers that do not run a tool (weights(),
+the model makers, naive oracles) are in helpers.py.
+"""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -129,50 +133,6 @@ def savetxt(path, a):
     return path
 
 
-def make_model(folder, text, name="m", seed=1, dtype="float64"):
-    """folder/name.model holding `text`, made into the model directory folder/name by `model-init`."""
-    (folder / f"{name}.model").write_text(text)
-    run(["model-init", f"{name}.model", "-o", name, "--seed", str(seed), "--dtype", dtype], cwd=folder)
-    return folder / name
-
-
-def copy_model(folder, name):
-    """A second model directory with the same weights (cheaper than another model-init)."""
-    target = folder.parent / name
-    shutil.copytree(folder, target, symlinks=True)
-    return target
-
-
-def naive_conv(x, k, stride, pad, bias=None):
-    """Cross-correlation of x (N,C,H,W) with k (F,C,KH,KW), one output pixel at a time."""
-    n, c, h, w = x.shape
-    f, _, kh, kw = k.shape
-    padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad))
-    padded[:, :, pad : pad + h, pad : pad + w] = x
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, f, oh, ow))
-    for b in range(n):
-        for o in range(f):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = padded[b, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
-                    out[b, o, i, j] = np.sum(patch * k[o]) + (0.0 if bias is None else bias[o])
-    return out
-
-
-def naive_maxpool(x, kh, kw, stride, pad):
-    """Max over KH×KW windows of x (N,C,H,W) padded with −∞, one output pixel at a time."""
-    n, c, h, w = x.shape
-    padded = np.full((n, c, h + 2 * pad, w + 2 * pad), -np.inf)
-    padded[:, :, pad : pad + h, pad : pad + w] = x
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    out = np.zeros((n, c, oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, :, i, j] = padded[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw].max(axis=(2, 3))
-    return out
-
-
 def children(pid):
     """The pids of a process's children, read from /proc."""
     found = []
@@ -207,3 +167,14 @@ def all_gone(pids, seconds=5.0):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def regression_data(tmp_path):
+    """(tmp_path, x, y): 40 samples of 3 features and 2 real targets near a linear map, as x.npy and y.npy."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 3))
+    y = x @ rng.normal(size=(3, 2)) + rng.normal(0, 0.1, size=(40, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    return tmp_path, x, y

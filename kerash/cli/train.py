@@ -54,7 +54,7 @@ def train(
     from ..files import fs, tensorio
     from ..errors import UsageError
     from ..files.labels import read_labels
-    from ..training import loop
+    from ..training.fit import fit, uses_mpi
     from ..training.config import TrainConfig
     from ..training.params_file import read_params
 
@@ -84,7 +84,7 @@ def train(
     if sys.stdout is None:
         raise UsageError("standard output is closed (>&-): the epoch table has nowhere to go; use > /dev/null")
     cfg = TrainConfig(**settings)
-    silent = loop.uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
+    silent = uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent
     # Samples are read straight into the training precision: no second copy of a float64 or text file.
     from ..model import DTYPES, ModelDir, labels_are_names
@@ -104,7 +104,7 @@ def train(
             sys.stderr.write(f"train: warning: {message}\n")
 
     names = tuple(fs.source_name(p) if p else "" for p in (data, labels, vdata, vlabels))
-    result = loop.fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn, names)
+    result = fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn, names)
     if bar:
         bar.clear()
     if result.status == "nothing":

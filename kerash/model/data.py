@@ -4,6 +4,32 @@ import numpy as np
 
 from ..errors import DataError
 from ..ops import shape_str
+from .classes import class_targets
+
+
+def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"), model_path=None):
+    """Samples, and their labels, as the network of `spec` reads them: (x, y), y None without labels.
+
+    The one sequence every tool follows: the samples shaped to the model's
+    input (prepare_inputs); labels that name classes mapped to class indices
+    through `classes`, the model's class names (class_targets, whose messages
+    name `model_path`); samples then labels checked finite; the labels shaped
+    to the model's outputs (prepare_targets).  With `dtype`, both come back
+    C-contiguous in it (copied only when they are not); without, the targets
+    are float64 and the samples as given.  `names` (samples, labels) name
+    the inputs in messages.  Prepared samples pass through again unchanged.
+    """
+    x = prepare_inputs(x, spec, names[0])
+    if y is not None:
+        y = class_targets(y, classes, x.shape[0], model_path)
+    check_finite(x, names[0])
+    if y is not None:
+        check_finite(y, names[1])
+        y = prepare_targets(y, spec, x, names[1])
+    if dtype is not None:
+        x = np.ascontiguousarray(x, dtype=dtype)
+        y = None if y is None else np.ascontiguousarray(y, dtype=dtype)
+    return x, y
 
 
 def prepare_inputs(x, spec, where="data"):

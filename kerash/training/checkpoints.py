@@ -4,7 +4,7 @@ import os
 
 from .. import model as modelmod
 from ..errors import UsageError, close_matches
-from .loop import CHECKPOINTS
+from ..model.directory import CHECKPOINTS
 from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines
 
 

@@ -38,8 +38,7 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
     if epoch is None:
         epoch = int(state.get("epochs", 0)) + 1
     ids = np.arange(len(x)) if ids is None else np.asarray(ids)
-    x = model.inputs(x, names[0])
-    y = model.targets(y, x, names[1])
+    x, y = model.data(x, y, names)
     y = y.astype(net.dtype)
     objective = model.objective()
     objective.adapt_to_targets(y)

@@ -1,7 +1,7 @@
-"""The crash-safety battery of issue 13, as a test: kills at random moments, full disks, torn
-reads under concurrent saves.  Each case repeats its attack, counts what went wrong and
-asserts that nothing did; together they take about a minute (`pytest -m battery`).
-
+"""Crash safety, as a battery (`pytest -m battery`, about a minute): SIGKILLs of the coordinator and of a
+worker at random moments, full model folders, file systems and work folders, torn reads of a model under
+concurrent saves, SIGTERM while a worker is stopped, and non-finite training.  Each case repeats its
+attack, counts what went wrong and asserts that nothing did.
 """
 
 import json
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, all_gone, assert_one_line_error, children, run, tool_env
+from helpers import fingerprint, weights
 
 pytestmark = pytest.mark.battery
 
@@ -60,13 +61,6 @@ def problems_of(folder, per_epoch=PER_EPOCH):
     if not all(np.all(np.isfinite(a)) for group in params.values() for a in group.values()):
         found.append("non-finite weights")
     return found
-
-
-def weights(folder):
-    from kerash.model import ModelDir
-
-    params, _ = ModelDir(folder).load()
-    return {f"{k}/{n}": a for k, group in params.items() for n, a in group.items()}
 
 
 def kill_group(proc):
@@ -158,12 +152,6 @@ def test_sigkill_of_a_worker_at_random_moments(tmp_path):
 
 
 # ---------------------------------------------------------------- full disks
-
-
-def fingerprint(folder):
-    from test_model_errors import fingerprint as hashes
-
-    return hashes(folder)
 
 
 def test_a_full_model_folder_changes_nothing(tmp_path):

@@ -1,4 +1,4 @@
-"""Interrupting a real `train` with forked workers (issue 4): SIGINT and SIGTERM save and exit
+"""Interrupting a real `train` with forked workers: SIGINT and SIGTERM save and exit
 130/143, SIGKILL leaves a loadable model at a completed step; no worker or work folder outlives
 the run, and training on afterwards gives the weights of an uninterrupted run."""
 
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import all_gone, children, run, tool_env
+from helpers import assert_weights, weights
 
 # Slow enough to be caught in the middle of an epoch: hundreds of small float64 steps.
 BIG = "784 1 1\ninput\ndense 256 relu\ndense 256 relu\ndense 10 softmax\n"
@@ -54,15 +55,6 @@ def run_folders(work):
     return [name for name in os.listdir(work) if name.startswith("kerash-train-")]
 
 
-def weights(folder):
-    return {
-        f"{entry}/{name}": np.load(folder / entry / f"{name}.npy")
-        for entry in sorted(os.listdir(folder))
-        if entry.startswith("layer_")
-        for name in ("W", "b")
-    }
-
-
 def assert_loadable(folder, n):
     """predict loads the model; its state describes a completed step."""
     out = run(["predict", str(folder), "-"], input=" ".join(["0.5"] * 784) + "\n").stdout.decode()
@@ -78,10 +70,7 @@ def assert_loadable(folder, n):
 
 
 def assert_same_weights(a, b, atol=1e-9):
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        np.testing.assert_allclose(wa[key], wb[key], rtol=0, atol=atol, err_msg=key)
+    assert_weights(weights(a), weights(b), atol)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])

@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, make_model, parse, run, savetxt
+from conftest import assert_one_line_error, parse, run, savetxt
+from helpers import make_model
 from kerash.files.labels import WordLabels, read_labels
 from kerash.model import class_report
 

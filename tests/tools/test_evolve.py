@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, parse, run
+from helpers import weights
 
 HEADER = "generation\tgenome\tparent\tmutation\tlayers\tparameters\tval_loss\tval_accuracy\tseconds"
 KINDS = ("add", "remove", "resize", "activation", "filters")
@@ -26,16 +27,6 @@ CONV_LAYERS = "convolution relu 4 1 1 3 3, max_pooling - 2 0 2 2, flatten -, den
 def savetxt(path, a):
     np.savetxt(path, a, fmt="%.17g")
     return path
-
-
-def weights(folder):
-    """{(layer, name): array} read with numpy from a model directory."""
-    return {
-        (entry, name): np.load(os.path.join(folder, entry, f"{name}.npy"))
-        for entry in sorted(os.listdir(folder))
-        if entry.startswith("layer_")
-        for name in ("W", "b")
-    }
 
 
 def log(stdout):

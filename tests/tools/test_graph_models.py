@@ -5,15 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, make_model, parse, run
+from conftest import ROOT, assert_one_line_error, parse, run
+from helpers import make_model, weights
 
 SEEDS = ROOT / "models"  # NeuroMorph's two example models, as the seed shipped them
 ELMAN = "(input, 1)\n{xh, state, concatenate}\n(h, 12, <tanh>)\n[state,]\n(output, 2, <softmax>, <cross_entropy>)\n"
-
-
-def weights(folder):
-    """{'layer_NN/W': array} of a model directory, read with numpy."""
-    return {f"{p.parent.name}/{p.stem}": np.load(p) for p in sorted(folder.glob("layer_*/*.npy"))}
 
 
 # ---------------------------------------------------------------- the language

@@ -1,7 +1,6 @@
 """Bad input to the model tools: one line on standard error, and the model directory
 byte-for-byte as it was (every file hashed, following symlinks)."""
 
-import hashlib
 import os
 import shutil
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_error, run
+from helpers import fingerprint
 
 MODEL = "5 1 1\ninput\ndense 4 tanh\ndense 3 softmax\n"
 OTHER = "5 1 1\ninput\ndense 6 tanh\ndense 3 softmax\n"
@@ -16,23 +16,6 @@ OTHER = "5 1 1\ninput\ndense 6 tanh\ndense 3 softmax\n"
 
 def savetxt(path, a):
     np.savetxt(path, np.asarray(a, dtype=float).reshape(len(a), -1), fmt="%.17g")
-
-
-def fingerprint(folder):
-    """{relative path: content hash or link target} of everything under `folder`."""
-    found = {}
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, folder)
-            if os.path.islink(path):
-                found[rel + " ->"] = os.readlink(path)
-            if os.path.isfile(path):
-                with open(path, "rb") as f:
-                    found[rel] = hashlib.sha256(f.read()).hexdigest()
-            elif not os.path.exists(path):
-                found[rel] = "broken link"
-    return found
 
 
 @pytest.fixture(scope="module")

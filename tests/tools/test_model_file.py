@@ -1,6 +1,7 @@
 """Model description files: KeraSH's format and its extensions, defaults, and errors naming FILE:LINE."""
 
 import math
+import os
 import re
 
 import numpy as np
@@ -244,6 +245,20 @@ def test_error_names_the_line_after_comments_and_header(tmp_path):
     proc = run(["model-init", "typo.model", "-o", "out"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "typo.model:7:", "sigmiod", "'sigmoid'")
     assert re.search(r"typo\.model:7:", proc.stderr.decode())
+
+
+def test_bad_descriptions_are_located_errors_of_init(tmp_path):
+    cases = {
+        "/normal 0 -1,zero/\n2 1 1\ninput\ndense 3 tanh\n": ("x.model:1:", "standard deviation"),
+        "2 1 1\ninput\ndense 3 leaky_relu ²\n": ("x.model:3:", "²"),
+        "(input, 2)\n(h, 99999999999999999999)\n(out, 1, <identity>, <mse>)\n": ("x.model:2:", "h:"),
+        "8 8 1\ninput\nconvolution relu 9999 1 1 3 3\nflatten -\ndense 4000 tanh\n": ("x.model:5:", "more than"),
+    }
+    for text, fragments in cases.items():
+        (tmp_path / "x.model").write_text(text)
+        proc = run(["model-init", "x.model", "-o", "x"], cwd=tmp_path, check=False)
+        assert_one_line_error(proc, 1, *fragments)
+        assert os.listdir(tmp_path) == ["x.model"]
 
 
 @pytest.mark.parametrize("line", [

@@ -3,12 +3,12 @@ checked against independent numpy computations."""
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt
+from conftest import ROOT, assert_one_line_error, parse, run, savetxt
+from helpers import copy_model, make_model, softmax, weights
 
 MLP = "/uniform -0.8 0.8,uniform -0.3 0.3/\n5 1 1\ninput\ndense 7 tanh\ndense 4 sigmoid\ndense 3 softmax\n"
 # The benchmark's digits MLP (issue 3): 64-128-64-10, sigmoid, softmax + cross-entropy.
@@ -22,49 +22,29 @@ CNN = (
 # ---------------------------------------------------------------- helpers
 
 
-
-
-
-
-
-
-def weights(folder):
-    """{'layer_NN': (W, b)} read with numpy from the model directory."""
-    found = {}
-    for entry in sorted(os.listdir(folder)):
-        if entry.startswith("layer_"):
-            found[entry] = (np.load(folder / entry / "W.npy"), np.load(folder / entry / "b.npy"))
-    return found
-
-
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def mlp_forward(x, w):
-    """The MLP above, by hand: returns every layer's output."""
-    (w1, b1), (w2, b2), (w3, b3) = w["layer_01"], w["layer_02"], w["layer_03"]
+    """The MLP above, by hand (w as weights() gives it): returns every layer's output."""
+    w1, b1, w2, b2, w3, b3 = (w[f"layer_{k:02d}/{n}"] for k in (1, 2, 3) for n in ("W", "b"))
     a1 = np.tanh(x @ w1 + b1)
     a2 = sigmoid(a1 @ w2 + b2)
     return a1, a2, softmax(a2 @ w3 + b3)
 
 
 def mlp_grad_sums(x, y, w):
-    """Gradient sums of Σ −y·log softmax over the samples, by hand."""
-    w2, w3 = w["layer_02"][0], w["layer_03"][0]
+    """Gradient sums of Σ −y·log softmax over the samples, by hand, keyed as weights() is."""
+    w2, w3 = w["layer_02/W"], w["layer_03/W"]
     a1, a2, p = mlp_forward(x, w)
     dz3 = p - y
     dz2 = (dz3 @ w3.T) * a2 * (1 - a2)
     dz1 = (dz2 @ w2.T) * (1 - a1**2)
     grads = {
-        "layer_03": (a2.T @ dz3, dz3.sum(axis=0)),
-        "layer_02": (a1.T @ dz2, dz2.sum(axis=0)),
-        "layer_01": (x.T @ dz1, dz1.sum(axis=0)),
+        "layer_03/W": a2.T @ dz3, "layer_03/b": dz3.sum(axis=0),
+        "layer_02/W": a1.T @ dz2, "layer_02/b": dz2.sum(axis=0),
+        "layer_01/W": x.T @ dz1, "layer_01/b": dz1.sum(axis=0),
     }
     loss_sum = float(-np.sum(y * np.log(p)))
     correct = int(np.sum(p.argmax(axis=1) == y.argmax(axis=1)))
@@ -96,11 +76,11 @@ def pool_forward(x, k, stride):
 
 def cnn_forward(x, w):
     """The CNN above, by hand, on samples (N, 2, 5, 6)."""
-    a = np.maximum(conv_forward(x, *w["layer_01"], 1, 1), 0)
+    a = np.maximum(conv_forward(x, w["layer_01/W"], w["layer_01/b"], 1, 1), 0)
     a = pool_forward(a, 2, 2)
-    a = np.tanh(conv_forward(a, *w["layer_03"], 1, 0))
+    a = np.tanh(conv_forward(a, w["layer_03/W"], w["layer_03/b"], 1, 0))
     flat = a.reshape(len(a), -1)
-    return softmax(flat @ w["layer_05"][0] + w["layer_05"][1])
+    return softmax(flat @ w["layer_05/W"] + w["layer_05/b"])
 
 
 def data(rng, n, width=5, classes=3):
@@ -119,11 +99,12 @@ def test_init_writes_one_folder_per_layer_with_parameters(tmp_path):
     layers = sorted(p.name for p in folder.iterdir() if p.name.startswith("layer_"))
     assert layers == ["layer_01", "layer_03", "layer_05"]  # input 00, pooling 02 and flatten 04 have none
     w = weights(folder)
-    assert w["layer_01"][0].shape == (3, 2, 3, 3) and w["layer_01"][1].shape == (3,)
-    assert w["layer_03"][0].shape == (4, 3, 2, 2) and w["layer_03"][1].shape == (4,)
+    assert list(w) == [f"{layer}/{name}" for layer in layers for name in ("W", "b")]
+    assert w["layer_01/W"].shape == (3, 2, 3, 3) and w["layer_01/b"].shape == (3,)
+    assert w["layer_03/W"].shape == (4, 3, 2, 2) and w["layer_03/b"].shape == (4,)
     # conv 1 keeps 5×6 (pad 1), pooling gives 2×3, conv 2 gives 1×2 with 4 filters
-    assert w["layer_05"][0].shape == (4 * 1 * 2, 3) and w["layer_05"][1].shape == (3,)
-    assert all(a.dtype == np.float32 for pair in w.values() for a in pair)
+    assert w["layer_05/W"].shape == (4 * 1 * 2, 3) and w["layer_05/b"].shape == (3,)
+    assert all(a.dtype == np.float32 for a in w.values())
 
 
 def test_dense_weights_are_in_by_out_and_work_with_matrix_mul(tmp_path, rng):
@@ -161,18 +142,18 @@ def test_xavier_bounds(tmp_path):
 
 def test_dtype_float64_stores_float64(tmp_path):
     folder = make_model(tmp_path, MLP, dtype="float64")
-    assert all(a.dtype == np.float64 for pair in weights(folder).values() for a in pair)
+    assert all(a.dtype == np.float64 for a in weights(folder).values())
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path):
     folder = make_model(tmp_path, MLP, seed=1)
-    before = {k: v[0].copy() for k, v in weights(folder).items()}
+    before = weights(folder)
     proc = run(["model-init", "m.model", "-o", "m", "--seed", "2"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "m", "--force")
     for key, w in weights(folder).items():
-        np.testing.assert_array_equal(w[0], before[key])
+        np.testing.assert_array_equal(w, before[key])
     run(["model-init", "m.model", "-o", "m", "--seed", "2", "--force"], cwd=tmp_path)
-    assert not np.array_equal(weights(folder)["layer_01"][0], before["layer_01"])
+    assert not np.array_equal(weights(folder)["layer_01/W"], before["layer_01/W"])
     # a folder that is not a model directory is never replaced
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("precious")
@@ -205,7 +186,7 @@ def test_predict_float32_model(tmp_path, rng):
     folder = make_model(tmp_path, MLP, dtype="float32")
     x, _, _ = data(rng, 4)
     savetxt(tmp_path / "x.txt", x)
-    w = {k: (a.astype(np.float64), b.astype(np.float64)) for k, (a, b) in weights(folder).items()}
+    w = {k: a.astype(np.float64) for k, a in weights(folder).items()}
     np.testing.assert_allclose(parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), mlp_forward(x, w)[2], rtol=1e-5)
 
 
@@ -214,7 +195,7 @@ def test_predict_single_output_classes_threshold(tmp_path, rng):
     x = rng.normal(0, 3, size=(20, 3))
     savetxt(tmp_path / "x.txt", x)
     w = weights(folder)
-    p = sigmoid(np.tanh(x @ w["layer_01"][0] + w["layer_01"][1]) @ w["layer_02"][0] + w["layer_02"][1])
+    p = sigmoid(np.tanh(x @ w["layer_01/W"] + w["layer_01/b"]) @ w["layer_02/W"] + w["layer_02/b"])
     np.testing.assert_allclose(parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), p, rtol=1e-12)
     classes = parse(run(["predict", "m", "x.txt", "--classes"], cwd=tmp_path).stdout)[:, 0]
     np.testing.assert_array_equal(classes, (p[:, 0] > 0.5).astype(float))
@@ -241,9 +222,8 @@ def test_backprop_writes_gradient_sums(tmp_path, rng):
     savetxt(tmp_path / "y.txt", labels.reshape(-1, 1))
     run(["backprop", "m", "--inputs", "x.txt", "--labels", "y.txt", "-o", "g"], cwd=tmp_path)
     grads, loss_sum, correct = mlp_grad_sums(x, onehot, weights(folder))
-    for key, (gw, gb) in grads.items():
-        np.testing.assert_allclose(np.load(tmp_path / "g" / key / "W.npy"), gw, rtol=1e-10, atol=1e-13)
-        np.testing.assert_allclose(np.load(tmp_path / "g" / key / "b.npy"), gb, rtol=1e-10, atol=1e-13)
+    for key, g in grads.items():
+        np.testing.assert_allclose(np.load(tmp_path / "g" / f"{key}.npy"), g, rtol=1e-10, atol=1e-13)
     stats = json.loads((tmp_path / "g" / "stats.json").read_text())
     assert stats["samples"] == 11
     assert stats["correct"] == correct
@@ -252,7 +232,7 @@ def test_backprop_writes_gradient_sums(tmp_path, rng):
     savetxt(tmp_path / "y1.txt", onehot)
     run("backprop m -x x.txt -y - -o g1 < y1.txt", cwd=tmp_path)
     for key in grads:
-        np.testing.assert_array_equal(np.load(tmp_path / "g1" / key / "W.npy"), np.load(tmp_path / "g" / key / "W.npy"))
+        np.testing.assert_array_equal(np.load(tmp_path / "g1" / f"{key}.npy"), np.load(tmp_path / "g" / f"{key}.npy"))
 
 
 def test_backprop_of_a_cnn_sums_over_samples(tmp_path, rng):
@@ -285,18 +265,17 @@ def test_update_merges_folders_and_takes_one_sgd_step(tmp_path, rng):
     savetxt(tmp_path / "yb.txt", labels[3:].reshape(-1, 1))
     run(["backprop", "m", "-x", "a.txt", "-y", "ya.txt", "-o", "g1"], cwd=tmp_path)
     run(["backprop", "m", "-x", "b.txt", "-y", "yb.txt", "-o", "g2"], cwd=tmp_path)
-    g1 = {k: (np.load(tmp_path / "g1" / k / "W.npy"), np.load(tmp_path / "g1" / k / "b.npy")) for k in before}
-    g2 = {k: (np.load(tmp_path / "g2" / k / "W.npy"), np.load(tmp_path / "g2" / k / "b.npy")) for k in before}
+    g1, g2 = weights(tmp_path / "g1"), weights(tmp_path / "g2")  # gradient folders are laid out as models are
+    assert g1.keys() == g2.keys() == before.keys()
     run(["model-update", "m", "g1", "g2", "--lr", "0.3"], cwd=tmp_path)
     after = weights(folder)
     for key in before:
-        for i in range(2):
-            expected = before[key][i] - 0.3 * (g1[key][i] + g2[key][i]) / 10
-            np.testing.assert_allclose(after[key][i], expected, rtol=1e-14, atol=1e-16)
+        expected = before[key] - 0.3 * (g1[key] + g2[key]) / 10
+        np.testing.assert_allclose(after[key], expected, rtol=1e-14, atol=1e-16)
     # the step is the mean gradient of all ten samples, computed by hand
     grads, _, _ = mlp_grad_sums(x, onehot, before)
     for key in before:
-        np.testing.assert_allclose(after[key][0], before[key][0] - 0.3 * grads[key][0] / 10, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(after[key], before[key] - 0.3 * grads[key] / 10, rtol=1e-11, atol=1e-14)
     state = json.loads((folder / "state.json").read_text())
     assert state["steps"] == 1 and state["samples"] == 10
 
@@ -315,9 +294,8 @@ def test_halves_and_whole_batch_give_the_same_step(tmp_path, rng):
     run(["model-update", "whole", "g", "--lr", "0.5"], cwd=tmp_path)
     a, b = weights(tmp_path / "halves"), weights(tmp_path / "whole")
     for key in a:
-        for i in range(2):
-            np.testing.assert_allclose(a[key][i], b[key][i], rtol=1e-12, atol=1e-14)
-    assert all(not np.array_equal(fresh[key][0], a[key][0]) for key in a)  # every layer moved
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-14)
+    assert all(not np.array_equal(fresh[key], a[key]) for key in a if key.endswith("/W"))  # every layer moved
 
 
 def test_backprop_and_update_equal_one_train_step(tmp_path, rng):
@@ -332,8 +310,7 @@ def test_backprop_and_update_equal_one_train_step(tmp_path, rng):
     assert len(out.stdout.decode().splitlines()) == 2
     a, b = weights(tmp_path / "tools"), weights(tmp_path / "trained")
     for key in a:
-        for i in range(2):
-            np.testing.assert_allclose(a[key][i], b[key][i], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-12)
     stats = json.loads((tmp_path / "g" / "stats.json").read_text())
     # train's epoch loss is the mean per-sample loss before the step, as in backprop's stats
     fields = out.stdout.decode().splitlines()[1].split("\t")
@@ -383,7 +360,7 @@ def test_evaluate_regression_loss(tmp_path, rng):
     savetxt(tmp_path / "x.txt", x)
     savetxt(tmp_path / "y.txt", y)
     values, _ = read_evaluate(run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt"], cwd=tmp_path).stdout.decode())
-    w, b = weights(folder)["layer_01"]
+    w, b = weights(folder)["layer_01/W"], weights(folder)["layer_01/b"]
     assert values["loss"] == pytest.approx(np.mean(np.mean((x @ w + b - y) ** 2, axis=1)), rel=1e-5)
 
 

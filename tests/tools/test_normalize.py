@@ -7,17 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env
+from conftest import BIN, ROOT, assert_one_line_error, parse, run, savetxt, tool_env
+from helpers import copy_model, make_model, softmax
 from kerash.model import ModelDir, parse_model
 from kerash.model import normalization
 from kerash.training.batches import split
 
 LINEAR = "/uniform -0.5 0.5,uniform -0.5 0.5/\n4 1 1\ninput\ndense 3 softmax\n"
-
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def data(folder, n=30, seed=0):

@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, assert_one_line_error, copy_model, make_model, parse, run, savetxt, tool_env, warm_and_cold
+from conftest import BIN, ROOT, assert_one_line_error, parse, run, savetxt, tool_env, warm_and_cold
+from helpers import copy_model, make_model, softmax, weights
 
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n5 1 1\ninput\ndense 6 tanh\ndense 3 softmax\n"
 LINEAR = "/uniform -0.5 0.5,uniform -0.5 0.5/\n4 1 1\ninput\ndense 3 softmax\n"
@@ -27,15 +28,6 @@ def env(**extra):
     return e
 
 
-def weights(folder):
-    return {
-        (entry, name): np.load(folder / entry / f"{name}.npy")
-        for entry in sorted(os.listdir(folder))
-        if entry.startswith("layer_")
-        for name in ("W", "b")
-    }
-
-
 def classification(folder, n, width, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, width))
@@ -43,11 +35,6 @@ def classification(folder, n, width, classes=3, seed=0):
     savetxt(folder / "x.txt", x)
     savetxt(folder / "y.txt", labels.reshape(-1, 1))
     return x, labels
-
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def batch_lines(*options, input=None, cwd=None):
@@ -159,7 +146,7 @@ def test_batches_are_those_train_uses(tmp_path, split):
     x, labels = classification(tmp_path, n, 4, seed=11)
     folder = make_model(tmp_path, LINEAR, seed=2)
     w = weights(folder)
-    W, b = w["layer_01", "W"].copy(), w["layer_01", "b"].copy()
+    W, b = w["layer_01/W"].copy(), w["layer_01/b"].copy()
     proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--optimizer", "sgd", "--lr", str(lr), "--batch-size", str(batch),
                 "--seed", str(seed), "--epochs", "2", "--validation-split", str(split)], cwd=tmp_path)
     onehot = np.eye(3)[labels]
@@ -182,8 +169,8 @@ def test_batches_are_those_train_uses(tmp_path, split):
             W = W - lr * x[idx].T @ g
             b = b - lr * g.sum(axis=0).reshape(b.shape)
     got = weights(folder)
-    np.testing.assert_allclose(got["layer_01", "W"], W, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(got["layer_01", "b"], b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got["layer_01/W"], W, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got["layer_01/b"], b, rtol=0, atol=1e-12)
     last = proc.stdout.decode().splitlines()[-1].split("\t")
     if split:
         # the samples left out are exactly those train validates on
@@ -237,11 +224,11 @@ def assert_same_lines(a, b):
 
 def deep_forward(x, w):
     """DEEP's forward pass in numpy: leaky_relu 0.2, elu 0.5, softmax."""
-    z = x @ w["layer_01", "W"] + w["layer_01", "b"]
+    z = x @ w["layer_01/W"] + w["layer_01/b"]
     a = np.where(z > 0, z, 0.2 * z)
-    z = a @ w["layer_02", "W"] + w["layer_02", "b"]
+    z = a @ w["layer_02/W"] + w["layer_02/b"]
     a = np.where(z > 0, z, 0.5 * np.expm1(np.minimum(z, 0)))
-    return softmax(a @ w["layer_03", "W"] + w["layer_03", "b"])
+    return softmax(a @ w["layer_03/W"] + w["layer_03/b"])
 
 
 @warm_and_cold
@@ -255,7 +242,7 @@ def test_forward_pipeline_equals_predict(tmp_path):
     predicted = parse(run(["predict", "m", "in.txt"], cwd=tmp_path).stdout)
     expected = deep_forward(x, weights(folder))
     np.testing.assert_allclose(predicted, expected, rtol=0, atol=1e-9)
-    z = x @ weights(folder)["layer_01", "W"]
+    z = x @ weights(folder)["layer_01/W"]
     assert (z < 0).any() and (z > 0).any()  # both sides of leaky_relu are exercised
     for args, stdin in ((["m", "in.txt"], None), (["m"], "in.npy"), (["m", "-"], "in.txt")):
         proc = run(["forward-pipeline", *args], input=(tmp_path / stdin).read_bytes() if stdin else None,

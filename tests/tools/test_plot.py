@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, assert_one_line_error, make_model, parse, run, savetxt, tool_env
+from conftest import ROOT, assert_one_line_error, parse, run, savetxt, tool_env
+from helpers import make_model
 from kerash.plot import tables
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,5 +1,5 @@
-"""train as a user runs it: the trace on standard output, data and label forms, XOR,
-forked workers (equivalence, clean-up, a worker that dies) and the progress bar."""
+"""train as a user runs it: the trace on standard output, options checked before anything changes, data and
+label forms, XOR, forked workers (equivalence, clean-up, a worker that dies) and the progress bar."""
 
 import json
 import os
@@ -11,27 +11,17 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, children, copy_model, make_model, parse, run, savetxt, tool_env
+from conftest import ROOT, assert_one_line_error, children, parse, run, savetxt, tool_env
+from helpers import assert_weights, copy_model, make_model, weights
 
 HEADER = "epoch\tsamples\tloss\taccuracy\tval_loss\tval_accuracy\tseconds"
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n6 1 1\ninput\ndense 8 tanh\ndense 3 softmax\n"
 CNN = "/he,zero/\n5 4 2\ninput\nconvolution relu 3 1 1 3 3\nmax_pooling - 2 0 2 2\nflatten -\ndense 3 softmax\n"
-
-
-def weights(folder):
-    return {
-        (entry, name): np.load(folder / entry / f"{name}.npy")
-        for entry in sorted(os.listdir(folder))
-        if entry.startswith("layer_")
-        for name in ("W", "b")
-    }
+LINEAR = "3 1 1\ninput\ndense 2 identity\nloss mse\n"
 
 
 def assert_same_weights(a, b, atol):
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        np.testing.assert_allclose(wa[key], wb[key], rtol=0, atol=atol, err_msg=str(key))
+    assert_weights(weights(a), weights(b), atol)
 
 
 def trace(stdout):
@@ -53,8 +43,8 @@ def classification_data(tmp_path, n, width=6, classes=3, seed=0, name=""):
 
 def mlp_probs(folder, x):
     w = weights(folder)
-    h = np.tanh(x @ w["layer_01", "W"] + w["layer_01", "b"])
-    z = h @ w["layer_02", "W"] + w["layer_02", "b"]
+    h = np.tanh(x @ w["layer_01/W"] + w["layer_01/b"])
+    z = h @ w["layer_02/W"] + w["layer_02/b"]
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -113,6 +103,18 @@ def test_validation_options_are_checked(tmp_path):
     assert_one_line_error(proc, 2, "--validation-split")
 
 
+def test_a_negative_seed_or_a_closed_output_change_nothing(regression_data):
+    folder, _, _ = regression_data
+    model = make_model(folder, LINEAR, name="m")
+    before = (model / "layer_01" / "W.npy").read_bytes()
+    proc = run(["train", "m", "-x", "x.npy", "-y", "y.npy", "--seed", "-1"], cwd=folder, check=False)
+    assert proc.returncode == 2 and "--seed must be in [0" in proc.stderr.decode()
+    proc = run("train m -x x.npy -y y.npy --epochs 1 >&-", cwd=folder, check=False)
+    assert proc.returncode == 2 and "standard output is closed" in proc.stderr.decode()
+    assert (model / "layer_01" / "W.npy").read_bytes() == before
+    assert json.loads((model / "state.json").read_text())["epochs"] == 0
+
+
 # ---------------------------------------------------------------- data and label forms
 
 
@@ -126,7 +128,7 @@ def test_class_indices_and_one_hot_rows_train_the_same(tmp_path):
     out_b = run(["train", "b", "-x", "x.txt", "-y", "onehot.txt", *common], cwd=tmp_path).stdout
     assert_same_weights(a, b, atol=0)
     assert [r[2:4] for r in trace(out_a)] == [r[2:4] for r in trace(out_b)]
-    assert not np.array_equal(weights(a)["layer_01", "W"], weights(make_model(tmp_path, MLP, "c"))["layer_01", "W"])
+    assert not np.array_equal(weights(a)["layer_01/W"], weights(make_model(tmp_path, MLP, "c"))["layer_01/W"])
 
 
 def test_regression_with_real_targets(tmp_path):
@@ -142,8 +144,8 @@ def test_regression_with_real_targets(tmp_path):
     assert rows[0][3] == ""  # no accuracy for real targets: an empty field
     assert float(rows[-1][2]) < 1e-6 < float(rows[0][2])
     w = weights(folder)
-    np.testing.assert_allclose(w["layer_01", "W"], a, atol=1e-3)
-    np.testing.assert_allclose(w["layer_01", "b"], c, atol=1e-3)
+    np.testing.assert_allclose(w["layer_01/W"], a, atol=1e-3)
+    np.testing.assert_allclose(w["layer_01/b"], c, atol=1e-3)
 
 
 def test_multi_output_regression_has_no_accuracy(tmp_path):
@@ -173,7 +175,7 @@ def test_cnn_trains_the_same_from_rows_and_from_nchw_npy(tmp_path):
     run(["train", "b", "-x", "rows.txt", *common], cwd=tmp_path)
     assert_same_weights(a, b, atol=1e-14)
     fresh = weights(make_model(tmp_path, CNN, "fresh", seed=2))
-    assert not np.array_equal(fresh["layer_01", "W"], weights(a)["layer_01", "W"])
+    assert not np.array_equal(fresh["layer_01/W"], weights(a)["layer_01/W"])
 
 
 def test_kerash_xor_model_learns_xor(tmp_path):

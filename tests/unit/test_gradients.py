@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import naive_conv, naive_maxpool
+from helpers import naive_conv, naive_maxpool
 
 from kerash import functions, model
 from kerash.network import Objective
