@@ -231,13 +231,13 @@ def kerash_train(folder, w, epochs, workers=1, batch=None, extra=(), every=False
     model_file = os.path.join(folder, "bench.model")
     with open(model_file, "w") as f:
         f.write(w.get("model") or (CNN_MODEL if w.get("cnn") else "\n".join(lines) + "\n"))
-    model = os.path.join(folder, f"model-{workers}")
+    model = os.path.join(folder, f"model-{workers or 'default'}")
     env = dict(os.environ, KERASH_WORKDIR=folder)
     subprocess.run([f"{BIN}/model-init", model_file, "-o", model, "--seed", "1", "--force"], check=True, env=env)
     out = subprocess.run(
         [f"{BIN}/train", model, "--data", os.environ["BENCH_X"], "--labels", os.environ["BENCH_Y"],
-         "--epochs", str(epochs), "--batch-size", str(batch or w["batch"]), "--lr", "0.1", "--workers", str(workers), "--seed", "1",
-         *extra],
+         "--epochs", str(epochs), "--batch-size", str(batch or w["batch"]), "--lr", "0.1", "--seed", "1",
+         *(("--workers", str(workers)) if workers else ()), *extra],
         check=True, capture_output=True, text=True, env=env,
     ).stdout
     rows = [line.split("\t") for line in out.splitlines()[1:]]
@@ -358,40 +358,76 @@ def main():
         engines(folder, quick)
 
 
+class BusyProcesses:
+    """`count` processes that keep a core busy (a shell `while :` loop each), as another user's job would."""
+
+    def __init__(self, count):
+        self.procs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(count)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        return False
+
+
+def engine_workloads(folder):
+    """(name, workload, model text or None, data maker, batch sizes) of the engine lines (issue 21)."""
+    digits = dict(WORKLOADS["digits-mlp"])
+    cnn = dict(WORKLOADS["digits-mlp"], model=open(os.path.join(ROOT, "models", "digits-cnn.model")).read())
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import rnn_speed
+
+    lstm = {"sizes": [2], "act": "tanh", "batch": rnn_speed.BATCH, "model": rnn_speed.cell_text(),
+            "extra": ("--optimizer", "adam", "--lr", "0.001"), "ceiling": False}  # split_ceiling drives classifiers
+
+    def lstm_data():
+        rnn_speed.make_data(folder)
+        return os.path.join(folder, "x.npy"), os.path.join(folder, "y.npy")
+
+    return [
+        ("digits MLP", digits, lambda: make_data(folder, digits), (32,)),
+        ("digits CNN", cnn, lambda: make_data(folder, cnn), (32, 128)),
+        ("MLP 784-256-256-10", WORKLOADS["wide-mlp"], lambda: make_data(folder, WORKLOADS["wide-mlp"]), (128, 256, 512)),
+        ("LSTM (rnn_speed)", lstm, lstm_data, (rnn_speed.BATCH,)),
+    ]
+
+
 def engines(folder, quick):
-    """Forked workers against one process and against BLAS threads, interleaved, first epochs apart."""
+    """The default engine against one process and against BLAS threads, quiet and beside busy processes.
+
+    For each workload and batch, the settings run interleaved, `rounds` times,
+    in each of three conditions: quiet, one busy process, two busy processes
+    (started and ended here).  Medians of steady epochs, in samples/s; the
+    ratio is the default's over --workers 1's; the ceiling is what any
+    two-process split could reach here and now (see split_ceiling).
+    """
     epochs = 3 if quick else 5
-    rounds = 3 if quick else 5  # the machine is shared: more interleaved rounds, steadier medians
-    settings = {"workers 1": (1, ()), "workers 2": (2, ()), "threads 2": (1, ("--threads", "2"))}
-    print("\nwide MLP 784-256-256-10, samples/s, median of steady epochs [first epochs]")
-    print("(ceiling: T(batch)/T(batch/2) of one process's gradient, alone | with the other core computing too)")
-    print(f"{'batch':>6} " + " ".join(f"{name:>20}" for name in settings) + "   w2/w1  w2/t2  ceiling")
-    w = WORKLOADS["wide-mlp"]
-    os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, w)
-    for batch in (128, 256, 512):
-        steady = {name: [] for name in settings}
-        firsts = {name: [] for name in settings}
-        for _ in range(rounds):
-            for name, (workers, extra) in settings.items():
-                rates = kerash_train(folder, w, epochs, workers, batch, extra, every=True)
-                firsts[name].append(rates[0])
-                steady[name] += rates[1:]
-        med = {name: statistics.median(steady[name]) for name in settings}
-        cells = " ".join(f"{med[n]:>10.0f} [{statistics.median(firsts[n]):>7.0f}]" for n in settings)
-        alone, beside = measure("ceiling", os.path.join(folder, "bench.model"), batch)
-        print(f"{batch:>6} {cells}   {med['workers 2'] / med['workers 1']:5.2f}  {med['workers 2'] / med['threads 2']:5.2f}"
-              f"  {alone:.2f} | {beside:.2f}", flush=True)
-    digits = dict(WORKLOADS["digits-mlp"], model=open(os.path.join(ROOT, "models", "digits-cnn.model")).read())
-    os.environ["BENCH_X"], os.environ["BENCH_Y"] = make_data(folder, digits)
-    for batch in (32, 128):
-        ones, twos = [], []
-        for _ in range(rounds):
-            ones += kerash_train(folder, digits, epochs, 1, batch)
-            twos += kerash_train(folder, digits, epochs, 2, batch)
-        one, two = statistics.median(ones), statistics.median(twos)
-        alone, beside = measure("ceiling", os.path.join(folder, "bench.model"), batch)
-        print(f"digits CNN (models/digits-cnn.model, batch {batch}): workers 2 {two:.0f} vs workers 1 {one:.0f} samples/s"
-              f" = {two / one:.2f}x (ceiling {alone:.2f} | {beside:.2f})", flush=True)
+    rounds = 2 if quick else 3
+    settings = {"workers 1": ("--workers", "1"), "default": (), "threads 2": ("--workers", "1", "--threads", "2")}
+    print("\nengines: samples/s, median of steady epochs; default/w1 and t2/w1 ratios; "
+          "ceiling T(batch)/T(batch/2) alone | beside a second process")
+    print(f"{'workload':<22} {'batch':>5} {'busy':>4} " + " ".join(f"{n:>10}" for n in settings)
+          + "  def/w1  t2/w1  ceiling")
+    for name, w, data, batches in engine_workloads(folder):
+        os.environ["BENCH_X"], os.environ["BENCH_Y"] = data()
+        for batch in batches:
+            for busy in (0, 1, 2):
+                rates = {n: [] for n in settings}
+                with BusyProcesses(busy):
+                    for _ in range(rounds):
+                        for n, extra in settings.items():
+                            rates[n] += kerash_train(folder, w, epochs, None, batch, (*w.get("extra", ()), *extra))
+                    ceiling = "n/a"
+                    if w.get("ceiling", True):
+                        ceiling = "{:.2f} | {:.2f}".format(*measure("ceiling", os.path.join(folder, "bench.model"), batch))
+                med = {n: statistics.median(r) for n, r in rates.items()}
+                cells = " ".join(f"{med[n]:>10.0f}" for n in settings)
+                print(f"{name:<22} {batch:>5} {busy:>4} {cells}  {med['default'] / med['workers 1']:6.2f} "
+                      f"{med['threads 2'] / med['workers 1']:6.2f}  {ceiling}", flush=True)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,73 @@ def end_child(pid, grace=0.0):
         os.waitpid(pid, 0)
     except OSError:
         pass
+
+
+def shared_zeros(shape, dtype):
+    """An array of zeros in memory that forked children share with this process (anonymous, MAP_SHARED)."""
+    import mmap
+
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_SHARED)
+    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def idle_cores():
+    """Cores of this process's affinity that no other task is running on now (/proc/stat), at least 0."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running"):
+                    return max(0, usable_cores() - int(line.split()[1]))  # this process counts as running
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def map_chunks(count, fill, processes):
+    """fill(i) for every i < count, by up to `processes` processes (this one and forked children) that take
+    the next i as they become free.  fill writes its results into memory made by shared_zeros; which
+    process computes which chunk changes nothing (each uses one BLAS thread: the caller limits its own).
+    After a child's failure the chunks are computed again here, where the error shows as it is.
+    """
+    import multiprocessing
+
+    processes = max(1, min(processes, count))
+    if processes == 1:
+        for i in range(count):
+            fill(i)
+        return
+    ctx = multiprocessing.get_context("fork")
+    lock = ctx.Lock()
+    counter = shared_zeros((2,), np.int64)  # next chunk, failures
+
+    def take():
+        with lock:
+            i = int(counter[0])
+            counter[0] = i + 1
+        return i if i < count else None
+
+    def work():
+        limit_blas_threads(1)
+        while (i := take()) is not None:
+            try:
+                fill(i)
+            except BaseException:
+                with lock:
+                    counter[1] += 1
+                raise
+
+    pids = [fork_child(work) for _ in range(processes - 1)]
+    try:
+        while (i := take()) is not None:
+            fill(i)
+        statuses = [wait_child(pid) for pid in pids]
+        pids = []
+    finally:
+        for pid in pids:
+            end_child(pid)
+    if counter[1] or any(statuses):
+        # A child failed (or died): every chunk again here, where an error shows as it is.
+        for i in range(count):
+            fill(i)

@@ -6,9 +6,10 @@ import numpy as np
 
 from ..errors import UsageError
 from ..network import Objective, targets_are_classes
+from ..processes import idle_cores, limit_blas_threads
 from . import normalization
-from .classes import class_targets, read_classes
-from .data import check_finite, prepare_inputs, prepare_targets
+from .classes import read_classes
+from .data import prepare
 from .directory import DTYPES, ModelDir
 
 
@@ -22,16 +23,15 @@ class Loaded(NamedTuple):
     stats: Optional[dict]
 
     def inputs(self, x, where):
-        """Raw samples as the network reads them: shaped, checked finite, normalised when the model says so."""
-        x = prepare_inputs(x, self.md.spec, where)
-        check_finite(x, where)
+        """Raw samples as the network reads them (data.prepare), normalised when the model says so."""
+        x, _ = prepare(self.md.spec, x, names=(where,))
         return normalization.normalized(x, self.stats, self.md.spec, self.net.dtype)
 
-    def targets(self, y, x, where):
-        """Labels for prepared inputs x: class names mapped through classes.txt, shaped, checked finite."""
-        y = class_targets(y, self.classes, x.shape[0], self.md.path)
-        check_finite(y, where)
-        return prepare_targets(y, self.md.spec, x, where)
+    def data(self, x, y, names):
+        """Raw samples and their labels as the network reads them (data.prepare: class names mapped through
+        classes.txt); the samples normalised when the model says so, the targets float64."""
+        x, y = prepare(self.md.spec, x, y, self.classes, names=names, model_path=self.md.path)
+        return normalization.normalized(x, self.stats, self.md.spec, self.net.dtype), y
 
     def objective(self):
         """A fresh objective of the model's loss on its network (adapt it to the targets it meets)."""
@@ -63,9 +63,25 @@ def predict(path, x, dtype=None, name="input"):
     return predict_loaded(load(path, dtype), x, name)
 
 
+# Below this many multiply-adds one process predicts alone: forking costs a few milliseconds.
+PARALLEL_WORK = 50_000_000
+
+
+def processes_for(net, samples):
+    """Processes for a forward pass over `samples`: this one, and one per idle core when the work pays.
+
+    Each uses one BLAS thread and the chunks are fixed, so the outputs do not depend on the number.
+    """
+    if net.macs_per_sample() * samples < PARALLEL_WORK:
+        return 1
+    return 1 + idle_cores()
+
+
 def predict_loaded(model, x, name="input"):
     rows = np.asarray(x).ndim <= 2
-    out = model.net.predict(model.inputs(x, name))
+    inputs = model.inputs(x, name)
+    with limit_blas_threads(1):
+        out = model.net.predict(inputs, processes=processes_for(model.net, len(inputs)))
     if model.md.spec.sequence and rows:
         out = out[:, 0]  # rows given to a model without recurrence: one step each
     return out, model.objective().classes(out)
@@ -80,11 +96,11 @@ def evaluate(path, x, y, dtype=None, names=("data", "labels")):
     """
     model = load(path, dtype)
     net, md = model.net, model.md
-    x = model.inputs(x, names[0])
-    y = model.targets(y, x, names[1])
+    x, y = model.data(x, y, names)
     objective = model.objective()
     objective.adapt_to_targets(y)
-    loss_sum, correct, predicted = net.evaluate(objective, x, y.astype(net.dtype))
+    with limit_blas_threads(1):
+        loss_sum, correct, predicted = net.evaluate(objective, x, y.astype(net.dtype), processes=processes_for(net, len(x)))
     n = x.shape[0]
     scored = n * objective.scored_steps(x, y)
     width = md.spec.output_width

@@ -22,6 +22,8 @@ weights and gradients live in an Arena (see arena.py).
 
 import numpy as np
 
+from ..processes import map_chunks, shared_zeros
+
 from .arena import Arena
 
 
@@ -59,6 +61,7 @@ class Network:
         self.recurrent = any(d for node in nodes for _, d in node.inputs)
         self.params = [{} for _ in nodes]
         self.grads = [{} for _ in nodes]
+        self._grad_views = {}  # gradient buffer → its per-node views (see write_grads_to)
         self.has_params = [bool(layer is not None and layer.param_shapes(self._in_shapes(i))) for i, layer in enumerate(self.layers)]
         self.param_nodes = [i for i in range(n) if self.has_params[i]]
         self.frozen = set()  # nodes whose parameters are not trained (see freeze)
@@ -154,6 +157,23 @@ class Network:
         for key, name, view in self.arena.views(grads):
             self.grads[self.param_node[key]][name] = view
         self.arena.grads = grads
+
+    def write_grads_to(self, buffer):
+        """From now on the layers write their gradients into `buffer`, an arena-shaped flat array.
+
+        The views of each buffer are made once: an engine points the network
+        at another shard's row before every shard it computes.
+        """
+        cache = self._grad_views
+        key = (buffer.__array_interface__["data"][0], buffer.size)
+        views = cache.get(key)
+        if views is None:
+            if len(cache) > 64:
+                cache.clear()
+            views = cache[key] = [(self.param_node[k], name, view) for k, name, view in self.arena.views(buffer)]
+        for i, name, view in views:
+            self.grads[i][name] = view
+        self.arena.grads = buffer
 
     def use_arena(self, params_buffer=None, grads_buffer=None):
         """Lay every parameter out in one flat buffer, and every gradient in another (see arena.py).
@@ -417,34 +437,63 @@ class Network:
         losses = sum(objective.values(contexts[t][-1], values[t][-1], y[:, t]) for t in range(steps)) / steps
         return losses, np.stack([v[-1] for v in values], axis=1)
 
-    def predict(self, x, batch_size=1024):
-        """Outputs (N, K) for inputs (N, …), or (N, T, K) for sequences, in batches to bound memory."""
-        outputs = []
-        for start in range(0, x.shape[0], batch_size):
-            out = self.forward(np.asarray(x[start : start + batch_size], dtype=self.dtype))
-            outputs.append(out if self.sequence else out.reshape(out.shape[0], -1))
-        if not outputs:
+    def predict(self, x, batch_size=1024, processes=1):
+        """Outputs (N, K) for inputs (N, …), or (N, T, K) for sequences, in chunks of `batch_size` rows.
+
+        Chunks bound memory; with `processes` > 1, forked processes take them
+        as they become free (the same chunks, so the same bits).
+        """
+        def chunk(i):
+            out = self.forward(np.asarray(x[i * batch_size : (i + 1) * batch_size], dtype=self.dtype))
+            return out if self.sequence else out.reshape(out.shape[0], -1)
+
+        count = -(-x.shape[0] // batch_size)
+        if not count:
             shape = (0, x.shape[1], self.output_width) if self.sequence else (0, self.output_width)
             return np.zeros(shape, dtype=self.dtype)
-        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+        first = chunk(0)
+        if count == 1:
+            return first
+        shape = (x.shape[0],) + first.shape[1:]
+        outputs = shared_zeros(shape, first.dtype) if processes > 1 else np.empty(shape, first.dtype)
+        outputs[: len(first)] = first
+
+        def fill(i):
+            outputs[(i + 1) * batch_size : (i + 2) * batch_size] = chunk(i + 1)
+
+        map_chunks(count - 1, fill, processes)
+        return outputs
 
     @property
     def output_width(self):
         return int(np.prod(self.nodes[-1].shape))
 
-    def evaluate(self, objective, x, y, batch_size=1024):
+    def evaluate(self, objective, x, y, batch_size=1024, processes=1):
         """(sum of per-sample losses, correct count, predicted classes of the scored outputs) of the objective.
 
-        Classes are (N,) — or (N, T) for sequences scored at every step.
+        Classes are (N,) — or (N, T) for sequences scored at every step.  In
+        chunks of `batch_size`, taken by `processes` processes (see predict);
+        the loss is summed chunk by chunk in order, whoever computed them.
         """
-        loss_sum, correct, classes = 0.0, 0, []
-        for start in range(0, x.shape[0], batch_size):
-            xb = np.asarray(x[start : start + batch_size], dtype=self.dtype)
-            yb = y[start : start + batch_size]
+        def chunk(i):
+            xb = np.asarray(x[i * batch_size : (i + 1) * batch_size], dtype=self.dtype)
+            yb = y[i * batch_size : (i + 1) * batch_size]
             losses, out = self.losses(objective, xb, yb)
-            loss_sum += float(losses.sum())
-            correct += objective.correct(out, yb)
-            classes.append(objective.classes(out))
-        if not classes:
-            return loss_sum, correct, np.zeros((0,) + y.shape[1:-1], dtype=np.int64)
-        return loss_sum, correct, np.concatenate(classes)
+            return float(losses.sum()), objective.correct(out, yb), objective.classes(out)
+
+        count = -(-x.shape[0] // batch_size)
+        if not count:
+            return 0.0, 0, np.zeros((0,) + y.shape[1:-1], dtype=np.int64)
+        first = chunk(0)
+        make = shared_zeros if processes > 1 and count > 1 else np.zeros
+        sums, correct = make((count,), np.float64), make((count,), np.int64)
+        classes = make((x.shape[0],) + first[2].shape[1:], first[2].dtype)
+
+        def fill(i):
+            sums[i], correct[i], classes[i * batch_size : (i + 1) * batch_size] = chunk(i) if i else first
+
+        map_chunks(count, fill, processes)
+        loss_sum = 0.0
+        for value in sums:
+            loss_sum += float(value)
+        return loss_sum, int(correct.sum()), classes

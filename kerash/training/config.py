@@ -116,10 +116,14 @@ SETTINGS = [
             "(torch.nn.utils.clip_grad_norm_).", metavar="C", check=POSITIVE),
     Setting("freeze", str, "Train all but these: layer_01,layer_03-layer_04 (or node names, or 1-2); their weights "
             "stay bit-identical.", metavar="LAYERS"),
-    Setting("workers", int, "Processes sharing each batch [default: {workers} when a batch is worth splitting "
-            "(≥ 4 million multiply-adds or their equivalent), else 1].", short="-w", check=AT_LEAST_ONE),
-    Setting("threads", int, "BLAS threads of each training process [default: 1: the cores go to workers].",
-            check=AT_LEAST_ONE),
+    Setting("workers", int, "Processes that take the shards of each batch [default: {workers}, one per core, at most "
+            "one per shard; of them the engine wakes as many as pay on the machine as it is (trace.tsv's processes)]. "
+            "The result does not depend on it.", short="-w", check=AT_LEAST_ONE),
+    Setting("shards", int, "Logical shards of each batch, whose gradients are added in order [default: from the "
+            "model and the batch size, so that one process computing them all loses at most 10%]. The result "
+            "depends on it, never on --workers.", metavar="S", check=AT_LEAST_ONE),
+    Setting("threads", int, "BLAS threads of each training process [default: 1: the cores go to workers; a busy "
+            "machine makes threads wait for each other].", check=AT_LEAST_ONE),
     Setting("engine", str, "local (one process), fork (--workers processes on this machine) or mpi (ranks of "
             "mpiexec) [default: mpi under mpiexec, else fork or local]."),
     Setting("stall", float, "Report a worker that makes no progress for this many seconds [default: 60].",

@@ -9,21 +9,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import BIN, ROOT, children, make_model, run, tool_env
+from conftest import BIN, ROOT, children, run, tool_env
+from helpers import assert_weights, make_model, weights
 
 MODEL = "12 1 1\ninput\ndense 16 tanh\ndense 8 relu\ndense 3 softmax\n"
 COMMON = ["-x", "x.npy", "-y", "y.txt", "-b", "20", "--optimizer", "adam", "--lr", "0.01", "--seed", "3"]
 MPIEXEC = str(BIN / "mpiexec")
-
-
-def weights(folder):
-    return {f"{p.parent.name}/{p.stem}": np.load(p) for p in sorted(folder.glob("layer_*/*.npy"))}
-
-
-def assert_same(a, b, atol):
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
 
 
 def _mapped_files():
@@ -81,14 +72,14 @@ def test_mpi_ranks_equal_forked_workers(task):
     for name in ("w2", "w3", "w4", "r2", "r3", "r2w2"):
         copy(task, name)
     for name, workers in (("w2", 2), ("w3", 3), ("w4", 4)):
-        run(["train", name, *COMMON, "--epochs", "2", "--workers", str(workers)], cwd=task)
-    out = mpi(task, 2, "r2", *COMMON, "--epochs", "2").stdout.decode().splitlines()
+        run(["train", name, *COMMON, "--epochs", "2", "--workers", str(workers), "--shards", "5"], cwd=task)
+    out = mpi(task, 2, "r2", *COMMON, "--epochs", "2", "--shards", "5").stdout.decode().splitlines()
     assert out[0].startswith("epoch\t") and len(out) == 3  # rank 0 alone prints
-    mpi(task, 3, "r3", *COMMON, "--epochs", "2")
-    mpi(task, 2, "r2w2", *COMMON, "--epochs", "2", "--workers", "2")
-    assert_same(weights(task / "r2"), weights(task / "w2"), 1e-9)
-    assert_same(weights(task / "r3"), weights(task / "w3"), 1e-9)
-    assert_same(weights(task / "r2w2"), weights(task / "w4"), 1e-9)
+    mpi(task, 3, "r3", *COMMON, "--epochs", "2", "--shards", "5")
+    mpi(task, 2, "r2w2", *COMMON, "--epochs", "2", "--workers", "2", "--shards", "5")
+    # the same logical shards, added in the same order: the same bits, however many ranks and workers
+    for ranks, forked in (("r2", "w2"), ("r3", "w3"), ("r2w2", "w4")):
+        assert_weights(weights(task / ranks), weights(task / forked), 0)
     assert (task / "r2" / "trace.tsv").read_text().count("\n") == 3  # written once, by rank 0
     assert not np.allclose(weights(task / "r2")["layer_01/W"], weights(task / "m0")["layer_01/W"])
 
@@ -112,15 +103,14 @@ CHANGING = {
 @pytest.mark.parametrize("case", CHANGING)
 def test_settings_that_change_during_a_run_reach_every_worker(task, case):
     batch = [] if "--batch-growth" in CHANGING[case] else ["-b", "10"]
-    args = ["-x", "x.npy", "-y", "y.txt", *batch, "--seed", "3", "--epochs", "3", *CHANGING[case]]
+    args = ["-x", "x.npy", "-y", "y.txt", *batch, "--seed", "3", "--epochs", "3", "--shards", "3", *CHANGING[case]]
     found = {}
     for workers in (1, 2, 3):
         folder = copy(task, f"w{workers}")
         run(["train", folder.name, *args, "--workers", str(workers), "--quiet"], cwd=task)
         found[workers] = weights(folder)
-    # Shards add up in another order than one whole batch: equal to rounding (a wrong rate is off by 1e-2).
-    assert_same(found[2], found[1], 1e-9)
-    assert_same(found[3], found[1], 1e-9)
+    assert_weights(found[2], found[1], 0)
+    assert_weights(found[3], found[1], 0)
 
 
 def test_a_schedule_with_workers_equals_its_rates_given_epoch_by_epoch_bit_for_bit(task):
@@ -202,57 +192,140 @@ def test_sigterm_through_mpiexec_saves_and_continues(task):
     assert [line.split("\t")[0] for line in more[1:]] == [str(epochs + 1), str(epochs + 2)]
 
 
-def test_a_stopped_worker_is_reported_and_sigterm_still_stops_training(task):
-    copy(task, "stalled")
-    np.save(task / "big.npy", np.random.default_rng(4).normal(size=(3000, 12)))
-    np.savetxt(task / "ybig.txt", np.zeros(3000), fmt="%d")
-    proc = subprocess.Popen(["train", "stalled", "-x", "big.npy", "-y", "ybig.txt", "--epochs", "500", "-b", "10",
-                             "--workers", "2", "--stall", "0.5"], cwd=task,
-                            env=tool_env(KERASH_WORKDIR=task / "work", KERASH_WARM=0),  # cold: its workers are its children
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_a_worker_stopped_with_a_shard_is_reported_and_sigterm_still_stops_training(wide_task):
+    """A worker stopped while it computes a shard: the coordinator computes that shard again, says so
+    after --stall seconds, and SIGTERM still ends the run promptly and cleanly."""
+    work = wide_task / "work"
+    make_model(wide_task, WIDE, "stalled", seed=3)
+    np.save(wide_task / "big.npy", np.random.default_rng(4).normal(size=(3000, 40)))
+    np.savetxt(wide_task / "ybig.txt", np.zeros(3000), fmt="%d")
+    err_path = wide_task / "err.txt"
+    with open(err_path, "wb") as err_file:
+        proc = subprocess.Popen(["train", "stalled", "-x", "big.npy", "-y", "ybig.txt", "--epochs", "500", "-b", "500",
+                                 "--workers", "2", "--stall", "0.5"], cwd=wide_task,
+                                env=tool_env(KERASH_WORKDIR=work, KERASH_WARM=0),  # cold: its workers are its children
+                                stdout=subprocess.PIPE, stderr=err_file)
     try:
         assert proc.stdout.readline().startswith(b"epoch")
         assert proc.stdout.readline().startswith(b"1\t")
         (worker,) = children(proc.pid)
-        os.kill(worker, signal.SIGSTOP)
-        time.sleep(1.5)
+        reported = False
+        for _ in range(300):  # stop it while it computes (its CPU time grows): it is woken when it pays, or tried
+            before = _cpu_ticks(worker)
+            time.sleep(0.02)
+            if _cpu_ticks(worker) == before:
+                continue
+            os.kill(worker, signal.SIGSTOP)
+            time.sleep(1.5)
+            if b"has made no progress" in err_path.read_bytes():
+                reported = True
+                break
+            os.kill(worker, signal.SIGCONT)
+        assert reported, err_path.read_bytes()
+        steps = proc.stdout.readline()  # epochs go on without it
+        assert steps[:1].isdigit(), steps
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        _, err = proc.communicate(timeout=20)
+        proc.communicate(timeout=20)
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 143 and took < 5, (took, err)
-    lines = err.decode().splitlines()
-    assert f"train: warning: worker 1 (pid {worker}, stopped) has made no progress for 0 s" in lines[0] or \
-        f"train: warning: worker 1 (pid {worker}, stopped) has made no progress for 1 s" in lines[0], lines
+    lines = err_path.read_text().splitlines()
+    assert proc.returncode == 143 and took < 5, (took, lines)
+    assert f"train: warning: worker 1 (pid {worker}, stopped) has made no progress for 0 s;" in lines[0] or \
+        f"train: warning: worker 1 (pid {worker}, stopped) has made no progress for 1 s;" in lines[0], lines
     assert lines[-1].startswith("train: interrupted by SIGTERM; saved stalled at epoch")
     assert not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().split()[2] == "Z"
-    assert os.listdir(task / "work") == []
-    state = json.loads((task / "stalled" / "state.json").read_text())
-    assert state["steps"] == state["epochs"] * 300 + state["batch"]
-    run(["predict", "stalled", "x.npy"], cwd=task)
+    assert os.listdir(work) == []
+    state = json.loads((wide_task / "stalled" / "state.json").read_text())
+    assert state["steps"] == state["epochs"] * 6 + state["batch"]
+    run(["predict", "stalled", "x.npy"], cwd=wide_task)
 
 
-def test_default_workers_follow_the_cores_and_the_work():
+def test_shards_follow_the_work_and_default_workers_the_shards():
     from kerash import model
     from kerash.training.engines import default_workers
+    from kerash.training.engines.step import shard_count
 
     def net(text):
-        return model.build_network(model.parse_model(text))
+        built = model.build_network(model.parse_model(text))
+        built.use_arena()
+        return built
 
-    wide = net("784 1 1\ninput\ndense 256 relu\ndense 10 softmax\n")
+    wide = net("784 1 1\ninput\ndense 256 relu\ndense 256 relu\ndense 10 softmax\n")
     tiny = net("2 1 1\ninput\ndense 4 tanh\ndense 1 sigmoid\n")
+    digits_cnn = net((ROOT / "models" / "digits-cnn.model").read_text())
+    # more work per batch, more shards; never more than the samples, MAX_SHARDS, or --shards
+    assert [shard_count(wide, n) for n in (32, 64, 128, 256, 512, 4096)] == [1, 2, 4, 7, 8, 8]
+    assert [shard_count(digits_cnn, n) for n in (32, 64, 128, 256)] == [1, 1, 2, 4]
+    assert shard_count(tiny, 1000) == 1 and shard_count(tiny, 3, shards=5) == 3 and shard_count(wide, 512, shards=2) == 2
     assert default_workers(wide, 256, cores=2) == 2
-    assert default_workers(wide, 256, cores=64) == 8
+    assert default_workers(wide, 256, cores=64) == 7  # one process per shard at most
     assert default_workers(wide, 256, cores=1) == 1
     assert default_workers(tiny, 4, cores=2) == 1
-    assert wide.macs_per_sample() == 784 * 256 + 256 * 10
+    assert default_workers(digits_cnn, 32, cores=2) == 1 and default_workers(digits_cnn, 128, cores=2) == 2
+    assert wide.macs_per_sample() == 784 * 256 + 256 * 256 + 256 * 10
     # Pooling has no multiply-adds but takes time: 40 per input value count.
     pooled = net("8 8 4\ninput\nmax_pooling - 2 0 2 2\nflatten -\ndense 10 softmax\n")
     assert pooled.macs_per_sample() == 40 * 4 * 8 * 8 + 4 * 4 * 4 * 10
-    digits_cnn = net((ROOT / "models" / "digits-cnn.model").read_text())
-    assert default_workers(digits_cnn, 32, cores=2) == 2  # 1.2× faster split, measured
-    assert default_workers(digits_cnn, 16, cores=2) == 1
+
+
+WIDE = "40 1 1\ninput\ndense 200 tanh\ndropout 0.2\ndense 120 relu\ndense 4 softmax\n"
+
+
+@pytest.fixture
+def wide_task(tmp_path):
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "x.npy", rng.normal(size=(600, 40)))
+    np.savetxt(tmp_path / "y.txt", rng.integers(0, 4, size=600), fmt="%d")
+    return tmp_path
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_same_bits_whatever_the_processes(wide_task, dtype):
+    """Issue 21: fixed logical shards, summed in order; 1, 2 or 3 processes, with dropout, clipping and
+    momentum, give bit-identical weights."""
+    args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--epochs", "3", "--optimizer", "momentum",
+            "--lr", "0.05", "--clip-norm", "1", "--quiet"]
+    found = {}
+    for workers in (1, 2, 3):
+        folder = make_model(wide_task, WIDE, f"w{workers}", seed=3, dtype=dtype)
+        run(["train", folder.name, *args, "--workers", str(workers)], cwd=wide_task, env=tool_env(KERASH_WARM=0))
+        found[workers] = weights(folder)
+    assert all(a.dtype == np.dtype(dtype) for a in found[1].values())
+    assert_weights(found[2], found[1], 0)
+    assert_weights(found[3], found[1], 0)
+
+
+def test_a_worker_stopped_mid_run_is_passed_by_and_changes_no_bit(wide_task):
+    """Issue 21: the other processes take the shards of a process the scheduler (here SIGSTOP) puts aside;
+    training goes on, and ends with the bits of one process."""
+    args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--optimizer", "adam", "--lr", "0.01"]
+    alone = make_model(wide_task, WIDE, "alone", seed=3)
+    run(["train", "alone", *args, "--epochs", "60", "--workers", "1", "--quiet"], cwd=wide_task)
+    stopped = make_model(wide_task, WIDE, "stopped", seed=3)
+    proc = subprocess.Popen(["train", "stopped", *args, "--epochs", "60", "--workers", "2"], cwd=wide_task,
+                            env=tool_env(KERASH_WARM=0), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"epoch")
+        assert proc.stdout.readline().startswith(b"1\t")
+        (worker,) = children(proc.pid)
+        os.kill(worker, signal.SIGSTOP)
+        seen = [proc.stdout.readline() for _ in range(3)]  # epochs go on while it is stopped
+        os.kill(worker, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert all(line[:1].isdigit() for line in seen), seen
+    assert_weights(weights(stopped), weights(alone), 0)

@@ -92,3 +92,33 @@ def test_parallel_evaluations_in_evolve_reap_only_their_own_workers():
     done = evolution.evaluate_all(jobs, x, y, train_idx, val_idx, cfg)
     assert [g.epochs for g in done] == [1, 1, 1] and all(np.isfinite(g.val_loss) for g in done)
     assert other.wait(timeout=10) == 7
+
+
+def test_predict_and_evaluate_give_the_same_bits_with_any_number_of_processes():
+    """Issue 21: the forward pass over fixed chunks, taken by 1, 2 or 3 processes: the same outputs, classes and
+    loss sum (each chunk's rows as one process computes them)."""
+    from kerash import model
+    from kerash.network import Objective
+    from kerash.processes import limit_blas_threads
+
+    spec = model.parse_model("30 1 1\ninput\ndense 64 tanh\ndense 5 softmax\n")
+    net = model.build_network(spec, np.float32)
+    net.set_params(model.init_params(spec, 1, np.float32))
+    objective = Objective(spec.loss, net)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2500, 30)).astype(np.float32)
+    y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 2500)]
+    with limit_blas_threads(1):
+        alone = net.predict(x, batch_size=256)
+        loss, correct, classes = net.evaluate(objective, x, y, batch_size=256)
+        for processes in (2, 3):
+            np.testing.assert_array_equal(net.predict(x, batch_size=256, processes=processes), alone)
+            got = net.evaluate(objective, x, y, batch_size=256, processes=processes)
+            assert got[0] == loss and got[1] == correct
+            np.testing.assert_array_equal(got[2], classes)
+    # and they are the network's outputs: the same forward pass in plain numpy
+    p = net.get_params()
+    z = np.tanh(x @ p["layer_01"]["W"] + p["layer_01"]["b"]) @ p["layer_02"]["W"] + p["layer_02"]["b"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(alone, e / e.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+    assert correct == int((alone.argmax(axis=1) == y.argmax(axis=1)).sum())

@@ -5,7 +5,8 @@ train's; one registered class per optimiser."""
 import numpy as np
 import pytest
 
-from conftest import make_model, run, savetxt
+from conftest import run, savetxt
+from helpers import make_model
 from kerash.cli.catalog import load
 from kerash.cli.runner import build_command
 from kerash.errors import UsageError
@@ -58,7 +59,7 @@ def test_train_model_update_and_the_params_file_take_the_declared_settings(tmp_p
         config.TrainConfig(data="x.npy", epochs=1)
 
 
-BAD = {"epochs": -1, "clip_norm": 0.0, "workers": 0, "threads": 0, "seed": -1}
+BAD = {"epochs": -1, "clip_norm": 0.0, "workers": 0, "shards": 0, "threads": 0, "seed": -1}
 
 
 def test_the_declared_checks_are_the_ones_train_makes(tmp_path):

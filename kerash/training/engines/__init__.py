@@ -15,32 +15,37 @@ pipeline tools share one training step:
 
 The loop sets ``engine.epoch`` before each epoch (dropout masks depend on
 it); `StepSettings` holds what is fixed for a run: the seed of the masks,
-gradient clipping, and the trainable part of the weights (frozen layers).
-What may change between steps — the optimiser's rate and other
-hyper-parameters — is read from the optimiser at each step (the fork engine
-hands it to its workers with every update).
+gradient clipping, the trainable part of the weights (frozen layers) and
+--shards.  What may change between steps — the optimiser's rate and other
+hyper-parameters — is read from the optimiser at each step, by the one
+process that applies updates.
 
-`local` computes in this process (BLAS may use threads); `fork` splits each
-batch between forked processes that share the weights (see fork.py); `mpi`
-splits it between MPI ranks, on one machine or several (see mpi.py).  What
-every engine shares is in step.py.
-`make_engine` picks one from the command line and the machine.
+Every engine splits a batch into the same logical shards (step.shard_count:
+from the model and the batch size alone), computes each shard's gradient the
+same way and adds them up in shard order, so the same command gives the same
+bits whatever engine, number of processes or load: `local` computes them in
+this process (BLAS may use threads); `fork` lets forked processes take them
+as they become free (see fork.py); `mpi` gives each MPI rank its part, on one
+machine or several (see mpi.py).  `make_engine` picks one from the command
+line and the machine.
 """
 
 from ...errors import UsageError
 from ...processes import mpi_size, usable_cores
+from .step import shard_count
 
 ENGINES = ("local", "fork", "mpi")
-# Below this many multiply-adds per batch, splitting a batch costs more than it saves.
-SPLIT_WORK = 4_000_000
 MAX_DEFAULT_WORKERS = 8
 
 
-def default_workers(net, batch_size, cores=None, steps=1):
-    """Workers for a batch: every core when a batch is worth splitting, else one process."""
+def default_workers(net, batch_size, cores=None, steps=1, shards=None):
+    """Processes for a batch: one per core, at most one per logical shard (a batch of one shard: one process).
+
+    The fork engine then wakes only as many as pay on the machine as it is
+    (see fork.ProcessChooser), and the result never depends on the number.
+    """
     cores = cores or usable_cores()
-    work = net.macs_per_sample() * batch_size * steps
-    return min(cores, MAX_DEFAULT_WORKERS) if cores > 1 and work >= SPLIT_WORK else 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS, shard_count(net, batch_size, steps, shards)))
 
 
 def make_engine(kind, net, objective, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):

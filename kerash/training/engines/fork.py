@@ -1,24 +1,25 @@
-"""The fork engine: KeraSH's workers on real processes, sharing memory.
+"""The fork engine: the logical shards of each batch, taken by forked processes as they become free.
 
-Each batch is split into K contiguous shards.  Shard 0 is computed by this
-process (the coordinator), shards 1…K−1 by workers forked once per run.
-Everything they share lives in memory-mapped files in a run folder under
-$KERASH_WORKDIR (RAM on a tmpfs), each reserved in full when created:
+A batch is split into the shards that `shard_count` fixes from the model and
+the batch size alone.  This process (the coordinator) and the workers, forked
+once per run, take shards from a shared counter until none is left, each
+writing its shard's gradient into that shard's own row; the coordinator then
+adds the rows up in shard order and applies the update, as the local engine
+does.  Who computed which shard, and how many processes took part, cannot
+change a bit of the result.
 
-    weights.npy                the weights: one flat arena, updated in place
-    worker-K/gradients.npy     process K's gradient sums of its shard, already scaled
-    gradient-sum.npy           the shards added up (each process fills its slice)
-    optimizer-SLOT.npy         the optimiser's state (momentum, Adam's moments)
-    optimizer-settings.npy     its step count, weight decay and hyper-parameters, as the
-                               coordinator has them at each update (schedules change the rate)
-    batch_indices.npy, sample_losses.npy, control.npy, results.npy
+A process that the scheduler puts aside simply takes fewer shards.  The
+coordinator wakes as many workers as pay: it times its steps with each number
+and keeps the fastest, trying another now and then (ProcessChooser).  Waiting
+processes poll briefly only while the machine has an idle core (LoadProbe);
+otherwise they block.
 
-A step has two phases.  In the first, every process computes its shard's
-gradient.  In the second, every process adds the K shards up over its own
-slice of the parameters (in shard order, so the sum does not depend on who
-computes it) and applies the optimiser to that slice.  No process waits
-while another merges, and start and finish are semaphore handoffs, polled
-briefly before blocking: no pipe, no select.
+Everything the processes share lives in memory-mapped files in a run folder
+under $KERASH_WORKDIR (RAM on a tmpfs), each reserved in full when created:
+
+    weights.npy          the weights: one flat arena, updated in place by the coordinator
+    shard-gradients.npy  one row per logical shard: its gradient, already scaled
+    batch_indices.npy, sample_losses.npy, shard_results.npy, control.npy
 """
 
 import ctypes
@@ -31,23 +32,19 @@ import numpy as np
 
 from ...errors import TrainingError
 from ...files.workdir import scratch_dir
-from ...layers import Noise
-from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, mpi_size, prewarm_blas,
-                          usable_cores, wait_child)
-from ..batches import shard_bounds
-from ..optimizers import SLOTS
-from .step import (EngineFailure, Interrupted, StepResult, apply_update, clip_coefficient, gatherer, intersect,
-                   squared_norm)
+from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, usable_cores,
+                          wait_child)
+from .local import LocalEngine
+from .step import EngineFailure, Interrupted, StepResult, add_in_order, shard_count
 
 RUN_PREFIX = "kerash-train"
-# Phases of a step, each ended by every process arriving: the gradient of each shard; the
-# shards added up over each process's slice, with its share of the gradient's squared norm
-# (only to clip); the update of each slice (or nothing, after a non-finite loss); the end.
-GRADIENT, ADD_UP, APPLY, SKIP, QUIT = 1, 2, 3, 4, 5
-# control.npy (int64): phase, batch length, epoch, flags; then two float64s stored as their bits
-_PHASE, _N, _EPOCH, _FLAGS, _SCALE, _COEF = range(6)
-_SUMMED, _CAPTURE = 1, 2  # flags: the sum is already made (MPI), copy the applied gradient out
-SPIN_SECONDS = 0.002  # poll this long before blocking (see ForkEngine.spin)
+QUIT = 1  # control[_PHASE] when the workers are to exit
+# control.npy (int64): phase, batch length, epoch, shards of the batch, next shard to take, end of
+# this process group's shards (MPI: a rank's part), whether waiting processes may poll, the step's
+# number (a late worker's figures of an earlier step are not counted); the scale's bits
+_PHASE, _N, _EPOCH, _TOTAL, _NEXT, _STOP, _SPIN, _STEP, _SCALE = range(9)
+_FIELDS = 9
+SPIN_SECONDS = 0.002  # poll this long before blocking, when a core is idle (a blocked wake-up costs 0.1 ms)
 
 
 def shared_array(path, dtype, shape):
@@ -110,50 +107,143 @@ def _process_state(pid):
             "Z": "dead"}.get(state, state)
 
 
-class ForkEngine:
-    """K processes sharing each batch; see the module docstring.
+class LoadProbe:
+    """Whether the machine has a core idle beside this run's processes: /proc/stat's count of running tasks.
 
-    `bounds(n)` gives the K shards of a batch of n (default: K contiguous
-    equal parts); `reduce(total, figures, losses)` may combine the summed
-    gradient and the step's figures with other machines (the MPI engine)
-    before the update.
+    Read at most every INTERVAL seconds, and judged on the last few readings,
+    since one reading may catch a passing process.
+    """
+
+    INTERVAL = 0.1
+    READINGS = 5
+
+    def __init__(self, cores):
+        self.cores = cores
+        self.readings = []
+        self.last = 0.0
+        self.idle = True
+
+    def _running(self):
+        try:
+            with open("/proc/stat", "rb") as f:
+                for line in f:
+                    if line.startswith(b"procs_running"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def idle_core(self, ours):
+        """True when fewer than `cores` tasks would run with `ours` of this run's processes computing."""
+        now = time.monotonic()
+        if now - self.last >= self.INTERVAL:
+            self.last = now
+            running = self._running()
+            if running is None:
+                self.idle = False  # no /proc: never poll
+                return False
+            self.readings = (self.readings + [running - 1])[-self.READINGS :]  # others: all but this process
+            self.idle = sorted(self.readings)[len(self.readings) // 2] + ours < self.cores
+        return self.idle
+
+
+class ProcessChooser:
+    """How many workers to wake for a step: the number whose steps took least time per sample, lately.
+
+    Every EXPLORE steps one of the other numbers is tried for TRY steps, so a
+    change of the machine's load is noticed.  Any choice gives the same bits.
+    """
+
+    EXPLORE, TRY, DECAY = 40, 3, 0.7
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.cost = [None] * (workers + 1)  # seconds per sample, decaying average, by workers woken
+        self.current = workers
+        self.trying = None
+        self.steps = 0
+
+    def choose(self, shards):
+        """Workers to wake for a step of `shards` shards (the coordinator computes too)."""
+        most = min(self.workers, shards - 1)
+        if self.trying is not None:
+            return min(self.trying[0], most)
+        unknown = [a for a in range(most + 1) if self.cost[a] is None]
+        if unknown:
+            return unknown[-1]
+        return min(self.current, most)
+
+    def record(self, woken, seconds, samples):
+        per_sample = seconds / max(samples, 1)
+        old = self.cost[woken]
+        self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
+        self.steps += 1
+        if self.trying is not None:
+            left = self.trying[1] - 1
+            self.trying = (self.trying[0], left) if left else None
+        known = [a for a in range(self.workers + 1) if self.cost[a] is not None]
+        if known:
+            self.current = min(known, key=lambda a: self.cost[a])
+        if self.trying is None and self.steps % self.EXPLORE == 0 and self.workers:
+            other = (self.current + 1 + (self.steps // self.EXPLORE) % self.workers) % (self.workers + 1)
+            self.trying = (other, self.TRY)
+
+
+class ForkEngine(LocalEngine):
+    """`workers` processes (this one included) taking the logical shards of each batch; see the module docstring.
+
+    `group(count)` gives the shards (first, stop) of a batch of `count` shards
+    that this process group computes (default: all; the MPI engine gives each
+    rank its part), and `exchange(rows, results, losses, n, bounds)` brings in
+    the other groups' before they are added up.
+
+    A shard is written into a row assigned to it for the step.  A shard that
+    its taker has not finished when the coordinator has nothing else to do
+    (a process put aside by the scheduler, or stopped) is computed again by
+    the coordinator into a buffer of its own; the taker's row is then held
+    until it comes back, and its late figures are thrown away.
     """
 
     kind = "fork"
-    leader = True  # writes the model (every engine but MPI's other ranks)
-    agreed_stop = 0  # a stop request agreed with other processes (MPI)
+    # shard_state: offered, taken, done by its taker, done by the coordinator instead
+    OFFERED, TAKEN, DONE, RETAKEN = 0, 1, 2, 3
 
-    def __init__(self, net, objective, x, y, optimizer, mask, workers, bounds=None, reduce=None, stall=None, warn=None,
-                 settings=None):
-        from .step import StepSettings
-
-        self.net, self.objective, self.x, self.y = net, objective, x, y
-        self.optimizer, self.mask = optimizer, mask
-        self.settings = settings or StepSettings()
-        self.shards = workers
-        self.bounds = bounds or (lambda n: shard_bounds(0, n, workers))
-        self.reduce = reduce
+    def __init__(self, net, objective, x, y, optimizer, mask, workers, group=None, exchange=None, stall=None,
+                 warn=None, settings=None):
+        super().__init__(net, objective, x, y, optimizer, mask, settings)
+        self.workers = workers
+        self.group = group or (lambda count: (0, count))
+        self.exchange = exchange
         self.stall = stall
         self.warn = warn or (lambda message: None)
         self.pids = []
-        self.gather = gatherer(x)
         self.interrupted = lambda: False
-        self.epoch = 1
-        # Waiting processes poll before they block (a wake-up from a blocked wait
-        # costs 0.1 ms or more), unless polling would take a core from a process
-        # that computes (MPI ranks are counted as if all were on this host).
-        self.spin = SPIN_SECONDS if workers * mpi_size() <= usable_cores() else 0.0
-        remove_stale_runs()
-        self.run_dir = scratch_dir(RUN_PREFIX)
+        self.cores = usable_cores()
+        self.probe = LoadProbe(self.cores)
+        self.chooser = ProcessChooser(workers - 1)
+        self.epoch_steps = self.epoch_processes = 0  # for processes_per_step
+        self.shard_seconds = None  # a recent shard's time here: how long to wait before computing a shard again
+        self.batch = None  # (length, shards) of the step of the last shard taken
+        self.bounds_of = (None, None)
+        self.retaken = {}  # shard → buffer, for shards computed again here this step
+        self.late = {}  # worker → (the row it holds, since when), while it is late with a shard
+        self.warned = set()
+        self.rows_count = shard_count(net, max(len(x), 1), self.steps, self.settings.shards)
+        self.run_dir = None
+        if workers > 1:
+            remove_stale_runs()
+            self.run_dir = scratch_dir(RUN_PREFIX)
         try:
             self._share(max(len(x), 1))
-            import multiprocessing
+            if workers > 1:
+                import multiprocessing
 
-            ctx = multiprocessing.get_context("fork")
-            self.go = [ctx.Semaphore(0) for _ in range(workers)]  # coordinator → worker k
-            self.arrived = ctx.Semaphore(0)  # workers → coordinator
-            for k in range(1, workers):
-                self._fork(k)
+                ctx = multiprocessing.get_context("fork")
+                self.lock = ctx.Lock()  # of the shard counter and states
+                self.go = [ctx.Semaphore(0) for _ in range(workers)]  # coordinator → worker k
+                self.done = ctx.Semaphore(0)  # a worker finished a shard
+                for k in range(1, workers):
+                    self._fork(k)
         except BaseException:
             self.close()
             raise
@@ -161,49 +251,80 @@ class ForkEngine:
     # ------------------------------------------------------------ shared memory
 
     def _array(self, rel, dtype, shape):
+        if self.run_dir is None:  # one process: plain memory
+            return np.zeros(shape, dtype=dtype)
         return shared_array(os.path.join(self.run_dir, rel), dtype, shape)
 
     def _share(self, n):
-        net, opt, k = self.net, self.optimizer, self.shards
+        net = self.net
         size = net.arena.size
-        weights = self._array("weights.npy", net.dtype, (size,))
-        weights[...] = net.arena.params
-        self.grads = [self._array(f"worker-{j}/gradients.npy", net.dtype, (size,)) for j in range(k)]
-        net.use_arena(params_buffer=weights, grads_buffer=self.grads[0])
-        self.total = self._array("gradient-sum.npy", net.dtype, (size,))
-        self.captured = self._array("gradient-applied.npy", net.dtype, (size,))
-        for slot in SLOTS[opt.name]:
-            key = f"all.{slot}"
-            shared = self._array(f"optimizer-{slot}.npy", net.dtype, (size,))
-            current = opt.state.get(key)
-            shared[...] = 0 if current is None or current.shape != (size,) else current
-            opt.state[key] = shared
+        if self.run_dir is not None:
+            weights = self._array("weights.npy", net.dtype, (size,))
+            weights[...] = net.arena.params
+            net.use_arena(params_buffer=weights, grads_buffer=self.own_grads)
+        # A row per shard, and one more per worker: a row that a late worker may still write is not reused.
+        spare = self.workers - 1
+        self.rows = self._array("shard-gradients.npy", net.dtype, (self.rows_count + spare, size))
+        self.total = np.empty(size, dtype=net.dtype)
         self.idx = self._array("batch_indices.npy", np.int64, (n,))
         self.losses = self._array("sample_losses.npy", np.float64, (n,))
-        self.control = self._array("control.npy", np.int64, (8,))
-        self.results = self._array("results.npy", np.float64, (k, 4))  # loss sum, correct, failed, Σg² of a slice
-        self.slices = shard_bounds(0, size, k)
-        # What the loop may change between steps (the rate of a schedule or warm-up, and any
-        # other hyper-parameter) reaches the workers here, at every update: they were forked
-        # with the settings of the first step.
-        self.hyper_keys = sorted(opt.hyper)
-        self.opt_settings = self._array("optimizer-settings.npy", np.float64, (2 + len(self.hyper_keys),))
-
-    def _publish_optimizer(self):
-        opt = self.optimizer
-        self.opt_settings[:] = [opt.t, opt.weight_decay, *(opt.hyper[key] for key in self.hyper_keys)]
-
-    def _adopt_optimizer(self):
-        opt, values = self.optimizer, self.opt_settings
-        opt.t, opt.weight_decay = int(values[0]), float(values[1])
-        for key, value in zip(self.hyper_keys, values[2:]):
-            opt.hyper[key] = float(value)
+        self.results = self._array("shard_results.npy", np.float64, (self.rows_count, 2))  # loss sum, correct
+        # per shard: state, taker, row; per row: held by a late worker
+        self.shard_state = self._array("shard_state.npy", np.int64, (3, self.rows_count))
+        self.held = self._array("rows_held.npy", np.int64, (self.rows_count + spare,))
+        self.failed = self._array("failed.npy", np.int64, (self.workers,))
+        self.control = self._array("control.npy", np.int64, (_FIELDS,))
 
     def _real(self, field):
         return float(self.control[field:field + 1].view(np.float64)[0])
 
     def _set_real(self, field, value):
         self.control[field:field + 1].view(np.float64)[0] = value
+
+    def _locked(self):
+        from contextlib import nullcontext
+
+        return self.lock if self.workers > 1 else nullcontext()
+
+    # ------------------------------------------------------------ taking shards
+
+    def _take(self, k):
+        """(shard, row, step) for process k, or None when every shard of the step is taken.
+
+        A worker's shards may belong to a later step than the one it was woken for: the step's batch
+        (its length, shards and epoch) is read with the shard.
+        """
+        control, state = self.control, self.shard_state
+        with self._locked():
+            s = int(control[_NEXT])
+            if s >= control[_STOP]:
+                return None
+            control[_NEXT] = s + 1
+            state[0, s], state[1, s] = self.TAKEN, k
+            self.epoch = int(control[_EPOCH])  # dropout masks depend on it
+            self.batch = (int(control[_N]), int(control[_TOTAL]))
+            return s, int(state[2, s]), int(control[_STEP])
+
+    def _compute(self, k, s, row, step, bounds):
+        """Shard s into `row`; its figures count only if the step is still on and nobody computed it again."""
+        start, stop = bounds[s]
+        self.net.write_grads_to(row)
+        losses, correct = self.shard_gradient(self.idx[start:stop], self._real(_SCALE))
+        with self._locked():
+            if self.control[_STEP] != step or self.shard_state[0, s] != self.TAKEN or self.shard_state[1, s] != k:
+                return False
+            self.losses[start:stop] = losses
+            self.results[s] = (float(losses.sum()), correct)
+            self.shard_state[0, s] = self.DONE
+            return True
+
+    def _bounds(self):
+        """The shards of the batch of the last shard taken (cached: the same for every shard of a step)."""
+        from ..batches import shard_bounds
+
+        if self.batch != self.bounds_of[0]:
+            self.bounds_of = (self.batch, shard_bounds(0, *self.batch))
+        return self.bounds_of[1]
 
     # ------------------------------------------------------------ workers
 
@@ -229,113 +350,146 @@ class ForkEngine:
             orphaned()
         limit_blas_threads(1)
         prewarm_blas(self.net.dtype)
-        # The layers write their gradients straight into this worker's file.
-        self.net.use_arena(params_buffer=self.net.arena.params, grads_buffer=self.grads[k])
         go = self.go[k]
         while True:
-            deadline = time.monotonic() + self.spin
-            while not go.acquire(False):
-                if time.monotonic() > deadline:
-                    while not go.acquire(timeout=1.0):
-                        if os.getppid() != coordinator:
-                            orphaned()
-                    break
-            phase = int(self.control[_PHASE])
-            if phase == QUIT:
+            woken = False
+            if self.control[_SPIN]:
+                deadline = time.monotonic() + SPIN_SECONDS
+                while not woken and time.monotonic() < deadline:
+                    woken = go.acquire(False)
+            while not woken:
+                woken = go.acquire(timeout=1.0)
+                if not woken and os.getppid() != coordinator:
+                    orphaned()
+            if self.control[_PHASE] == QUIT:
                 return
-            self._phase(k, phase)
-            self.arrived.release()
-
-    def _phase(self, k, phase):
-        """This process's part of a phase of the step (see GRADIENT…)."""
-        if phase == GRADIENT:
-            self._shard(k, int(self.control[_N]), self._real(_SCALE), int(self.control[_EPOCH]))
-        elif phase == ADD_UP:
-            start, stop = self.slices[k]
-            self._add_up(start, stop)
-            self.results[k, 3] = squared_norm(self.total, intersect(self.settings.ranges, start, stop))
-        elif phase == APPLY:
-            self._apply(k)
-
-    def _shard(self, k, n, scale, epoch):
-        """Gradient of shard k of the current batch into this process's gradient file."""
-        start, stop = self.bounds(n)[k]
-        try:
-            if stop > start:
-                idx = self.idx[start:stop]
-                noise = Noise(self.settings.seed, epoch, idx) if any(self.net.noisy) else None
-                targets = self.y.take(idx, axis=0)
-                losses, correct = self.net.gradient(self.objective, self.gather(idx), targets, scale, None, noise)
-                self.losses[start:stop] = losses
-                self.results[k, :3] = (float(losses.sum()), correct, 0)
-            else:
-                self.grads[k].fill(0)
-                self.results[k, :3] = (0.0, 0, 0)
-        except Exception as e:
-            os.makedirs(os.path.join(self.run_dir, f"worker-{k}"), exist_ok=True)
-            with open(os.path.join(self.run_dir, f"worker-{k}", "error.txt"), "w") as f:
-                f.write(f"{type(e).__name__}: {e}")
-            self.results[k, :3] = (0.0, 0, 1)
-
-    def _add_up(self, start, stop):
-        """total[start:stop] = the shards' gradients added in shard order."""
-        total, grads = self.total[start:stop], self.grads
-        if len(grads) == 1:
-            np.copyto(total, grads[0][start:stop])
-            return
-        np.add(grads[0][start:stop], grads[1][start:stop], out=total)
-        for g in grads[2:]:
-            total += g[start:stop]
-
-    def _apply(self, k):
-        """Slice k of the step's gradient: added up (unless already), clipped, copied out, applied."""
-        start, stop = self.slices[k]
-        if k:
-            self._adopt_optimizer()
-        flags = int(self.control[_FLAGS])
-        if not flags & _SUMMED:
-            self._add_up(start, stop)
-        coef = self._real(_COEF)
-        part = self.total[start:stop]
-        if coef != 1.0:
-            part *= coef
-        if flags & _CAPTURE:
-            self.captured[start:stop] = part
-        apply_update(self.optimizer, self.net.arena.params, self.total, self.mask,
-                     intersect(self.settings.ranges, start, stop))
+            while True:
+                taken = self._take(k)
+                if taken is None:
+                    break
+                s, row, step = taken
+                bounds = self._bounds()
+                try:
+                    counted = self._compute(k, s, self.rows[row], step, bounds)
+                except Exception as e:
+                    with open(os.path.join(run_dir, f"worker-{k}-error.txt"), "w") as f:
+                        f.write(f"{type(e).__name__}: {e}")
+                    self.failed[k] = 1
+                    counted = False
+                if not counted:
+                    with self._locked():
+                        self.held[row] = 0  # computed again by the coordinator: the row is free again
+                self.done.release()
 
     # ------------------------------------------------------------ coordinator
 
-    def _run(self, phase, intact):
-        """Every process does its part of `phase`, this one included; returns when all have."""
-        self.control[_PHASE] = phase
-        for go in self.go[1:]:
-            go.release()
-        self._phase(0, phase)
-        for _ in range(self.shards - 1):
-            self._wait(self.arrived, intact)
+    def _publish(self, idx, scale, total, first, stop):
+        """The batch for every process, then its shards first..stop-1 offered, each with a free row."""
+        n = len(idx)
+        self.idx[:n] = idx
+        self.control[_N], self.control[_EPOCH], self.control[_TOTAL] = n, self.epoch, total
+        self._set_real(_SCALE, scale)
+        with self._locked():
+            # Shard s in row s, unless a late worker still holds that row: then a spare one.
+            spare = [r for r in range(total, len(self.held)) if not self.held[r]]
+            for k in range(first, stop):
+                self.shard_state[2, k] = k if not self.held[k] else spare.pop()
+            self.shard_state[0, first:stop] = self.OFFERED
+            self.control[_STEP] += 1
+            self.control[_NEXT], self.control[_STOP] = first, stop
 
-    def _wait(self, sem, intact):
-        deadline = time.monotonic() + self.spin
-        while not sem.acquire(False):
-            if time.monotonic() > deadline:
+    def _shards(self, idx, scale, helpers):
+        """Compute this group's shards of the batch, `helpers` workers woken to take some."""
+        from ..batches import shard_bounds
+
+        n = len(idx)
+        every = shard_count(self.net, n, self.steps, self.settings.shards)
+        first, stop = self.group(every)
+        self._publish(idx, scale, every, first, stop)
+        bounds = shard_bounds(0, n, every)
+        self.retaken = {}
+        for k in range(1, 1 + helpers):
+            self.go[k].release()
+        while True:
+            taken = self._take(0)
+            if taken is None:
                 break
-        else:
-            return
-        waited, warned = 0.0, False
-        while not sem.acquire(timeout=0.05):
-            waited += 0.05
-            self._check_workers(intact)
-            if self.interrupted():
-                if intact or waited > 2.0:
-                    raise Interrupted(intact)
-            if self.stall and waited >= self.stall and not warned:
-                warned = True
-                for k, pid in enumerate(self.pids, 1):
-                    if pid is not None:
-                        self.warn(f"worker {k} (pid {pid}, {_process_state(pid)}) has made no progress for {waited:.0f} s")
+            s, row, step = taken
+            started = time.perf_counter()
+            self._compute(0, s, self.rows[row], step, bounds)
+            self.shard_seconds = time.perf_counter() - started
+        if self.workers > 1:  # a worker woken for an earlier step may have taken a shard of this one
+            self._await(first, stop, bounds)
+        if self.workers > 1 and self.failed.any():
+            k = int(np.argmax(self.failed))
+            try:
+                with open(os.path.join(self.run_dir, f"worker-{k}-error.txt")) as f:
+                    reason = f.read()
+            except OSError:
+                reason = "unknown error"
+            raise EngineFailure(f"worker {k} failed: {reason}", True)
+        return bounds
 
-    def _check_workers(self, intact):
+    def _await(self, first, stop, bounds):
+        """Until every shard is done: by its taker, or computed again here once its taker is late."""
+        state = self.shard_state
+        spin = bool(self.control[_SPIN])
+        late = max(0.002, 3 * (self.shard_seconds or 0.0))
+        started = time.monotonic()
+        while True:
+            with self.lock:
+                pending = [s for s in range(first, stop) if state[0, s] == self.TAKEN]
+            if not pending:
+                return
+            now = time.monotonic()
+            if now - started >= late:
+                for s in pending:
+                    self._retake(s, bounds)
+                continue
+            if spin:  # a core is idle: poll for the wake-up instead of paying for one
+                deadline = started + late
+                while not self.done.acquire(False) and time.monotonic() < deadline:
+                    pass
+            elif not self.done.acquire(timeout=min(0.05, started + late - now)):
+                self._check_workers()
+                if self.interrupted():
+                    raise Interrupted(True)
+
+    def _retake(self, s, bounds):
+        """Compute shard s here, its taker being late; the taker's row stays held until it comes back."""
+        start, stop = bounds[s]
+        buffer = self.retaken.get(s)
+        if buffer is None:
+            buffer = self.retaken[s] = np.empty_like(self.own_grads)
+        self.net.write_grads_to(buffer)
+        losses, correct = self.shard_gradient(self.idx[start:stop], self._real(_SCALE))
+        with self.lock:
+            if self.shard_state[0, s] != self.TAKEN:  # its taker finished meanwhile
+                del self.retaken[s]
+                return
+            taker = int(self.shard_state[1, s])
+            row = int(self.shard_state[2, s])
+            self.held[row] = 1
+            self.late.setdefault(taker, (row, time.monotonic()))
+            self.losses[start:stop] = losses
+            self.results[s] = (float(losses.sum()), correct)
+            self.shard_state[0, s] = self.RETAKEN
+        self._check_workers()
+
+    def _report_late(self):
+        """Say once which worker has been late with a shard for --stall seconds (the others compute its shards)."""
+        now = time.monotonic()
+        for k, (row, since) in list(self.late.items()):
+            if not self.held[row]:
+                del self.late[k]  # it came back
+                self.warned.discard(k)
+            elif self.stall is not None and now - since >= self.stall and k not in self.warned:
+                self.warned.add(k)
+                pid = self.pids[k - 1]
+                self.warn(f"worker {k} (pid {pid}, {_process_state(pid)}) has made no progress for {now - since:.0f} s;"
+                          " the others compute its shards")
+
+    def _check_workers(self):
         for k, pid in enumerate(self.pids, 1):
             if pid is None:
                 continue
@@ -345,99 +499,61 @@ class ForkEngine:
                 status = 0
             if status is not None:
                 self.pids[k - 1] = None
-                raise EngineFailure(f"worker {k} (pid {pid}) {describe_status(status)}; training stopped", intact)
+                raise EngineFailure(f"worker {k} (pid {pid}) {describe_status(status)}; training stopped", True)
 
-    def _failures(self):
-        failed = [k for k in range(self.shards) if self.results[k, 2]]
-        if not failed:
-            return None
-        k = failed[0]
-        try:
-            with open(os.path.join(self.run_dir, f"worker-{k}", "error.txt")) as f:
-                reason = f.read()
-        except OSError:
-            reason = "unknown error"
-        return f"worker {k} failed: {reason}" if k else f"the gradient failed: {reason}"
-
-    def step(self, idx, scale, keep=None, capture=None):
-        """One training step over the shards; keep is ignored (workers return their losses)."""
+    def _gathered(self, idx, scale, helpers):
+        """(losses, correct, gradient) of a batch: every shard computed (here and elsewhere), added in order."""
         n = len(idx)
-        self.idx[:n] = idx
-        self.control[_N], self.control[_EPOCH] = n, self.epoch
-        self._set_real(_SCALE, scale)
-        self._run(GRADIENT, intact=True)
-        failure = self._failures()
-        loss_sum = float(self.results[:, 0].sum())
-        correct = int(self.results[:, 1].sum())
-        flags = _CAPTURE if capture is not None else 0
-        coef = 1.0
-        if failure is None and self.reduce is not None:
-            # Across machines: the sum of this machine's shards, then the sum over machines.
-            self._add_up(0, self.total.size)
-            figures = np.array([loss_sum, correct])
-            self.reduce(self.total, figures, self.losses[:n])
-            loss_sum, correct = float(figures[0]), int(figures[1])
-            flags |= _SUMMED
-            if self.settings.clip is not None:
-                parts = [p for s, e in self.slices for p in intersect(self.settings.ranges, s, e)]
-                coef = clip_coefficient(squared_norm(self.total, parts), self.settings.clip)
-        finite = bool(np.isfinite(loss_sum))
-        update = finite and failure is None
-        if update and self.settings.clip is not None and not flags & _SUMMED:
-            self._run(ADD_UP, intact=True)
-            coef = clip_coefficient(float(np.sum(self.results[:, 3])), self.settings.clip)
-            flags |= _SUMMED
-        self.control[_FLAGS] = flags
-        self._set_real(_COEF, coef)
-        self._publish_optimizer()
-        self._run(APPLY if update else SKIP, intact=not update)
-        if failure:
-            raise EngineFailure(failure, intact=True)
-        if update and capture is not None:
-            np.copyto(capture, self.captured)
-        return StepResult(self.losses[:n].copy(), correct, finite)
+        bounds = self._shards(idx, scale, helpers)
+        count = len(bounds)
+        first, stop = self.group(count)
+        rows = [self.retaken[s] if s in self.retaken else self.rows[self.shard_state[2, s]] if first <= s < stop
+                else None for s in range(count)]
+        if self.exchange is not None:
+            # The exchange sends and receives rows in shard order: row s for shard s, unless a late
+            # worker holds it (after a shard was computed again), then a copy of them all.
+            moved = any(s in self.retaken or self.shard_state[2, s] != s for s in range(first, stop))
+            shard_rows = self.rows[:count] if not moved else np.empty((count, self.total.size), self.total.dtype)
+            for s in range(first, stop):
+                if moved:
+                    np.copyto(shard_rows[s], rows[s])
+            self.exchange(shard_rows, self.results, self.losses, n, bounds)
+            rows = list(shard_rows)
+        losses = self.losses[:n].copy()
+        correct = int(sum(int(c) for c in self.results[:count, 1]))
+        return losses, correct, add_in_order(self.total, rows)
 
     def gradient(self, idx, scale, keep=None):
-        """The step's gradient computed here, shard by shard in shard order: the same numbers, no workers."""
-        n = len(idx)
-        losses, correct = np.empty(n), 0
-        total = self.total
-        for k, (start, stop) in enumerate(self.bounds(n)):
-            if stop <= start:
-                continue
-            part = idx[start:stop]
-            noise = Noise(self.settings.seed, self.epoch, part) if any(self.net.noisy) else None
-            targets = self.y.take(part, axis=0)
-            shard_losses, c = self.net.gradient(self.objective, self.gather(part), targets, scale, None, noise)
-            losses[start:stop] = shard_losses
-            correct += c
-            if k == 0:
-                np.copyto(total, self.net.arena.grads)
-            else:
-                total += self.net.arena.grads
-        if self.reduce is not None:
-            figures = np.array([float(losses.sum()), correct])
-            self.reduce(total, figures, losses)
-            correct = int(figures[1])
-        return losses, correct, total
+        """The step's gradient computed by this process alone: the same numbers as step()'s."""
+        return self._gathered(idx, scale, 0)
 
-    def apply(self, grads, capture=None):
-        """The update of step() for a gradient computed by gradient(), here, slice by slice: the same numbers."""
-        settings = self.settings
-        per_slice = [intersect(settings.ranges, start, stop) for start, stop in self.slices]
-        coef = 1.0
-        if settings.clip is not None:
-            if self.reduce is not None:  # step() measured the summed gradient in one go
-                squared = squared_norm(grads, [p for parts in per_slice for p in parts])
-            else:  # each process measured its slice
-                squared = float(np.sum([squared_norm(grads, parts) for parts in per_slice]))
-            coef = clip_coefficient(squared, settings.clip)
-        if coef != 1.0:
-            for start, stop in self.slices:
-                grads[start:stop] *= coef
-        if capture is not None:
-            np.copyto(capture, grads)
-        apply_update(self.optimizer, self.net.arena.params, grads, self.mask, [p for parts in per_slice for p in parts])
+    def step(self, idx, scale, keep=None, capture=None):
+        """One training step over the shards; keep is ignored (shards return their losses)."""
+        shards = shard_count(self.net, len(idx), self.steps, self.settings.shards)
+        first, stop = self.group(shards)
+        helpers = self.chooser.choose(stop - first) if self.workers > 1 else 0
+        if self.workers > 1:
+            self.control[_SPIN] = self.probe.idle_core(1 + helpers)
+            self._check_workers()
+            if self.late:
+                self._report_late()
+        started = time.perf_counter()
+        losses, correct, grads = self._gathered(idx, scale, helpers)
+        if self.workers > 1 and stop - first > 1:
+            self.chooser.record(helpers, time.perf_counter() - started, len(idx))
+        self.processes = 1 + helpers
+        self.epoch_steps += 1
+        self.epoch_processes += self.processes
+        finite = bool(np.isfinite(losses.sum()))
+        if finite:
+            self.apply(grads, capture)
+        return StepResult(losses, correct, finite)
+
+    def processes_per_step(self):
+        """The mean number of processes that computed a step since the last call (for the trace)."""
+        mean = self.epoch_processes / self.epoch_steps if self.epoch_steps else 1.0
+        self.epoch_steps = self.epoch_processes = 0
+        return mean
 
     def close(self):
         """Stop the workers and remove the run folder, whatever state they are in."""
@@ -449,4 +565,5 @@ class ForkEngine:
         for pid in pids:
             end_child(pid, grace=1.0)
         self.pids = []
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)

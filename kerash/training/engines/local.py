@@ -1,11 +1,19 @@
-"""The local engine: gradients and updates in this process (BLAS may use threads)."""
+"""The local engine: the logical shards of each batch computed in this process (BLAS may use threads).
+
+A batch of one shard is one gradient call, written straight into the
+network's gradient buffer.  A batch of several shards is one call per shard
+in shard order, each added to the step's gradient as it comes: the same
+additions, in the same order, as the fork and MPI engines make, so every
+engine gives the same bits.
+"""
 
 import math
 
 import numpy as np
 
 from ...layers import Noise
-from .step import StepResult, StepSettings, apply_update, clip_coefficient, gatherer, intersect, squared_norm
+from .step import StepResult, StepSettings, apply_update, clip_coefficient, gatherer, intersect, shards_of, squared_norm
+
 
 class LocalEngine:
     """Gradients and updates in this process, on the network's flat arenas."""
@@ -19,19 +27,48 @@ class LocalEngine:
         self.optimizer, self.mask = optimizer, mask
         self.settings = settings or StepSettings()
         self.gather = gatherer(x)
-        self.shards = 1
+        self.steps = x.shape[1] if net.sequence and x.ndim > 1 else 1  # time steps of a sequence
         self.epoch = 1
+        self.processes = 1  # that computed the last step (see ForkEngine)
         if net.arena.params is None:
             net.use_arena()
+        self.own_grads = net.arena.grads
+        self.sum = None  # the step's gradient when a batch has several shards (made when first needed)
+
+    def shards(self, n):
+        """[(start, stop)] of the logical shards of a batch of n."""
+        return shards_of(self.net, n, self.steps, self.settings.shards)
 
     def noise(self, idx):
         """The masks' randomness for samples idx (None when the network has no stochastic layer)."""
         return Noise(self.settings.seed, self.epoch, idx) if any(self.net.noisy) else None
 
-    def gradient(self, idx, scale, keep=None):
+    def shard_gradient(self, idx, scale, keep=None):
+        """(losses, correct) of the samples idx, their gradient written to the network's current buffer."""
         gathered, targets = self.gather(idx), self.y.take(idx, axis=0)
-        losses, correct = self.net.gradient(self.objective, gathered, targets, scale, keep, self.noise(idx))
-        return losses, correct, self.net.arena.grads
+        return self.net.gradient(self.objective, gathered, targets, scale, keep, self.noise(idx))
+
+    def gradient(self, idx, scale, keep=None):
+        """(losses, correct, gradient) of a batch: its shards' gradients added in shard order.
+
+        `keep` defers the losses (see Network.gradient) for a batch of one shard only.
+        """
+        bounds = self.shards(len(idx))
+        self.net.write_grads_to(self.own_grads)
+        if len(bounds) == 1:
+            losses, correct = self.shard_gradient(idx, scale, keep)
+            return losses, correct, self.own_grads
+        if self.sum is None:
+            self.sum = np.empty_like(self.own_grads)
+        losses, correct = np.empty(len(idx)), 0
+        for k, (start, stop) in enumerate(bounds):
+            losses[start:stop], c = self.shard_gradient(idx[start:stop], scale)
+            correct += c
+            if k == 0:
+                np.copyto(self.sum, self.own_grads)
+            else:
+                self.sum += self.own_grads
+        return losses, correct, self.sum
 
     def apply(self, grads, capture=None):
         """Clip the step's gradient (when asked) and update the trainable weights with it."""

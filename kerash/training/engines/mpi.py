@@ -1,12 +1,14 @@
 """The MPI engine: data parallelism over ranks, on one machine or many (mpi4py).
 
 `mpiexec -n K train MODEL …` starts K ranks.  Every rank holds the weights
-and computes the partial gradient sums of its shards of each batch (with
-`--workers W`, W forked processes inside the rank: K × W shards in all);
-one in-place Allreduce per step adds them — the flat gradient buffer, with
-the step's per-sample losses, loss sum, correct count and any stop request
-packed after it — and every rank applies the same update.  Rank 0 alone
-writes the model directory, trace and checkpoints, and prints.
+and computes its part of the logical shards of each batch (with `--workers
+W`, W forked processes inside the rank take them as they become free, as in
+the fork engine); an in-place Allgatherv brings every shard's gradient row,
+figures and per-sample losses to every rank, which adds the rows up in shard
+order and applies the same update.  So K ranks of W workers give the bits of
+K × W processes on one machine, and of one process (the rows cost K times
+the bytes of one Allreduce: see the README's multi-host section).  Rank 0
+alone writes the model directory, trace and checkpoints, and prints.
 
 mpi4py is an optional extra (`pip install 'kerash[mpi]'`, with MPICH as a
 wheel); nothing else in kerash imports it.
@@ -18,9 +20,7 @@ import numpy as np
 
 from ...errors import UsageError
 from ..batches import shard_bounds
-from .step import StepResult
-
-_EXTRA = 3  # loss sum, correct count, stop request
+from .fork import ForkEngine
 
 
 def world():
@@ -42,101 +42,34 @@ def rank_from_environment():
     return 0
 
 
-class MpiEngine:
+class MpiEngine(ForkEngine):
     kind = "mpi"
 
     def __init__(self, net, objective, x, y, optimizer, mask, workers=1, stall=None, warn=None, settings=None):
         from mpi4py import MPI
 
-        from .local import LocalEngine
-
         self.comm, self.rank, self.size = world()
-        self.sum = MPI.SUM
-        self.in_place = MPI.IN_PLACE
-        self.net, self.y = net, y
-        self.optimizer, self.mask = optimizer, mask
-        self.workers = workers
-        self.shards = self.size * workers
+        self.in_place, self.add = MPI.IN_PLACE, MPI.SUM
         self.leader = self.rank == 0
         self.agreed_stop = 0  # how many ranks had a stop request (a signal) at the last step
-        self.interrupted = lambda: False
-        if net.arena.params is None:
-            net.use_arena()
-        size = net.arena.size
-        self.inner = None
-        if workers > 1:
-            from .fork import ForkEngine
+        super().__init__(net, objective, x, y, optimizer, mask, workers, group=self._group, exchange=self._exchange,
+                         stall=stall, warn=warn, settings=settings)
 
-            self.inner = ForkEngine(net, objective, x, y, optimizer, mask, workers, bounds=self._local_bounds,
-                                    reduce=self._reduce, stall=stall, warn=warn, settings=settings)
-            self.buffer = np.empty(size + len(x) + _EXTRA, dtype=net.dtype)
-        else:
-            # The gradient arena is the front of the buffer that one Allreduce sends.
-            self.buffer = np.zeros(size + len(x) + _EXTRA, dtype=net.dtype)
-            net.use_arena(params_buffer=net.arena.params, grads_buffer=self.buffer[:size])
-            # One process's shard and update, as in one process; the Allreduce goes between.
-            self.local = LocalEngine(net, objective, x, y, optimizer, mask, settings)
+    def _group(self, count):
+        """(first, stop): this rank's shards out of the `count` shards of a batch."""
+        return shard_bounds(0, count, self.size)[self.rank]
 
-    @property
-    def epoch(self):
-        return (self.inner or self.local).epoch
-
-    @epoch.setter
-    def epoch(self, value):
-        (self.inner or self.local).epoch = value
-
-    def _local_bounds(self, n):
-        """This rank's shards of a batch of n, out of the size × workers shards of the whole batch."""
-        every = shard_bounds(0, n, self.shards)
-        return every[self.rank * self.workers : (self.rank + 1) * self.workers]
-
-    def _allreduce(self, n, losses, loss_sum, correct):
-        """Add gradients (the buffer's front), per-sample losses and figures over the ranks, in place."""
-        size = self.net.arena.size
-        extra = self.buffer[size : size + n + _EXTRA]
-        extra[:n] = 0
-        for start, stop in self._local_bounds(n):
-            extra[start:stop] = losses[start:stop]
-        extra[n:] = (loss_sum, correct, 1 if self.interrupted() else 0)
-        self.comm.Allreduce(self.in_place, self.buffer[: size + n + _EXTRA], op=self.sum)
-        self.agreed_stop = int(extra[n + 2])
-        return extra[:n].astype(np.float64), float(extra[n]), int(round(float(extra[n + 1])))
-
-    def _reduce(self, total, figures, losses):
-        """ForkEngine's hook: the rank's summed gradient and figures, added over the ranks in place."""
-        size = total.size
-        self.buffer[:size] = total
-        all_losses, loss_sum, correct = self._allreduce(len(losses), losses, figures[0], figures[1])
-        total[...] = self.buffer[:size]
-        losses[...] = all_losses
-        figures[:] = (loss_sum, correct)
-
-    def gradient(self, idx, scale, keep=None):
-        if self.inner is not None:
-            return self.inner.gradient(idx, scale)
-        n = len(idx)
-        losses, correct = np.zeros(n), 0
-        for start, stop in self._local_bounds(n):
-            if stop > start:
-                losses[start:stop], correct, _ = self.local.gradient(idx[start:stop], scale)
-            else:
-                self.net.arena.grads.fill(0)
-        losses, _, correct = self._allreduce(n, losses, float(losses.sum()), correct)
-        return losses, correct, self.net.arena.grads
-
-    def apply(self, grads, capture=None):
-        (self.inner or self.local).apply(grads, capture)
-
-    def step(self, idx, scale, keep=None, capture=None):
-        if self.inner is not None:
-            self.inner.interrupted = self.interrupted
-            return self.inner.step(idx, scale, capture=capture)
-        losses, correct, grads = self.gradient(idx, scale)
-        finite = bool(np.isfinite(losses.sum()))
-        if finite:
-            self.local.apply(grads, capture)
-        return StepResult(losses, correct, finite)
-
-    def close(self):
-        if self.inner is not None:
-            self.inner.close()
+    def _exchange(self, rows, results, losses, n, bounds):
+        """Every rank's shard rows, figures and per-sample losses to every rank, in place; and the stop requests."""
+        parts = shard_bounds(0, len(bounds), self.size)
+        counts = [b - a for a, b in parts]
+        width = rows.shape[1]
+        flat = rows[: len(bounds)].reshape(-1)
+        self.comm.Allgatherv(self.in_place, [flat, ([c * width for c in counts], [a * width for a, _ in parts])])
+        figures = results[: len(bounds)].reshape(-1)
+        self.comm.Allgatherv(self.in_place, [figures, ([c * 2 for c in counts], [a * 2 for a, _ in parts])])
+        spans = [(bounds[a][0], bounds[b - 1][1]) if b > a else (0, 0) for a, b in parts]
+        self.comm.Allgatherv(self.in_place, [losses[:n], ([e - s for s, e in spans], [s for s, _ in spans])])
+        stop = np.array([1 if self.interrupted() else 0], dtype=np.int64)
+        self.comm.Allreduce(self.in_place, stop, op=self.add)
+        self.agreed_stop = int(stop[0])

@@ -6,13 +6,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import TrainingError
+from ..batches import shard_bounds
 from ..optimizers import SLOTS
+
+# The logical shards of a batch (see shard_count): a gradient call costs about NODE_COST
+# multiply-adds of fixed work per node and time step and PARAM_COST per parameter (numpy's
+# calls, and writing the gradient), measured in bench/train_speed.py --shards.
+NODE_COST = 150_000
+PARAM_COST = 2
+SHARD_OVERHEAD = 0.10  # what computing all the shards in one process may cost over one whole-batch call
+MAX_SHARDS = 8
+
 
 @dataclass(frozen=True)  # forked workers hold a copy: a change would reach this process only
 class StepSettings:
     seed: int = 0  # of dropout masks
     clip: float = None  # largest global gradient norm (torch.nn.utils.clip_grad_norm_), or None
     ranges: list = None  # [(start, stop)] of the flat arena that is trained, or None for all
+    shards: int = None  # logical shards of a batch (--shards), or None for shard_count's rule
 
 
 @dataclass
@@ -20,6 +31,37 @@ class StepResult:
     losses: object  # per-sample losses (N,), or None when deferred (see Network.gradient's keep)
     correct: object  # samples (or scored steps) classified right, or None when deferred
     finite: bool  # False: the loss was not finite and the weights were left unchanged
+
+
+def shard_count(net, n, steps=1, shards=None):
+    """How many logical shards a batch of n samples is split into: fixed by the model and n alone.
+
+    Every engine computes each shard's gradient the same way, whoever
+    computes it, and adds the shards up in order: the number of processes
+    cannot change a bit.  The rule keeps the shards' fixed costs within
+    SHARD_OVERHEAD of one whole-batch call, so one process computing all the
+    shards loses little; `shards` (--shards) overrides it.
+    """
+    if shards is not None:
+        return max(1, min(int(shards), n))
+    fixed = NODE_COST * len(net.nodes) * steps + PARAM_COST * net.arena.size
+    whole = fixed + net.macs_per_sample() * n * steps
+    return max(1, min(MAX_SHARDS, n, int(1 + SHARD_OVERHEAD * whole / fixed)))
+
+
+def shards_of(net, n, steps=1, shards=None):
+    """[(start, stop)] of the logical shards of a batch of n."""
+    return shard_bounds(0, n, shard_count(net, n, steps, shards))
+
+
+def add_in_order(total, parts):
+    """total = parts[0] + parts[1] + …, left to right, element by element (the same bits in any slice)."""
+    for k, part in enumerate(parts):
+        if k == 0:
+            np.copyto(total, part)
+        else:
+            total += part
+    return total
 
 
 def gatherer(x):
