@@ -5,6 +5,7 @@ BLAS thread each unless said otherwise:
 
   python bench/train_speed.py            # all
   python bench/train_speed.py --quick    # fewer epochs
+  python bench/train_speed.py --engines [--quick] [NAME…]   # the engine lines only (of the workloads named)
 
 Workloads (issue 3): digits MLP 64-128-64-10 sigmoid + softmax/cross-entropy,
 batch 32; MLP 784-256-256-10 relu, batch 128; the small CNN of
@@ -51,8 +52,10 @@ def make_data(folder, w):
         from kerash.model.datasets import digits
 
         x, y = digits()
-        # Thirty copies, so that an epoch lasts long enough to time (the trace has millisecond seconds).
-        x, y = np.tile(x, (30, 1)), np.tile(y, 30)
+        # Copies (thirty unless the workload says), so that an epoch lasts long enough to time (the trace
+        # has millisecond seconds).
+        copies = w.get("copies", 30)
+        x, y = np.tile(x, (copies, 1)), np.tile(y, copies)
     else:
         x = rng.random((w["samples"], w["sizes"][0]))
         y = rng.integers(0, 10, w["samples"]).astype(float)
@@ -377,7 +380,7 @@ class BusyProcesses:
 def engine_workloads(folder):
     """(name, workload, model text or None, data maker, batch sizes) of the engine lines (issue 21)."""
     digits = dict(WORKLOADS["digits-mlp"])
-    cnn = dict(WORKLOADS["digits-mlp"], model=open(os.path.join(ROOT, "models", "digits-cnn.model")).read())
+    cnn = dict(WORKLOADS["digits-mlp"], model=open(os.path.join(ROOT, "models", "digits-cnn.model")).read(), copies=8)
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     import rnn_speed
 
@@ -412,7 +415,10 @@ def engines(folder, quick):
           "ceiling T(batch)/T(batch/2) alone | beside a second process")
     print(f"{'workload':<22} {'batch':>5} {'busy':>4} " + " ".join(f"{n:>10}" for n in settings)
           + "  def/w1  t2/w1  ceiling")
+    only = [a for a in sys.argv[sys.argv.index("--engines") + 1:] if not a.startswith("--")]
     for name, w, data, batches in engine_workloads(folder):
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
         os.environ["BENCH_X"], os.environ["BENCH_Y"] = data()
         for batch in batches:
             for busy in (0, 1, 2):

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -35,9 +36,10 @@ from .model.data import prepare
 from .network import Objective, targets_are_classes
 from .training import batches
 from .training.engines.local import LocalEngine
-from .processes import end_child, fork_child, limit_blas_threads, prewarm_blas, tune_allocator, wait_any
+from .processes import (die_with_parent, end_child, fork_child, limit_blas_threads, prewarm_blas, tune_allocator,
+                        wait_any)
 from .training.optimizers import Optimizer
-from .files.workdir import scratch_dir
+from .files.workdir import remove_stale, scratch_dir
 
 # Activations a mutation may pick: all of the registry except the step
 # function (its derivative is 0: nothing would learn) and softmax (row-wise,
@@ -267,11 +269,28 @@ def _load_result(folder, genome):
     }
 
 
+RUN_PREFIX = "kerash-evolve"
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(Exception):
+    """A signal (SIGINT, SIGTERM, SIGHUP) stopped the search; `signal` is its number."""
+
+    def __init__(self, signum):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signal = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
 def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
     """Train every (genome, seed) of jobs, in order, with up to cfg.workers forked workers."""
     if cfg.workers <= 1 or len(jobs) <= 1:
         return [train_genome(g, x, y, train_idx, val_idx, cfg, s) for g, s in jobs]
-    run_dir = scratch_dir("kerash-evolve")
+    remove_stale(RUN_PREFIX)
+    run_dir = scratch_dir(RUN_PREFIX)
     running = {}
     try:
         pending = list(enumerate(jobs))
@@ -280,7 +299,10 @@ def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
                 i, (genome, seed) = pending.pop(0)
                 folder = os.path.join(run_dir, f"job-{i}")
 
-                def job(genome=genome, seed=seed, folder=folder):
+                def job(genome=genome, seed=seed, folder=folder, parent=os.getpid()):
+                    die_with_parent(parent)  # a killed search takes its workers with it
+                    for sig in STOPPING:  # the search stops; its workers end when it ends them
+                        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
                     limit_blas_threads(1)
                     train_genome(genome, x, y, train_idx, val_idx, cfg, seed)
                     _save_result(folder, genome)
@@ -363,13 +385,32 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
         normalization.apply(xs, stats, spec)
     prewarm_blas(np.float32)
     rows = []
+    # A signal ends the search where it is (ending the workers, removing their folder): the best genome
+    # evaluated so far is still the result.
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOPPING if signal.getsignal(sig) != signal.SIG_IGN}
+    population, stopped = [], 0
+    try:
+        population, stopped = _search(spec, xs, ys, train_idx, val_idx, cfg, rows, report, population)
+    except Stopped as e:
+        stopped = e.signal
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not population:
+        raise Stopped(stopped)
+    best = sorted(population, key=lambda g: (g.fitness(), g.id))[0]
+    return best, rows, {"classes": classes, "normalization": stats, "stopped": stopped}
+
+
+def _search(spec, xs, ys, train_idx, val_idx, cfg, rows, report, population):
+    """The generations; `population` (a list) holds the last evaluated one, also when a signal stops them."""
 
     def rng_for(generation, index):
         return np.random.default_rng([cfg.seed, generation, index])
 
     initial = Genome("g0-0", "", "initial", modelmod.normalised_text(spec))
     initial.params = modelmod.init_params(spec, int(rng_for(0, 0).integers(2**63)), np.float32)
-    population = evaluate_all([(initial, int(rng_for(0, 0).integers(2**63)))], xs, ys, train_idx, val_idx, cfg)
+    population[:] = evaluate_all([(initial, int(rng_for(0, 0).integers(2**63)))], xs, ys, train_idx, val_idx, cfg)
     for g in population:
         rows.append(summary_row(0, g))
         report(rows[-1])
@@ -389,9 +430,8 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
         for g in children:
             rows.append(summary_row(generation, g))
             report(rows[-1])
-        population = [elite] + children
-    best = sorted(population, key=lambda g: (g.fitness(), g.id))[0]
-    return best, rows, {"classes": classes, "normalization": stats}
+        population[:] = [elite] + children
+    return population, 0
 
 
 def write_best(best, out_dir, rows, seed, force=False, inputs=None):

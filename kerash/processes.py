@@ -139,6 +139,18 @@ def end_child(pid, grace=0.0):
         pass
 
 
+def die_with_parent(parent, sig=signal.SIGKILL):
+    """In a forked child: be sent `sig` when the process that forked it (pid `parent`) ends (Linux)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it ended before the call
+        os._exit(1)
+
+
 def shared_zeros(shape, dtype):
     """An array of zeros in memory that forked children share with this process (anonymous, MAP_SHARED)."""
     import mmap
@@ -184,7 +196,10 @@ def map_chunks(count, fill, processes):
             counter[0] = i + 1
         return i if i < count else None
 
+    parent = os.getpid()
+
     def work():
+        die_with_parent(parent)
         limit_blas_threads(1)
         while (i := take()) is not None:
             try:

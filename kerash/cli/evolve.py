@@ -40,6 +40,8 @@ def evolve(
       evolve -x circle/data.npy -y circle/labels.txt --population 4 --generations 2 -o best --seed 1
       kerash summary best
     """
+    import signal
+
     from .. import evolve as evolution
     from .. import model as modelmod
     from ..errors import UsageError
@@ -56,6 +58,15 @@ def evolve(
     modelmod.check_target(output, force)  # now rather than after the whole search, which would be lost
     x, y = read_tensor(data), read_labels(labels)
     report = table_printer(evolution.COLUMNS, evolution.format_row)
-    best, rows, inputs = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
+    try:
+        best, rows, inputs = evolution.evolve(x, y, cfg, text, report, (source_name(data), source_name(labels)))
+    except evolution.Stopped as e:
+        sys.stderr.write(f"evolve: interrupted by {signal.Signals(e.signal).name} before a genome was evaluated; "
+                         f"nothing written\n")
+        return 128 + e.signal
     evolution.write_best(best, output, rows, seed, force, inputs)
+    if inputs["stopped"]:
+        sys.stderr.write(f"evolve: interrupted by {signal.Signals(inputs['stopped']).name}; the best genome so far, "
+                         f"{best.id} (val_loss {best.val_loss:.6g}), written to {output}\n")
+        return 128 + inputs["stopped"]
     sys.stderr.write(f"evolve: best genome {best.id} (val_loss {best.val_loss:.6g}) written to {output}\n")

@@ -112,7 +112,8 @@ def predict(
     loaded = model.load(model_dir, dtype)
     outputs, predicted = model.predict_loaded(loaded, _read(input), source_name(input))
     if classes:
-        outputs = predicted.reshape(len(predicted), -1)  # a row per sample; a column per step of a sequence
+        # a row per sample (none for none); a column per step of a sequence
+        outputs = predicted.reshape(len(predicted), -1) if len(predicted) else predicted.reshape(0, 1)
         if loaded.classes is not None:
             if resolve_format(fmt, output) != "text":
                 from ..errors import UsageError

@@ -104,7 +104,11 @@ def train(
             sys.stderr.write(f"train: warning: {message}\n")
 
     names = tuple(fs.source_name(p) if p else "" for p in (data, labels, vdata, vlabels))
-    result = fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn, names)
+    def note(message):
+        if cfg.verbose:
+            sys.stderr.write(f"train: {message}\n")
+
+    result = fit(model_dir, x, y, cfg, val, report, bar.update if bar else None, warn, names, note)
     if bar:
         bar.clear()
     if result.status == "nothing":

@@ -29,3 +29,26 @@ def workdir():
 def scratch_dir(prefix):
     """A new private folder under the work dir, named PREFIX-<pid>-<random>."""
     return tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=workdir())
+
+
+def remove_stale(prefix, root=None):
+    """Remove work folders PREFIX-<pid>-… whose process is gone: left by a run that was killed."""
+    import shutil
+
+    root = root or workdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix + "-"):
+            continue
+        pid = name[len(prefix) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            except OSError:
+                pass
+

@@ -17,6 +17,11 @@ import numpy as np
 MARGIN_LOSSES = ("hinge", "huber_modified")
 
 
+def as_rows(a):
+    """a (N, …) as N rows; unlike reshape(N, -1), also for N = 0."""
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64)))
+
+
 def targets_are_classes(y):
     """Whether targets (N, K) or (N, T, K) are classes, so that accuracy means something.
 
@@ -110,7 +115,7 @@ class Objective:
             y = y.reshape(-1, y.shape[-1])
         elif out.ndim == 3:
             out = out[:, -1]
-        out = out.reshape(out.shape[0], -1)
+        out = as_rows(out)
         if out.shape[1] > 1:
             return int(np.count_nonzero(out.argmax(axis=1) == y.argmax(axis=1)))
         return int(np.count_nonzero((out[:, 0] > self.threshold) == (y[:, 0] > 0.5)))
@@ -120,7 +125,7 @@ class Objective:
         if out.ndim == 3 and self.sequence:
             n, steps, k = out.shape
             return self.classes(out.reshape(n * steps, k)).reshape(n, steps)
-        out = out.reshape(out.shape[0], -1)
+        out = as_rows(out)
         if out.shape[1] > 1:
             return out.argmax(axis=1)
         return (out[:, 0] > self.threshold).astype(np.int64)

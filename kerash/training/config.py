@@ -14,8 +14,10 @@ made: a value given, or the one the model recorded, for the optimiser that
 takes it ('--momentum does not apply to the adam optimizer' comes first).
 """
 
+import math
+
 from ..errors import UsageError
-from .optimizers import DEFAULT, OPTIMIZERS, POSITIVE
+from .optimizers import DEFAULT, OPTIMIZERS, POSITIVE, Range
 
 PATH = "path"  # a file name (str): MODEL/params gives it relative to the model directory
 TRAIN = ("train",)
@@ -37,6 +39,7 @@ class Check:
 AT_LEAST_ONE = Check(lambda value: value >= 1, "≥ 1, got {value}")
 NOT_NEGATIVE = Check(lambda value: value >= 0, "≥ 0, got {value}")
 SEED = Check(lambda value: 0 <= value < 2**63, "in [0, 2⁶³), not {value}")
+FINITE = Range(-math.inf, math.inf, False, "a finite number")
 
 
 class Setting:
@@ -94,7 +97,8 @@ SETTINGS = [
             config=False),
     Setting("epochs", int, "Epochs to run now [default: 10].", short="-e", check=NOT_NEGATIVE),
     Setting("until_epoch", int, "Train until the model has N epochs in total; do nothing if it has them."),
-    Setting("batch_size", int, "Samples per step [default: the model's last, else 32].", short="-b"),
+    Setting("batch_size", int, "Samples per step [default: the model's last, else 32].", short="-b",
+            check=AT_LEAST_ONE),
     Setting("batch_growth", str, "DyNet's growing batches: START samples per step, STEP more each epoch, at most MAX.",
             metavar="START:STEP:MAX"),
     Setting("lr", float, f"Learning rate [default: {_defaults('lr')}].", tools=TRAIN_AND_UPDATE),
@@ -126,7 +130,9 @@ SETTINGS = [
             "machine makes threads wait for each other].", check=AT_LEAST_ONE),
     Setting("engine", str, "local (one process), fork (--workers processes on this machine) or mpi (ranks of "
             "mpiexec) [default: mpi under mpiexec, else fork or local]."),
-    Setting("stall", float, "Report a worker that makes no progress for this many seconds [default: 60].",
+    Setting("verbose", bool, "Say on standard error how the run is set up (processes, shards) and why.",
+            default=False, short="-v"),
+    Setting("stall", float, "Report a worker that makes no progress for this many seconds [default: 60].", check=POSITIVE,
             default=60.0),
     Setting("validation_split", float, "Hold out this fraction of the data for validation (fixed by the seed).",
             default=0.0),
@@ -134,13 +140,15 @@ SETTINGS = [
     Setting("val_labels", PATH, "Labels of --val-data.", metavar="Y", config=False),
     Setting("seed", int, "Seed of the validation split and the shuffles [default: the model's].", check=SEED),
     Setting("dtype", str, "Floating-point type of the computation.", metavar="float32|float64"),
-    Setting("target_loss", float, "Stop when the training loss goes below this."),
+    Setting("target_loss", float, "Stop when the training loss goes below this.", check=FINITE),
     Setting("patience", int, "Stop after this many epochs without validation improvement."),
     Setting("restore_best", bool, "At the end, put back the weights of the best validation loss.", default=False,
             negatable=True),
-    Setting("checkpoint_every", int, "Keep MODEL/checkpoints/epoch-NNNN every N epochs.", default=0),
-    Setting("skip_below", float, "Skip learning samples whose loss is under this (DyNet)."),
-    Setting("skip_growth", float, "Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10]."),
+    Setting("checkpoint_every", int, "Keep MODEL/checkpoints/epoch-NNNN every N epochs.", default=0,
+            check=NOT_NEGATIVE),
+    Setting("skip_below", float, "Skip learning samples whose loss is under this (DyNet).", check=POSITIVE),
+    Setting("skip_growth", float, "Per-epoch growth of a skipped sample's assumed loss [default: skip-below/10].",
+            check=POSITIVE),
     Setting("stats", bool, "Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each "
             "epoch.", default=False, negatable=True),
     Setting("restart_epoch", bool, "Start an interrupted epoch afresh, on purpose, when the data, split, seed or "

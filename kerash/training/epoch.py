@@ -28,15 +28,19 @@ class FitResult:
 
 
 class _Signals:
-    """SIGINT/SIGTERM set a flag; the loop stops at the end of the current step."""
+    """SIGINT, SIGTERM and SIGHUP set a flag; the loop stops at the end of the current step.
+
+    A signal the caller ignores (nohup's SIGHUP) stays ignored.
+    """
 
     def __init__(self):
         self.received = 0
 
     def __enter__(self):
         self.previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self._handler)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                self.previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum, frame):
@@ -178,6 +182,8 @@ class Epochs:
             record["val_accuracy"] = (vcorrect / (len(run.vx) * run.objective.scored_steps(run.vx, run.vy))
                                       if run.classification else math.nan)
         record["seconds"] = time.monotonic() - t0
+        per_step = getattr(self.engine, "processes_per_step", None)
+        record["processes"] = per_step() if per_step else 1
         return record
 
     def _epoch_end(self, epoch, end, record, records):

@@ -24,16 +24,18 @@ from ..processes import limit_blas_threads, mpi_size, prewarm_blas, tune_allocat
 from . import batches
 from .callbacks import callbacks
 from .engines import default_workers, make_engine
+from .engines.step import shard_count
 from .engines.step import StepSettings
 from .epoch import Epochs, FitResult
 from .optimizers import HYPER_PARAMETERS, continued, flat_state
 from .schedule import BatchGrowth, Schedule
 from .state import Saver
 
+MAX_WORKERS_PER_CORE = 4
 DEFAULT_NAMES = ("data", "labels", "validation data", "validation labels")
 
 
-def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, names=DEFAULT_NAMES):
+def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, names=DEFAULT_NAMES, note=None):
     """Train the model in `model_path` on samples x with targets y; see TrainConfig.
 
     `names` (data, labels, validation data, validation labels) name the inputs in messages.
@@ -46,7 +48,7 @@ def fit(model_path, x, y, cfg, val=None, report=None, progress=None, warn=None, 
             # Rank 0 alone writes the model; the other ranks compute and stay silent.
             return Run(md, x, y, cfg, val, None, None, None, names, leader=False).run()
     with md.lock(blocking=False):
-        return Run(md, x, y, cfg, val, report, progress, warn, names).run()
+        return Run(md, x, y, cfg, val, report, progress, warn, names, note=note).run()
 
 
 def uses_mpi(cfg):
@@ -57,12 +59,13 @@ def uses_mpi(cfg):
 class Run:
     """One run of train: the model, the data as the network reads them, and everything the run continues."""
 
-    def __init__(self, md, x, y, cfg, val, report, progress, warn, names, leader=True):
+    def __init__(self, md, x, y, cfg, val, report, progress, warn, names, leader=True, note=None):
         self.md, self.cfg = md, cfg
         self.leader = leader
         self.report = report or (lambda record: None)
         self.progress = progress
         self.warn = warn or (lambda message: None)
+        self.note = note or (lambda message: None)  # train -v: how the run is set up, and why
         if cfg.dtype is not None and cfg.dtype not in modelmod.DTYPES:
             raise UsageError(f"--dtype must be float32 or float64, not {cfg.dtype!r}")
         with md.pinned() as version:
@@ -93,8 +96,10 @@ class Run:
         n = self.x.shape[0]
         if n == 0:
             raise DataError("no training samples")
+        cfg.check("batch_size")  # before it is read: 0 is no "model's last" (it meant 32)
         self._batching(state)
-        cfg.check("workers", "shards", "threads", "seed")
+        cfg.check("workers", "shards", "threads", "seed", "stall", "target_loss", "checkpoint_every", "skip_below",
+                  "skip_growth")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             self.train_idx = np.arange(n)
@@ -233,10 +238,23 @@ class Run:
         self.event = "start:new-data" if changed else "start"
         cfg = self.cfg
         workers = cfg.workers
+        batch, steps = self.batch_size_at(done + 1), self.x.shape[1] if self.net.sequence else 1
+        shards = shard_count(self.net, batch, steps, cfg.shards)
         if workers is None:
-            workers = 1 if uses_mpi(cfg) else default_workers(self.net, self.batch_size_at(done + 1),
-                                                               steps=self.x.shape[1] if self.net.sequence else 1,
-                                                               shards=cfg.shards)
+            workers = 1 if uses_mpi(cfg) else default_workers(self.net, batch, steps=steps, shards=cfg.shards)
+            self.note(f"{workers} process(es): {usable_cores()} core(s) here, and a batch of {batch} is {shards} "
+                      f"shard(s) ({'--shards' if cfg.shards else 'from the model and the batch size'}); at most one "
+                      "process per core and per shard")
+        else:
+            self.note(f"{workers} process(es) (--workers); a batch of {batch} is {shards} shard(s)")
+        if workers > 1:
+            self.note("the fork engine wakes as many workers as pay at each step, timing its steps with each number "
+                      "(trace.tsv's processes column); the result is the same whatever it chooses")
+        most = MAX_WORKERS_PER_CORE * usable_cores()
+        if workers > most:  # thousands of processes help nobody: each waits for a core
+            self.warn(f"--workers {workers}: at most {MAX_WORKERS_PER_CORE} per core; using {most} on "
+                      f"{usable_cores()} core(s)")
+            workers = most
         if workers * (cfg.threads or 1) > 2 * usable_cores():  # far more than the machine can run at once
             self.warn(f"{workers} worker(s) × {cfg.threads or 1} thread(s) on {usable_cores()} core(s): "
                       "they will take turns, slower than fewer")

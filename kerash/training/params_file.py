@@ -31,7 +31,7 @@ def read_params(model_dir):
         return {}
     data = read_bytes(path, limit=1 << 20)
     try:
-        lines = data.decode("utf-8").splitlines()
+        lines = data.decode("utf-8-sig").splitlines()  # an editor's byte-order mark is no part of the first key
     except UnicodeDecodeError as e:
         lineno = data[: e.start].count(b"\n") + 1
         raise UsageError(f"{path}:{lineno}: not UTF-8 text") from None
@@ -55,6 +55,9 @@ def read_params(model_dir):
             elif kind == PATH:
                 parsed = value if value == "-" else os.path.join(model_dir, value)
             else:
+                # int() and float() also take '1_0' and other scripts' digits: a file should say what it means
+                if kind in (int, float) and (not value.isascii() or "_" in value):
+                    raise ValueError
                 parsed = kind(value)
                 if kind is int and parsed < 0:
                     raise ValueError

@@ -21,7 +21,8 @@ import numpy as np
 from ..files import fs
 
 COLUMNS = ("epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-TRACE_COLUMNS = COLUMNS + ("lr", "batch_size", "event")
+# processes: the mean number of processes that computed a step of the epoch (the fork engine's choice)
+TRACE_COLUMNS = COLUMNS + ("lr", "batch_size", "event", "processes")
 TRACE_FILE = "trace.tsv"
 STATS_FILE = "stats.tsv"
 STATS_COLUMNS = ("epoch", "layer", "param", "w_rms", "w_mean", "w_min", "w_max",
@@ -41,6 +42,8 @@ def format_record(record, columns=COLUMNS):
             out.append(str(v))
         elif col == "seconds":
             out.append(f"{v:.3f}")
+        elif col == "processes":
+            out.append(f"{v:.2f}")
         elif col.endswith("accuracy"):
             out.append(f"{v:.4f}")
         else:

@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, run, tool_env
 from helpers import weights
 
-TRACE_HEADER = ["epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr", "batch_size", "event"]
+TRACE_HEADER = ["epoch", "samples", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr", "batch_size", "event",
+                "processes"]
 
 
 def state(folder):

@@ -458,3 +458,38 @@ def test_an_existing_best_dir_is_refused_before_the_search(small):
     assert_one_line_error(proc, 2, "evolve: error:", "best", "--force")
     assert proc.stdout == b""
     assert (small / "best" / "keep").read_text() == "mine"
+
+
+def test_sigterm_writes_the_best_genome_so_far_and_leaves_no_work_folder(tmp_path):
+    """Issue 19: evolve -w 2 stopped by SIGTERM exited 143 without the best genome and left kerash-evolve-*
+    in the work folder; after a SIGKILL the next run did not sweep the stale one."""
+    import signal
+    import subprocess
+
+    from conftest import tool_env
+
+    run(["kerash", "dataset", "circle", "-o", "circle", "--samples", "300", "--seed", "2"], cwd=tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = tool_env(KERASH_WORKDIR=work, KERASH_WARM=0)  # cold: the workers are its children
+    args = ["evolve", "-x", "circle/data.npy", "-y", "circle/labels.txt", "--scratch", "--population", "4",
+            "--generations", "100000", "--epochs-per-eval", "3", "--workers", "2", "--seed", "3"]
+    for sig, code in ((signal.SIGKILL, -9), (signal.SIGTERM, 143)):
+        proc = subprocess.Popen([*args, "-o", f"best-{sig.name}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            for _ in range(4):  # the header, generation 0 and two children of generation 1
+                assert proc.stdout.readline()
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == code, err
+    # the SIGKILL left its folder; the SIGTERM run swept it and removed its own
+    assert os.listdir(work) == []
+    assert "interrupted by SIGTERM; the best genome so far" in err.decode() and "best-SIGTERM" in err.decode()
+    assert not (tmp_path / "best-SIGKILL").exists()
+    out = run(["predict", "best-SIGTERM", "circle/data.npy"], cwd=tmp_path).stdout.decode().splitlines()
+    assert len(out) == 300

@@ -169,3 +169,15 @@ def test_a_padding_no_memory_can_hold_is_refused_with_the_sizes(tmp_path):
     proc = run(["conv", "one.txt", "one.txt", "--pad", "99999999999"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "with padding 99999999999, the images would be 1×1×199999999999×199999999999 values",
                           "more than this machine's memory")
+
+
+def test_predict_of_no_samples_is_an_empty_table(tmp_path):
+    """Issue 19: `printf '# shape: 0 2\\n' | predict M -` and an npy of shape (0, 2) ended in internal errors."""
+    from helpers import make_model
+
+    make_model(tmp_path, "2 1 1\ninput\ndense 3 softmax\n")
+    np.save(tmp_path / "none.npy", np.zeros((0, 2)))
+    assert run(["predict", "m", "-"], cwd=tmp_path, input="# shape: 0 2\n").stdout == b"# shape: 0 3\n"
+    run(["predict", "m", "none.npy", "-o", "out.npy"], cwd=tmp_path)
+    assert np.load(tmp_path / "out.npy").shape == (0, 3)
+    assert run(["predict", "m", "none.npy", "--classes"], cwd=tmp_path).stdout == b"# shape: 0 1\n"

@@ -59,7 +59,11 @@ def test_train_model_update_and_the_params_file_take_the_declared_settings(tmp_p
         config.TrainConfig(data="x.npy", epochs=1)
 
 
-BAD = {"epochs": -1, "clip_norm": 0.0, "workers": 0, "shards": 0, "threads": 0, "seed": -1}
+# Issue 19: --skip-below nan trained nothing and exited 0, --batch-size 0 meant 32, and --target-loss nan,
+# --stall nan and --checkpoint-every -1 were accepted.
+BAD = {"epochs": -1, "clip_norm": 0.0, "workers": 0, "shards": 0, "threads": 0, "seed": -1, "batch_size": 0,
+       "stall": float("nan"), "target_loss": float("nan"), "checkpoint_every": -1, "skip_below": float("nan"),
+       "skip_growth": 0.0}
 
 
 def test_the_declared_checks_are_the_ones_train_makes(tmp_path):
@@ -101,3 +105,26 @@ def test_one_registered_class_per_optimiser():
     # the help text names each optimiser's defaults
     assert "0.01 for sgd/momentum/nesterov, 0.001 for adam/rmsprop" in config.BY_NAME["lr"].help
     assert "[default: 1e-8]" in config.BY_NAME["eps"].help
+
+
+def test_a_params_file_says_what_it_means(tmp_path):
+    """Issue 19: MODEL/params accepted `epochs 1_0` (ten) and refused a byte-order mark."""
+    (tmp_path / PARAMS_FILE).write_bytes("\ufeffepochs 3\nlr 0.5\n".encode())
+    assert read_params(tmp_path) == {"epochs": 3, "lr": 0.5}
+    for text in ("epochs 1_0\n", "lr 0.0_1\n", "epochs \u0661\n"):
+        (tmp_path / PARAMS_FILE).write_text(text)
+        with pytest.raises(UsageError, match="params:1: (epochs must be a whole number|lr must be a number)"):
+            read_params(tmp_path)
+
+
+def test_thousands_of_workers_are_capped_at_a_few_per_core(tmp_path):
+    """Issue 19: --workers 5000 only warned, and forked thousands of processes."""
+    from kerash.processes import usable_cores
+
+    make_model(tmp_path, "2 1 1\ninput\ndense 2 softmax\n")
+    savetxt(tmp_path / "x.txt", np.array([[0.0, 1.0], [1.0, 0.0]]))
+    savetxt(tmp_path / "y.txt", np.array([[0], [1]]))
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "--workers", "5000"], cwd=tmp_path)
+    most = 4 * usable_cores()
+    assert f"train: warning: --workers 5000: at most 4 per core; using {most} on {usable_cores()} core(s)" in \
+        proc.stderr.decode()

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from ...errors import TrainingError
-from ...files.workdir import scratch_dir
+from ...files.workdir import remove_stale, scratch_dir
 from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, usable_cores,
                           wait_child)
 from .local import LocalEngine
@@ -76,24 +76,7 @@ def _work_folder_named():
 
 def remove_stale_runs(root=None):
     """Remove run folders left by coordinators that were killed (their pid is gone)."""
-    from ...files.workdir import workdir
-
-    root = root or workdir()
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(RUN_PREFIX + "-"):
-            continue
-        pid = name[len(RUN_PREFIX) + 1 :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-            except OSError:
-                pass
+    remove_stale(RUN_PREFIX, root)
 
 
 def _process_state(pid):
@@ -150,43 +133,60 @@ class LoadProbe:
 class ProcessChooser:
     """How many workers to wake for a step: the number whose steps took least time per sample, lately.
 
-    Every EXPLORE steps one of the other numbers is tried for TRY steps, so a
-    change of the machine's load is noticed.  Any choice gives the same bits.
+    Each number is first tried for TRY steps (after one step that warms it
+    up); then every EXPLORE steps another is tried again for TRY steps, its
+    old figure replaced, so that a change of the machine's load is noticed.
+    Any choice gives the same bits.
     """
 
-    EXPLORE, TRY, DECAY = 40, 3, 0.7
+    EXPLORE, TRY, DECAY = 24, 3, 0.6
 
     def __init__(self, workers):
         self.workers = workers
+        self.fixed = os.environ.get("KERASH_ENGINE_ADAPT") == "0"
         self.cost = [None] * (workers + 1)  # seconds per sample, decaying average, by workers woken
         self.current = workers
-        self.trying = None
+        self.trying = [workers, self.TRY + 1, True]  # (woken, steps left, first: replace the old figure)
         self.steps = 0
 
-    def choose(self, shards):
-        """Workers to wake for a step of `shards` shards (the coordinator computes too)."""
+    def choose(self, shards, idle=True):
+        """Workers to wake for a step of `shards` shards (the coordinator computes too).
+
+        Without an idle core (`idle`, LoadProbe), more workers than the best so far are not tried: on a
+        busy machine each try costs steps that wait for a core.  KERASH_ENGINE_ADAPT=0 wakes them all
+        (for measurements and tests that need every worker to compute).
+        """
         most = min(self.workers, shards - 1)
-        if self.trying is not None:
-            return min(self.trying[0], most)
-        unknown = [a for a in range(most + 1) if self.cost[a] is None]
-        if unknown:
-            return unknown[-1]
-        return min(self.current, most)
+        if self.fixed:
+            return most
+        if self.trying and self.trying[0] > self.current and self.cost[self.current] is not None and not idle:
+            self.trying = None
+        return min(self.trying[0] if self.trying else self.current, most)
 
     def record(self, woken, seconds, samples):
-        per_sample = seconds / max(samples, 1)
-        old = self.cost[woken]
-        self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
         self.steps += 1
-        if self.trying is not None:
-            left = self.trying[1] - 1
-            self.trying = (self.trying[0], left) if left else None
+        trying = self.trying
+        if trying and trying[0] == woken:
+            trying[1] -= 1
+            if trying[1] >= self.TRY:  # the warm-up step: not counted
+                return
+            per_sample = seconds / max(samples, 1)
+            old = None if trying[2] else self.cost[woken]
+            trying[2] = False
+            self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
+            if trying[1] <= 0:
+                untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
+                self.trying = [untried[-1], self.TRY + 1, True] if untried else None
+        elif not trying:
+            per_sample = seconds / max(samples, 1)
+            old = self.cost[woken]
+            self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
         known = [a for a in range(self.workers + 1) if self.cost[a] is not None]
         if known:
             self.current = min(known, key=lambda a: self.cost[a])
-        if self.trying is None and self.steps % self.EXPLORE == 0 and self.workers:
+        if not self.trying and self.steps % self.EXPLORE == 0 and self.workers:
             other = (self.current + 1 + (self.steps // self.EXPLORE) % self.workers) % (self.workers + 1)
-            self.trying = (other, self.TRY)
+            self.trying = [other, self.TRY, True]
 
 
 class ForkEngine(LocalEngine):
@@ -334,8 +334,10 @@ class ForkEngine(LocalEngine):
 
     def _worker(self, k, coordinator):
         run_dir = self.run_dir
-        # Ctrl-C reaches the whole process group: only the coordinator acts on it.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C, a hang-up and Ctrl-\ reach the whole process group: only the coordinator acts on them
+        # (if it dies of one, PR_SET_PDEATHSIG below ends the workers, which remove the run folder).
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
 
         def orphaned(signum=None, frame=None):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -499,6 +501,8 @@ class ForkEngine(LocalEngine):
                 status = 0
             if status is not None:
                 self.pids[k - 1] = None
+                if self.interrupted():  # a signal to the whole group (kill -TERM -PGID): a stop, not a failure
+                    raise Interrupted(True)
                 raise EngineFailure(f"worker {k} (pid {pid}) {describe_status(status)}; training stopped", True)
 
     def _gathered(self, idx, scale, helpers):
@@ -531,8 +535,9 @@ class ForkEngine(LocalEngine):
         """One training step over the shards; keep is ignored (shards return their losses)."""
         shards = shard_count(self.net, len(idx), self.steps, self.settings.shards)
         first, stop = self.group(shards)
-        helpers = self.chooser.choose(stop - first) if self.workers > 1 else 0
+        helpers = 0
         if self.workers > 1:
+            helpers = self.chooser.choose(stop - first, self.probe.idle_core(1))
             self.control[_SPIN] = self.probe.idle_core(1 + helpers)
             self._check_workers()
             if self.late:

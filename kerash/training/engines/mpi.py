@@ -49,6 +49,7 @@ class MpiEngine(ForkEngine):
         from mpi4py import MPI
 
         self.comm, self.rank, self.size = world()
+        self.segments = _shared_segments()
         self.in_place, self.add = MPI.IN_PLACE, MPI.SUM
         self.leader = self.rank == 0
         self.agreed_stop = 0  # how many ranks had a stop request (a signal) at the last step
@@ -73,3 +74,33 @@ class MpiEngine(ForkEngine):
         stop = np.array([1 if self.interrupted() else 0], dtype=np.int64)
         self.comm.Allreduce(self.in_place, stop, op=self.add)
         self.agreed_stop = int(stop[0])
+
+    def close(self):
+        """Stop the workers, and remove the names of MPICH's shared-memory segments of this job.
+
+        MPICH removes them once every local rank has mapped them, unless the job
+        ends early (a failed or killed rank): then /dev/shm keeps 2 MB for each.
+        The mappings stay valid for the ranks still running; a SIGKILL of mpiexec
+        itself leaves them (see the README's multi-host section).
+        """
+        super().close()
+        for path in self.segments:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _shared_segments():
+    """The /dev/shm/mpich_shm_* files this process maps (MPI's intra-node channel), from /proc/self/maps."""
+    found = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split(maxsplit=5)[-1].strip()
+                if path.startswith("/dev/shm/mpich_shm_"):
+                    found.add(path.removesuffix(" (deleted)"))
+    except OSError:
+        pass
+    return sorted(p for p in found if not p.endswith("(deleted)"))
+
