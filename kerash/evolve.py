@@ -246,7 +246,7 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
 
 
 def _save_result(folder, genome):
-    os.makedirs(folder, exist_ok=True)
+    os.mkdir(folder)  # not makedirs: a run folder removed meanwhile (the search ended) is not made again
     modelmod.write_tree(folder, modelmod.flatten_params(genome.params))
     with open(os.path.join(folder, "result.json"), "w") as f:
         json.dump({"val_loss": genome.val_loss if math.isfinite(genome.val_loss) else None,
@@ -303,11 +303,17 @@ def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
                     die_with_parent(parent)  # a killed search takes its workers with it
                     for sig in STOPPING:  # the search stops; its workers end when it ends them
                         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)  # held while it was forked
                     limit_blas_threads(1)
                     train_genome(genome, x, y, train_idx, val_idx, cfg, seed)
                     _save_result(folder, genome)
 
-                running[fork_child(job)] = (i, genome, folder)
+                # A signal between the fork and this record would leave a child nobody ends: held until then.
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+                try:
+                    running[fork_child(job)] = (i, genome, folder)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             pid, status = wait_any(running)
             i, genome, folder = running.pop(pid)
             if os.waitstatus_to_exitcode(status) != 0:
