@@ -32,6 +32,8 @@ from ..errors import DataError, printable
 from ..processes import end_child, fork_child, wait_child
 
 MAX_DIMS = 32  # numpy 1.26 holds at most 32 dimensions
+# A longer line is refused: parsing one line costs memory many times its size (a 40 MB line took 2.7 GB).
+MAX_LINE = 16 << 20
 
 # Bytes read and parsed at a time; a line longer than this is checked as it grows.
 BLOCK = 1 << 20
@@ -506,7 +508,12 @@ class _Lines:
         unchecked, waiting = [self.pending], len(self.pending)  # of a line longer than a block
         found = False  # in what is read now: what was pending holds no newline, but for the first bytes
         comment = None
+        length = len(self.pending)  # of the line being read, which holds no newline yet
         while not found and not self.eof:
+            if length > MAX_LINE:
+                raise _LineProblem(lineno, f"a line longer than {MAX_LINE >> 20} MiB (a row of more than a million "
+                                           "values): store such a tensor as .npy, or its rows on lines of their own "
+                                           "under a '# shape:' header")
             if waiting > BLOCK:
                 data = b"".join(unchecked)
                 if comment is None:  # the first check sees the start of the line
@@ -521,6 +528,7 @@ class _Lines:
             parts.append(more)
             unchecked.append(more)
             waiting += len(more)
+            length += len(more) if not found else 0
         pending = b"".join(parts) if len(parts) > 1 else parts[0]
         if self.eof and pending and not pending.endswith(b"\n"):
             pending += b"\n"

@@ -181,3 +181,15 @@ def test_predict_of_no_samples_is_an_empty_table(tmp_path):
     run(["predict", "m", "none.npy", "-o", "out.npy"], cwd=tmp_path)
     assert np.load(tmp_path / "out.npy").shape == (0, 3)
     assert run(["predict", "m", "none.npy", "--classes"], cwd=tmp_path).stdout == b"# shape: 0 1\n"
+
+
+def test_a_line_longer_than_16_mib_is_refused_at_once(tmp_path):
+    """Issue 19: a 40 MB single-line text tensor took 2.67 GB and 29 s; a line is capped with a clear error."""
+    line = b"0.5 " * (17 * (1 << 20) // 4) + b"\n"
+    (tmp_path / "long.txt").write_bytes(line)
+    for args, data in ((["tensor-stats", "long.txt"], None), (["tensor-stats", "-"], line)):
+        proc = run(args, cwd=tmp_path, input=data, check=False, timeout=60)
+        assert_one_line_error(proc, 1, ":1: a line longer than 16 MiB", ".npy")
+    shorter = b"0.5 " * (4 * (1 << 20) // 4) + b"\n"  # 4 MiB: a million values, read as ever
+    proc = run(["tensor-stats", "-"], cwd=tmp_path, input=shorter)
+    assert proc.stdout.decode().splitlines()[1].split("\t")[1] == "1"
