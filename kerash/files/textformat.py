@@ -596,7 +596,10 @@ def _read_text(source, where, head, dtype):
     if all(number(f, dialect) is None for f in fields):
         if not any(fields):
             raise _LineProblem(lineno, "empty fields only")
-        columns = tuple(printable(f.decode("utf-8", "replace")) for f in fields)
+        try:
+            columns = tuple(printable(f.decode("utf-8")) for f in fields)
+        except UnicodeDecodeError:  # no header of names: random bytes that happen to hold no control character
+            raise _LineProblem(lineno, "binary data, not a text tensor (or text that is not UTF-8)") from None
         pos = end + 1
         lineno += 1
     elif shape is None and dialect.sep is None and ncols == 3 and _kerash_like(fields):
