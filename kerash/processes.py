@@ -161,16 +161,22 @@ def shared_zeros(shape, dtype):
     return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
 
 
-def idle_cores():
-    """Cores of this process's affinity that no other task is running on now (/proc/stat), at least 0."""
+def running_tasks():
+    """How many tasks the kernel is running now, this process included (/proc/stat), or None where it does not say."""
     try:
         with open("/proc/stat", "rb") as f:
             for line in f:
                 if line.startswith(b"procs_running"):
-                    return max(0, usable_cores() - int(line.split()[1]))  # this process counts as running
+                    return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return None
+
+
+def idle_cores():
+    """Cores of this process's affinity that no other task is running on now, at least 0."""
+    running = running_tasks()
+    return 0 if running is None else max(0, usable_cores() - running)
 
 
 def map_chunks(count, fill, processes):

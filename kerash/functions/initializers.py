@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 
-from ..errors import UsageError
-from .registry import resolve_params, lookup, format_value
+from .registry import checked_params, format_value, lookup
 
 
 class Initializer:
@@ -20,13 +19,7 @@ class Initializer:
 
     def bind(self, given=()):
         """The drawing function for these parameters; impossible ones are refused here, before any draw."""
-        values = resolve_params("initialiser", self.name, self.params, given)
-        for (key, _), value in zip(self.params, values):
-            if not math.isfinite(value):
-                raise UsageError(f"parameter {key} of initialiser {self.name} must be finite, not {value}")
-        problem = self.check(*values) if self.check else None
-        if problem:
-            raise UsageError(f"initialiser {self.name}: {problem}")
+        values = checked_params("initialiser", self.name, self.params, given, self.check)
         return lambda rng, shape, fan_in, fan_out: self.draw(rng, shape, fan_in, fan_out, *values)
 
 

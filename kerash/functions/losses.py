@@ -1,11 +1,8 @@
 """Losses: per-sample values and their gradients, some fused with the output activation."""
 
-import math
-
 import numpy as np
 
-from ..errors import UsageError
-from .registry import resolve_params, lookup, like, format_value
+from .registry import checked_params, format_value, like, lookup
 
 
 class Loss:
@@ -29,14 +26,7 @@ class Loss:
 
     def bind(self, given=()):
         """This loss with its parameters; impossible ones are refused here, before any use."""
-        values = resolve_params("loss", self.name, self.params, given)
-        for (key, _), value in zip(self.params, values):
-            if not math.isfinite(value):
-                raise UsageError(f"parameter {key} of loss {self.name} must be finite, not {format_value(value)}")
-        problem = self.check(*values) if self.check else None
-        if problem:
-            raise UsageError(f"loss {self.name}: {problem}")
-        return BoundLoss(self, values)
+        return BoundLoss(self, checked_params("loss", self.name, self.params, given, self.check))
 
 
 class BoundLoss:

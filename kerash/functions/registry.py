@@ -1,5 +1,7 @@
 """What every function registry shares: parameters read from text, lookup by name."""
 
+import math
+
 import numpy as np
 
 from ..errors import UsageError, close_matches
@@ -35,6 +37,18 @@ def resolve_params(kind, name, declared, given):
     if missing:
         raise UsageError(f"{kind} {name} needs parameter(s) {', '.join(missing)}")
     return tuple(values.get(p, d) for p, d in declared)
+
+
+def checked_params(kind, name, declared, given, check=None):
+    """resolve_params, then refuse non-finite values and those `check` (values → problem or None) finds impossible."""
+    values = resolve_params(kind, name, declared, given)
+    for (key, _), value in zip(declared, values):
+        if not math.isfinite(value):
+            raise UsageError(f"parameter {key} of {kind} {name} must be finite, not {format_value(value)}")
+    problem = check(*values) if check else None
+    if problem:
+        raise UsageError(f"{kind} {name}: {problem}")
+    return values
 
 
 def lookup(table, kind, name):

@@ -1,5 +1,6 @@
 """The kernels of convolution and pooling layers: im2col, col2im, conv2d, max pooling."""
 
+import functools
 import os
 
 import numpy as np
@@ -22,17 +23,23 @@ def _check_window(kind, h, w, kh, kw, stride, pad):
         )
 
 
+@functools.lru_cache(maxsize=1)
+def _memory():
+    """This machine's memory in bytes, or None (asked once: convolution checks it at every call)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
 def check_fits(what, shape, dtype):
     """Refuse, with the sizes, an array that this machine's memory cannot hold (a huge --pad, say)."""
     count = 1
     for d in shape:
         count *= int(d)
     size = count * np.dtype(dtype).itemsize
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return
-    if size > memory:
+    memory = _memory()
+    if memory is not None and size > memory:
         raise DataError(f"{what} would be {'×'.join(map(str, shape))} values ({size / 2**30:.3g} GiB), "
                         f"more than this machine's memory ({memory / 2**30:.3g} GiB)")
 

@@ -164,6 +164,8 @@ class Network:
         The views of each buffer are made once: an engine points the network
         at another shard's row before every shard it computes.
         """
+        if self.arena.grads is buffer:
+            return
         cache = self._grad_views
         key = (buffer.__array_interface__["data"][0], buffer.size)
         views = cache.get(key)

@@ -27,13 +27,15 @@ import os
 import shutil
 import signal
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
 from ...errors import TrainingError
 from ...files.workdir import remove_stale, scratch_dir
-from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, usable_cores,
-                          wait_child)
+from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, running_tasks,
+                          usable_cores, wait_child)
+from ..batches import shard_bounds
 from .local import LocalEngine
 from .step import EngineFailure, Interrupted, StepResult, add_in_order, shard_count
 
@@ -74,11 +76,6 @@ def _work_folder_named():
     return f"KERASH_WORKDIR={chosen}" if chosen else f"the work folder {workdir()}; set KERASH_WORKDIR to choose another"
 
 
-def remove_stale_runs(root=None):
-    """Remove run folders left by coordinators that were killed (their pid is gone)."""
-    remove_stale(RUN_PREFIX, root)
-
-
 def _process_state(pid):
     """'stopped', 'running', … from /proc, for messages about a worker that makes no progress."""
     try:
@@ -106,22 +103,12 @@ class LoadProbe:
         self.last = 0.0
         self.idle = True
 
-    def _running(self):
-        try:
-            with open("/proc/stat", "rb") as f:
-                for line in f:
-                    if line.startswith(b"procs_running"):
-                        return int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-        return None
-
     def idle_core(self, ours):
         """True when fewer than `cores` tasks would run with `ours` of this run's processes computing."""
         now = time.monotonic()
         if now - self.last >= self.INTERVAL:
             self.last = now
-            running = self._running()
+            running = running_tasks()
             if running is None:
                 self.idle = False  # no /proc: never poll
                 return False
@@ -231,7 +218,7 @@ class ForkEngine(LocalEngine):
         self.rows_count = shard_count(net, max(len(x), 1), self.steps, self.settings.shards)
         self.run_dir = None
         if workers > 1:
-            remove_stale_runs()
+            remove_stale(RUN_PREFIX)  # run folders of coordinators that were killed
             self.run_dir = scratch_dir(RUN_PREFIX)
         try:
             self._share(max(len(x), 1))
@@ -282,8 +269,6 @@ class ForkEngine(LocalEngine):
         self.control[field:field + 1].view(np.float64)[0] = value
 
     def _locked(self):
-        from contextlib import nullcontext
-
         return self.lock if self.workers > 1 else nullcontext()
 
     # ------------------------------------------------------------ taking shards
@@ -320,8 +305,6 @@ class ForkEngine(LocalEngine):
 
     def _bounds(self):
         """The shards of the batch of the last shard taken (cached: the same for every shard of a step)."""
-        from ..batches import shard_bounds
-
         if self.batch != self.bounds_of[0]:
             self.bounds_of = (self.batch, shard_bounds(0, *self.batch))
         return self.bounds_of[1]
@@ -402,8 +385,6 @@ class ForkEngine(LocalEngine):
 
     def _shards(self, idx, scale, helpers):
         """Compute this group's shards of the batch, `helpers` workers woken to take some."""
-        from ..batches import shard_bounds
-
         n = len(idx)
         every = shard_count(self.net, n, self.steps, self.settings.shards)
         first, stop = self.group(every)
