@@ -24,8 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 WARM = {"KERASH_WARM_DIR": f"/tmp/kerash-test-{os.getpid()}-no-server"}
 
 
+# The environment tools get: as the suite started.  In-process tests change os.environ on the
+# way (threadpoolctl sets KMP_DUPLICATE_LIB_OK), which would make tools differ from a warm server
+# started earlier, and run cold.
+START_ENV = dict(os.environ)
+
+
 def tool_env(**extra):
-    env = dict(os.environ)
+    env = dict(START_ENV)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     for name in ("KERASH_FORMAT", "KERASH_DEBUG", "KERASH_WARM"):
         env.pop(name, None)

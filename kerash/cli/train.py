@@ -143,7 +143,8 @@ def _join_mpi_job():
         world()  # MPI is started now, so that mpiexec ends every rank when one fails
         # Errors that every rank meets (bad data) are told once, by rank 0, whose exit
         # makes mpiexec stop the others; a rank failing alone tells its own a moment later.
-        on_error(before=(lambda: time.sleep(1.0)) if rank else None, after=lambda code: os._exit(code))
+        # (3 s: on a loaded machine mpiexec took more than 1 s to end the others, which then told it too)
+        on_error(before=(lambda: time.sleep(3.0)) if rank else None, after=lambda code: os._exit(code))
     return rank != 0
 
 
