@@ -37,6 +37,7 @@ _STOPS = (_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU)
 _FULL_QUEUE_WAIT = 0.2  # seconds to retry connecting to a server whose queue of connections is full
 REPLY_TIMEOUT = 3.0  # seconds to wait for the server to take a run (or answer a control request)
 _ACK_TIMEOUT = 2.0  # seconds to wait for the server to acknowledge a forwarded signal
+_GROUP_GRACE = 0.2  # seconds a signalling process of the launcher's group is given to show it signals the group
 SIGNAL_STALE = 1.0  # the server relays no signal older than this: its launcher has delivered it or soon will
 
 
@@ -312,17 +313,30 @@ def warm(entry):
 
 def _group_sender(pid, sig):
     """Whether `sig` from process `pid` was, by all signs, sent to the launcher's whole process group: the sender is
-    in that group and ignores the signal itself, as timeout(1) does before it signals its group."""
+    in that group and ignores the signal itself, as timeout(1) does before it signals its group.
+
+    timeout(1) signals the tool first and ignores the signal only then: a sender in the group is watched a
+    moment (_GROUP_GRACE) for that, or the launcher could end with the child before the group signal came.
+    """
     try:
         if pid <= 0 or pid == os.getpid() or os.getpgid(pid) != os.getpgrp():
             return False
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"SigIgn:"):
-                    return bool(int(line[7:], 16) >> (sig - 1) & 1)
-    except (OSError, ValueError):
-        pass
-    return False
+    except OSError:
+        return False
+    deadline = time.monotonic() + _GROUP_GRACE
+    while True:
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"SigIgn:"):
+                        if int(line[7:], 16) >> (sig - 1) & 1:
+                            return True
+                        break
+        except (OSError, ValueError):
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
 
 
 def _forward(sock, forwarded, run):

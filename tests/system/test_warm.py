@@ -938,6 +938,33 @@ def test_timeout_ends_the_tools_children_as_it_does_cold(server, files):
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_a_slow_group_signaller_still_ends_the_tools_children(server, files):
+    """timeout(1) signals the tool, then ignores the signal, then signals its group: slowed down between the two
+    (a loaded machine), the warm launcher must not end with its child before the group signal reaches the rest."""
+    # a timeout(1) that is preempted between its two kill()s, in a process group of its own
+    slow_timeout = """if 1:
+        import os, signal, subprocess, sys, time
+        tool = subprocess.Popen(sys.argv[2:])
+        while subprocess.run(["pgrep", "-x", "-f", "sleep " + sys.argv[1]], stdout=subprocess.DEVNULL).returncode:
+            time.sleep(0.02)
+        os.kill(tool.pid, signal.SIGTERM)
+        time.sleep(0.05)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.kill(0, signal.SIGTERM)
+        sys.exit(tool.wait() & 255)
+    """
+    for env, marker in ((cold_env(server), "3143"), (warm_env(server), "3144")):
+        try:
+            proc = subprocess.run(["setsid", sys.executable, "-c", slow_timeout, marker, "kerash", "snapshot", "xor",
+                                   "--", "sh", "-c", f"sleep {marker} | cat"],
+                                  env=env, cwd=files, timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert proc.returncode == 256 - signal.SIGTERM, proc.returncode
+            _wait_until(lambda: not _live([b"sleep", marker.encode()]), 5)
+        finally:
+            for pid in _live([b"sleep", marker.encode()]):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_few_descriptors_give_the_cold_result(server, files):
     """ulimit -n: the launcher needs descriptors of its own to hand a run over (below 5 the interpreter fails)."""
     for limit in (5, 6, 8):
