@@ -98,6 +98,9 @@ def predict(
     With --classes, one class per sample, or a row of T classes per sequence
     (tab-separated names when the model has MODEL/classes.txt).  Inputs are
     raw data: a model trained with --normalize applies its statistics.
+    Text from a pipe (or a file over 256 MB) is read, predicted and written
+    a block of thousands of rows at a time: a stream of any length takes
+    bounded memory, and the first outputs come before it ends.
 
     \b
     Example:
@@ -107,23 +110,65 @@ def predict(
       printf '0 0\\n0 1\\n' | predict m --classes
     """
     from .. import model
-    from ..files.tensorio import resolve_format, source_name, write_tensor, write_text
+    from ..files.tensorio import read_row_blocks, resolve_format, source_name
 
     loaded = model.load(model_dir, dtype)
-    outputs, predicted = model.predict_loaded(loaded, _read(input), source_name(input))
-    if classes:
-        # a row per sample (none for none); a column per step of a sequence
-        outputs = predicted.reshape(len(predicted), -1) if len(predicted) else predicted.reshape(0, 1)
-        if loaded.classes is not None:
-            if resolve_format(fmt, output) != "text":
-                from ..errors import UsageError
+    fmt = resolve_format(fmt, output)
+    if classes and loaded.classes is not None and fmt != "text":
+        from ..errors import UsageError
 
-                raise UsageError(f"{model_dir} names its classes: --classes prints text (the names in "
-                                 f"{model_dir}/classes.txt), not {resolve_format(fmt, output)}")
-            names = loaded.classes
-            write_text("".join("\t".join(names[c] for c in row) + "\n" for row in outputs.tolist()), output)
-            return
-    write_tensor(outputs, output, fmt)
+        raise UsageError(f"{model_dir} names its classes: --classes prints text (the names in "
+                         f"{model_dir}/classes.txt), not {fmt}")
+    # A stream is read, predicted and written a block at a time: any length takes bounded memory.
+    rows = model.block_rows(loaded.net)
+    blocks = read_row_blocks(input, rows, where=source_name(input))
+    results = model.predict_blocks(loaded, blocks, source_name(input))
+    _write_predictions(results, loaded, classes, fmt, output, rows)
+
+
+def _write_predictions(results, loaded, classes, fmt, output, block):
+    """Write predict's blocks of results as they come: text rows `block` rows at a time, however they were
+    computed (the same bytes from a stream and from a file); a format with a header that counts the rows (npy,
+    KeraSH, text of sequences) once all are in."""
+    import numpy as np
+
+    from ..files import textformat
+    from ..files.tensorio import tensor_chunks, write_chunks
+
+    def rows(out, predicted):
+        if not classes:
+            return out
+        # a row per sample (none for none); a column per step of a sequence
+        return predicted.reshape(len(predicted), -1) if len(predicted) else predicted.reshape(0, 1)
+
+    def named(table):
+        names = loaded.classes
+        return "".join("\t".join(names[c] for c in row) + "\n" for row in table.tolist()).encode("utf-8")
+
+    def text_blocks():
+        empty = np.zeros((0, loaded.net.output_width if not classes else 1), loaded.net.dtype if not classes else int)
+        for out, predicted in results:
+            table = rows(out, predicted)
+            if table.ndim != 2:
+                yield from _whole(table, results)
+                return
+            empty = table if not len(table) else None
+            for start in range(0, len(table), block):
+                piece = table[start : start + block]
+                yield named(piece) if classes and loaded.classes is not None else b"".join(textformat.text_chunks(piece))
+        if empty is not None and not (classes and loaded.classes is not None):
+            yield from textformat.text_chunks(empty)  # no samples: the shape says how wide the rows would be
+
+    def _whole(first, rest):
+        tables = [first] + [rows(*r) for r in rest]
+        yield from tensor_chunks(np.concatenate(tables) if len(tables) > 1 else tables[0], "text")
+
+    if fmt == "text":
+        write_chunks(text_blocks(), output)
+        return
+    tables = [rows(out, predicted) for out, predicted in results] or [np.zeros((0, loaded.net.output_width))]
+    table = np.concatenate(tables) if len(tables) > 1 else tables[0]
+    write_chunks(tensor_chunks(table, fmt), output, binary=fmt == "npy")
 
 
 @tool("backprop")

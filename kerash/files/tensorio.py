@@ -160,6 +160,55 @@ def read_table(source=None, where=None, dtype=None):
         inp.close()
 
 
+STREAM_BYTES = 256 << 20  # a regular file up to this size is read whole (large ones by two processes)
+
+
+def read_row_blocks(source=None, rows=1024, dtype=None, where=None):
+    """The rows of a tensor as a generator of 2-D arrays: read whole when that is bounded, else `rows` at a time.
+
+    Text from a pipe or a terminal, or in a file larger than STREAM_BYTES,
+    is parsed as it is read, and comes in blocks of exactly `rows` rows (the
+    last one shorter): memory holds a block, not the input, and the first
+    rows come before the input ends.  An npy file (its header announces its
+    size) and smaller files come whole, in one block, as does a tensor that
+    is not rows (of other than two dimensions).
+    """
+    inp = InputStream(source, where)
+    try:
+        head = inp.read(len(NPY_MAGIC))
+        if head == NPY_MAGIC:
+            yield read_npy_stream(inp, head, as_dtype=dtype)[0]
+            return
+        from . import textformat
+
+        if inp.size is not None and inp.size <= STREAM_BYTES:
+            yield textformat.read_text(inp, inp.where, head, dtype)[0]
+            return
+        blocks = textformat.iter_text_rows(inp, inp.where, head, dtype)
+        next(blocks)  # the column names
+        yield from _rebatch(blocks, rows)
+    finally:
+        inp.close()
+
+
+def _rebatch(blocks, rows):
+    """Blocks of exactly `rows` rows (the last one shorter; one empty block when there are no rows) from 2-D blocks."""
+    pending, count, given = [], 0, False
+    for block in blocks:
+        if block.ndim != 2:
+            yield block  # not rows: always alone
+            return
+        pending.append(block)
+        count += len(block)
+        while count >= rows and count:
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield joined[:rows]
+            given = True
+            pending, count = [joined[rows:]], count - rows
+    if count or (pending and not given):
+        yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+
+
 def read_tensor(source=None, dtype=None):
     """Read one tensor from a path or standard input, in any supported format (as `dtype` if given)."""
     return read_table(source, dtype=dtype).array
@@ -382,15 +431,20 @@ def _is_terminal(stream):
 def write_tensor(array, output=None, fmt=None):
     """Write `array` to standard output, or atomically to the path `output`."""
     fmt = resolve_format(fmt, output)
+    write_chunks(tensor_chunks(array, fmt), output, binary=fmt == "npy")
+
+
+def write_chunks(chunks, output=None, binary=False):
+    """Write byte chunks, made as they are asked for, to standard output or atomically to the path `output`."""
     if output in (None, "-"):
         out = _stdout()
-        if fmt == "npy" and _is_terminal(out):
+        if binary and _is_terminal(out):
             # as gzip does: binary data on a terminal is garbage and may upset it
             raise UsageError("refusing to write npy to a terminal; redirect standard output or use --format text")
-        write_stream(out, tensor_chunks(array, fmt))
+        write_stream(out, chunks)
         return
     with atomic_file(output) as f:
-        for chunk in tensor_chunks(array, fmt):
+        for chunk in chunks:
             f.write(chunk)
 
 

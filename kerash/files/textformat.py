@@ -25,6 +25,7 @@ import mmap
 import os
 import re
 import sys
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -547,12 +548,77 @@ def read_text(source, where, head=b"", dtype=None):
     converted as soon as it is parsed: no float64 copy of the whole tensor.
     """
     try:
-        return _read_text(source, where, head, np.dtype(dtype or np.float64))
+        start = _start(source, where, head, np.dtype(dtype or np.float64))
+        if start.whole is not None:
+            return start.whole
+        split = _split_point(source, start.lines, start.offset)
+        args = (start.dialect, start.ncols, start.lineno, start.columns is not None)
+        if split is None:
+            chunks = _blocks(start.lines, start.body, *args, start.dtype)
+        else:
+            chunks = _blocks_in_two(source, start.lines, start.body, (start.offset, split), *args, start.dtype)
+        return (*_finish(chunks, start.shape, start.ncols, start.columns, where, start.dtype), "text")
     except _LineProblem as e:
         raise DataError(f"{where}:{e.lineno}: {e.problem}") from None
 
 
-def _read_text(source, where, head, dtype):
+def iter_text_rows(source, where, head=b"", dtype=None):
+    """A text tensor of rows as it is read: its column names (or None), then blocks of rows (2-D arrays).
+
+    A generator: memory holds one block of the input at a time (about a
+    MiB), whatever its length.  The blocks hold, in order, exactly the rows
+    read_text gives.  A tensor that is not rows (KeraSH's format, a
+    '# shape:' of other than two dimensions) comes whole, as one block.
+    Errors are raised when the block that holds them is reached.
+    """
+    try:
+        start = _start(source, where, head, np.dtype(dtype or np.float64))
+        if start.whole is not None:
+            yield start.whole[1]
+            yield start.whole[0]
+            return
+        if start.shape is not None and len(start.shape) != 2:
+            yield start.columns
+            yield _finish(_blocks(start.lines, start.body, start.dialect, start.ncols, start.lineno,
+                                  start.columns is not None, start.dtype),
+                          start.shape, start.ncols, start.columns, where, start.dtype)[0]
+            return
+        yield start.columns
+        body, lineno, rows = start.body or start.lines.block(start.lineno), start.lineno, 0
+        while body:
+            block, nlines = parse_block(body, start.dialect, start.ncols, lineno, start.columns is not None)
+            lineno += nlines
+            rows += len(block)
+            if len(block):
+                yield block.astype(start.dtype, copy=False)
+            body = start.lines.block(lineno)
+        if start.shape is not None and start.shape != (rows, start.ncols):
+            raise DataError(f"{where}:1: shape {' '.join(map(str, start.shape))} does not match {rows} rows of "
+                            f"{start.ncols} values")
+        if not rows and start.shape is None:
+            found = f"a header row ({len(start.columns)} names) and" if start.columns else "empty input:"
+            raise DataError(f"{found} no numbers found ({where})")
+    except _LineProblem as e:
+        raise DataError(f"{where}:{e.lineno}: {e.problem}") from None
+
+
+class _Start(NamedTuple):
+    """A text tensor read up to its first row of values; `whole` (array, columns, format) when it ended there."""
+
+    whole: Optional[tuple]
+    lines: Optional["_Lines"] = None
+    body: bytes = b""
+    offset: int = 0  # of `body` in the input
+    dialect: Optional[Dialect] = None
+    ncols: int = 0
+    lineno: int = 1  # of body's first line
+    columns: Optional[tuple] = None
+    shape: Optional[tuple] = None
+    dtype: np.dtype = np.dtype(np.float64)
+
+
+def _start(source, where, head, dtype):
+    """Read the comments, the '# shape:' line and a header row of names, up to the first row of values."""
     dialect = None
 
     def check(data, lineno):
@@ -574,7 +640,7 @@ def _read_text(source, where, head, dtype):
         if end < 0:
             more = lines.block(lineno)
             if not more:
-                return (*_finish([], shape, None, None, where, dtype), "text")
+                return _Start((*_finish([], shape, None, None, where, dtype), "text"))
             blk, base, pos = blk[pos:] + more, base + pos, 0
             continue
         line = blk[pos:end]
@@ -610,15 +676,8 @@ def _read_text(source, where, head, dtype):
             values = np.concatenate(chunks).ravel() if chunks else np.empty(0)
             if values.size != w * h * d:
                 raise DataError(f"KeraSH header '{w} {h} {d}' announces {w * h * d} values, found {values.size} ({where})")
-            return values.reshape((h, w) if d == 1 else (d, h, w)), None, "kerash"
-    body = blk[pos:]
-    split = _split_point(source, lines, base + pos)
-    if split is None:
-        chunks = _blocks(lines, body, dialect, ncols, lineno, columns is not None, dtype)
-    else:
-        chunks = _blocks_in_two(source, lines, body, (base + pos, split), dialect, ncols, lineno, columns is not None,
-                                dtype)
-    return (*_finish(chunks, shape, ncols, columns, where, dtype), "text")
+            return _Start((values.reshape((h, w) if d == 1 else (d, h, w)), None, "kerash"))
+    return _Start(None, lines, blk[pos:], base + pos, dialect, ncols, lineno, columns, shape, dtype)
 
 
 def _blocks(lines, body, dialect, ncols, lineno, header, dtype=np.float64):

@@ -7,7 +7,7 @@ from ..ops import shape_str
 from .classes import class_targets
 
 
-def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"), model_path=None):
+def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"), model_path=None, first_row=0):
     """Samples, and their labels, as the network of `spec` reads them: (x, y), y None without labels.
 
     The one sequence every tool follows: the samples shaped to the model's
@@ -17,14 +17,15 @@ def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"),
     to the model's outputs (prepare_targets).  With `dtype`, both come back
     C-contiguous in it (copied only when they are not); without, the targets
     are float64 and the samples as given.  `names` (samples, labels) name
-    the inputs in messages.  Prepared samples pass through again unchanged.
+    the inputs in messages, as does `first_row` the row number of the first
+    sample (a block of a longer input).  Prepared samples pass through again unchanged.
     """
     x = prepare_inputs(x, spec, names[0])
     if y is not None:
         y = class_targets(y, classes, x.shape[0], model_path)
-    check_finite(x, names[0])
+    check_finite(x, names[0], first_row)
     if y is not None:
-        check_finite(y, names[1])
+        check_finite(y, names[1], first_row)
         y = prepare_targets(y, spec, x, names[1])
     if dtype is not None:
         x = np.ascontiguousarray(x, dtype=dtype)
@@ -68,8 +69,8 @@ def prepare_inputs(x, spec, where="data"):
 CHECK_CHUNK = 1 << 16  # values looked at a time when a non-finite one is searched for
 
 
-def check_finite(a, where):
-    """Refuse NaN and ±∞ in data, naming the first row (1-based, a sample) and value that holds one.
+def check_finite(a, where, first_row=0):
+    """Refuse NaN and ±∞ in data, naming the first row (1-based, a sample, after `first_row`) and value that holds one.
 
     The check costs no memory: a NaN or an infinity shows in the minimum or
     the maximum; only then are the rows searched, a block at a time.
@@ -84,7 +85,7 @@ def check_finite(a, where):
         if bad.any():
             r, c = (int(i) for i in np.argwhere(bad)[0])
             value = rows[start + r, c]
-            raise DataError(f"non-finite value {value} in row {start + r + 1}, value {c + 1}: "
+            raise DataError(f"non-finite value {value} in row {first_row + start + r + 1}, value {c + 1}: "
                             f"data must be finite numbers ({where})")
 
 

@@ -22,9 +22,9 @@ class Loaded(NamedTuple):
     classes: Optional[list]
     stats: Optional[dict]
 
-    def inputs(self, x, where):
+    def inputs(self, x, where, first_row=0):
         """Raw samples as the network reads them (data.prepare), normalised when the model says so."""
-        x, _ = prepare(self.md.spec, x, names=(where,))
+        x, _ = prepare(self.md.spec, x, names=(where,), first_row=first_row)
         return normalization.normalized(x, self.stats, self.md.spec, self.net.dtype)
 
     def data(self, x, y, names):
@@ -77,9 +77,29 @@ def processes_for(net, samples):
     return 1 + idle_cores()
 
 
-def predict_loaded(model, x, name="input"):
+BLOCK_VALUES = 1 << 23  # input values predicted at a time from a stream (64 MiB as float64)
+
+
+def block_rows(net):
+    """Samples read and predicted at a time from a stream: a whole number of prediction chunks, so that the
+    outputs are the same bits as from the whole input at once, and enough for two processes to share."""
+    chunk = 1024  # Network.predict's batch_size
+    per_sample = max(1, int(np.prod(net.input_shape)))
+    return chunk * max(2, BLOCK_VALUES // (chunk * per_sample))
+
+
+def predict_blocks(model, blocks, name="input"):
+    """(outputs, predicted classes) of each block of samples, in order (see predict_loaded); rows in messages
+    count from the first block."""
+    first = 0
+    for block in blocks:
+        yield predict_loaded(model, block, name, first)
+        first += len(block)
+
+
+def predict_loaded(model, x, name="input", first_row=0):
     rows = np.asarray(x).ndim <= 2
-    inputs = model.inputs(x, name)
+    inputs = model.inputs(x, name, first_row)
     with limit_blas_threads(1):
         out = model.net.predict(inputs, processes=processes_for(model.net, len(inputs)))
     if model.md.spec.sequence and rows:

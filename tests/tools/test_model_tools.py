@@ -212,6 +212,57 @@ def test_predict_cnn_from_rows_and_from_nchw(tmp_path, rng):
         np.testing.assert_allclose(out, expected, rtol=1e-11)
 
 
+def test_predict_streams_a_pipe_block_by_block(tmp_path, rng):
+    """Samples from a pipe are predicted a block at a time: the first outputs come while the input is still open
+    (memory holds a block, not the input), and the bytes equal those of the same rows from a file."""
+    import select
+    import subprocess
+    import threading
+
+    from conftest import tool_env
+
+    width = 4096  # the smallest block, 2048 samples, is then 16 MB of text
+    folder = make_model(tmp_path, f"{width} 1 1\ninput\ndense 2 softmax\n")
+    x = rng.integers(0, 2, size=(2100, width)).astype(float)
+    text = "".join(" ".join(map(str, map(int, r))) + "\n" for r in x.tolist()).encode()
+    proc = subprocess.Popen(["predict", "m"], cwd=tmp_path, env=tool_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    written = threading.Event()
+
+    def feed():  # a thread: predict's output fills a pipe we have to read meanwhile
+        proc.stdin.write(text)
+        proc.stdin.flush()
+        written.wait(60)
+        proc.stdin.write(b"1 " * (width - 1) + b"nan\n")  # the message counts rows from the input's start
+        proc.stdin.close()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "no output before the input ended"
+        first = proc.stdout.readline()
+        written.set()
+        rest = proc.stdout.read()
+        err = proc.stderr.read().decode()
+        feeder.join(60)
+    finally:
+        written.set()
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1 and err.strip().endswith("non-finite value nan in row 2101, value 4096: "
+                                                         "data must be finite numbers (<stdin>)"), err
+    w = weights(folder)
+    expected = softmax(x @ w["layer_01/W"] + w["layer_01/b"])
+    out = parse(first + rest)
+    assert out.shape == (2048, 2)  # the first block; the second held the bad row
+    np.testing.assert_allclose(out, expected[:2048], rtol=1e-12)
+    (tmp_path / "x.txt").write_bytes(text)
+    from_file = run(["predict", "m", "x.txt"], cwd=tmp_path).stdout
+    assert from_file[: len(first + rest)] == first + rest
+    np.testing.assert_allclose(parse(from_file), expected, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- backprop and model-update
 
 

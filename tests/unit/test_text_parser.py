@@ -177,3 +177,43 @@ def test_header_rows_give_column_names():
         assert table.columns == columns and table.format == "text" and table.array.dtype == np.float64
     assert tensorio.read_table(io.BytesIO(b"x;y\n1,5;2\n")).array.tolist() == [[1.5, 2.0]]
     assert tensorio.read_table(io.BytesIO(b"3 1 1\n1\n2\n3\n")).format == "kerash"
+
+
+# ---------------------------------------------------------------- rows a block at a time
+
+
+def _blocks(data, rows):
+    return list(tensorio.read_row_blocks(io.BytesIO(data), rows, where="s"))
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1000])
+def test_row_blocks_of_a_stream_are_the_tensor_cut(rows, rng):
+    """A stream (no size: parsed as it is read, in parser blocks of about a MiB) cut into blocks of exactly `rows`
+    rows: together they are the tensor read whole, whatever the header, comments and blank lines."""
+    x = rng.standard_normal((3000, 5))
+    lines = [" ".join(map(repr, r)) for r in x.tolist()]
+    lines[10:10] = ["# a comment", ""]
+    data = ("a,b,c,d,e\n" + "\n".join(l.replace(" ", ",") for l in lines) + "\n").encode()
+    for source in (data, b"# shape: 3000 5\n" + "\n".join(lines).encode()):
+        blocks = _blocks(source, rows)
+        assert [len(b) for b in blocks[:-1]] == [rows] * (len(blocks) - 1) and 0 < len(blocks[-1]) <= rows
+        np.testing.assert_array_equal(np.concatenate(blocks), x)
+        np.testing.assert_array_equal(np.concatenate(blocks), tensorio.parse_tensor(source))
+
+
+def test_row_blocks_of_what_is_not_rows_come_whole():
+    cube = _blocks(b"# shape: 2 1 2\n1 2\n3 4\n", 1)
+    assert len(cube) == 1 and cube[0].shape == (2, 1, 2)
+    kerash = _blocks(b"2 1 1\n5\n6\n", 1)  # KeraSH's 'w h d' then the values
+    assert len(kerash) == 1 and kerash[0].tolist() == [[5.0, 6.0]]
+    assert [b.shape for b in _blocks(b"# shape: 0 2\n", 4)] == [(0, 2)]
+
+
+def test_row_blocks_report_errors_with_the_line_of_the_whole_input():
+    good = b"1 2\n" * 200_000  # more than a parser block: the bad line comes in a later one
+    with pytest.raises(DataError, match=r"^s:200002: "):
+        _blocks(good + b"3 4\n5\n", 1000)
+    with pytest.raises(DataError, match="shape 5 2 does not match 4 rows"):
+        _blocks(b"# shape: 5 2\n" + b"1 2\n" * 4, 3)
+    with pytest.raises(DataError, match="empty input"):
+        _blocks(b"\n# nothing\n", 3)
