@@ -224,23 +224,23 @@ def test_a_model_folder_on_a_full_file_system_changes_nothing(tmp_path):
     assert out[-3:] == ["unchanged", "versions: 00000001", "beside: filler m"], out
 
 
-@pytest.mark.parametrize("size", [200_000, 400_000], ids=["weights-do-not-fit", "a-worker's-gradients-do-not-fit"])
-def test_a_full_work_folder_is_a_clean_error(tmp_path, size):
-    """KERASH_WORKDIR on a file system too small for the workers' files: an error before training, nothing left.
-    The message names the work folder, not the run folder inside it (issue 19)."""
+def test_workers_need_no_room_in_the_work_folder(tmp_path):
+    """KERASH_WORKDIR on a file system far too small for the weights: the workers share anonymous memory, not
+    files there, so training runs and leaves nothing.
+    (Issue 19 had a full work folder fail with a message that named the run folder.)"""
     (tmp_path / "wide.model").write_text("64 1 1\ninput\ndense 512 tanh\ndense 10 softmax\n")  # 300 kB of weights
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", rng.normal(size=(64, 64)))
     np.savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(64, 1)), fmt="%d")
     run(["model-init", "wide.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     script = """
-        KERASH_WORKDIR=small train m -x x.npy -y y.txt --epochs 1 --workers 2 2> err
+        KERASH_WORKDIR=small KERASH_ENGINE_ADAPT=0 train m -x x.npy -y y.txt --epochs 1 --batch-size 64 --workers 2 \
+            > /dev/null 2> err
         echo "exit $?"; cat err; ls -A small
     """
-    proc = in_small_filesystem(script, size, tmp_path)
+    proc = in_small_filesystem(script, 100_000, tmp_path)
     out = proc.stdout.decode().splitlines()
-    assert out[0] == "exit 1", out
-    assert len(out) == 2 and "No space left on device (KERASH_WORKDIR=small)" in out[1], out
+    assert out == ["exit 0"], out
 
 
 # ---------------------------------------------------------------- torn reads

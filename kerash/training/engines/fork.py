@@ -14,12 +14,13 @@ and keeps the fastest, trying another now and then (ProcessChooser).  Waiting
 processes poll briefly only while the machine has an idle core (LoadProbe);
 otherwise they block.
 
-Everything the processes share lives in memory-mapped files in a run folder
-under $KERASH_WORKDIR (RAM on a tmpfs), each reserved in full when created:
-
-    weights.npy          the weights: one flat arena, updated in place by the coordinator
-    shard-gradients.npy  one row per logical shard: its gradient, already scaled
-    batch_indices.npy, sample_losses.npy, shard_results.npy, control.npy
+Everything the processes share lives in anonymous shared memory, made
+before the workers are forked: the weights (one flat arena, updated in
+place by the coordinator), one gradient row per logical shard, the batch's
+indices, per-sample losses and shard figures, and the control words.  The
+run folder under $KERASH_WORKDIR holds only what a failing worker has to
+say (worker-K-error.txt); it is removed at the end, and by the next run
+when a killed coordinator left it.
 """
 
 import ctypes
@@ -31,10 +32,9 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ...errors import TrainingError
 from ...files.workdir import remove_stale, scratch_dir
 from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, running_tasks,
-                          usable_cores, wait_child)
+                          shared_zeros, usable_cores, wait_child)
 from ..batches import shard_bounds
 from .local import LocalEngine
 from .step import EngineFailure, Interrupted, StepResult, add_in_order, shard_count
@@ -47,33 +47,6 @@ QUIT = 1  # control[_PHASE] when the workers are to exit
 _PHASE, _N, _EPOCH, _TOTAL, _NEXT, _STOP, _SPIN, _STEP, _SCALE = range(9)
 _FIELDS = 9
 SPIN_SECONDS = 0.002  # poll this long before blocking, when a core is idle (a blocked wake-up costs 0.1 ms)
-
-
-def shared_array(path, dtype, shape):
-    """A new .npy file mapped in memory, its whole size reserved now (a full tmpfs fails here, not later)."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb+") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
-        )
-        offset = f.tell()
-        try:
-            os.posix_fallocate(f.fileno(), 0, offset + max(count, 1) * dtype.itemsize)
-        except OSError as e:
-            raise TrainingError(f"{e.strerror or e} ({_work_folder_named()})") from None
-    # A plain array over the mapping (which it keeps alive): np.memmap's Python-level
-    # __getitem__ and __array_finalize__ cost a CNN step 0.2 ms of small calls.
-    return np.asarray(np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=tuple(shape)))
-
-
-def _work_folder_named():
-    """The work folder as a message names it: KERASH_WORKDIR=… when the user chose it."""
-    from ...files.workdir import workdir
-
-    chosen = os.environ.get("KERASH_WORKDIR")
-    return f"KERASH_WORKDIR={chosen}" if chosen else f"the work folder {workdir()}; set KERASH_WORKDIR to choose another"
 
 
 def _process_state(pid):
@@ -121,20 +94,27 @@ class ProcessChooser:
     """How many workers to wake for a step: the number whose steps took least time per sample, lately.
 
     Each number is first tried for TRY steps (after one step that warms it
-    up); then every EXPLORE steps another is tried again for TRY steps, its
-    old figure replaced, so that a change of the machine's load is noticed.
-    Any choice gives the same bits.
+    up); then now and then another is tried again for TRY steps, its old
+    figure replaced, so that a change of the machine's load is noticed.  A
+    try that changes nothing doubles the wait before the next (EXPLORE steps
+    up to LONGEST): on a quiet machine every try of fewer processes costs
+    steps at lower speed.  A change in the load probe's verdict tries again
+    soon.  Any choice gives the same bits.
     """
 
-    EXPLORE, TRY, DECAY = 24, 3, 0.6
+    EXPLORE, LONGEST, TRY, DECAY, MARGIN = 24, 384, 3, 0.6, 0.08
 
     def __init__(self, workers):
         self.workers = workers
         self.fixed = os.environ.get("KERASH_ENGINE_ADAPT") == "0"
         self.cost = [None] * (workers + 1)  # seconds per sample, decaying average, by workers woken
         self.current = workers
-        self.trying = [workers, self.TRY + 1, True]  # (woken, steps left, first: replace the old figure)
+        # (woken, steps left, first: replace the old figure, the choice before the try)
+        self.trying = [workers, self.TRY + 1, True, None]
         self.steps = 0
+        self.interval = self.EXPLORE  # steps between tries
+        self.next_try = self.EXPLORE
+        self.idle = None  # the load probe's last verdict
 
     def choose(self, shards, idle=True):
         """Workers to wake for a step of `shards` shards (the coordinator computes too).
@@ -146,6 +126,11 @@ class ProcessChooser:
         most = min(self.workers, shards - 1)
         if self.fixed:
             return most
+        if idle != self.idle:
+            if self.idle is not None:  # the machine's load changed: look again soon
+                self.interval = self.EXPLORE
+                self.next_try = min(self.next_try, self.steps + self.TRY)
+            self.idle = idle
         if self.trying and self.trying[0] > self.current and self.cost[self.current] is not None and not idle:
             self.trying = None
         return min(self.trying[0] if self.trying else self.current, most)
@@ -161,19 +146,27 @@ class ProcessChooser:
             old = None if trying[2] else self.cost[woken]
             trying[2] = False
             self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
-            if trying[1] <= 0:
-                untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
-                self.trying = [untried[-1], self.TRY + 1, True] if untried else None
         elif not trying:
             per_sample = seconds / max(samples, 1)
             old = self.cost[woken]
             self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
-        known = [a for a in range(self.workers + 1) if self.cost[a] is not None]
-        if known:
-            self.current = min(known, key=lambda a: self.cost[a])
-        if not self.trying and self.steps % self.EXPLORE == 0 and self.workers:
+        best = None
+        for a in range(self.workers + 1):  # more processes only when clearly faster: timings on a busy machine
+            cost = self.cost[a]            # are noisy, and an extra process costs the others a share of a core
+            if cost is not None and (best is None or cost < self.cost[best] * (1 - self.MARGIN)):
+                best = a
+        if best is not None:
+            self.current = best
+        if trying and trying[0] == woken and trying[1] <= 0:
+            untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
+            self.trying = [untried[-1], self.TRY + 1, True, None] if untried else None
+            if trying[3] is not None:  # a try after the first ones: wait longer when it changed nothing
+                self.interval = min(2 * self.interval, self.LONGEST) if self.current == trying[3] else self.EXPLORE
+            self.next_try = self.steps + self.interval
+        if not self.trying and self.steps >= self.next_try and self.workers:
             other = (self.current + 1 + (self.steps // self.EXPLORE) % self.workers) % (self.workers + 1)
-            self.trying = [other, self.TRY, True]
+            self.trying = [other, self.TRY, True, self.current]
+            self.next_try = self.steps + self.interval
 
 
 class ForkEngine(LocalEngine):
@@ -237,30 +230,32 @@ class ForkEngine(LocalEngine):
 
     # ------------------------------------------------------------ shared memory
 
-    def _array(self, rel, dtype, shape):
+    def _array(self, dtype, shape):
+        # Anonymous shared memory, which forked workers inherit: no room is needed in the work folder, and a
+        # work folder on a disk costs nothing (writing the rows is as fast either way, measured).
         if self.run_dir is None:  # one process: plain memory
             return np.zeros(shape, dtype=dtype)
-        return shared_array(os.path.join(self.run_dir, rel), dtype, shape)
+        return shared_zeros(shape, dtype)
 
     def _share(self, n):
         net = self.net
         size = net.arena.size
         if self.run_dir is not None:
-            weights = self._array("weights.npy", net.dtype, (size,))
+            weights = self._array(net.dtype, (size,))
             weights[...] = net.arena.params
             net.use_arena(params_buffer=weights, grads_buffer=self.own_grads)
         # A row per shard, and one more per worker: a row that a late worker may still write is not reused.
         spare = self.workers - 1
-        self.rows = self._array("shard-gradients.npy", net.dtype, (self.rows_count + spare, size))
+        self.rows = self._array(net.dtype, (self.rows_count + spare, size))
         self.total = np.empty(size, dtype=net.dtype)
-        self.idx = self._array("batch_indices.npy", np.int64, (n,))
-        self.losses = self._array("sample_losses.npy", np.float64, (n,))
-        self.results = self._array("shard_results.npy", np.float64, (self.rows_count, 2))  # loss sum, correct
+        self.idx = self._array(np.int64, (n,))
+        self.losses = self._array(np.float64, (n,))
+        self.results = self._array(np.float64, (self.rows_count, 2))  # loss sum, correct
         # per shard: state, taker, row; per row: held by a late worker
-        self.shard_state = self._array("shard_state.npy", np.int64, (3, self.rows_count))
-        self.held = self._array("rows_held.npy", np.int64, (self.rows_count + spare,))
-        self.failed = self._array("failed.npy", np.int64, (self.workers,))
-        self.control = self._array("control.npy", np.int64, (_FIELDS,))
+        self.shard_state = self._array(np.int64, (3, self.rows_count))
+        self.held = self._array(np.int64, (self.rows_count + spare,))
+        self.failed = self._array(np.int64, (self.workers,))
+        self.control = self._array(np.int64, (_FIELDS,))
 
     def _real(self, field):
         return float(self.control[field:field + 1].view(np.float64)[0])
@@ -391,6 +386,7 @@ class ForkEngine(LocalEngine):
         self._publish(idx, scale, every, first, stop)
         bounds = shard_bounds(0, n, every)
         self.retaken = {}
+        self.summed = 0  # shards added into self.total so far (see _sum_ready)
         for k in range(1, 1 + helpers):
             self.go[k].release()
         while True:
@@ -401,6 +397,7 @@ class ForkEngine(LocalEngine):
             started = time.perf_counter()
             self._compute(0, s, self.rows[row], step, bounds)
             self.shard_seconds = time.perf_counter() - started
+            self._sum_ready(stop)
         if self.workers > 1:  # a worker woken for an earlier step may have taken a shard of this one
             self._await(first, stop, bounds)
         if self.workers > 1 and self.failed.any():
@@ -413,6 +410,24 @@ class ForkEngine(LocalEngine):
             raise EngineFailure(f"worker {k} failed: {reason}", True)
         return bounds
 
+    def _sum_ready(self, stop):
+        """Add the shards that are done, from the first not added yet up to the first not done, into the total.
+
+        The coordinator does this while it waits for the last shards: the same additions in the same order as
+        add_in_order, only sooner.  (With an exchange the rows are added after it.)
+        """
+        if self.exchange is not None:
+            return
+        state = self.shard_state
+        while self.summed < stop and state[0, self.summed] in (self.DONE, self.RETAKEN):
+            s = self.summed
+            row = self.retaken[s] if s in self.retaken else self.rows[state[2, s]]
+            if s == 0:
+                np.copyto(self.total, row)
+            else:
+                self.total += row
+            self.summed += 1
+
     def _await(self, first, stop, bounds):
         """Until every shard is done: by its taker, or computed again here once its taker is late."""
         state = self.shard_state
@@ -424,6 +439,7 @@ class ForkEngine(LocalEngine):
                 pending = [s for s in range(first, stop) if state[0, s] == self.TAKEN]
             if not pending:
                 return
+            self._sum_ready(stop)
             now = time.monotonic()
             if now - started >= late:
                 for s in pending:
@@ -506,6 +522,9 @@ class ForkEngine(LocalEngine):
             rows = list(shard_rows)
         losses = self.losses[:n].copy()
         correct = int(sum(int(c) for c in self.results[:count, 1]))
+        if self.exchange is None:  # the first shards were added while the last ones were computed
+            self._sum_ready(count)
+            return losses, correct, self.total
         return losses, correct, add_in_order(self.total, rows)
 
     def gradient(self, idx, scale, keep=None):

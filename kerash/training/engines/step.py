@@ -16,6 +16,9 @@ NODE_COST = 150_000
 PARAM_COST = 2
 SHARD_OVERHEAD = 0.10  # what computing all the shards in one process may cost over one whole-batch call
 MAX_SHARDS = 8
+# Counts that 2 and 3 processes share evenly where they can: 7 shards kept one of two processes busy 4/7 of a
+# step (batch 256 of a 784-256-256-10 MLP: 1.25× one process; 6 shards: see bench/train_speed.py --engines).
+SHARD_COUNTS = (1, 2, 3, 4, 6, 8)
 
 
 @dataclass(frozen=True)  # forked workers hold a copy: a change would reach this process only
@@ -40,13 +43,15 @@ def shard_count(net, n, steps=1, shards=None):
     computes it, and adds the shards up in order: the number of processes
     cannot change a bit.  The rule keeps the shards' fixed costs within
     SHARD_OVERHEAD of one whole-batch call, so one process computing all the
-    shards loses little; `shards` (--shards) overrides it.
+    shards loses little, and takes the largest of SHARD_COUNTS within that;
+    `shards` (--shards) overrides it.
     """
     if shards is not None:
         return max(1, min(int(shards), n))
     fixed = NODE_COST * len(net.nodes) * steps + PARAM_COST * net.arena.size
     whole = fixed + net.macs_per_sample() * n * steps
-    return max(1, min(MAX_SHARDS, n, int(1 + SHARD_OVERHEAD * whole / fixed)))
+    most = max(1, min(MAX_SHARDS, n, int(1 + SHARD_OVERHEAD * whole / fixed)))
+    return max(c for c in SHARD_COUNTS if c <= most)
 
 
 def shards_of(net, n, steps=1, shards=None):
