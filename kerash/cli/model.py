@@ -89,11 +89,18 @@ def predict(
     model_dir: ModelArg,
     input: Annotated[str, typer.Argument(metavar="[INPUT]", help="Samples, one per row; '-' or omitted: standard input.")] = "-",
     classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class instead of the outputs: its name when the model has classes.txt, else its index.")] = False,
+    nodes: Annotated[Optional[List[str]], typer.Option("--node", metavar="NAME", help="Write the values of this node instead of the outputs: a layer folder (layer_01), an MDL node's name, or input. Repeat for several, side by side.", show_default=False)] = None,
     dtype: Dtype = None,
     output: Output = None,
     fmt: Format = None,
 ):
     """Run the model forward: one output row per input sample (N×T×K for sequences N×T×I).
+
+    With --node NAME, the values of that node (a hidden layer, an MDL node,
+    the input as the network reads it) instead: N×K, images N×C×H×W,
+    sequences N×T×…; several --node give each sample's values flattened
+    (C, H, W order) and side by side in the order given.  `kerash summary`
+    lists the nodes.
 
     With --classes, one class per sample, or a row of T classes per sequence
     (tab-separated names when the model has MODEL/classes.txt).  Inputs are
@@ -114,6 +121,12 @@ def predict(
 
     loaded = model.load(model_dir, dtype)
     fmt = resolve_format(fmt, output)
+    if nodes and classes:
+        from ..errors import UsageError
+
+        raise UsageError("--node writes a node's values; --classes the predicted classes: give one of them")
+    for name in nodes or ():
+        loaded.net.node_index(name)  # an unknown name is refused before any input is read
     if classes and loaded.classes is not None and fmt != "text":
         from ..errors import UsageError
 
@@ -122,7 +135,10 @@ def predict(
     # A stream is read, predicted and written a block at a time: any length takes bounded memory.
     rows = model.block_rows(loaded.net)
     blocks = read_row_blocks(input, rows, where=source_name(input))
-    results = model.predict_blocks(loaded, blocks, source_name(input))
+    if nodes:
+        results = ((values, None) for values in model.node_blocks(loaded, blocks, nodes, source_name(input)))
+    else:
+        results = model.predict_blocks(loaded, blocks, source_name(input))
     _write_predictions(results, loaded, classes, fmt, output, rows)
 
 
@@ -262,6 +278,8 @@ def evaluate(
 ):
     """Print the loss and accuracy of the model on labelled data, and its confusion matrix.
 
+    Targets that are values (regression) get mse, rmse, mae and r2 (R², as
+    scikit-learn's r2_score) instead of an accuracy.
     Output lines are 'name<TAB>value'; the confusion matrix and the report
     each follow a '#' line.  Labels may be class names when the model has
     MODEL/classes.txt (train made it from named labels); the matrix and the
@@ -280,7 +298,13 @@ def evaluate(
 
     _check_stdin(data, labels)
     result = model.evaluate(model_dir, _read(data), _read_labels(labels, model_dir), dtype, (_name(data), _name(labels)))
-    lines = [f"loss\t{result['loss']:.6g}", f"accuracy\t{result['accuracy']:.4f}", f"samples\t{result['samples']}"]
+    lines = [f"loss\t{result['loss']:.6g}"]
+    scores = result["regression"]
+    if scores is not None:  # targets that are values: scikit-learn's regression metrics, not an accuracy
+        lines += [f"{name}\t{scores[name]:.6g}" for name in ("mse", "rmse", "mae", "r2")]
+    else:
+        lines.append(f"accuracy\t{result['accuracy']:.4f}")
+    lines.append(f"samples\t{result['samples']}")
     if result["correct"] is not None:
         lines.append(f"correct\t{result['correct']}")
     out = sys.stdout

@@ -12,26 +12,28 @@ from .runner import tool
 
 @tool("plot")
 def plot(
-    kind: Annotated[str, typer.Argument(metavar="KIND", help="curves, confusion, boundary, weights or evolution.", show_default=False)],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="curves, confusion, regression, boundary, weights or evolution.", show_default=False)],
     sources: Annotated[
         List[str],
         typer.Argument(metavar="MODEL...", help="Model directories (curves: one or more); for evolution, a folder written by evolve -o (or its table).", show_default=False),
     ],
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", help="Picture to write: FILE.png or FILE.svg. Without it, curves draws in the terminal.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples (confusion, boundary).")] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices, one-hot rows, or class names (MODEL/classes.txt).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples (confusion, regression, boundary).")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices, one-hot rows, or class names (MODEL/classes.txt); for regression, the true values.")] = None,
     grads: Annotated[Optional[str], typer.Option("--grads", metavar="GRADS", help="weights: also the histograms of this gradient folder (written by backprop).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", metavar="PX", help="Width in pixels (default 800; weights: 280 a column of histograms).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", metavar="PX", help="Height in pixels (default 600; weights: 200 a layer).")] = None,
     dpi: Annotated[int, typer.Option("--dpi", metavar="DPI", help="Pixels per inch: text is sized in points, so a higher dpi makes it larger.")] = 100,
 ):
-    """Draw training curves, a confusion matrix, decision regions, weight histograms or an evolution as a picture.
+    """Draw training curves, a confusion matrix, predicted against true values, decision regions, weight histograms or an evolution as a picture.
 
     \b
     KIND and its operands:
       curves MODEL...                 loss and accuracy per epoch (MODEL/trace.tsv), models overlaid;
                                       restores and resumes marked
       confusion MODEL -x X -y Y       heat-map of the confusion matrix, class names from MODEL/classes.txt
+      regression MODEL -x X -y Y      targets that are values: predicted against true, one panel per
+                                      output, the identity line, R², RMSE and MAE in the title
       boundary MODEL -x X -y Y        2-D inputs: the model's class over the plane, points by true class,
                                       misclassified ones crossed
       weights MODEL [--grads GRADS]   histograms of each layer's parameters (and gradients); with

@@ -2,7 +2,7 @@
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Tuple
 
 import typer
 
@@ -171,10 +171,15 @@ class _ProgressBar:
 @tool("checkpoints")
 def checkpoints(
     model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="Model directory.", show_default=False)],
+    evaluate: Annotated[Optional[Tuple[str, str]], typer.Option("--evaluate", metavar="X Y", help="Also score every checkpoint on samples X and labels Y, as evaluate does.", show_default=False)] = None,
 ):
     """List the checkpoints of a model (train --checkpoint-every N) with their epoch and losses.
 
-    Tab-separated: name, epoch, loss, accuracy, val_loss, val_accuracy.
+    Tab-separated: name, epoch, loss, accuracy, val_loss, val_accuracy as
+    training recorded them; with --evaluate X Y, each checkpoint's loss and
+    accuracy on X and Y (R² for targets that are values) as two more
+    columns.  A checkpoint folder, MODEL/checkpoints/NAME, is a model every
+    reading tool takes: predict, evaluate, kerash plot.
 
     \b
     Example:
@@ -184,12 +189,35 @@ def checkpoints(
       train c -x circle/data.npy -y circle/labels.txt --epochs 4 --checkpoint-every 2 > /dev/null
       kerash checkpoints c
     """
+    import os
+
     from ..training.checkpoints import list_checkpoints
 
     rows = list_checkpoints(model_dir)
-    lines = ["name\tepoch\tloss\taccuracy\tval_loss\tval_accuracy"]
+    header = ["name", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    scores = {}
+    if evaluate is not None:
+        from .. import model
+        from ..files.labels import read_labels
+        from ..files.tensorio import read_tensor, source_name
+
+        x_path, y_path = evaluate
+        if x_path == "-" and y_path == "-":
+            from ..errors import UsageError
+
+            raise UsageError("only one input can be standard input")
+        x, y = read_tensor(x_path), read_labels(y_path, names=model.labels_are_names(model_dir))
+        names = (source_name(x_path), source_name(y_path))
+        values = False  # targets that are values: R² in place of the accuracy
+        for row in rows:
+            result = model.evaluate(os.path.join(model_dir, "checkpoints", row[0]), x, y, names=names)
+            values = result["regression"] is not None
+            second = result["regression"]["r2"] if values else result["accuracy"]
+            scores[row[0]] = (f"{result['loss']:.6g}", f"{second:.4f}")
+        header += ["eval_loss", "eval_r2" if values else "eval_accuracy"]
+    lines = ["\t".join(header)]
     for row in rows:
-        lines.append("\t".join(str(v) for v in row))
+        lines.append("\t".join([str(v) for v in row] + list(scores.get(row[0], ()))))
     typer.echo("\n".join(lines))
 
 

@@ -97,6 +97,26 @@ def predict_blocks(model, blocks, name="input"):
         first += len(block)
 
 
+def node_blocks(model, blocks, names, name="input"):
+    """The values of the nodes `names` for each block of samples (see Network.node_values): one node's as
+    they are shaped, several flattened per sample (per step for sequences) and side by side, in that order."""
+    indices = [model.net.node_index(n) for n in names]
+    first = 0
+    for block in blocks:
+        rows = model.md.spec.sequence and np.asarray(block).ndim <= 2  # one step each, as predict_loaded
+        inputs = model.inputs(block, name, first)
+        first += len(block)
+        with limit_blas_threads(1):
+            values = model.net.node_values(inputs, indices)
+        if rows:
+            values = [v[:, 0] for v in values]
+        if len(values) == 1:
+            yield values[0]
+            continue
+        lead = values[0].shape[:2] if model.net.sequence and not rows else values[0].shape[:1]
+        yield np.concatenate([v.reshape(lead + (-1,)) for v in values], axis=-1)
+
+
 def predict_loaded(model, x, name="input", first_row=0):
     rows = np.asarray(x).ndim <= 2
     inputs = model.inputs(x, name, first_row)
@@ -108,7 +128,8 @@ def predict_loaded(model, x, name="input", first_row=0):
 
 
 def evaluate(path, x, y, dtype=None, names=("data", "labels")):
-    """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None), 'classes' (names or None)} of the model on (x, y).
+    """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None), 'classes' (names or None), 'regression'
+    (regression_scores, or None for classes)} of the model on (x, y).
 
     y may name classes (WordLabels).  For sequences, the loss is the mean over
     sequences of their mean over scored steps, and accuracy and confusion count
@@ -119,12 +140,13 @@ def evaluate(path, x, y, dtype=None, names=("data", "labels")):
     x, y = model.data(x, y, names)
     objective = model.objective()
     objective.adapt_to_targets(y)
+    classification = targets_are_classes(y)
     with limit_blas_threads(1):
         loss_sum, correct, predicted = net.evaluate(objective, x, y.astype(net.dtype), processes=processes_for(net, len(x)))
+        outputs = None if classification else net.predict(x, processes=processes_for(net, len(x)))
     n = x.shape[0]
     scored = n * objective.scored_steps(x, y)
     width = md.spec.output_width
-    classification = targets_are_classes(y)
     confusion = None
     if classification and n:
         k = max(width, 2)
@@ -139,7 +161,31 @@ def evaluate(path, x, y, dtype=None, names=("data", "labels")):
         "correct": correct if classification else None,
         "confusion": confusion,
         "classes": model.classes,
+        "regression": None if classification or not n else regression_scores(outputs, y),
     }
+
+
+def regression_scores(outputs, targets):
+    """{'mse', 'rmse', 'mae', 'r2'} of outputs against targets that are values, as scikit-learn's metrics.
+
+    Every output and every scored step counts alike (sequences scored at their
+    last step compare that step's outputs).  R² is the mean over outputs of
+    1 − SS_res/SS_tot; an output whose targets do not vary gives 1 when it
+    is exact, else 0 (scikit-learn's r2_score, force_finite).
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim == 3 and targets.ndim == 2:  # a sequence's target is for its last step
+        outputs = outputs[:, -1]
+    width = targets.shape[-1]
+    outputs, targets = outputs.reshape(-1, width), targets.reshape(-1, width)
+    error = outputs - targets
+    mse = float(np.mean(error**2))
+    residual = np.sum(error**2, axis=0)
+    total = np.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
+    exact = residual == 0
+    r2 = np.where(total > 0, 1 - residual / np.where(total > 0, total, 1), np.where(exact, 1.0, 0.0))
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": float(r2.mean())}
 
 
 def class_report(confusion):

@@ -22,6 +22,7 @@ weights and gradients live in an Arena (see arena.py).
 
 import numpy as np
 
+from ..errors import UsageError, close_matches
 from ..processes import map_chunks, shared_zeros
 
 from .arena import Arena
@@ -403,6 +404,37 @@ class Network:
         vals = self._step(x, self._initial(x.shape[0]) if self.recurrent else None, ctxs)
         public = [_to(_BACK[layout] if layout != "first" and v.ndim == 4 else None, v) for layout, v in zip(self.layouts, vals)]
         return list(zip(public, ctxs))
+
+    def node_index(self, name):
+        """The index of the node called `name` (an MDL node's name, or a line model's layer_NN and input)."""
+        for i, node in enumerate(self.nodes):
+            if name in (node.name, node.key):
+                return i
+        names = [node.name for node in self.nodes]
+        raise UsageError(f"no node {name!r} in the model{close_matches(name, names)}; its nodes: {', '.join(names)}")
+
+    def node_values(self, x, indices, batch_size=1024):
+        """The values of nodes `indices` for inputs x, as forward reads them: per node (N, …its shape), or
+        (N, T, …) for sequences, images as (N, C, H, W).  In chunks of `batch_size`, as predict."""
+        parts = [[] for _ in indices]
+        for start in range(0, len(x), batch_size):
+            xb = np.asarray(x[start : start + batch_size], dtype=self.dtype)
+            if not self.sequence:
+                vals = self._step(xb, None, [None] * self.size)
+                picked = [_to(_BACK[self.layouts[i]] if self.layouts[i] != "first" and vals[i].ndim == 4 else None,
+                              vals[i]) for i in indices]
+            elif not self.recurrent:
+                n, steps = xb.shape[:2]
+                vals = self._step(self._folded(xb), None, [None] * self.size)
+                picked = [vals[i].reshape(n, steps, *vals[i].shape[1:]) for i in indices]
+            else:
+                values, _ = self._unroll(xb)
+                picked = [np.stack([v[i] for v in values], axis=1) for i in indices]
+            for part, value in zip(parts, picked):
+                part.append(np.array(value, dtype=self.dtype))  # a copy: layers reuse their buffers
+        lead = (0, x.shape[1]) if self.sequence and x.ndim == 3 else (0,)
+        return [np.concatenate(part) if part else np.zeros(lead + self.nodes[i].shape, self.dtype)
+                for part, i in zip(parts, indices)]
 
     def forward(self, x):
         """Outputs of a batch: (N, K…) for inputs (N, …), (N, T, K) for sequences (N, T, I)."""

@@ -1,4 +1,4 @@
-"""Pictures of models and runs: training curves, confusion, decision regions, weights, evolution.
+"""Pictures of models and runs: training curves, confusion, regression, decision regions, weights, evolution.
 
 `tables` reads the files the other tools leave (trace.tsv, stats.tsv,
 evolve.tsv, layer folders) with numpy alone; `figures` draws PNG or SVG
@@ -6,7 +6,7 @@ files with matplotlib, an optional extra imported only there; `terminal`
 draws training curves with Unicode braille characters and needs nothing more.
 """
 
-KINDS = ("curves", "confusion", "boundary", "weights", "evolution")
+KINDS = ("curves", "confusion", "regression", "boundary", "weights", "evolution")
 
 
 def check_request(kind, sources, data=None, labels=None, grads=None):
@@ -17,7 +17,7 @@ def check_request(kind, sources, data=None, labels=None, grads=None):
         raise UsageError(f"unknown kind {kind!r}{close_matches(kind, KINDS)}; choose {', '.join(KINDS)}")
     if kind != "curves" and len(sources) != 1:
         raise UsageError(f"{kind} draws one {'EVOLVE_DIR' if kind == 'evolution' else 'MODEL'}, not {len(sources)}")
-    needs_data = kind in ("confusion", "boundary")
+    needs_data = kind in ("confusion", "regression", "boundary")
     if needs_data and (data is None or labels is None):
         raise UsageError(f"{kind} needs --data X and --labels Y")
     if not needs_data and (data is not None or labels is not None):

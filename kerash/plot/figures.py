@@ -15,7 +15,7 @@ import tempfile
 import numpy as np
 
 from .. import model as modelmod
-from ..errors import KerashError, UsageError
+from ..errors import DataError, KerashError, UsageError
 from ..files.labels import read_labels
 from ..files.tensorio import atomic_file, read_tensor, source_name
 from . import tables
@@ -215,7 +215,8 @@ def confusion(model, data, labels):
     result = modelmod.evaluate(model, x, y, names=(source_name(data), source_name(labels)))
     matrix = result["confusion"]
     if matrix is None:
-        raise UsageError(f"the labels are not classes: there is no confusion matrix ({source_name(labels)})")
+        raise DataError(f"the labels are values, not classes: there is no confusion matrix; `kerash plot regression` "
+                        f"draws predicted against true values ({source_name(labels)})")
     k = len(matrix)
     names = modelmod.class_names(model, k)
     fig = _figure_class()(layout="constrained")
@@ -243,6 +244,55 @@ def confusion(model, data, labels):
     fig.suptitle(
         f"Confusion matrix of {_names([model])[0]} on {_short(data)}\n"
         f"{correct} of {n} correct ({100 * correct / max(n, 1):.1f}%)",
+        fontweight="bold",
+    )
+    return fig
+
+
+# ---------------------------------------------------------------- regression
+
+MAX_PANELS = 6  # outputs drawn side by side; more are named in the title
+
+
+def regression(model, data, labels):
+    """Predicted against true values, one panel per output (up to MAX_PANELS), with the identity line."""
+    x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
+    names = (source_name(data), source_name(labels))
+    result = modelmod.evaluate(model, x, y, names=names)
+    scores = result["regression"]
+    if scores is None:
+        if result["samples"] == 0:
+            raise DataError(f"no samples to draw ({names[0]})")
+        raise DataError(f"the labels are classes, not values: `kerash plot confusion` draws them ({names[1]})")
+    loaded = modelmod.load(model)
+    outputs, _ = modelmod.predict_loaded(loaded, x, names[0])
+    _, targets = loaded.data(x, y, names)
+    if outputs.ndim == 3 and targets.ndim == 2:  # a sequence's target is for its last step
+        outputs = outputs[:, -1]
+    width = targets.shape[-1]
+    outputs, targets = outputs.reshape(-1, width), targets.reshape(-1, width)
+    shown = min(width, MAX_PANELS)
+    fig = _figure_class()(layout="constrained")
+    axes = fig.subplots(1, shown, squeeze=False)[0]
+    for k, ax in enumerate(axes):
+        truth, guess = targets[:, k], outputs[:, k]
+        ax.scatter(truth, guess, s=12, color=PALETTE[0], alpha=0.6, linewidths=0, gid=f"points-{k}")
+        low = float(min(truth.min(), guess.min()))
+        high = float(max(truth.max(), guess.max()))
+        pad = (high - low) * 0.05 or 1.0
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], color=PALETTE[1], linestyle="--", linewidth=1,
+                label="predicted = true", gid=f"identity-{k}")
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("true value" if width == 1 else f"true value, output {k}")
+        ax.set_ylabel("predicted value" if width == 1 else f"predicted, output {k}")
+        if k == 0:
+            ax.legend(loc="upper left", fontsize="small")
+    more = f"; outputs {shown}–{width - 1} not drawn" if width > shown else ""
+    fig.suptitle(
+        f"Predicted against true values: {_names([model])[0]} on {_short(data)}\n"
+        f"{result['samples']} samples, R² {scores['r2']:.4f}, RMSE {scores['rmse']:.4g}, MAE {scores['mae']:.4g}{more}",
         fontweight="bold",
     )
     return fig
@@ -454,6 +504,8 @@ def draw(kind, sources, data=None, labels=None, grads=None):
         return curves(sources)
     if kind == "confusion":
         return confusion(sources[0], data, labels)
+    if kind == "regression":
+        return regression(sources[0], data, labels)
     if kind == "boundary":
         return boundary(sources[0], data, labels)
     if kind == "weights":

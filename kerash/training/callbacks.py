@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 from .. import model as modelmod
+from ..errors import UsageError
 from ..model.directory import CHECKPOINTS
 from .epoch import FitResult
 from .state import snapshot
-from .trace import layer_statistics
+from .trace import layer_statistics, unit_statistics
 
 SAVE_EVERY = 2.0  # seconds between saves of a run that is going well
 
@@ -168,6 +169,32 @@ class Stats(Callback):
             self.saver.pending_stats += layer_statistics(epoch, self.arena, self.captured, self.start)
 
 
+class UnitTrace(Callback):
+    """--trace-unit NODE:INDEX,…: each unit's activation over the training part after every epoch, for
+    MODEL/units.tsv (written by the saver with the epoch)."""
+
+    def __init__(self, run, saver, text):
+        self.run, self.saver = run, saver
+        self.units, self.nodes = [], []
+        net = run.net
+        for item in text.split(","):
+            name, index = item.strip().rsplit(":", 1)
+            node = net.node_index(name)  # an unknown node is refused before the first step
+            width = int(np.prod(net.nodes[node].shape))
+            if int(index) >= width:
+                raise UsageError(f"--trace-unit {item.strip()}: node {name} has {width} values per sample "
+                                 f"(indices 0..{width - 1})")
+            self.units.append((net.nodes[node].name, int(index)))
+            self.nodes.append(node)
+
+    def epoch_end(self, epoch, record):
+        run = self.run
+        x = run.x if len(run.train_idx) == len(run.x) else run.x[run.train_idx]
+        values = run.net.node_values(x, self.nodes)
+        rows = [v.reshape(-1, int(np.prod(run.net.nodes[i].shape))) for v, i in zip(values, self.nodes)]
+        self.saver.pending_units += unit_statistics(epoch, rows, self.units)
+
+
 class Checkpoints(Callback):
     """--checkpoint-every N: save, and keep MODEL/checkpoints/epoch-NNNN, every N epochs."""
 
@@ -199,6 +226,8 @@ def callbacks(run, saver, params):
     found += [Patience(run, saver, params), RateSchedule(run)]
     if cfg.stats:
         found.append(Stats(run, saver, params))
+    if cfg.trace_unit:
+        found.append(UnitTrace(run, saver, cfg.trace_unit))
     if cfg.checkpoint_every:
         found.append(Checkpoints(cfg.checkpoint_every, run.md, run.leader))
     found.append(SaveWhenDue(saver))

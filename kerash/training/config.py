@@ -15,6 +15,7 @@ takes it ('--momentum does not apply to the adam optimizer' comes first).
 """
 
 import math
+import re
 
 from ..errors import UsageError
 from .optimizers import DEFAULT, OPTIMIZERS, POSITIVE, Range
@@ -151,6 +152,11 @@ SETTINGS = [
             check=POSITIVE),
     Setting("stats", bool, "Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each "
             "epoch.", default=False, negatable=True),
+    Setting("trace_unit", str, "Record units' activations each epoch in MODEL/units.tsv — mean, deviation, min and "
+            "max over the training part, as DyNet's unit trace: NODE:INDEX (layer_01:3, an MDL node's name, or input; "
+            "INDEX counts the node's values in C, H, W order), several separated by commas.", metavar="NODE:INDEX",
+            check=Check(lambda value: all(re.fullmatch(r"[^:,\s]+:[0-9]+", u.strip()) for u in value.split(",")),
+                        "NODE:INDEX[,NODE:INDEX…] (layer_01:3), not {value!r}")),
     Setting("restart_epoch", bool, "Start an interrupted epoch afresh, on purpose, when the data, split, seed or "
             "batch size changed.", default=False, params=False),
     Setting("normalize", bool, "Standardise each input feature with its mean and deviation on the training part "

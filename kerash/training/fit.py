@@ -99,7 +99,7 @@ class Run:
         cfg.check("batch_size")  # before it is read: 0 is no "model's last" (it meant 32)
         self._batching(state)
         cfg.check("workers", "shards", "threads", "seed", "stall", "target_loss", "checkpoint_every", "skip_below",
-                  "skip_growth")
+                  "skip_growth", "trace_unit")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             self.train_idx = np.arange(n)

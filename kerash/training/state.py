@@ -19,7 +19,7 @@ from ..files import fs
 from ..model import normalization
 from ..model.directory import CHECKPOINTS
 from .optimizers import per_parameter_state
-from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats
+from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, append_units
 
 
 class Saver:
@@ -29,6 +29,7 @@ class Saver:
         self.run = run
         self.pending = []  # epoch records not yet in trace.tsv
         self.pending_stats = []  # and stats.tsv
+        self.pending_units = []  # and units.tsv
         self.last_save = time.monotonic()
 
     def save(self, epochs, batch, partial, steps):
@@ -37,7 +38,7 @@ class Saver:
         if not np.all(np.isfinite(run.net.arena.params)):
             raise TrainingError("refusing to save non-finite weights as a completed step; the model is left as it was")
         if not run.leader:
-            self.pending = []
+            self.pending, self.pending_stats, self.pending_units = [], [], []
             return
         state = run.state
         state.update(
@@ -68,7 +69,8 @@ class Saver:
         self.last_save = time.monotonic()
         self._trace()
         append_stats(run.md.path, self.pending_stats)
-        self.pending_stats = []
+        append_units(run.md.path, self.pending_units)
+        self.pending_stats, self.pending_units = [], []
 
     def _trace(self):
         """Append the epochs now saved to MODEL/trace.tsv, so the trace never runs ahead of the model."""

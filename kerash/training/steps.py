@@ -14,6 +14,7 @@ from .. import model as modelmod
 from ..files import fs
 from ..errors import DataError, UsageError
 from ..layers import Noise
+from ..network import targets_are_classes
 from .engines.step import apply_update
 from .optimizers import continued, flat_state, per_parameter_state
 
@@ -22,7 +23,7 @@ STATS_FILE = "stats.json"
 
 def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs", "labels"), ids=None, seed=None,
              epoch=None):
-    """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir.
+    """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir, and their stats.
 
     x is raw data: the model's input statistics, if it has them, are applied;
     y may name classes (see model.classes).
@@ -56,7 +57,9 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
         else:
             for total, g in zip(sums, grads):
                 total += g
-    stats = {"loss_sum": loss_sum, "samples": int(x.shape[0]), "correct": int(correct)}
+    # correct: None for targets that are values, as evaluate and train's empty accuracy column say
+    stats = {"loss_sum": loss_sum, "samples": int(x.shape[0]),
+             "correct": int(correct) if targets_are_classes(y) else None}
     arrays = {f"{key}/{name}": g for (key, name, _), g in zip(net.param_items(), sums or [])}
     _write_grads(out_dir, arrays, stats)
     return stats
@@ -85,6 +88,8 @@ def read_grads(folder, shapes):
     stats = modelmod.read_json_checked(stats_path, DataError, hint=f" ({folder} is not a gradient folder; make one with backprop)")
     for key in ("loss_sum", "samples", "correct"):
         value = stats.get(key, 0)
+        if key == "correct" and value is None:  # targets that are values
+            continue
         if type(value) not in (int, float) or (key != "loss_sum" and (value != int(value) or value < 0)):
             raise DataError(f"{stats_path}: {key} must be a number{'' if key == 'loss_sum' else ' ≥ 0'}")
     if "samples" not in stats:
@@ -119,7 +124,10 @@ def update(model_path, grad_dirs, optimizer=None, lr=None, weight_decay=None, dt
             arrays, stats = read_grads(folder, shapes)
             merged["loss_sum"] += float(stats.get("loss_sum", 0.0))
             merged["samples"] += int(stats["samples"])
-            merged["correct"] += int(stats.get("correct", 0))
+            if stats.get("correct", 0) is None or merged["correct"] is None:
+                merged["correct"] = None
+            else:
+                merged["correct"] += int(stats.get("correct", 0))
             if total is None:
                 total = {k: np.array(v, dtype=np.float64) for k, v in arrays.items()}
             else:

@@ -1,4 +1,4 @@
-"""What training leaves to read: the epoch table (stdout and MODEL/trace.tsv) and MODEL/stats.tsv.
+"""What training leaves to read: the epoch table (stdout and MODEL/trace.tsv), MODEL/stats.tsv and MODEL/units.tsv.
 
 trace.tsv has one line per epoch: the columns train prints, then the
 learning rate and batch size in force, and an `event`: `start` on the first
@@ -11,6 +11,10 @@ stats.tsv (train --stats) has one line per epoch and parameter: RMS, mean,
 min and max of the weights and of the gradient of the epoch's last step,
 and the epoch's update-to-weight ratio RMS(w_end − w_start) / RMS(w_start)
 — DyNet's display tables, for spotting dead or exploding layers.
+
+units.tsv (train --trace-unit NODE:INDEX) has one line per epoch and unit:
+the mean, deviation, min and max of its activation over the training part
+after the epoch — DyNet's unit trace.
 """
 
 import math
@@ -36,9 +40,9 @@ def format_record(record, columns=COLUMNS):
         v = record.get(col)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             out.append("")
-        elif col in ("epoch", "samples", "batch_size"):
+        elif col in ("epoch", "samples", "batch_size", "index"):
             out.append(str(int(v)))
-        elif col == "event":
+        elif col in ("event", "node"):
             out.append(str(v))
         elif col == "seconds":
             out.append(f"{v:.3f}")
@@ -96,6 +100,27 @@ def layer_statistics(epoch, arena, grads, before):
             "update_ratio": math.sqrt(float(np.mean(np.square(moved)))) / rms_before if rms_before else math.nan,
         })
     return records
+
+
+UNITS_FILE = "units.tsv"
+UNITS_COLUMNS = ("epoch", "node", "index", "mean", "std", "min", "max")
+
+
+def unit_statistics(epoch, values, units):
+    """units.tsv records of an epoch: for each unit (node name, index), the statistics of its activation over
+    the rows of its node's values (`values`, in the same order: one row per sample, or per sample and step)."""
+    records = []
+    for (name, index), rows in zip(units, values):
+        unit = rows[:, index].astype(np.float64)
+        records.append({"epoch": epoch, "node": name, "index": index, "mean": float(unit.mean()),
+                        "std": float(unit.std()), "min": float(unit.min()), "max": float(unit.max())})
+    return records
+
+
+def append_units(model_path, records):
+    """Append records to MODEL/units.tsv (train --trace-unit), with its header when new."""
+    if records:
+        append_lines(os.path.join(model_path, UNITS_FILE), UNITS_COLUMNS, records)
 
 
 def format_stats(record):

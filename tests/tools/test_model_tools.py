@@ -212,6 +212,40 @@ def test_predict_cnn_from_rows_and_from_nchw(tmp_path, rng):
         np.testing.assert_allclose(out, expected, rtol=1e-11)
 
 
+def test_predict_node_writes_hidden_values(tmp_path, rng):
+    """Issue 25: --node writes any node's values, checked against the hand-written forward pass: a dense layer's,
+    convolution and pooling images (N, C, H, W), several side by side, and an unknown name refused."""
+    folder = make_model(tmp_path, MLP)
+    x, _, _ = data(rng, 6)
+    savetxt(tmp_path / "x.txt", x)
+    a1, a2, out = mlp_forward(x, weights(folder))
+    hidden = parse(run(["predict", "m", "x.txt", "--node", "layer_01"], cwd=tmp_path).stdout)
+    np.testing.assert_allclose(hidden, a1, rtol=1e-12)
+    both = parse(run(["predict", "m", "x.txt", "--node", "layer_02", "--node", "layer_03"], cwd=tmp_path).stdout)
+    np.testing.assert_allclose(both, np.hstack([a2, out]), rtol=1e-12)
+    np.testing.assert_array_equal(parse(run(["predict", "m", "-", "--node", "input"], cwd=tmp_path,
+                                            input=(tmp_path / "x.txt").read_bytes()).stdout), x)
+    proc = run(["predict", "m", "x.txt", "--node", "layer_9"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "no node 'layer_9'", "layer_01")
+    proc = run(["predict", "m", "x.txt", "--node", "layer_01", "--classes"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "--node")
+
+    cnn = make_model(tmp_path, CNN, "c")
+    xc = rng.normal(size=(4, 2, 5, 6))
+    np.save(tmp_path / "xc.npy", xc)
+    w = weights(cnn)
+    conv1 = np.maximum(conv_forward(xc, w["layer_01/W"], w["layer_01/b"], 1, 1), 0)
+    pooled = pool_forward(conv1, 2, 2)
+    conv2 = np.tanh(conv_forward(pooled, w["layer_03/W"], w["layer_03/b"], 1, 0))
+    for node, expected in (("layer_01", conv1), ("layer_02", pooled), ("layer_03", conv2)):
+        run(["predict", "c", "xc.npy", "--node", node, "-o", f"{node}.npy"], cwd=tmp_path)
+        got = np.load(tmp_path / f"{node}.npy")
+        assert got.shape == expected.shape, node
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=node)
+    side = parse(run(["predict", "c", "xc.npy", "--node", "layer_02", "--node", "layer_04"], cwd=tmp_path).stdout)
+    np.testing.assert_allclose(side, np.hstack([pooled.reshape(4, -1), conv2.reshape(4, -1)]), rtol=1e-10, atol=1e-12)
+
+
 def test_predict_streams_a_pipe_block_by_block(tmp_path, rng):
     """Samples from a pipe are predicted a block at a time: the first outputs come while the input is still open
     (memory holds a block, not the input), and the bytes equal those of the same rows from a file."""

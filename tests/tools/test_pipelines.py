@@ -66,9 +66,15 @@ def test_pipeline_train_equals_train(tmp_path, workers):
     proc = run(["pipeline-train", "piped", "--data", "x.txt", "--labels", "y.txt", "--epochs", "2", "--batch-size", "8",
                 "--lr", "0.4", "--workers", str(workers), "--seed", "9", "--dtype", "float64"],
                cwd=tmp_path, env=env(KERASH_WORKDIR=work))
-    assert proc.stdout == b""
-    run(["train", "trained", "-x", "x.txt", "-y", "y.txt", "--seed", "9", "--batch-size", "8", "--lr", "0.4",
-         "--epochs", "2", "--dtype", "float64"], cwd=tmp_path)
+    reference = run(["train", "trained", "-x", "x.txt", "-y", "y.txt", "--seed", "9", "--batch-size", "8", "--lr",
+                     "0.4", "--epochs", "2", "--dtype", "float64"], cwd=tmp_path)
+    # train's epoch lines: the same header, samples, loss (to rounding) and accuracy; only the seconds differ
+    piped_lines = [line.split("\t") for line in proc.stdout.decode().splitlines()]
+    train_lines = [line.split("\t") for line in reference.stdout.decode().splitlines()]
+    assert piped_lines[0] == train_lines[0] and len(piped_lines) == len(train_lines) == 3, proc.stdout
+    for piped_line, train_line in zip(piped_lines[1:], train_lines[1:]):
+        assert piped_line[:2] == train_line[:2] and piped_line[3:6] == train_line[3:6], (piped_line, train_line)
+        assert float(piped_line[2]) == pytest.approx(float(train_line[2]), rel=1e-5)
     got, expected = weights(piped), weights(trained)
     assert got.keys() == expected.keys() == fresh.keys()
     for key in got:
@@ -125,10 +131,32 @@ def test_the_work_folder_is_created_when_missing_or_refused_alike_by_train_and_p
     assert messages[0] == messages[1] == f"KERASH_WORKDIR={tmp_path / 'file' / 'sub'} cannot be created: Not a directory\n"
 
 
+def test_pipeline_train_of_values_prints_no_accuracy(tmp_path):
+    """Targets that are values: backprop's stats say correct null, and the epoch line leaves accuracy empty,
+    as train's does; the loss is train's."""
+    rng = np.random.default_rng(3)
+    savetxt(tmp_path / "x.txt", rng.normal(size=(10, 3)))
+    savetxt(tmp_path / "y.txt", rng.normal(size=(10, 1)))
+    piped = make_model(tmp_path, "3 1 1\ninput\ndense 4 tanh\ndense 1 identity\n", "piped", dtype="float64")
+    copy_model(piped, "trained")
+    args = ["--epochs", "1", "--batch-size", "4", "--lr", "0.1", "--seed", "2"]
+    out = run(["pipeline-train", "piped", "--data", "x.txt", "--labels", "y.txt", *args], cwd=tmp_path, env=env())
+    ref = run(["train", "trained", "-x", "x.txt", "-y", "y.txt", *args], cwd=tmp_path)
+    piped_line, train_line = (p.stdout.decode().splitlines()[1].split("\t") for p in (out, ref))
+    assert piped_line[3] == train_line[3] == ""
+    assert float(piped_line[2]) == pytest.approx(float(train_line[2]), rel=1e-6)
+    run(["backprop", "trained", "-x", "x.txt", "-y", "y.txt", "-o", "g"], cwd=tmp_path)
+    assert json.loads((tmp_path / "g" / "stats.json").read_text())["correct"] is None
+
+
 def test_pipeline_train_help_and_usage(tmp_path):
     proc = run(["pipeline-train", "--help"], env=env())
     assert proc.stderr == b""
     assert "pipeline-train MODEL --data X --labels Y" in proc.stdout.decode()
+    version = run(["train", "--version"], env=env()).stdout.decode().split()[-1]
+    for tool in ("pipeline-train", "forward-pipeline"):
+        proc = run([tool, "--version"], env=env())
+        assert proc.stdout.decode() == f"{tool} (kerash) {version}\n" and proc.stderr == b""
     proc = run(["pipeline-train", "m", "--data", "x.txt"], cwd=tmp_path, env=env(), check=False)
     assert proc.returncode == 2
     assert "pipeline-train: error: missing" in proc.stderr.decode()

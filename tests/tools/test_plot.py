@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, assert_one_line_error, parse, run, savetxt, tool_env
-from helpers import make_model
+from helpers import make_model, weights
 from kerash.plot import tables
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -280,3 +280,38 @@ def test_only_the_figures_module_imports_matplotlib():
             if any(n.split(".")[0] == "matplotlib" for n in names):
                 importers.add(path.relative_to(ROOT).as_posix())
     assert importers == {"kerash/plot/figures.py"}
+
+
+def test_regression_draws_predicted_against_true_and_confusion_of_values_explains_itself(tmp_path):
+    """Issue 25: targets that are values get a picture of their own, with R² as scikit-learn computes it; the
+    confusion matrix of values, and the regression picture of classes, say which to use (exit 1)."""
+    folder = make_model(tmp_path, "3 1 1\ninput\ndense 2 identity\n", seed=5)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 3))
+    y = x[:, :2] * 2 + 0.5
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", y)
+    savetxt(tmp_path / "classes.txt", rng.integers(0, 2, size=(30, 1)))
+    script = """
+        kerash plot regression m -x x.txt -y y.txt -o r.svg
+        kerash plot confusion m -x x.txt -y y.txt -o c.svg 2> confusion.err; echo $? > confusion.status
+        kerash plot regression m -x x.txt -y classes.txt -o c2.svg 2> classes.err; echo $? > classes.status
+    """
+    run(["bash", "-c", script], cwd=tmp_path)
+    root = svg_root(tmp_path / "r.svg")
+    groups = {g.get("id"): g for g in root.iter(SVG + "g") if g.get("id")}
+    for k in (0, 1):
+        assert len([e for e in groups[f"points-{k}"].iter() if e.tag in (SVG + "use", SVG + "path")]) >= 30
+        assert f"identity-{k}" in groups
+    w = weights(folder)
+    out = x @ w["layer_01/W"] + w["layer_01/b"]
+    r2 = np.mean(1 - ((out - y) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0))
+    title = " ".join(svg_texts(root))
+    assert f"R² {r2:.4f}" in title and "30 samples" in title, title
+    for name in ("confusion", "classes"):
+        assert (tmp_path / f"{name}.status").read_text().strip() == "1"
+        err = (tmp_path / f"{name}.err").read_text()
+        assert err.count("\n") == 1 and err.startswith("kerash plot: error: the labels are "), err
+    assert "kerash plot regression" in (tmp_path / "confusion.err").read_text()
+    assert "kerash plot confusion" in (tmp_path / "classes.err").read_text()
+    assert not (tmp_path / "c.svg").exists() and not (tmp_path / "c2.svg").exists()

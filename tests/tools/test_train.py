@@ -158,7 +158,21 @@ def test_multi_output_regression_has_no_accuracy(tmp_path):
     for row in trace(proc.stdout):
         assert row[3] == "" and row[5] == ""
     out = run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt", "--confusion"], cwd=tmp_path).stdout.decode()
-    assert "accuracy\tnan" in out and "no confusion matrix" in out
+    assert "accuracy" not in out and "no confusion matrix" in out
+    # regression metrics instead, against numpy (scikit-learn's definitions; R² averaged over the outputs)
+    values = dict(line.split("\t") for line in out.splitlines() if not line.startswith("#"))
+    w = weights(tmp_path / "m")
+    y = x[:, :2] * 3 - 1
+    error = x @ w["layer_01/W"] + w["layer_01/b"] - y
+    r2 = np.mean(1 - (error**2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0))
+    expected = {"mse": np.mean(error**2), "rmse": np.sqrt(np.mean(error**2)), "mae": np.mean(np.abs(error)), "r2": r2}
+    for name, value in expected.items():
+        assert float(values[name]) == pytest.approx(value, rel=1e-5), name
+    try:
+        from sklearn.metrics import r2_score
+    except ImportError:
+        return
+    assert float(values["r2"]) == pytest.approx(r2_score(y, x @ w["layer_01/W"] + w["layer_01/b"]), rel=1e-5)
 
 
 def test_cnn_trains_the_same_from_rows_and_from_nchw_npy(tmp_path):
@@ -302,3 +316,30 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     assert len(rows) == 2 and b"\r" not in out  # standard output stays clean
     piped = run(args + ["--epochs", "1"], cwd=tmp_path)
     assert piped.stderr == b""
+
+
+def test_trace_unit_records_a_units_activation_each_epoch(tmp_path):
+    """Issue 25: train --trace-unit NODE:INDEX writes MODEL/units.tsv, DyNet's unit trace: the last epoch's line
+    is the statistics of that unit over the training data with the weights the model saved."""
+    make_model(tmp_path, "3 1 1\ninput\ndense 4 tanh\ndense 2 softmax\n", seed=3, dtype="float64")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(24, 3))
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", rng.integers(0, 2, size=(24, 1)))
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "3", "--batch-size", "8", "--seed", "1",
+         "--trace-unit", "layer_01:2, layer_02:1"], cwd=tmp_path)
+    lines = [line.split("\t") for line in (tmp_path / "m" / "units.tsv").read_text().splitlines()]
+    assert lines[0] == ["epoch", "node", "index", "mean", "std", "min", "max"]
+    assert [row[:3] for row in lines[1:]] == [[str(e), n, i] for e in (1, 2, 3) for n, i in (("layer_01", "2"), ("layer_02", "1"))]
+    w = weights(tmp_path / "m")
+    hidden = np.tanh(x @ w["layer_01/W"] + w["layer_01/b"])
+    z = hidden @ w["layer_02/W"] + w["layer_02/b"]
+    out = np.exp(z - z.max(axis=1, keepdims=True))
+    out /= out.sum(axis=1, keepdims=True)
+    for row, unit in zip(lines[-2:], (hidden[:, 2], out[:, 1])):
+        np.testing.assert_allclose([float(v) for v in row[3:]], [unit.mean(), unit.std(), unit.min(), unit.max()],
+                                   rtol=1e-5)
+    for bad, words in (("layer_01", "NODE:INDEX"), ("layer_01:4", "indices 0..3"), ("nowhere:0", "no node 'nowhere'")):
+        proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "--trace-unit", bad], cwd=tmp_path,
+                   check=False)
+        assert_one_line_error(proc, 2, words)

@@ -491,6 +491,14 @@ def test_checkpoints_are_kept_listed_and_restored(tmp_path):
         assert int(row[1]) == epoch
         assert float(row[2]) == pytest.approx(traced[epoch], rel=1e-6)
         assert float(row[2]) == pytest.approx(losses[epoch - 1], rel=1e-5)
+    # each checkpoint scored on data (issue 25): its own weights' loss, as the hand-written loop gives it
+    header, rows = rows_of(run(["kerash", "checkpoints", "m", "--evaluate", "x.txt", "y.txt"], cwd=tmp_path).stdout)
+    assert header[-2:] == ["eval_loss", "eval_accuracy"]
+    for row in rows:
+        if row[0].startswith("epoch-"):
+            epoch = int(row[0][len("epoch-"):])
+            assert float(row[-2]) == pytest.approx(sample_losses(path[epoch], x, y).mean(), rel=1e-5)
+            assert 0 <= float(row[-1]) <= 1
 
     checkpoint = folder / "checkpoints" / "epoch-0004"
     expected_files = raw_files(checkpoint)
