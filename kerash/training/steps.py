@@ -23,10 +23,20 @@ STATS_FILE = "stats.json"
 
 def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs", "labels"), ids=None, seed=None,
              epoch=None):
-    """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir, and their stats.
+    """Write the gradient sums of the per-sample losses over (x, y) to the folder out_dir, and their stats
+    (see gradient_sums); returns the stats."""
+    arrays, stats = gradient_sums(model_path, x, y, dtype, chunk, names, ids, seed, epoch)
+    _write_grads(out_dir, arrays, stats)
+    return stats
+
+
+def gradient_sums(model_path, x, y, dtype=None, chunk=4096, names=("inputs", "labels"), ids=None, seed=None,
+                  epoch=None):
+    """({'layer_NN/W': gradient sum, …}, {'loss_sum', 'samples', 'correct'}) of the per-sample losses over (x, y).
 
     x is raw data: the model's input statistics, if it has them, are applied;
-    y may name classes (see model.classes).
+    y may name classes (see model.classes).  `correct` is None for targets
+    that are values.
 
     Dropout masks, as train draws them, depend on the seed, the epoch and each sample's
     row in the data (`ids`, default 0…N−1); seed and epoch default to the model's
@@ -61,8 +71,7 @@ def backprop(model_path, x, y, out_dir, dtype=None, chunk=4096, names=("inputs",
     stats = {"loss_sum": loss_sum, "samples": int(x.shape[0]),
              "correct": int(correct) if targets_are_classes(y) else None}
     arrays = {f"{key}/{name}": g for (key, name, _), g in zip(net.param_items(), sums or [])}
-    _write_grads(out_dir, arrays, stats)
-    return stats
+    return arrays, stats
 
 
 def _write_grads(out_dir, arrays, stats):

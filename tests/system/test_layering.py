@@ -12,6 +12,7 @@ LAYERS = [
     ("model", ["model"]),
     ("training", ["training"]),
     ("evolve", ["evolve"]),
+    ("python API", ["api"]),
     ("pictures", ["plot"]),
     ("tools", ["cli"]),
     ("entrance", ["warm"]),
