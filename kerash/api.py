@@ -23,6 +23,7 @@ import numpy as np
 from . import model as modelmod
 from .errors import TrainingError, UsageError
 from .files.labels import WordLabels
+from .functions.expressions import define_file
 from .training import fit as fitmod
 from .training.config import SETTINGS, TrainConfig
 from .training.params_file import read_params
@@ -47,8 +48,10 @@ def _labels(y, where="labels"):
     return WordLabels(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32), tuple(lines), where)
 
 
-def init(model_file, output, seed=None, dtype="float32", force=False):
-    """Create the model directory `output` from a description file, as model-init; returns its path."""
+def init(model_file, output, seed=None, dtype="float32", force=False, functions=None):
+    """Create the model directory `output` from a description file, as model-init (`functions`: the path of a
+    functions file, as --functions); returns its path."""
+    text = define_file(functions) if functions is not None else None
     spec = modelmod.read_model_file(model_file)
     modelmod.check_target(output, force)
     if dtype not in modelmod.DTYPES:
@@ -57,7 +60,8 @@ def init(model_file, output, seed=None, dtype="float32", force=False):
         seed = int(np.random.SeedSequence().entropy % (2**63))
     dt = modelmod.DTYPES[dtype]
     params = modelmod.init_params(spec, seed, dt)
-    modelmod.ModelDir.create(output, spec, params, modelmod.new_state(seed, dt), origin=model_file, force=force)
+    modelmod.ModelDir.create(output, spec, params, modelmod.new_state(seed, dt), origin=model_file, force=force,
+                             functions=text)
     return output
 
 

@@ -50,8 +50,17 @@ def init(
     seed: Seed = None,
     dtype: Dtype = None,
     force: Annotated[bool, typer.Option("--force", help="Replace MODEL_DIR if it is already a model directory.")] = False,
+    functions: Annotated[Optional[str], typer.Option("--functions", metavar="FILE", help="Activations of your own that the description uses: lines 'NAME(x) = expression' and \"NAME'(x) = expression\" (its derivative, of x and y = NAME(x)); kept as MODEL_DIR/functions.txt.", show_default=False)] = None,
 ):
     """Create a model directory with fresh weights from a model description.
+
+    With --functions FILE, the description may use activations defined
+    there by expressions of x — numbers, + - * / ^, exp, log, sqrt, abs,
+    tanh, sin, cos, max(a,b), … and the built-in activations as functions —
+    each with its derivative, checked against finite differences when read:
+      modsig(x)  = sigmoid(x) + 0.01 * x
+      modsig'(x) = sigmoid(x) * (1 - sigmoid(x)) + 0.01
+    Every tool that reads the model defines them from MODEL_DIR/functions.txt.
 
     The description is in the line format (KeraSH's) or NeuroMorph's MDL
     (branches, merges, recurrence), recognised from the text.  The directory
@@ -68,6 +77,11 @@ def init(
     """
     from .. import model
 
+    text = None
+    if functions is not None:
+        from ..functions.expressions import define_file
+
+        text = define_file(functions, _name(functions))
     spec = model.read_model_file(model_file)
     _warn(spec)
     model.check_target(output, force)
@@ -81,7 +95,8 @@ def init(
         seed = int(np.random.SeedSequence().entropy % (2**63))
     dt = model.DTYPES[dtype or "float32"]
     params = model.init_params(spec, seed, dt)
-    model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force)
+    model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force,
+                          functions=text)
 
 
 @tool("predict")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from ..errors import UsageError
 from .registry import resolve_params, lookup, like, format_value
 
 
@@ -78,7 +79,21 @@ def _activation(name, params=(), aliases=(), doc="", vjp=None, domain=None):
 
 def get_activation(name):
     """The Activation registered as `name` or one of its aliases."""
-    return lookup(_ACTIVATION_NAMES, "activation", name)
+    try:
+        return lookup(_ACTIVATION_NAMES, "activation", name)
+    except UsageError as e:  # one of the user's own needs its functions file
+        raise UsageError(f"{e}; an activation of your own: model-init --functions FILE") from None
+
+
+def find_activation(name):
+    """The Activation known as `name`, or None."""
+    return _ACTIVATION_NAMES.get(name)
+
+
+def add_activation(act):
+    """Register an activation made at run time (a user's, from a functions file) under its name."""
+    ACTIVATIONS[act.name] = act
+    _ACTIVATION_NAMES[act.name] = act
 
 
 def activation_names():

@@ -16,6 +16,7 @@ import numpy as np
 from ..files import fs, tensorio
 from ..files.fs import TEXT_LIMIT, copy_tree, read_json_checked
 from ..errors import DataError, KerashError, ModelError, UsageError
+from ..functions.expressions import FUNCTIONS_FILE, define_file
 from .description import escaped, normalised_text, read_model_file
 from .spec import build_network, param_shapes
 
@@ -90,6 +91,9 @@ class ModelDir:
             raise ModelError(f"{self.path} is not a model directory (no {MODEL_FILE} file; create one with model-init)")
         if os.path.getsize(model_file) > TEXT_LIMIT:
             raise ModelError(f"{model_file} is too large to be a model description")
+        functions = os.path.join(os.path.dirname(model_file), FUNCTIONS_FILE)
+        if os.path.exists(functions):  # the user's activations (model-init --functions), before the description
+            define_file(functions)
         self.spec = read_model_file(model_file)
 
     # ------------------------------------------------------------ reading
@@ -343,8 +347,9 @@ class ModelDir:
                     os.unlink(os.path.join(self.path, name))
 
     @classmethod
-    def create(cls, path, spec, params, state, origin=None, force=False, extra=None, files=None):
-        """Write a new model directory, replacing an existing one only with force.
+    def create(cls, path, spec, params, state, origin=None, force=False, extra=None, files=None, functions=None):
+        """Write a new model directory, replacing an existing one only with force; `functions` is the text of
+        the functions file its description uses (kept as MODEL/functions.txt).
 
         The new directory is built beside `path` and read back completely
         before anything is replaced; an existing model directory is swapped
@@ -357,6 +362,9 @@ class ModelDir:
             os.makedirs(tmp)
             with fs.atomic_file(os.path.join(tmp, MODEL_FILE)) as f:
                 f.write(normalised_text(spec, origin).encode())
+            if functions is not None:
+                with fs.atomic_file(os.path.join(tmp, FUNCTIONS_FILE)) as f:
+                    f.write(functions.encode())
             # The lock file exists from the start, so a train or model-update that fails adds nothing.
             open(os.path.join(tmp, LOCK_FILE), "a").close()
             staged = cls.__new__(cls)
