@@ -13,6 +13,9 @@ of a step, over all steps of all sequences.  The deviation is the
 population one (ddof 0).  A feature that is constant on the training data
 (deviation 0, or below 1e-12 of its mean: rounding) gets std 1, so it
 becomes x − mean rather than a division by zero (scikit-learn's choice).
+`train --normalize-minmax` stores, in the same two files, the centre and
+half-range of each feature instead: the same (x − mean) / std then maps the
+training part to [−1, 1] (DyNet's renormalisation).
 """
 
 import os
@@ -52,6 +55,24 @@ def fit(x, spec, idx):
     std = np.sqrt(squares / max(count, 1))
     std[(std == 0) | (std <= 1e-12 * np.abs(mean))] = 1.0
     return {"mean": mean, "std": std}
+
+
+def fit_minmax(x, spec, idx):
+    """{'mean', 'std'} that bring each feature of the prepared inputs x over the samples idx to [-1, 1]: the
+    centre (min + max) / 2 and the half-range (max − min) / 2 (DyNet's renormalisation); a constant feature
+    gets 1, as in fit."""
+    per_sample = int(np.prod(x.shape[1:])) or 1
+    step = max(1, CHUNK // per_sample)
+    width = feature_count(spec)
+    low, high = np.full(width, np.inf), np.full(width, -np.inf)
+    for start in range(0, len(idx), step):
+        block = _rows(x[idx[start : start + step]], spec)
+        np.minimum(low, block.min(axis=0), out=low)
+        np.maximum(high, block.max(axis=0), out=high)
+    centre = (low + high) / 2
+    half = (high - low) / 2
+    half[(half == 0) | (half <= 1e-12 * np.abs(centre))] = 1.0
+    return {"mean": centre, "std": half}
 
 
 def apply(x, stats, spec):

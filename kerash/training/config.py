@@ -161,6 +161,9 @@ SETTINGS = [
             "batch size changed.", default=False, params=False),
     Setting("normalize", bool, "Standardise each input feature with its mean and deviation on the training part "
             "(fitted before the first step, kept in MODEL/normalization/; every tool applies them).", default=False),
+    Setting("normalize_minmax", bool, "Bring each input feature to [-1, 1] by its min and max on the training part "
+            "(DyNet's renormalisation), kept and applied as --normalize's statistics: centre (min+max)/2 as mean, "
+            "half-range (max-min)/2 as std.", default=False),
 ]
 BY_NAME = {s.name: s for s in SETTINGS}
 

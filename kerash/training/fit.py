@@ -140,11 +140,15 @@ class Run:
     def _normalize(self, fresh, given):
         """The inputs' statistics: the model's, else fitted on the training part when asked; applied in place."""
         self.fitted = False
-        if self.normalization is None and self.cfg.normalize:
+        option = "--normalize-minmax" if self.cfg.normalize_minmax else "--normalize"
+        if self.cfg.normalize and self.cfg.normalize_minmax:
+            raise UsageError("give --normalize (mean and deviation) or --normalize-minmax ([-1, 1]), not both")
+        if self.normalization is None and (self.cfg.normalize or self.cfg.normalize_minmax):
             if not fresh:
-                raise UsageError(f"--normalize: {self.md.path} was trained on raw inputs; statistics are fitted before "
+                raise UsageError(f"{option}: {self.md.path} was trained on raw inputs; statistics are fitted before "
                                  "the first step (model-init a fresh model to train with them)")
-            self.normalization = normalization.fit(self.x, self.md.spec, self.train_idx)
+            fitter = normalization.fit_minmax if self.cfg.normalize_minmax else normalization.fit
+            self.normalization = fitter(self.x, self.md.spec, self.train_idx)
             self.fitted = True
         if self.normalization is not None:
             if np.may_share_memory(self.x, given):

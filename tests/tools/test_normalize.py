@@ -144,3 +144,28 @@ def test_evolve_normalize_keeps_the_statistics_with_the_best_model(tmp_path):
     md = ModelDir(tmp_path / "best")
     with md.pinned() as version:
         assert normalization.read(md, version) is not None
+
+
+def test_normalize_minmax_maps_the_training_part_to_minus_one_one(tmp_path):
+    """Issue 25: DyNet's renormalisation, stored as the same two files (centre, half-range) that every tool applies."""
+    x, y = data(tmp_path)
+    folder = make_model(tmp_path, LINEAR, seed=3)
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--normalize-minmax", "--validation-split", "0.3", "--seed", "5",
+         "--epochs", "1", "--batch-size", "7"], cwd=tmp_path)
+    train_idx, _ = split(len(x), 0.3, 5)
+    part = x[train_idx]
+    centre, half = (part.max(axis=0) + part.min(axis=0)) / 2, (part.max(axis=0) - part.min(axis=0)) / 2
+    half[half == 0] = 1.0  # the constant feature
+    mean, std = np.load(folder / "normalization" / "mean.npy"), np.load(folder / "normalization" / "std.npy")
+    np.testing.assert_allclose(mean, centre, rtol=1e-13)
+    np.testing.assert_allclose(std, half, rtol=1e-13)
+    scaled = (part - mean) / std
+    assert scaled[:, :3].min(axis=0) == pytest.approx(-1) and scaled[:, :3].max(axis=0) == pytest.approx(1)
+    W, b = np.load(folder / "layer_01" / "W.npy"), np.load(folder / "layer_01" / "b.npy")
+    expected = softmax((x - mean) / std @ W + b)
+    np.testing.assert_allclose(parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), expected, atol=1e-12)
+    fresh = make_model(tmp_path, LINEAR, "both")
+    proc = run(["train", "both", "-x", "x.txt", "-y", "y.txt", "--normalize", "--normalize-minmax"], cwd=tmp_path,
+               check=False)
+    assert_one_line_error(proc, 2, "not both")
+    assert not (fresh / "normalization").exists()
