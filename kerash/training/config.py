@@ -152,6 +152,17 @@ SETTINGS = [
             check=POSITIVE),
     Setting("stats", bool, "Append per-layer statistics of weights, gradients and updates to MODEL/stats.tsv each "
             "epoch.", default=False, negatable=True),
+    Setting("layer_lr", str, "Learning rates of single layers: NODE=RATE,… (layer_01=0.01, an MDL node's name); "
+            "the others take --lr, and a schedule scales them all alike.  Recorded in MODEL/state.json and kept by "
+            "later runs unless given again ('none' drops them).", metavar="NODE=RATE,…",
+            check=Check(lambda value: value == "none" or all(re.fullmatch(r"[^=,\s]+=[0-9.eE+-]+", u.strip())
+                                                             for u in value.split(",")),
+                        "NODE=RATE[,NODE=RATE…] (layer_01=0.01) or none, not {value!r}")),
+    Setting("layer_momentum", str, "Momentum of single layers (optimizers momentum and nesterov): NODE=M,…; the "
+            "others take --momentum.  Recorded and kept as --layer-lr.", metavar="NODE=M,…",
+            check=Check(lambda value: value == "none" or all(re.fullmatch(r"[^=,\s]+=[0-9.eE+-]+", u.strip())
+                                                             for u in value.split(",")),
+                        "NODE=M[,NODE=M…] (layer_01=0.5) or none, not {value!r}")),
     Setting("trace_unit", str, "Record units' activations each epoch in MODEL/units.tsv — mean, deviation, min and "
             "max over the training part, as DyNet's unit trace: NODE:INDEX (layer_01:3, an MDL node's name, or input; "
             "INDEX counts the node's values in C, H, W order), several separated by commas.", metavar="NODE:INDEX",

@@ -99,7 +99,7 @@ class Run:
         cfg.check("batch_size")  # before it is read: 0 is no "model's last" (it meant 32)
         self._batching(state)
         cfg.check("workers", "shards", "threads", "seed", "stall", "target_loss", "checkpoint_every", "skip_below",
-                  "skip_growth", "trace_unit")
+                  "skip_growth", "trace_unit", "layer_lr", "layer_momentum")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             self.train_idx = np.arange(n)
@@ -114,7 +114,10 @@ class Run:
         self.scored = self.objective.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
         self.objective.adapt_to_targets(self.y)
         self.optimizer = _make_optimizer(cfg, state)
+        self.base_lr = self.optimizer.lr  # the rate --layer-lr's rates are relative to (before any schedule)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
+        self.layer_settings = _layer_settings(cfg, state, spec, self.optimizer)
+        self.state.update(self.layer_settings)
         self._schedule(state)
         frozen = _frozen_keys(cfg.freeze, md.spec) if cfg.freeze else []
         self.net.freeze(frozen)
@@ -286,6 +289,55 @@ class Run:
     def _flatten_optimizer_state(self):
         """Saved optimiser state is per parameter ('layer_01/W.m'); training uses the flat arena."""
         self.optimizer.state = flat_state(self.optimizer, self.net.arena)
+        self.optimizer.layer = {}
+        for name, text in self.layer_settings.items():  # per-layer rates and momenta, as flat vectors
+            if text is None:
+                continue
+            default = 1.0 if name == "layer_lr" else self.optimizer.hyper["momentum"]
+            values = np.full(self.net.arena.params.shape, default, dtype=self.net.arena.params.dtype)
+            given = _layer_values(text, self.md.spec, "--" + name.replace("_", "-"))
+            for key, _, start, size, _ in self.net.arena.layout:
+                if key in given:
+                    values[start : start + size] = given[key] / self.base_lr if name == "layer_lr" else given[key]
+            self.optimizer.layer["all.lr" if name == "layer_lr" else "all.momentum"] = values
+
+
+def _layer_settings(cfg, state, spec, optimizer):
+    """{'layer_lr': text or None, 'layer_momentum': …}: given now, else as the model recorded them; checked."""
+    found = {}
+    for name in ("layer_lr", "layer_momentum"):
+        text = getattr(cfg, name)
+        if text is None:
+            text = state.get(name)
+        elif text == "none":
+            text = None
+        if text is not None:
+            option = "--" + name.replace("_", "-")
+            if name == "layer_momentum" and "momentum" not in optimizer.hyper:
+                raise UsageError(f"{option} applies to the momentum and nesterov optimizers, not {optimizer.name}")
+            for value in _layer_values(text, spec, option).values():
+                limit = optimizer.ranges["lr" if name == "layer_lr" else "momentum"]
+                limit.check(option.lstrip("-"), value)
+        found[name] = text
+    return found
+
+
+def _layer_values(text, spec, option):
+    """{parameter folder: value} of 'layer_01=0.01,h=0.5' (folders or MDL node names)."""
+    keys = {n.key for n in spec.nodes if n.key}
+    names = {n.name: n.key for n in spec.nodes if n.key}
+    found = {}
+    for item in text.split(","):
+        node, _, raw = item.strip().partition("=")
+        key = node if node in keys else names.get(node)
+        if key is None:
+            raise UsageError(f"{option}: {node!r} is not a layer with parameters (these are: "
+                             f"{', '.join(sorted(names))})")
+        try:
+            found[key] = float(raw)
+        except ValueError:
+            raise UsageError(f"{option}: {raw!r} is not a number") from None
+    return found
 
 
 def _frozen_keys(text, spec):

@@ -130,6 +130,7 @@ class Optimizer:
         self.weight_decay = self.weight_decay_range.check("weight-decay", weight_decay)
         self.t = 0
         self.state = {}
+        self.layer = {}  # 'all.lr', 'all.momentum': per-element factors and momenta over the flat arena (per layer)
         self._scratch = {}
 
     @property
@@ -184,6 +185,18 @@ class Optimizer:
         """The rule: change parameter p (key 'layer_NN/W') by its gradient g, both in place."""
         raise NotImplementedError
 
+    def _descend(self, key, p, step):
+        """p −= step, each element's step scaled by its layer's rate factor when layers have their own."""
+        factor = self.layer.get(f"{key}.lr")
+        if factor is not None:
+            step *= factor
+        p -= step
+
+    def _momentum(self, key):
+        """The momentum: the hyper-parameter, or per element when layers have their own."""
+        own = self.layer.get(f"{key}.momentum")
+        return self.hyper["momentum"] if own is None else own
+
 
 @register
 class SGD(Optimizer):
@@ -192,7 +205,7 @@ class SGD(Optimizer):
 
     def update(self, key, p, g):
         g *= self.hyper["lr"]
-        p -= g
+        self._descend(key, p, g)
 
 
 @register
@@ -204,10 +217,10 @@ class Momentum(Optimizer):
 
     def update(self, key, p, g):
         v = self._slot(key, "velocity", p)
-        v *= self.hyper["momentum"]
+        v *= self._momentum(key)
         v += g
         np.multiply(v, self.hyper["lr"], out=g)
-        p -= g
+        self._descend(key, p, g)
 
 
 @register
@@ -217,11 +230,12 @@ class Nesterov(Momentum):
     def update(self, key, p, g):
         h = self.hyper
         v = self._slot(key, "velocity", p)
-        v *= h["momentum"]
+        momentum = self._momentum(key)
+        v *= momentum
         v += g
-        g += np.multiply(v, h["momentum"], out=self._temp(p))
+        g += np.multiply(v, momentum, out=self._temp(p))
         g *= h["lr"]
-        p -= g
+        self._descend(key, p, g)
 
 
 @register
@@ -249,7 +263,7 @@ class Adam(Optimizer):
         denom += h["eps"]
         step = np.multiply(m, h["lr"] / (1 - h["beta1"] ** self.t), out=g)
         step /= denom
-        p -= step
+        self._descend(key, p, step)
 
 
 @register
@@ -271,7 +285,7 @@ class RMSprop(Optimizer):
         denom += h["eps"]
         g *= h["lr"]
         g /= denom
-        p -= g
+        self._descend(key, p, g)
 
 
 # The hyper-parameters of all optimisers, first met first, then the weight decay that every one takes.

@@ -649,3 +649,39 @@ def test_a_tiny_skip_bar_skips_nothing(tmp_path):
     plain_rows = stdout_rows(run(["train", "plain", *common], cwd=tmp_path))
     assert_weights(weights(skipping), weights(plain))
     np.testing.assert_allclose(column(rows, "loss"), column(plain_rows, "loss"), rtol=1e-6)
+
+
+def test_layer_rates_and_momenta_are_exact_recorded_and_kept_on_resume(tmp_path):
+    """Issue 25, item 4: --layer-lr NODE=RATE gives one layer its own rate (the first step checked against the
+    gradient sums backprop gives), --layer-momentum its own momentum; both recorded in state.json and kept,
+    so two runs of one epoch equal one run of two, bit for bit."""
+    folder = make_model(tmp_path, seed=8)
+    n = 12
+    classification_data(tmp_path, n, seed=5)
+    run(["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "g"], cwd=tmp_path)
+    grads, before = weights(tmp_path / "g"), weights(folder)
+    one, two, plain = (copy_model(folder, name) for name in ("one", "two", "plain"))
+    common = ["-x", "x.txt", "-y", "y.txt", "--batch-size", str(n), "--lr", "0.1", "--layer-lr", "layer_01=0.02"]
+    run(["train", "m", *common, "--epochs", "1", "--optimizer", "sgd"], cwd=tmp_path)
+    after = weights(folder)
+    for key in after:
+        rate = 0.02 if key.startswith("layer_01/") else 0.1
+        np.testing.assert_allclose(after[key], before[key] - rate * grads[key] / n, rtol=1e-5, atol=1e-7, err_msg=key)
+    assert state(folder)["layer_lr"] == "layer_01=0.02"
+
+    momentum = [*common, "--optimizer", "momentum", "--momentum", "0.9", "--layer-momentum", "layer_02=0.5"]
+    run(["train", "one", *momentum, "--epochs", "2"], cwd=tmp_path)
+    run(["train", "two", *momentum, "--epochs", "1"], cwd=tmp_path)
+    run(["train", "two", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path)  # recorded settings go on
+    assert state(two)["layer_momentum"] == "layer_02=0.5"
+    for key, value in weights(one).items():
+        np.testing.assert_array_equal(weights(two)[key], value, err_msg=key)
+    # and they matter: the same run without them differs in both layers
+    run(["train", "plain", "-x", "x.txt", "-y", "y.txt", "--batch-size", str(n), "--lr", "0.1", "--optimizer",
+         "momentum", "--momentum", "0.9", "--epochs", "2"], cwd=tmp_path)
+    for key in ("layer_01/W", "layer_02/W"):
+        assert not np.allclose(weights(plain)[key], weights(one)[key]), key
+    for bad, words in ((["--layer-lr", "nowhere=0.1"], "not a layer"), (["--layer-lr", "layer_01"], "NODE=RATE"),
+                       (["--layer-momentum", "layer_01=0.5", "--optimizer", "adam"], "momentum and nesterov")):
+        proc = run(["train", "plain", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", *bad], cwd=tmp_path, check=False)
+        assert_one_line_error(proc, 2, words)

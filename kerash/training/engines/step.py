@@ -94,11 +94,14 @@ def apply_update(optimizer, params, grads, mask, ranges=None):
         for key, array in whole.items():
             parts[f"part{k}.{key.split('.', 1)[1]}"] = array[start:stop]
         items.append((f"part{k}", params[start:stop], grads[start:stop], None if mask is None else mask[start:stop]))
+    layer = optimizer.layer  # per-layer rates and momenta: sliced alike
     optimizer.state = parts
+    optimizer.layer = {f"part{k}.{key.split('.', 1)[1]}": array[start:stop]
+                       for k, (start, stop) in enumerate(ranges) for key, array in layer.items()}
     try:
         optimizer.step(items)
     finally:
-        optimizer.state = whole
+        optimizer.state, optimizer.layer = whole, layer
 
 
 def intersect(ranges, start, stop):
