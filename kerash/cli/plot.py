@@ -12,14 +12,15 @@ from .runner import tool
 
 @tool("plot")
 def plot(
-    kind: Annotated[str, typer.Argument(metavar="KIND", help="curves, confusion, regression, boundary, weights or evolution.", show_default=False)],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="curves, confusion, regression, boundary, activations, weights or evolution.", show_default=False)],
     sources: Annotated[
         List[str],
         typer.Argument(metavar="MODEL...", help="Model directories (curves: one or more); for evolution, a folder written by evolve -o (or its table).", show_default=False),
     ],
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", help="Picture to write: FILE.png or FILE.svg. Without it, curves draws in the terminal.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples (confusion, regression, boundary).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples (confusion, regression, boundary, activations).")] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices, one-hot rows, or class names (MODEL/classes.txt); for regression, the true values.")] = None,
+    node: Annotated[Optional[str], typer.Option("--node", metavar="NAME", help="activations: the node drawn (a layer folder such as layer_01, or an MDL node's name; kerash summary lists them).")] = None,
     grads: Annotated[Optional[str], typer.Option("--grads", metavar="GRADS", help="weights: also the histograms of this gradient folder (written by backprop).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", metavar="PX", help="Width in pixels (default 800; weights: 280 a column of histograms).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", metavar="PX", help="Height in pixels (default 600; weights: 200 a layer).")] = None,
@@ -36,6 +37,9 @@ def plot(
                                       output, the identity line, R², RMSE and MAE in the title
       boundary MODEL -x X -y Y        2-D inputs: the model's class over the plane, points by true class,
                                       misclassified ones crossed
+      activations MODEL -x X --node NAME [-y Y]
+                                      a node's values, a row per sample (grouped by class with -y), a
+                                      column per unit: which units are alive, saturated or dead
       weights MODEL [--grads GRADS]   histograms of each layer's parameters (and gradients); with
                                       MODEL/stats.tsv, per-layer statistics over epochs
       evolution EVOLVE_DIR            best and mean validation loss and accuracy per generation
@@ -55,7 +59,7 @@ def plot(
     from .. import plot as plots
     from ..errors import UsageError
 
-    plots.check_request(kind, sources, data, labels, grads)
+    plots.check_request(kind, sources, data, labels, grads, node)
     if output is None:
         if kind != "curves":
             raise UsageError(f"{kind} needs -o FILE.png or -o FILE.svg (only curves draws in the terminal)")
@@ -74,4 +78,4 @@ def plot(
     default_width, default_height = figures.default_size(kind, sources, grads)
     width, height = width or default_width, height or default_height
     figures.check_size(width, height, dpi)
-    figures.save(figures.draw(kind, sources, data, labels, grads), output, width, height, dpi)
+    figures.save(figures.draw(kind, sources, data, labels, grads, node), output, width, height, dpi)

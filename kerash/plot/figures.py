@@ -298,6 +298,57 @@ def regression(model, data, labels):
     return fig
 
 
+# ---------------------------------------------------------------- activations
+
+MAX_ROWS = 400  # samples drawn (evenly spaced, after grouping by class): a row of pixels each at most
+
+
+def activations(model, data, labels, node):
+    """A node's values as an image: a row per sample (grouped by true class when labels are given), a column per
+    unit (its values flattened, C, H, W order), with the range of each unit's values in the title."""
+    x = read_tensor(data)
+    if not len(x):
+        raise DataError(f"no samples to draw ({source_name(data)})")
+    loaded = modelmod.load(model)
+    values = next(modelmod.node_blocks(loaded, [x], [node], source_name(data)))
+    rows = values.reshape(len(values), -1) if values.ndim > 1 else values.reshape(-1, 1)
+    order, bounds = np.arange(len(rows)), []
+    if labels is not None:
+        y = read_labels(labels, modelmod.labels_are_names(model))
+        y = modelmod.class_targets(y, loaded.classes, len(x), model)
+        if len(y) != len(x):
+            raise UsageError(f"{len(x)} samples but {len(y)} labels ({source_name(labels)})")
+        truth = tables.true_classes(y, source_name(labels))
+        order = np.argsort(truth, kind="stable")
+        bounds = [(int(k), int(np.searchsorted(truth[order], k)), int(np.searchsorted(truth[order], k, "right")))
+                  for k in np.unique(truth)]
+    keep = np.unique(np.linspace(0, len(order) - 1, min(len(order), MAX_ROWS)).round().astype(int))
+    image = rows[order][keep]
+    fig = _figure_class()(layout="constrained")
+    ax = fig.add_subplot()
+    low, high = float(np.min(rows)), float(np.max(rows))
+    symmetric = low < 0 < high
+    edge = max(abs(low), abs(high)) or 1.0
+    shown = ax.imshow(image, aspect="auto", interpolation="nearest", cmap="RdBu_r" if symmetric else "viridis",
+                      vmin=-edge if symmetric else low, vmax=edge if symmetric else high)
+    ax.grid(False)
+    ax.set_xlabel(f"unit of {node} ({rows.shape[1]} values a sample)")
+    ax.set_ylabel("sample" + (" (grouped by true class)" if bounds else ""))
+    if bounds:
+        names = modelmod.class_names(model, max(k for k, _, _ in bounds) + 1)
+        positions = np.searchsorted(keep, [(a + b - 1) / 2 for _, a, b in bounds])
+        ax.set_yticks(positions, [names[k] for k, _, _ in bounds])
+        for _, _, stop in bounds[:-1]:
+            ax.axhline(np.searchsorted(keep, stop) - 0.5, color="black", linewidth=1)
+    fig.colorbar(shown, ax=ax, label="value", shrink=0.8)
+    dead = int(np.sum(np.ptp(rows, axis=0) == 0)) if len(rows) > 1 else 0
+    fig.suptitle(f"Activations of {node} in {_names([model])[0]} on {_short(data)}\n"
+                 f"{len(rows)} samples{f' ({len(keep)} drawn)' if len(keep) < len(rows) else ''}, "
+                 f"values {low:.3g} to {high:.3g}, {dead} of {rows.shape[1]} units constant",
+                 fontweight="bold")
+    return fig
+
+
 # ---------------------------------------------------------------- boundary
 
 
@@ -497,7 +548,7 @@ def evolution(source):
     return fig
 
 
-def draw(kind, sources, data=None, labels=None, grads=None):
+def draw(kind, sources, data=None, labels=None, grads=None, node=None):
     """The figure of `kind` (see kerash.plot.KINDS)."""
     _figure_class()  # first: without matplotlib, say what to install
     if kind == "curves":
@@ -506,6 +557,8 @@ def draw(kind, sources, data=None, labels=None, grads=None):
         return confusion(sources[0], data, labels)
     if kind == "regression":
         return regression(sources[0], data, labels)
+    if kind == "activations":
+        return activations(sources[0], data, labels, node)
     if kind == "boundary":
         return boundary(sources[0], data, labels)
     if kind == "weights":

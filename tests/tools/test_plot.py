@@ -315,3 +315,32 @@ def test_regression_draws_predicted_against_true_and_confusion_of_values_explain
     assert "kerash plot regression" in (tmp_path / "confusion.err").read_text()
     assert "kerash plot confusion" in (tmp_path / "classes.err").read_text()
     assert not (tmp_path / "c.svg").exists() and not (tmp_path / "c2.svg").exists()
+
+
+def test_activations_draws_a_nodes_values_grouped_by_class(tmp_path):
+    """Issue 25: kerash plot activations, a row per sample and a column per unit, its title from the values that
+    predict --node gives (checked against numpy); --node goes with activations only."""
+    folder = make_model(tmp_path, "3 1 1\ninput\ndense 6 relu\ndense 2 softmax\n", seed=4)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3))
+    savetxt(tmp_path / "x.txt", x)
+    savetxt(tmp_path / "y.txt", rng.integers(0, 2, size=(40, 1)))
+    script = """
+        kerash plot activations m -x x.txt -y y.txt --node layer_01 -o a.svg
+        kerash plot activations m -x x.txt --node layer_01 -o b.png
+        kerash plot activations m -x x.txt -o c.png 2> c.err; echo $? > c.status
+        kerash plot confusion m -x x.txt -y y.txt --node layer_01 -o d.png 2> d.err; echo $? > d.status
+    """
+    run(["bash", "-c", script], cwd=tmp_path)
+    w = weights(folder)
+    hidden = np.maximum(x @ w["layer_01/W"] + w["layer_01/b"], 0)
+    root = svg_root(tmp_path / "a.svg")
+    assert list(root.iter(SVG + "image"))  # the values, drawn as an image
+    title = " ".join(svg_texts(root))
+    constant = int(np.sum(np.ptp(hidden, axis=0) == 0))
+    assert f"40 samples, values {hidden.min():.3g} to {hidden.max():.3g}, {constant} of 6 units constant" in title
+    size, _, _ = png(tmp_path / "b.png")
+    assert size == (800, 600)
+    for name, words in (("c", "needs --node"), ("d", "--node goes with activations only")):
+        assert (tmp_path / f"{name}.status").read_text().strip() == "2"
+        assert words in (tmp_path / f"{name}.err").read_text()
