@@ -9,7 +9,7 @@ offsets, never over pixels.
 
 import numpy as np
 
-from .errors import ShapeError, UsageError
+from .errors import DataError, ShapeError, UsageError
 
 
 def shape_str(shape):
@@ -171,6 +171,21 @@ def flatten(t):
     if t.ndim == 4:
         return t.reshape(t.shape[0], int(np.prod(t.shape[1:])))  # not -1: that fails for 0 samples
     return t.reshape(1, -1)
+
+
+def reshape(t, dims):
+    """t with the shape `dims` (a list of whole numbers; one of them may be -1: what the others leave)."""
+    t = np.asarray(t)
+    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        raise UsageError(f"a shape holds whole numbers ≥ 0 and at most one -1, not {' '.join(map(str, dims))}")
+    known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+    if -1 in dims:
+        if known == 0 or t.size % known:
+            raise DataError(f"{t.size} values do not make a shape {' '.join(map(str, dims))}")
+        dims = [t.size // known if d == -1 else d for d in dims]
+    elif known != t.size:
+        raise DataError(f"{t.size} values do not fill a shape {' '.join(map(str, dims))} ({known} values)")
+    return t.reshape(dims)
 
 
 # Internally convolution and pooling work on (C, N, H, W): one channel of the

@@ -21,6 +21,7 @@ TOOLS = {
     "matrix-apply": ("kerash.cli.matrix:apply", True),
     "tensor-slice": ("kerash.cli.tensor:tslice", True),
     "tensor-flatten": ("kerash.cli.tensor:flatten", True),
+    "tensor-reshape": ("kerash.cli.tensor:reshape", True),
     "tensor-rows": ("kerash.cli.tensor:rows", True),
     "tensor-stats": ("kerash.cli.tensor:stats", True),
     "tensor-show": ("kerash.cli.tensor:show", True),

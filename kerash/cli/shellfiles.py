@@ -24,9 +24,10 @@ SHELL_PROGRAMS = {
     "pipeline-train": ["--data", "--labels", "--epochs", "--batch-size", "--lr", "--workers", "--seed", "--dtype",
                        "--first-epoch", "--normalize", "-h", "--help"],
     "forward-pipeline": ["--show", "-h", "--help"],
+    "backward-pipeline": ["--show", "--output", "-h", "--help"],
 }
 SHELL_VALUED = {"pipeline-train": ["--data", "--labels", "--epochs", "--batch-size", "--lr", "--workers", "--seed",
-                                   "--dtype", "--first-epoch"]}
+                                   "--dtype", "--first-epoch"], "backward-pipeline": ["--output"]}
 HELP = ["-h", "--help"]
 
 

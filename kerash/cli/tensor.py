@@ -1,4 +1,4 @@
-"""Tensor tools: slices, flattening, convolution and max-pooling."""
+"""Tensor tools: slices, flattening and reshaping, convolution and max-pooling."""
 
 import os
 import sys
@@ -70,6 +70,37 @@ def flatten(a: Input = "-", output: Output = None, fmt: Format = None):
 
     io = _io()
     io.write_tensor(ops.flatten(io.read_tensor(a)), output, fmt)
+
+
+@tool("tensor-reshape")
+def reshape(
+    dims: Annotated[str, typer.Argument(metavar="DIMS", help="The new shape, e.g. '-1 1 8 8' (one argument; -1: what the other dimensions leave).", show_default=False)],
+    a: Input = "-",
+    output: Output = None,
+    fmt: Format = None,
+):
+    """Give a tensor another shape with the same values in the same order: rows of flattened images
+    back into a batch (N,C,H,W) for conv and maxpool, or anything else.
+
+    A DIMS that starts with -1 follows `--`, as any operand that starts
+    with a dash.
+
+    \b
+    Example:
+      printf '1 2 3 4\\n5 6 7 8\\n' | tensor-reshape '2 1 2 2'      # two 1×2×2 samples
+      printf '1 2 3 4\\n5 6 7 8\\n' | tensor-reshape -- '-1 4'      # one row per sample
+    """
+    from .. import ops
+    from ..errors import UsageError
+
+    try:
+        shape = [int(d) for d in dims.replace(",", " ").split()]
+    except ValueError:
+        raise UsageError(f"DIMS are whole numbers separated by spaces, such as '-1 1 8 8', not {dims!r}") from None
+    if not shape:
+        raise UsageError("give the new shape, such as '-1 1 8 8'")
+    io = _io()
+    io.write_tensor(ops.reshape(io.read_tensor(a), shape), output, fmt)
 
 
 Stride = Annotated[int, typer.Option("--stride", help="Step between windows.")]

@@ -318,12 +318,13 @@ def test_forward_pipeline_show_prints_a_pipe_of_matrix_tools(tmp_path):
 
 
 @warm_and_cold
-def test_forward_pipeline_refuses_a_convolutional_model(tmp_path):
-    make_model(tmp_path, CNN)
+def test_forward_pipeline_refuses_what_no_tool_computes(tmp_path):
+    """maxpool draws square windows: a 3×2 pooling has no stage (predict computes it)."""
+    make_model(tmp_path, CNN.replace("max_pooling - 2 0 2 2", "max_pooling - 1 0 3 2"))
     savetxt(tmp_path / "in.txt", np.zeros((2, 40)))
     for args in (["m", "in.txt"], ["--show", "m"]):
         proc = run(["forward-pipeline", *args], cwd=tmp_path, env=env(), check=False)
-        assert_one_line_error(proc, 1, "forward-pipeline: error:", "convolution", "predict")
+        assert_one_line_error(proc, 1, "forward-pipeline: error:", "max_pooling 3×2", "predict")
         assert proc.stdout == b""
     proc = run(["forward-pipeline", "nowhere", "in.txt"], cwd=tmp_path, env=env(), check=False)
     assert_one_line_error(proc, 1, "nowhere")
@@ -375,3 +376,61 @@ def test_tensor_rows_out_of_range_is_a_one_line_error(tmp_path):
     proc = run(["tensor-rows", "4"], input=(tmp_path / "a.txt").read_bytes(), check=False)
     assert_one_line_error(proc, 1, "tensor-rows: error:", "out of range")
     assert proc.stdout == b""
+
+
+def test_forward_pipeline_runs_convolution_pooling_and_flatten_as_predict(tmp_path):
+    """Issue 25: conv, maxpool, tensor-reshape and tensor-flatten stages give predict's outputs; an MDL graph is
+    refused with a pointer to predict --node."""
+    make_model(tmp_path, CNN, seed=3, dtype="float64")
+    rng = np.random.default_rng(5)
+    savetxt(tmp_path / "x.txt", rng.normal(size=(6, 40)))  # rows of 2×4×5 images
+    shown = run(["forward-pipeline", "--show", "m"], cwd=tmp_path, env=env()).stdout.decode()
+    assert [s.split()[0] for s in shown.strip().split(" | ")] == [
+        "tensor-reshape", "conv", "matrix-apply", "maxpool", "tensor-flatten", "matrix-mul", "matrix-add",
+        "matrix-apply"]
+    got = parse(run(["forward-pipeline", "m", "x.txt"], cwd=tmp_path, env=env()).stdout)
+    np.testing.assert_allclose(got, parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), rtol=0, atol=1e-6)
+    (tmp_path / "g.mdl").write_text("(input, 3)\n(h, 4, <tanh>)\n(out, 2, <softmax>, <cross_entropy>)\n")
+    run(["model-init", "g.mdl", "-o", "g", "--seed", "1"], cwd=tmp_path)
+    proc = run(["forward-pipeline", "g", "x.txt"], cwd=tmp_path, env=env(), check=False)
+    assert proc.returncode == 1 and "MDL graph" in proc.stderr.decode() and "predict --node" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize("description, labels", [
+    (DEEP, "classes"),
+    ("/uniform -0.5 0.5,uniform -0.5 0.5/\n5 1 1\ninput\ndense 4 tanh\ndense 2 sigmoid\n", "values"),
+])
+def test_backward_pipeline_equals_backprop_and_feeds_model_update(tmp_path, description, labels):
+    """Issue 25: back-propagation as readable tool steps (softmax with cross-entropy, or mse) writes backprop's
+    gradient folder to rounding; model-update takes the step from it."""
+    make_model(tmp_path, description, seed=6, dtype="float64")
+    x, classes = classification(tmp_path, 9, 5)
+    if labels == "values":
+        savetxt(tmp_path / "y.txt", np.random.default_rng(2).uniform(size=(9, 2)))
+    shown = run(["backward-pipeline", "--show", "m", "x.txt", "y.txt", "--output", "G"], cwd=tmp_path,
+                env=env()).stdout.decode()
+    assert "matrix-transpose" in shown and "--derivative" in shown and not (tmp_path / "G").exists()
+    run(["backward-pipeline", "m", "x.txt", "y.txt", "--output", "G"], cwd=tmp_path, env=env())
+    run(["backprop", "m", "-x", "x.txt", "-y", "y.txt", "-o", "B"], cwd=tmp_path)
+    piped, reference = weights(tmp_path / "G"), weights(tmp_path / "B")
+    assert piped.keys() == reference.keys()
+    for key in piped:
+        np.testing.assert_allclose(piped[key], reference[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    stats, expected = (json.loads((tmp_path / f / "stats.json").read_text()) for f in ("G", "B"))
+    assert stats["samples"] == expected["samples"] == 9 and stats["correct"] == expected["correct"]
+    assert stats["loss_sum"] == pytest.approx(expected["loss_sum"], rel=1e-5)
+    copy_model(tmp_path / "m", "m2")
+    run(["model-update", "m", "G", "--lr", "0.1"], cwd=tmp_path)
+    run(["model-update", "m2", "B", "--lr", "0.1"], cwd=tmp_path)
+    for key, value in weights(tmp_path / "m").items():
+        np.testing.assert_allclose(value, weights(tmp_path / "m2")[key], rtol=1e-9, atol=1e-12)
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_backward_pipeline_refuses_what_it_cannot_follow(tmp_path):
+    make_model(tmp_path, CNN, seed=3)
+    classification(tmp_path, 4, 40)
+    proc = run(["backward-pipeline", "m", "x.txt", "y.txt", "--output", "G"], cwd=tmp_path, env=env(), check=False)
+    assert proc.returncode == 1 and "not dense" in proc.stderr.decode() and not (tmp_path / "G").exists()
+    proc = run(["backward-pipeline", "m", "x.txt"], cwd=tmp_path, env=env(), check=False)
+    assert proc.returncode == 2 and "MODEL X Y --output GRADS" in proc.stderr.decode()

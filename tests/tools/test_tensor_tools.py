@@ -78,3 +78,20 @@ def test_tensor_flatten_tool(tmp_path):
     np.testing.assert_array_equal(got, t.reshape(2, 12))
     got = parse(run(["tensor-flatten", "-"], input="1 2\n3 4\n").stdout)
     np.testing.assert_array_equal(got, [[1.0, 2.0, 3.0, 4.0]])
+
+
+def test_tensor_reshape_tool(tmp_path):
+    """Rows of flattened images back into a batch (N,C,H,W) and back again; -1 after --; bad shapes refused."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 2, 2, 3))
+    np.save(tmp_path / "x.npy", x)
+    rows = load_npy(run(["tensor-flatten", "x.npy", "--format", "npy"], cwd=tmp_path).stdout)
+    np.save(tmp_path / "rows.npy", rows)
+    back = load_npy(run(["tensor-reshape", "--format", "npy", "--", "-1 2 2 3", "rows.npy"], cwd=tmp_path).stdout)
+    np.testing.assert_array_equal(back, x)
+    piped = run(["tensor-reshape", "3 12"], cwd=tmp_path, input=run(["tensor-flatten", "x.npy"], cwd=tmp_path).stdout)
+    np.testing.assert_array_equal(parse(piped.stdout), x.reshape(3, 12))
+    for dims, code, words in (("5 5", 1, "36 values do not fill a shape 5 5"), ("-1 -1", 2, "at most one -1"),
+                              ("a b", 2, "whole numbers")):
+        proc = run(["tensor-reshape", "--", dims, "x.npy"], cwd=tmp_path, check=False)
+        assert proc.returncode == code and words in proc.stderr.decode(), proc.stderr
