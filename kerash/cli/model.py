@@ -457,6 +457,7 @@ def summary(
 @tool("graph")
 def graph(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model directory or a model description file.", show_default=False)],
+    steps: Annotated[bool, typer.Option("--steps", help="Print the forward pass as shell steps of kerash tools instead (a network without recurrence; forward-pipeline runs them): $model names the model's folder, $work a folder for the nodes' files, and the input comes from standard input.")] = False,
 ):
     """Print the model as a Graphviz DOT graph: layers, merges, splits; recurrent links dashed.
 
@@ -466,9 +467,15 @@ def graph(
       kerash graph elman.mdl > elman.dot     # then: dot -Tsvg elman.dot > elman.svg
       grep -c -- '->' elman.dot
     """
-    from ..model.reports import graph_dot
+    from ..model.reports import forward_steps, graph_dot
 
     spec, name = _description(model)
+    if steps:
+        import os
+
+        normalized = os.path.isdir(model) and os.path.exists(os.path.join(model, "normalization", "mean.npy"))
+        typer.echo("\n".join(forward_steps(spec, normalized)))
+        return
     typer.echo(graph_dot(spec, name), nl=False)
 
 

@@ -113,3 +113,57 @@ def graph_dot(spec, name):
             out.append(f"  {_dot_string(src)} -> {_dot_string(node.name)}{attrs};")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def forward_steps(spec, normalized=False, model='"$model"'):
+    """A network without recurrence as shell steps of kerash tools, one file per node: forward-pipeline's
+    script for an MDL graph.  The input is read from standard input (normalised first when the model has
+    statistics); each step writes "$work/NODE.npy"; the last prints the output node.  Refuses what no tool
+    computes."""
+    from ..errors import ModelError
+
+    files = {}  # node name → the file holding its values (a split or tap names its source's)
+    if normalized:
+        steps = ['matrix-scale 1 - -o "$work/raw.npy"',
+                 f'matrix-sub "$work/raw.npy" {model}/normalization/mean.npy | matrix-hadamard - '
+                 f'<(matrix-apply reciprocal {model}/normalization/std.npy) -o "$work/input.npy"']
+    else:
+        steps = ['matrix-scale 1 - -o "$work/input.npy"']
+    for node in spec.nodes:
+        if node.kind == INPUT:
+            files[node.name] = '"$work/input.npy"'
+            continue
+        if any(delay for _, delay in node.inputs):
+            raise ModelError(f"node {node.name} reads the previous time step: a recurrent network is a loop over "
+                             "time, not a pipe; predict --node NAME shows any of its nodes")
+        sources = [files[name] for name, _ in node.inputs]
+        if node.kind in ALIASES:
+            files[node.name] = sources[0]
+            continue
+        out = f'"$work/{node.name}.npy"'
+        kind = node.layer.kind
+        if kind == "dense":
+            act = node.layer.activation
+            apply = " ".join(["matrix-apply", act.name] + [f"-p {v!r}" for v in act.values])
+            steps.append(f'matrix-mul {sources[0]} {model}/{node.key}/W.npy | matrix-add - {model}/{node.key}/b.npy'
+                         f" | {apply} -o {out}")
+        elif kind == "dropout":
+            files[node.name] = sources[0]  # the identity when predicting
+            continue
+        elif kind == "merge":
+            op = node.layer.op
+            first, second = sources
+            if op == "concatenate":  # the rows of both, side by side: text rows joined by paste
+                steps.append(f"paste -d ' ' <(matrix-scale 1 {first}) <(matrix-scale 1 {second}) | matrix-scale 1 - "
+                             f"-o {out}")
+            elif op == "average":
+                steps.append(f"matrix-add {first} {second} | matrix-scale 0.5 - -o {out}")
+            else:
+                tool = "matrix-add" if op == "additive" else "matrix-hadamard"
+                steps.append(f"{tool} {first} {second} -o {out}")
+        else:
+            raise ModelError(f"node {node.name} is a {kind} layer, which no tool of forward-pipeline computes; "
+                             "use predict")
+        files[node.name] = out
+    steps.append(f"matrix-scale 1 {files[spec.nodes[-1].name]}")
+    return steps

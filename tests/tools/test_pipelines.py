@@ -390,10 +390,26 @@ def test_forward_pipeline_runs_convolution_pooling_and_flatten_as_predict(tmp_pa
         "matrix-apply"]
     got = parse(run(["forward-pipeline", "m", "x.txt"], cwd=tmp_path, env=env()).stdout)
     np.testing.assert_allclose(got, parse(run(["predict", "m", "x.txt"], cwd=tmp_path).stdout), rtol=0, atol=1e-6)
-    (tmp_path / "g.mdl").write_text("(input, 3)\n(h, 4, <tanh>)\n(out, 2, <softmax>, <cross_entropy>)\n")
-    run(["model-init", "g.mdl", "-o", "g", "--seed", "1"], cwd=tmp_path)
-    proc = run(["forward-pipeline", "g", "x.txt"], cwd=tmp_path, env=env(), check=False)
-    assert proc.returncode == 1 and "MDL graph" in proc.stderr.decode() and "predict --node" in proc.stderr.decode()
+
+
+
+def test_forward_pipeline_runs_an_mdl_graph_a_step_per_node(tmp_path):
+    """Issue 25: an MDL graph's branches and merges (concatenate by paste, average, additive) as tool steps, one
+    file per node, equal to predict; a recurrent graph is refused with a pointer to predict --node."""
+    (tmp_path / "g.mdl").write_text(
+        "(input, 3)\n[x,]\n(h1, 4, <tanh>)\n{c, x, concatenate}\n(h2, 5, <relu>)\n[s,]\n(h3, 5, <tanh>)\n"
+        "{m, s, average}\n(h4, 5, <identity>)\n{r, s, additive}\n(out, 2, <softmax>, <cross_entropy>)\n")
+    run(["model-init", "g.mdl", "-o", "g", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    savetxt(tmp_path / "x.txt", np.random.default_rng(2).normal(size=(7, 3)))
+    steps = run(["kerash", "graph", "g", "--steps"], cwd=tmp_path).stdout.decode().splitlines()
+    assert any(line.startswith("paste -d ' '") for line in steps) and len(steps) == 10, steps
+    got = parse(run(["forward-pipeline", "g", "x.txt"], cwd=tmp_path, env=env()).stdout)
+    np.testing.assert_allclose(got, parse(run(["predict", "g", "x.txt"], cwd=tmp_path).stdout), rtol=1e-12)
+    (tmp_path / "e.mdl").write_text("(input, 1)\n{xh, state, concatenate}\n(h, 3, <tanh>)\n[state,]\n"
+                                    "(out, 2, <softmax>, <cross_entropy>)\n")
+    run(["model-init", "e.mdl", "-o", "e", "--seed", "1"], cwd=tmp_path)
+    proc = run(["forward-pipeline", "e", "x.txt"], cwd=tmp_path, env=env(), check=False)
+    assert_one_line_error(proc, 1, "forward-pipeline: error:", "recurrent", "predict --node")
 
 
 @pytest.mark.parametrize("description, labels", [
