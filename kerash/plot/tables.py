@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, KerashError, UsageError
 
 TRACE_FILE = "trace.tsv"
 STATS_FILE = "stats.tsv"
@@ -104,9 +104,19 @@ def read_trace(source, name=None):
     """
     is_dir = os.path.isdir(source)
     path = os.path.join(source, TRACE_FILE) if is_dir else source
+    until = None  # a version or checkpoint folder: its model's trace, up to the epoch it holds
     if is_dir and not os.path.exists(path):
-        raise DataError(f"{source} has no {TRACE_FILE}: train it first")
+        root, epochs = _frozen_model(source)
+        if root is None:
+            raise DataError(f"{source} has no {TRACE_FILE}: train it first")
+        path, until = os.path.join(root, TRACE_FILE), epochs
+        if not os.path.exists(path):
+            raise DataError(f"{root} has no {TRACE_FILE}: train it first")
     header, columns = _read_table(path, ("epoch", "loss"), text_columns=("event",))
+    if until is not None:
+        at = [i for i, e in enumerate(columns["epoch"]) if e == until]
+        if at:
+            columns = {k: v[: at[-1] + 1] for k, v in columns.items()}
     events = columns.pop("event", None) or [""] * len(columns["epoch"])
     trace = Trace(
         name or os.path.basename(os.path.normpath(source if is_dir else os.path.dirname(os.path.abspath(path)))),
@@ -120,6 +130,19 @@ def read_trace(source, name=None):
         raise DataError(f"{path} has no epoch lines yet")
     trace.pieces, trace.markers = _history(trace.epoch, trace.events)
     return trace
+
+
+def _frozen_model(path):
+    """(model directory, epochs) of a version folder MODEL/.versions/N or a checkpoint, else (None, None)."""
+    from ..model import ModelDir  # here: the terminal's curves need no more than numpy
+
+    try:
+        md = ModelDir(path)
+        if not md.frozen:
+            return None, None
+        return md.frozen, int(md.read_state().get("epochs", 0))
+    except (KerashError, OSError, ValueError):
+        return None, None
 
 
 def _history(epoch, events):

@@ -344,3 +344,21 @@ def test_activations_draws_a_nodes_values_grouped_by_class(tmp_path):
     for name, words in (("c", "needs --node"), ("d", "--node goes with activations only")):
         assert (tmp_path / f"{name}.status").read_text().strip() == "2"
         assert words in (tmp_path / f"{name}.err").read_text()
+
+
+def test_a_checkpoint_or_version_folder_draws_as_its_model_did_then(tmp_path):
+    """Issue 25: kerash plot takes a checkpoint (or version) folder as a model: its curves are the model's trace
+    up to the checkpoint's epoch, its confusion matrix that of its own weights."""
+    make_model(tmp_path, "2 1 1\ninput\ndense 4 tanh\ndense 2 softmax\n", seed=2)
+    rng = np.random.default_rng(1)
+    savetxt(tmp_path / "x.txt", rng.normal(size=(30, 2)))
+    savetxt(tmp_path / "y.txt", rng.integers(0, 2, size=(30, 1)))
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "5", "--checkpoint-every", "3"], cwd=tmp_path)
+    assert tables.read_trace(str(tmp_path / "m" / "checkpoints" / "epoch-0003")).epoch.tolist() == [1, 2, 3]
+    script = ("kerash plot curves m/checkpoints/epoch-0003 -o c.svg && "
+              "kerash plot confusion m/checkpoints/epoch-0003 -x x.txt -y y.txt -o k.svg")
+    run(["bash", "-c", script], cwd=tmp_path)
+    correct = dict(line.split("\t") for line in run(["evaluate", "m/checkpoints/epoch-0003", "-x", "x.txt", "-y",
+                                                     "y.txt"], cwd=tmp_path).stdout.decode().splitlines())["correct"]
+    assert f"{correct} of 30 correct" in " ".join(svg_texts(svg_root(tmp_path / "k.svg")))
+    assert svg_root(tmp_path / "c.svg") is not None
