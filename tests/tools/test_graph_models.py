@@ -153,6 +153,22 @@ def test_predict_and_evaluate_sequences(elman):
     assert float(lines["loss"]) == pytest.approx(per_step[:, -1].mean(), rel=1e-5)
 
 
+def test_predict_node_of_a_recurrent_graph_gives_every_step(elman):
+    """Issue 25: an MDL node's values at every time step (N, T, width), against the numpy unrolling."""
+    folder, x, _ = elman
+    w = weights(folder / "m")
+    h, hidden = np.zeros((len(x), 12)), []
+    for t in range(x.shape[1]):
+        h = np.tanh(np.concatenate([x[:, t], h], axis=1) @ w["layer_01/W"] + w["layer_01/b"])
+        hidden.append(h)
+    hidden = np.stack(hidden, axis=1)
+    out = run(["predict", "m", "x.txt", "--node", "h"], cwd=folder).stdout.decode()
+    assert out.splitlines()[0] == "# shape: 6 5 12"
+    np.testing.assert_allclose(parse(out).reshape(6, 5, 12), hidden, rtol=1e-12)
+    both = parse(run(["predict", "m", "x.txt", "--node", "h", "--node", "output"], cwd=folder).stdout).reshape(6, 5, 14)
+    np.testing.assert_allclose(both, np.concatenate([hidden, elman_forward(folder, x)], axis=2), rtol=1e-12)
+
+
 def test_backprop_and_update_equal_one_step_of_train(elman, tmp_path):
     folder, x, y = elman
     run(f"cp -r {folder}/m {tmp_path}/a && cp -r {folder}/m {tmp_path}/b && cp {folder}/x.txt {folder}/y.txt {tmp_path}/", cwd=tmp_path)
