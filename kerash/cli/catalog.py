@@ -37,6 +37,7 @@ TOOLS = {
     "summary": ("kerash.cli.model:summary", False),
     "graph": ("kerash.cli.model:graph", False),
     "dataset": ("kerash.cli.model:dataset", False),
+    "split": ("kerash.cli.model:split", False),
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "snapshot": ("kerash.cli.model:snapshot", False),

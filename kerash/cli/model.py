@@ -1,4 +1,4 @@
-"""Model tools: model-init, predict, backprop, model-update, evaluate, summary, dataset, snapshot."""
+"""Model tools: model-init, predict, backprop, model-update, evaluate, summary, dataset, split, snapshot."""
 
 import sys
 from typing import Annotated, List, Optional
@@ -477,6 +477,86 @@ def graph(
         typer.echo("\n".join(forward_steps(spec, normalized)))
         return
     typer.echo(graph_dot(spec, name), nl=False)
+
+
+@tool("split")
+def split(
+    files: Annotated[List[str], typer.Argument(metavar="FILE...", help="The data set's files, split alike: samples, labels, any other column; text, CSV or .npy, with the same rows.", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Folder to write: DIR/PART/FILE for each part and file.")],
+    fractions: Annotated[Optional[str], typer.Option("--fractions", metavar="F,F,…", help="Share of the rows in each part, adding up to 1 [default: 0.8,0.1,0.1].", show_default=False)] = None,
+    counts: Annotated[Optional[str], typer.Option("--counts", metavar="N,N,…", help="Rows in each part instead (rows left over are dropped).", show_default=False)] = None,
+    names: Annotated[str, typer.Option("--names", metavar="NAME,…", help="The parts' folder names, one per fraction or count.")] = "train,val,test",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the shuffle: the same seed, the same parts.")] = 0,
+    stratify: Annotated[bool, typer.Option("--stratify", help="Keep each class's share in every part; the classes are the rows of the last FILE (its labels).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR when kerash split wrote it.")] = False,
+):
+    """Split a data set into training, validation and test parts, every file alike.
+
+    The rows are shuffled with --seed and cut by --fractions or --counts;
+    each part keeps the rows in file order.  Text and CSV files are cut line
+    by line, as they are: a header row (names) and the comments above the
+    rows go to every part, values and word labels are left untouched.  .npy
+    files are cut along their first axis.  Every file must hold the same
+    rows (a header row aside).  Prints each part, its rows and its files.
+
+    \b
+    Example:
+      kerash dataset digits -o digits
+      kerash split digits/data.npy digits/labels.txt -o parts --seed 1 --stratify
+      train m -x parts/train/data.npy -y parts/train/labels.txt --val-data parts/val/data.npy --val-labels parts/val/labels.txt
+    """
+    import os
+
+    from ..errors import UsageError
+    from ..files.tensorio import read_table
+    from ..model import split as splitting
+
+    part_names = [n.strip() for n in names.split(",")]
+    if len(set(part_names)) != len(part_names) or not all(n and n not in (".", "..") and "/" not in n
+                                                          for n in part_names):
+        raise UsageError(f"--names must be distinct folder names, not {names!r}")
+    if len(set(os.path.basename(os.path.normpath(f)) for f in files)) != len(files):
+        raise UsageError("the files must have different names: each part holds one file of each name")
+
+    def numbers(text, option):
+        try:
+            return [(float if option == "--fractions" else int)(v) for v in text.split(",")]
+        except ValueError:
+            raise UsageError(f"{option} takes numbers separated by commas, not {text!r}") from None
+
+    wanted = numbers(fractions, "--fractions") if fractions is not None else None
+    given = numbers(counts, "--counts") if counts is not None else None
+    if wanted is None and given is None:
+        wanted = [0.8, 0.1, 0.1][: len(part_names)] if len(part_names) == 3 else None
+        if wanted is None:
+            raise UsageError("give --fractions or --counts for other than three parts")
+    if len(wanted or given) != len(part_names):
+        raise UsageError(f"{len(wanted or given)} parts asked for but {len(part_names)} names (--names)")
+    loaded = [splitting.RowsFile(f) for f in files]
+    # The samples: the rows of the first file that reads as numbers (a header row of names aside)
+    samples = None
+    for f in loaded:
+        if f.array is not None:
+            samples = f.rows
+            break
+        try:
+            samples = len(read_table(f.path).array)
+            break
+        except Exception:  # words: a labels file; its rows count only when no file holds numbers
+            continue
+    if samples is None:
+        samples = loaded[0].rows
+    headers = []
+    for f in loaded:
+        if f.rows not in (samples, samples + 1) or (f.array is not None and f.rows != samples):
+            raise UsageError(f"{f.path} has {f.rows} rows but {files[0]} has {samples} samples")
+        headers.append(f.rows == samples + 1)
+    sizes = splitting.part_sizes(samples, wanted, given)
+    classes = loaded[-1].classes(headers[-1]) if stratify else None
+    parts = splitting.split_rows(samples, sizes, seed, classes)
+    splitting.write_split(output, loaded, part_names, parts, headers, force)
+    for name, rows in zip(part_names, parts):
+        typer.echo("\t".join([name, f"{len(rows)} rows"] + [os.path.join(output, name, f.name) for f in loaded]))
 
 
 @tool("dataset")

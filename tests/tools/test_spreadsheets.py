@@ -101,3 +101,75 @@ def test_column_stats_against_numpy_in_process(rng):
             }
         for name in ops.STATS:
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-13, err_msg=f"{name} {shape}")
+
+
+# ---------------------------------------------------------------- kerash split (issue 24)
+
+
+def test_split_keeps_headers_word_labels_and_rows_aligned(tmp_path, rng):
+    """A spreadsheet export and a column of word labels with its own header: every part keeps both headers,
+    the lines untouched, the same rows of each file; the parts cover the rows once; the seed decides."""
+    data = rng.normal(size=(40, 3)).round(3)
+    data[:, 0] = np.arange(40)  # an id column: it tells which row went where
+    (tmp_path / "flowers.csv").write_bytes(spreadsheet_csv(["id", "width", "height"], data.tolist()))
+    words = ["big" if w > 0 else "small" for w in data[:, 1]]
+    (tmp_path / "species.txt").write_text("species\n" + "\n".join(words) + "\n")
+    out = run(["kerash", "split", "flowers.csv", "species.txt", "-o", "parts", "--fractions", "0.5,0.25,0.25",
+               "--seed", "3"], cwd=tmp_path).stdout.decode().splitlines()
+    assert [line.split("\t")[:2] for line in out] == [["train", "20 rows"], ["val", "10 rows"], ["test", "10 rows"]]
+    seen = []
+    original = (tmp_path / "flowers.csv").read_bytes().split(b"\r\n")
+    for part in ("train", "val", "test"):
+        lines = (tmp_path / "parts" / part / "flowers.csv").read_bytes().split(b"\r\n")
+        assert lines[0] == original[0]  # the header, with its byte-order mark
+        assert all(line in original for line in lines[1:-1])  # each line as it was
+        ids = parse(run(["matrix-scale", "1", f"parts/{part}/flowers.csv"], cwd=tmp_path).stdout)[:, 0].astype(int)
+        assert list(ids) == sorted(ids)  # file order kept
+        labels = (tmp_path / "parts" / part / "species.txt").read_text().splitlines()
+        assert labels[0] == "species" and labels[1:] == [words[i] for i in ids]
+        seen += list(ids)
+    assert sorted(seen) == list(range(40))
+    again = run(["kerash", "split", "flowers.csv", "species.txt", "-o", "parts", "--fractions", "0.5,0.25,0.25",
+                 "--seed", "3", "--force"], cwd=tmp_path)
+    assert again.stdout.decode().splitlines() == out
+    other = run(["kerash", "split", "flowers.csv", "species.txt", "-o", "other", "--fractions", "0.5,0.25,0.25",
+                 "--seed", "4"], cwd=tmp_path)
+    assert (tmp_path / "other" / "val" / "flowers.csv").read_bytes() != (tmp_path / "parts" / "val" / "flowers.csv").read_bytes()
+    assert other.returncode == 0
+
+
+def test_split_stratified_keeps_each_class_share(tmp_path, rng):
+    labels = np.repeat([0, 1, 2], [60, 30, 10])
+    rng.shuffle(labels)
+    np.save(tmp_path / "x.npy", rng.normal(size=(100, 2, 2)))
+    np.savetxt(tmp_path / "y.txt", labels, fmt="%d")
+    run(["kerash", "split", "x.npy", "y.txt", "-o", "p", "--stratify", "--seed", "1"], cwd=tmp_path)
+    x = np.load(tmp_path / "x.npy")
+    for part, share in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
+        y = np.loadtxt(tmp_path / "p" / part / "y.txt").astype(int)
+        assert np.all(np.abs(np.bincount(y, minlength=3) - share * np.array([60, 30, 10])) <= 1), (part, y)
+        assert np.load(tmp_path / "p" / part / "x.npy").shape[1:] == (2, 2)
+    rows = [np.load(tmp_path / "p" / part / "x.npy") for part in ("train", "val", "test")]
+    assert sorted(map(tuple, np.concatenate(rows).reshape(100, -1).tolist())) == sorted(map(tuple, x.reshape(100, -1).tolist()))
+
+
+def test_split_refuses_what_does_not_fit(tmp_path, rng):
+    np.save(tmp_path / "x.npy", rng.normal(size=(10, 2)))
+    np.savetxt(tmp_path / "y.txt", np.arange(9), fmt="%d")
+    np.savetxt(tmp_path / "z.txt", np.arange(10), fmt="%d")
+    for args, words in (
+        (["x.npy", "y.txt"], "y.txt has 9 rows but x.npy has 10 samples"),
+        (["x.npy", "z.txt", "--counts", "8,3,1"], "--counts"),
+        (["x.npy", "z.txt", "--counts", "8,2"], "2 parts asked for but 3 names"),
+        (["x.npy", "z.txt", "--fractions", "0.5,0.6,0.1"], "add up to 1"),
+        (["x.npy", "z.txt", "--names", "a,a,b"], "distinct"),
+        (["x.npy", "x.npy"], "different names"),
+    ):
+        proc = run(["kerash", "split", *args, "-o", "parts"], cwd=tmp_path, check=False)
+        assert_one_line_error(proc, 2, words)
+        assert not (tmp_path / "parts").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("precious")
+    proc = run(["kerash", "split", "x.npy", "z.txt", "-o", "mine", "--force"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "not a folder kerash split wrote")
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "precious"
