@@ -503,7 +503,7 @@ def split(
     Example:
       kerash dataset digits -o digits
       kerash split digits/data.npy digits/labels.txt -o parts --seed 1 --stratify
-      train m -x parts/train/data.npy -y parts/train/labels.txt --val-data parts/val/data.npy --val-labels parts/val/labels.txt
+      wc -l parts/*/labels.txt      # then: train MODEL -x parts/train/data.npy -y parts/train/labels.txt …
     """
     import os
 

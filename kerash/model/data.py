@@ -117,8 +117,12 @@ def _class_indices(values, width):
 def _one_hot(classes, width, where):
     if not _class_indices(classes, width):
         bad = classes[~((classes == np.floor(classes)) & (classes >= 0) & (classes < width))].flat[0]
+        hint = ""
+        if _class_indices(classes - 1, width):  # 1..K, as people number classes
+            hint = "; they look numbered 1..K: subtract one, e.g. awk '{print $1 - 1}' LABELS"
         raise DataError(
-            f"a label column must hold class indices 0..{width - 1} for the model's {width} outputs, found {bad:g} ({where})"
+            f"a label column must hold class indices 0..{width - 1} for the model's {width} outputs, found {bad:g}"
+            f"{hint} ({where})"
         )
     onehot = np.zeros(classes.shape + (width,))
     np.put_along_axis(onehot, classes.astype(np.int64)[..., None], 1.0, axis=-1)

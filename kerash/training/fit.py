@@ -109,6 +109,8 @@ class Run:
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
         self._normalize(fresh, x)
+        if fresh and self.normalization is None:
+            self._warn_unscaled()
         self.classification = targets_are_classes(self.y)
         self.objective = Objective(spec.loss, self.net)
         self.scored = self.objective.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
@@ -159,6 +161,28 @@ class Run:
             normalization.apply(self.x, self.normalization, self.md.spec)
             if self.vx is not None:
                 self.vx = normalization.apply(np.ascontiguousarray(self.vx), self.normalization, self.md.spec)
+
+    UNSCALED_SPAN, UNSCALED_RATIO = 100.0, 1000.0  # a feature this large, or spans this far apart: unscaled
+    SCALE_ROWS = 10_000  # rows looked at
+
+    def _warn_unscaled(self):
+        """Say once when the inputs are far from one scale and nothing normalises them: a classifier on raw
+        inputs of very different ranges may stay at the majority class, with no other sign why."""
+        rows = self.x[self.train_idx[: self.SCALE_ROWS]]
+        rows = rows.reshape(len(rows), -1) if rows.ndim > 1 else rows.reshape(-1, 1)
+        if not len(rows) or rows.shape[1] > 100_000:
+            return
+        low, high = rows.min(axis=0).astype(np.float64), rows.max(axis=0).astype(np.float64)
+        span = np.maximum(np.abs(low), np.abs(high))
+        width = high - low
+        varying = width > 0
+        wide = int(np.argmax(span))
+        if span[wide] > self.UNSCALED_SPAN or (varying.sum() > 1 and width[varying].max() >
+                                              self.UNSCALED_RATIO * width[varying].min()):
+            narrow = int(np.flatnonzero(varying)[np.argmin(width[varying])]) if varying.any() else wide
+            self.warn(f"the inputs are not on one scale (feature {wide + 1} reaches {span[wide]:.4g}, feature "
+                      f"{narrow + 1} spans {width[narrow]:.3g}); --normalize (or --normalize-minmax) brings them "
+                      "to one, kept with the model")
 
     def _batching(self, state):
         """Batch size per epoch: --batch-growth, --batch-size, else what the model was trained with."""
