@@ -123,6 +123,13 @@ def test_class_index_out_of_range(setup, tool, bad):
     fails_unchanged(setup, tool, 1, "class indices 0..2", f"found {bad:g}")
 
 
+def test_classes_numbered_from_one_get_a_hint(setup):
+    """Issue 24: labels 1..K are refused with a hint, not bare."""
+    savetxt(setup / "bad.txt", np.arange(10) % 3 + 1)
+    fails_unchanged(setup, ["train", "m", "-x", "x.txt", "-y", "bad.txt", "--epochs", "1"], 1, "found 3",
+                    "numbered 1..K: subtract one")
+
+
 @pytest.mark.parametrize(
     "tool, value, where",
     [

@@ -169,3 +169,19 @@ def test_normalize_minmax_maps_the_training_part_to_minus_one_one(tmp_path):
                check=False)
     assert_one_line_error(proc, 2, "not both")
     assert not (fresh / "normalization").exists()
+
+
+def test_unscaled_inputs_get_one_warning_on_a_fresh_model(tmp_path):
+    """Issue 24, item 7: raw features of very different scales, nothing normalising them: train says so once,
+    and what to add; not with --normalize, not when the model already trained, not for inputs on one scale."""
+    data(tmp_path)
+    make_model(tmp_path, LINEAR, "raw")
+    err = run(["train", "raw", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path).stderr.decode()
+    assert err.count("warning:") == 1 and "not on one scale" in err and "--normalize" in err, err
+    assert run(["train", "raw", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path).stderr == b""
+    make_model(tmp_path, LINEAR, "scaled")
+    assert run(["train", "scaled", "-x", "x.txt", "-y", "y.txt", "--epochs", "1", "--normalize"],
+               cwd=tmp_path).stderr == b""
+    savetxt(tmp_path / "small.txt", np.random.default_rng(1).uniform(-1, 1, size=(30, 4)))
+    make_model(tmp_path, LINEAR, "plain")
+    assert run(["train", "plain", "-x", "small.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path).stderr == b""
