@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import pty
 import shutil
 import subprocess
@@ -79,7 +80,9 @@ def test_hostile_inputs_fail_at_their_first_line_in_little_memory(tmp_path):
         f.truncate(300 << 20)
     for source in ("/dev/urandom", "/dev/zero", "sparse.bin"):
         proc, peak = peak_memory_run([str(BIN / "matrix-transpose"), source], tmp_path)
-        assert_one_line_error(proc, 1, f"{source}:1: binary data, not a text tensor")
+        assert_one_line_error(proc, 1, "binary data, not a text tensor")
+        # the first line that holds binary data: random bytes begin with a blank line now and then
+        assert re.search(rf"{re.escape(source)}:[12]: binary data", proc.stderr.decode()), proc.stderr
         assert peak < 100, (source, peak)
 
 
