@@ -5,7 +5,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Dtype, Format, Output, Seed, settings_options
+from .options import Columns, Drop, Dtype, Format, LabelColumn, Output, Seed, settings_options
 from .runner import tool
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
@@ -104,6 +104,9 @@ def predict(
     model_dir: ModelArg,
     input: Annotated[str, typer.Argument(metavar="[INPUT]", help="Samples, one per row; '-' or omitted: standard input.")] = "-",
     classes: Annotated[bool, typer.Option("--classes", help="Print the predicted class instead of the outputs: its name when the model has classes.txt, else its index.")] = False,
+    columns: Columns = None,
+    drop: Drop = None,
+    label_column: Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="A column of labels in the data, left out of the features.", show_default=False)] = None,
     nodes: Annotated[Optional[List[str]], typer.Option("--node", metavar="NAME", help="Write the values of this node instead of the outputs: a layer folder (layer_01), an MDL node's name, or input. Repeat for several, side by side.", show_default=False)] = None,
     dtype: Dtype = None,
     output: Output = None,
@@ -149,7 +152,12 @@ def predict(
                          f"{model_dir}/classes.txt), not {fmt}")
     # A stream is read, predicted and written a block at a time: any length takes bounded memory.
     rows = model.block_rows(loaded.net)
-    blocks = read_row_blocks(input, rows, where=source_name(input))
+    if columns is not None or drop is not None or label_column is not None:
+        from ..files.columns import read_columns  # a spreadsheet's table: read whole
+
+        blocks = [read_columns(input, label_column, columns, drop)[0]]
+    else:
+        blocks = read_row_blocks(input, rows, where=source_name(input))
     if nodes:
         results = ((values, None) for values in model.node_blocks(loaded, blocks, nodes, source_name(input)))
     else:
@@ -286,7 +294,10 @@ def update(
 def evaluate(
     model_dir: ModelArg,
     data: Data,
-    labels: Labels,
+    labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="One-hot rows, a column of class indices or names, or real targets; '-' is standard input.", show_default=False)] = None,
+    label_column: LabelColumn = None,
+    columns: Columns = None,
+    drop: Drop = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also print each class's precision, recall, F1 and support, with their averages (scikit-learn's classification report).")] = False,
     dtype: Dtype = None,
@@ -312,7 +323,18 @@ def evaluate(
     from ..files.tensorio import tensor_chunks
 
     _check_stdin(data, labels)
-    result = model.evaluate(model_dir, _read(data), _read_labels(labels, model_dir), dtype, (_name(data), _name(labels)))
+    if (labels is None) == (label_column is None):
+        from ..errors import UsageError
+
+        raise UsageError("give --labels Y, or --label-column NAME|N of the data (not both)")
+    if label_column is not None or columns is not None or drop is not None:
+        from ..files.columns import read_columns
+
+        x, y, _ = read_columns(data, label_column, columns, drop)
+        y = y if label_column is not None else _read_labels(labels, model_dir)
+    else:
+        x, y = _read(data), _read_labels(labels, model_dir)
+    result = model.evaluate(model_dir, x, y, dtype, (_name(data), _name(labels or data)))
     lines = [f"loss\t{result['loss']:.6g}"]
     scores = result["regression"]
     if scores is not None:  # targets that are values: scikit-learn's regression metrics, not an accuracy

@@ -71,3 +71,9 @@ def settings_options(tool_name, after, **fill):
         return fn
 
     return decorate
+
+
+# A spreadsheet's table: labels and features chosen among the columns of one file (files/columns.py)
+LabelColumn = Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="Take the labels from this column of the data (its header name, or its number from 1), then no --labels.", show_default=False)]
+Columns = Annotated[Optional[str], typer.Option("--columns", metavar="A,B,…", help="Use only these columns of the data as features (names or numbers from 1).", show_default=False)]
+Drop = Annotated[Optional[str], typer.Option("--drop", metavar="A,B,…", help="Leave these columns of the data out (names or numbers from 1).", show_default=False)]

@@ -75,9 +75,12 @@ def train(
     settings.update(given)
     data, labels = settings.pop("data", None), settings.pop("labels", None)
     vdata, vlabels = settings.pop("val_data", None), settings.pop("val_labels", None)
-    if data is None or labels is None:
-        raise UsageError("give --data and --labels (or data and labels lines in MODEL/params)")
-    if (vdata is None) != (vlabels is None):
+    table = {key: settings.pop(key, None) for key in ("label_column", "columns", "drop")}
+    if table["label_column"] is not None and labels is not None:
+        raise UsageError("give --labels or --label-column, not both")
+    if data is None or (labels is None and table["label_column"] is None):
+        raise UsageError("give --data and --labels, or --label-column (or data and labels lines in MODEL/params)")
+    if (vdata is None) != (vlabels is None) and table["label_column"] is None:
         raise UsageError("--val-data and --val-labels go together")
     if sum(p == "-" for p in (data, labels, vdata, vlabels)) > 1:
         raise UsageError("only one input can be standard input")
@@ -91,8 +94,19 @@ def train(
 
     dtype = DTYPES.get(cfg.dtype) if cfg.dtype else ModelDir(model_dir).dtype()
     names = labels_are_names(model_dir)  # names such as 1, 2, x: labels are read as names
-    x, y = tensorio.read_tensor(data, dtype), read_labels(labels, names)
-    val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels, names)) if vdata is not None else None
+    if any(value is not None for value in table.values()):
+        # a spreadsheet's table: the labels and the features chosen from its columns
+        from ..files.columns import read_columns
+
+        x, y, _ = read_columns(data, table["label_column"], table["columns"], table["drop"], dtype)
+        y = y if table["label_column"] is not None else read_labels(labels, names)
+        val = None
+        if vdata is not None:
+            vx, vy, _ = read_columns(vdata, table["label_column"], table["columns"], table["drop"], dtype)
+            val = (vx, vy if table["label_column"] is not None else read_labels(vlabels, names))
+    else:
+        x, y = tensorio.read_tensor(data, dtype), read_labels(labels, names)
+        val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels, names)) if vdata is not None else None
 
     bar = _ProgressBar() if sys.stderr.isatty() and not quiet else None
     from ..training.trace import COLUMNS, format_record
@@ -103,7 +117,7 @@ def train(
         if not quiet:
             sys.stderr.write(f"train: warning: {message}\n")
 
-    names = tuple(fs.source_name(p) if p else "" for p in (data, labels, vdata, vlabels))
+    names = tuple(fs.source_name(p) if p else "" for p in (data, labels or data, vdata, vlabels or vdata))
     def note(message):
         if cfg.verbose:
             sys.stderr.write(f"train: {message}\n")

@@ -96,6 +96,12 @@ SETTINGS = [
     Setting("data", PATH, "Training samples, one per row (or (N,C,H,W)).", short="-x", metavar="X", config=False),
     Setting("labels", PATH, "One-hot rows, a column of class indices, or real targets.", short="-y", metavar="Y",
             config=False),
+    Setting("label_column", str, "Take the labels from this column of X (its name in the header row, or its number "
+            "from 1, as cut): numbers, or words that name classes; then no --labels.", metavar="NAME|N", config=False),
+    Setting("columns", str, "Use only these columns of X as features: names or numbers from 1, comma-separated.",
+            metavar="A,B,…", config=False),
+    Setting("drop", str, "Leave these columns of X out: names or numbers from 1, comma-separated.", metavar="A,B,…",
+            config=False),
     Setting("epochs", int, "Epochs to run now [default: 10].", short="-e", check=NOT_NEGATIVE),
     Setting("until_epoch", int, "Train until the model has N epochs in total; do nothing if it has them."),
     Setting("batch_size", int, "Samples per step [default: the model's last, else 32].", short="-b",

@@ -173,3 +173,44 @@ def test_split_refuses_what_does_not_fit(tmp_path, rng):
     proc = run(["kerash", "split", "x.npy", "z.txt", "-o", "mine", "--force"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "not a folder kerash split wrote")
     assert (tmp_path / "mine" / "keep.txt").read_text() == "precious"
+
+
+def test_labels_and_features_by_column_name_or_number(tmp_path, rng):
+    """Issue 24, item 5: one spreadsheet holds the samples and their word labels; --label-column, --columns and
+    --drop choose them by header name or number from 1, for train, evaluate and predict; the result equals
+    training on the columns cut apart by hand."""
+    names = ["setosa", "versicolor", "virginica"]
+    values = rng.normal(size=(30, 3)) + np.repeat(np.arange(3), 10)[:, None]
+    species = [names[i // 10] for i in range(30)]
+    rows = [[i, *v] for i, v in enumerate(values.tolist())]
+    csv = spreadsheet_csv(["id", "a", "b", "c"], rows).decode("utf-8").split("\r\n")
+    csv = [line + ("," + ("species" if k == 0 else species[k - 1]) if line else "") for k, line in enumerate(csv)]
+    (tmp_path / "table.csv").write_text("\r\n".join(csv))
+    np.savetxt(tmp_path / "x.txt", values[:, :2])
+    (tmp_path / "y.txt").write_text("\n".join(species) + "\n")
+    (tmp_path / "m.model").write_text("2 1 1\ninput\ndense 3 softmax\n")
+    for name in ("by-hand", "by-name", "by-number"):
+        run(["model-init", "m.model", "-o", name, "--seed", "4", "--dtype", "float64"], cwd=tmp_path)
+    common = ["--epochs", "3", "--batch-size", "5", "--seed", "1", "--lr", "0.2"]
+    run(["train", "by-hand", "-x", "x.txt", "-y", "y.txt", *common], cwd=tmp_path)
+    run(["train", "by-name", "-x", "table.csv", "--label-column", "species", "--columns", "a,b", *common], cwd=tmp_path)
+    run(["train", "by-number", "-x", "table.csv", "--label-column", "5", "--drop", "id,4", *common], cwd=tmp_path)
+    for name in ("by-name", "by-number"):
+        for key in ("layer_01/W.npy", "layer_01/b.npy"):
+            np.testing.assert_array_equal(np.load(tmp_path / name / key), np.load(tmp_path / "by-hand" / key))
+        assert (tmp_path / name / "classes.txt").read_text() == (tmp_path / "by-hand" / "classes.txt").read_text()
+    scored = run(["evaluate", "by-name", "-x", "table.csv", "--label-column", "species", "--drop", "id,c"],
+                 cwd=tmp_path).stdout
+    assert scored == run(["evaluate", "by-hand", "-x", "x.txt", "-y", "y.txt"], cwd=tmp_path).stdout
+    predicted = run(["predict", "by-name", "table.csv", "--columns", "2,3", "--classes"], cwd=tmp_path).stdout
+    assert predicted == run(["predict", "by-hand", "x.txt", "--classes"], cwd=tmp_path).stdout
+    for args, words in (
+        (["--label-column", "kind"], "no such column; the columns: id, a, b, c, species"),
+        (["--label-column", "species", "-y", "y.txt"], "not both"),
+        (["--drop", "id,a,b,c", "--label-column", "species"], "no feature column"),
+    ):
+        proc = run(["train", "by-name", "-x", "table.csv", "--epochs", "1", *args], cwd=tmp_path, check=False)
+        assert_one_line_error(proc, 2, words)
+    proc = run(["train", "by-name", "-x", "table.csv", "-y", "y.txt", "--drop", "id", "--epochs", "1"], cwd=tmp_path,
+               check=False)
+    assert_one_line_error(proc, 1, "not a number in column 'species'", "--label-column")
