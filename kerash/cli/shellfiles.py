@@ -36,10 +36,35 @@ def program(name):
     return name if TOOLS[name][1] else f"kerash {name}"
 
 
+def registry_choices(name):
+    """{option or operand position: values} that tool `name` takes from kerash's registries, for completion."""
+    from ..model.datasets import NAMES
+    from ..plot import KINDS
+    from ..training.engines import ENGINES
+    from ..training.optimizers import OPTIMIZERS
+    from ..training.schedule import KINDS as SCHEDULES
+    from . import examples
+
+    found = {}
+    if name in ("train", "model-update", "evolve"):
+        found["--optimizer"] = list(OPTIMIZERS)
+    if name == "train":
+        found["--engine"] = list(ENGINES)
+        found["--lr-schedule"] = list(SCHEDULES)
+    if name == "plot":
+        found["1"] = list(KINDS)
+    if name == "dataset":
+        found["1"] = list(NAMES)
+    if name == "models":
+        found["1"] = sorted({n.rsplit(".", 1)[0] for n in examples.names()} | set(examples.names()))
+    return found
+
+
 def spec(name):
     """(options, options taking a value, {option or operand index: choices}) of tool `name`.
 
-    Choices come from metavars such as text|npy|kerash; an operand is keyed by its position from 1.
+    Choices come from metavars such as text|npy|kerash, and from the registries (registry_choices); an
+    operand is keyed by its position from 1.
     """
     options, valued, choices = [], [], {}
     position = 0
@@ -56,6 +81,9 @@ def spec(name):
             valued += names
             if words:
                 choices.update((n, words) for n in names)
+    for key, words in registry_choices(name).items():
+        if key.isdigit() or key in options:
+            choices[key] = words
     return options + HELP, valued, choices
 
 

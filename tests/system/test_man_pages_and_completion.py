@@ -88,6 +88,22 @@ def _complete(*words, source="train"):
     return proc.stdout.split()
 
 
+def test_bash_completes_the_registries_names():
+    """Issue 24, item 9: optimisers, engines, schedule kinds, plot kinds, data sets and example models."""
+    from kerash.model.datasets import NAMES
+    from kerash.plot import KINDS
+    from kerash.training.optimizers import OPTIMIZERS
+
+    assert _complete("train", "m", "--optimizer", "") == list(OPTIMIZERS)
+    assert _complete("train", "m", "--optimizer", "ad") == ["adam"]
+    assert _complete("train", "m", "--engine", "") == ["local", "fork", "mpi"]
+    assert _complete("train", "m", "--lr-schedule", "c") == ["constant", "cosine"]
+    assert _complete("model-update", "m", "g", "--optimizer", "n", source="model-update") == ["nesterov"]
+    assert _complete("kerash", "plot", "", source="kerash") == list(KINDS)
+    assert _complete("kerash", "dataset", "", source="kerash") == list(NAMES)
+    assert "xor" in _complete("kerash", "models", "", source="kerash")
+
+
 def test_bash_completes_tools_options_values_and_files():
     listed = _complete("kerash", "", source="kerash")
     assert set(TOOLS) | set(ALIASES) | {"--help", "--version"} == set(listed)
