@@ -116,7 +116,6 @@ class Run:
         self.scored = self.objective.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy
         self.objective.adapt_to_targets(self.y)
         self.optimizer = _make_optimizer(cfg, state)
-        self.base_lr = self.optimizer.lr  # the rate --layer-lr's rates are relative to (before any schedule)
         self.optimizer.restore(state.get("optimizer"), md.load_extra("optimizer"))
         self.layer_settings = _layer_settings(cfg, state, spec, self.optimizer)
         self.state.update(self.layer_settings)
