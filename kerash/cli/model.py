@@ -298,6 +298,7 @@ def evaluate(
     label_column: LabelColumn = None,
     columns: Columns = None,
     drop: Drop = None,
+    validation_of: Annotated[Optional[str], typer.Option("--validation-of", metavar="MODEL", help="Score only the rows of the data that train --validation-split held out of MODEL (MODEL/validation-rows.txt).", show_default=False)] = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also print each class's precision, recall, F1 and support, with their averages (scikit-learn's classification report).")] = False,
     dtype: Dtype = None,
@@ -334,6 +335,9 @@ def evaluate(
         y = y if label_column is not None else _read_labels(labels, model_dir)
     else:
         x, y = _read(data), _read_labels(labels, model_dir)
+    if validation_of is not None:
+        rows = model.held_out_rows(validation_of, len(x))
+        x, y = x[rows], _rows_of(y, rows, len(x), _name(labels or data))
     result = model.evaluate(model_dir, x, y, dtype, (_name(data), _name(labels or data)))
     lines = [f"loss\t{result['loss']:.6g}"]
     scores = result["regression"]
@@ -372,6 +376,18 @@ def evaluate(
         for label, key in (("macro avg", "macro"), ("weighted avg", "weighted")):
             p, r, f, n = table[key]
             out.write(f"{label}\t{p:.4f}\t{r:.4f}\t{f:.4f}\t{n}\n")
+
+
+def _rows_of(values, rows, samples, where):
+    """The given rows of samples or labels (class names through WordLabels.take)."""
+    from ..errors import DataError
+    from ..files.labels import WordLabels
+
+    if isinstance(values, WordLabels):
+        return values.take(rows, samples)
+    if len(values) != samples:
+        raise DataError(f"{samples} data samples but {len(values)} labels ({where})")
+    return values[rows]
 
 
 @tool("snapshot")

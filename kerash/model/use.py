@@ -1,10 +1,12 @@
 """Using a model directory on data: outputs, classes, loss, accuracy, confusion and a per-class report."""
 
+import os
+import re
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..network import Objective, targets_are_classes
 from ..processes import idle_cores, limit_blas_threads
 from . import normalization
@@ -125,6 +127,33 @@ def predict_loaded(model, x, name="input", first_row=0):
     if model.md.spec.sequence and rows:
         out = out[:, 0]  # rows given to a model without recurrence: one step each
     return out, model.objective().classes(out)
+
+
+def held_out_rows(path, samples):
+    """The rows of the data that train --validation-split held out of the model at `path`
+    (MODEL/validation-rows.txt), checked against the samples given."""
+    from ..files import fs
+    from ..errors import UsageError
+    from .directory import VALIDATION_ROWS
+
+    md = ModelDir(path)
+    file = os.path.join(md.version_dir(), VALIDATION_ROWS)
+    try:
+        with open(file, encoding="utf-8") as f:
+            first, *rest = f.read().splitlines() or [""]
+    except OSError:
+        raise UsageError(f"{path} records no held-out rows (train it with --validation-split)") from None
+    match = re.match(r"# samples (\d+):", first)
+    if not match:
+        raise DataError(f"{fs.source_name(file)}:1: expected '# samples N: …'")
+    trained = int(match.group(1))
+    rows = [int(line) for line in rest if line.strip()]
+    if not rows:
+        raise UsageError(f"{path} held no rows out: it was trained without --validation-split")
+    if trained != samples:
+        raise UsageError(f"{path} held rows out of {trained} samples, but the data given has {samples}: give the "
+                         "data it was trained on")
+    return np.asarray(rows, dtype=np.int64)
 
 
 def evaluate(path, x, y, dtype=None, names=("data", "labels")):

@@ -10,7 +10,7 @@ draws training curves with Unicode braille characters and needs nothing more.
 KINDS = ("curves", "confusion", "regression", "boundary", "activations", "weights", "evolution")
 
 
-def check_request(kind, sources, data=None, labels=None, grads=None, node=None):
+def check_request(kind, sources, data=None, labels=None, grads=None, node=None, held_out=None):
     """Refuse a KIND with the wrong operands or options before any work is done."""
     from ..errors import UsageError, close_matches
 
@@ -27,6 +27,8 @@ def check_request(kind, sources, data=None, labels=None, grads=None, node=None):
         raise UsageError(f"{kind} takes no --data or --labels")
     if (node is not None) != (kind == "activations"):
         raise UsageError("activations needs --node NAME" if node is None else "--node goes with activations only")
+    if held_out is not None and kind not in ("confusion", "regression", "boundary"):
+        raise UsageError("--validation-of goes with confusion, regression and boundary")
     if grads is not None and kind != "weights":
         raise UsageError("--grads goes with weights only")
     if data == "-" and labels == "-":

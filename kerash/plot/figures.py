@@ -209,9 +209,25 @@ def curves(models):
 # ---------------------------------------------------------------- confusion
 
 
-def confusion(model, data, labels):
-    """A heat-map of the confusion matrix of `model` on (data, labels), counts in the cells."""
+def _samples(model, data, labels, held_out=None):
+    """(samples, labels) as the picture reads them; with `held_out` (a model), only the rows its training held out
+    (--validation-of)."""
+    from ..files.labels import WordLabels
+
     x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
+    if held_out is None:
+        return x, y
+    rows = modelmod.held_out_rows(held_out, len(x))
+    if isinstance(y, WordLabels):
+        return x[rows], y.take(rows, len(x))
+    if len(y) != len(x):
+        raise DataError(f"{len(x)} samples but {len(y)} labels ({source_name(labels)})")
+    return x[rows], y[rows]
+
+
+def confusion(model, data, labels, held_out=None):
+    """A heat-map of the confusion matrix of `model` on (data, labels), counts in the cells."""
+    x, y = _samples(model, data, labels, held_out)
     result = modelmod.evaluate(model, x, y, names=(source_name(data), source_name(labels)))
     matrix = result["confusion"]
     if matrix is None:
@@ -254,9 +270,9 @@ def confusion(model, data, labels):
 MAX_PANELS = 6  # outputs drawn side by side; more are named in the title
 
 
-def regression(model, data, labels):
+def regression(model, data, labels, held_out=None):
     """Predicted against true values, one panel per output (up to MAX_PANELS), with the identity line."""
-    x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
+    x, y = _samples(model, data, labels, held_out)
     names = (source_name(data), source_name(labels))
     result = modelmod.evaluate(model, x, y, names=names)
     scores = result["regression"]
@@ -359,13 +375,13 @@ def _tint(color, amount=0.72):
     return tuple(c + (1 - c) * amount for c in to_rgb(color))
 
 
-def boundary(model, data, labels):
+def boundary(model, data, labels, held_out=None):
     """The model's class over the data's bounding box, with the points coloured by true class."""
     fig = _figure_class()(layout="constrained")
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
+    x, y = _samples(model, data, labels, held_out)
     if not x.size:
         raise UsageError(f"no samples to draw ({source_name(data)})")
     y = modelmod.class_targets(y, modelmod.load(model).classes, len(x), model)  # class names through classes.txt
@@ -548,19 +564,19 @@ def evolution(source):
     return fig
 
 
-def draw(kind, sources, data=None, labels=None, grads=None, node=None):
+def draw(kind, sources, data=None, labels=None, grads=None, node=None, held_out=None):
     """The figure of `kind` (see kerash.plot.KINDS)."""
     _figure_class()  # first: without matplotlib, say what to install
     if kind == "curves":
         return curves(sources)
     if kind == "confusion":
-        return confusion(sources[0], data, labels)
+        return confusion(sources[0], data, labels, held_out)
     if kind == "regression":
-        return regression(sources[0], data, labels)
+        return regression(sources[0], data, labels, held_out)
     if kind == "activations":
         return activations(sources[0], data, labels, node)
     if kind == "boundary":
-        return boundary(sources[0], data, labels)
+        return boundary(sources[0], data, labels, held_out)
     if kind == "weights":
         return weights(sources[0], grads)
     return evolution(sources[0])

@@ -17,7 +17,7 @@ from .. import model as modelmod
 from ..errors import TrainingError
 from ..files import fs
 from ..model import normalization
-from ..model.directory import CHECKPOINTS
+from ..model.directory import CHECKPOINTS, VALIDATION_ROWS
 from .optimizers import per_parameter_state
 from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, append_units
 
@@ -31,6 +31,7 @@ class Saver:
         self.pending_stats = []  # and stats.tsv
         self.pending_units = []  # and units.tsv
         self.last_save = time.monotonic()
+        self.rows_written = False  # validation-rows.txt: written by a run's first save, then kept
 
     def save(self, epochs, batch, partial, steps):
         """The model after `steps` steps: `epochs` complete, then `batch` batches of the next with sums `partial`."""
@@ -64,7 +65,10 @@ class Saver:
         if run.skip is not None:
             extra["training/skip_estimate"] = run.skip
         extra.update(normalization.arrays(run.normalization))
-        files = {modelmod.CLASSES_FILE: modelmod.classes_text(run.classes)} if run.classes else None
+        files = {modelmod.CLASSES_FILE: modelmod.classes_text(run.classes)} if run.classes else {}
+        if not self.rows_written:
+            files[VALIDATION_ROWS] = validation_rows_text(run)
+            self.rows_written = True
         run.md.save(run.net.get_params(), state, extra, files)
         self.last_save = time.monotonic()
         self._trace()
@@ -77,6 +81,17 @@ class Saver:
         if self.pending:
             append_lines(os.path.join(self.run.md.path, TRACE_FILE), TRACE_COLUMNS, self.pending)
         self.pending = []
+
+
+def validation_rows_text(run):
+    """MODEL/validation-rows.txt: the 0-based rows of the data held out by --validation-split, one per line,
+    under a comment that says how many samples the data had (evaluate --validation-of checks it)."""
+    n = len(run.x)
+    held = np.setdiff1d(np.arange(n), run.train_idx) if run.vx is not None and len(run.train_idx) < n else []
+    if not len(held):
+        return f"# samples {n}: no rows held out (no --validation-split)\n"
+    return f"# samples {n}: rows held out by --validation-split, 0-based (tensor-rows takes them)\n" + \
+        "".join(f"{i}\n" for i in held)
 
 
 def snapshot(md, name):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from conftest import assert_one_line_error, parse, run
+from conftest import assert_one_line_error, parse, run, savetxt
 
 
 def spreadsheet_csv(names, rows):
@@ -214,3 +214,36 @@ def test_labels_and_features_by_column_name_or_number(tmp_path, rng):
     proc = run(["train", "by-name", "-x", "table.csv", "-y", "y.txt", "--drop", "id", "--epochs", "1"], cwd=tmp_path,
                check=False)
     assert_one_line_error(proc, 1, "not a number in column 'species'", "--label-column")
+
+
+def test_the_held_out_part_is_recorded_and_scored(tmp_path, rng):
+    """Issue 24, item 6: train --validation-split writes MODEL/validation-rows.txt (the rows it held out, for
+    tensor-rows too); evaluate and kerash plot --validation-of score exactly that part: train's val figures."""
+    x = rng.normal(size=(50, 3))
+    savetxt(tmp_path / "x.txt", x)
+    (tmp_path / "y.txt").write_text("\n".join("ab"[int(v > 0)] for v in x[:, 0]) + "\n")
+    (tmp_path / "m.model").write_text("3 1 1\ninput\ndense 2 softmax\n")
+    run(["model-init", "m.model", "-o", "m", "--seed", "2", "--dtype", "float64"], cwd=tmp_path)
+    out = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "3", "--validation-split", "0.2", "--seed",
+               "7"], cwd=tmp_path).stdout.decode().splitlines()
+    last = out[-1].split("\t")
+    lines = (tmp_path / "m" / "validation-rows.txt").read_text().splitlines()
+    assert lines[0].startswith("# samples 50:")
+    from kerash.training.batches import split
+
+    assert [int(v) for v in lines[1:]] == split(50, 0.2, 7)[1].tolist()
+    scored = dict(line.split("\t") for line in run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt", "--validation-of",
+                                                    "m"], cwd=tmp_path).stdout.decode().splitlines())
+    assert (scored["loss"], scored["accuracy"], scored["samples"]) == (last[4], last[5], "10")
+    rows = ",".join(lines[1:])
+    picked = parse(run(["tensor-rows", rows, "x.txt"], cwd=tmp_path).stdout)
+    np.testing.assert_array_equal(picked, x[[int(v) for v in lines[1:]]])
+    run(["kerash", "plot", "confusion", "m", "-x", "x.txt", "-y", "y.txt", "--validation-of", "m", "-o", "c.svg"],
+        cwd=tmp_path)
+    assert f"{scored['correct']} of 10 correct" in (tmp_path / "c.svg").read_text()
+    savetxt(tmp_path / "short.txt", x[:40])
+    proc = run(["evaluate", "m", "-x", "short.txt", "-y", "y.txt", "--validation-of", "m"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "held rows out of 50 samples, but the data given has 40")
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path)  # no split this time
+    proc = run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt", "--validation-of", "m"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "held no rows out")
