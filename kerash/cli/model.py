@@ -525,7 +525,8 @@ def split(
     counts: Annotated[Optional[str], typer.Option("--counts", metavar="N,N,…", help="Rows in each part instead (rows left over are dropped).", show_default=False)] = None,
     names: Annotated[str, typer.Option("--names", metavar="NAME,…", help="The parts' folder names, one per fraction or count.")] = "train,val,test",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the shuffle: the same seed, the same parts.")] = 0,
-    stratify: Annotated[bool, typer.Option("--stratify", help="Keep each class's share in every part; the classes are the rows of the last FILE (its labels).")] = False,
+    stratify: Annotated[bool, typer.Option("--stratify", help="Keep each class's share in every part; the classes are the rows of the last FILE (its labels), or of --label-column.")] = False,
+    label_column: Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="With --stratify: the classes are this column of the first FILE (a table of samples and labels).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR when kerash split wrote it.")] = False,
 ):
     """Split a data set into training, validation and test parts, every file alike.
@@ -582,15 +583,27 @@ def split(
             break
         except Exception:  # words: a labels file; its rows count only when no file holds numbers
             continue
-    if samples is None:
-        samples = loaded[0].rows
+    if samples is None:  # words only (a table with a column of names, or labels): a header row of names aside
+        samples = loaded[0].rows - splitting.has_header(loaded[0])
     headers = []
     for f in loaded:
         if f.rows not in (samples, samples + 1) or (f.array is not None and f.rows != samples):
             raise UsageError(f"{f.path} has {f.rows} rows but {files[0]} has {samples} samples")
         headers.append(f.rows == samples + 1)
     sizes = splitting.part_sizes(samples, wanted, given)
-    classes = loaded[-1].classes(headers[-1]) if stratify else None
+    classes = None
+    if stratify and label_column is not None:
+        from ..files.columns import read_columns
+        from ..files.labels import WordLabels
+
+        _, labels, _ = read_columns(files[0], label_column)
+        classes = labels.codes if isinstance(labels, WordLabels) else labels
+        if len(classes) != samples:
+            raise UsageError(f"{files[0]} has {len(classes)} rows of labels but {samples} samples")
+    elif stratify:
+        classes = loaded[-1].classes(headers[-1])
+    elif label_column is not None:
+        raise UsageError("--label-column goes with --stratify")
     parts = splitting.split_rows(samples, sizes, seed, classes)
     splitting.write_split(output, loaded, part_names, parts, headers, force)
     for name, rows in zip(part_names, parts):

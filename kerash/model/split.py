@@ -64,6 +64,20 @@ class RowsFile:
         return np.array([line.strip() for line in body])
 
 
+def has_header(f):
+    """Whether a text file's first row is a header: none of its fields is a number (and another row has one)."""
+    from ..files import textformat
+
+    if f.array is not None or len(f.lines) < 2:
+        return False
+    first = f.lines[0].strip().encode("utf-8")
+    dialect = textformat.dialect_of(first)
+    fields = textformat.split_fields(first, dialect)
+    later = textformat.split_fields(f.lines[1].strip().encode("utf-8"), dialect)
+    return (all(textformat.number(x, dialect) is None for x in fields)
+            and any(textformat.number(x, dialect) is not None for x in later))
+
+
 def part_sizes(n, fractions=None, counts=None):
     """Rows per part from fractions (largest remainders: they add up to n) or counts (at most n in all)."""
     if (fractions is None) == (counts is None):
