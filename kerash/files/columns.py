@@ -82,9 +82,11 @@ def read_columns(path, label=None, columns=None, drop=None, dtype=None):
             value = textformat.number(fields[k], dialect)
             if value is None:
                 column = names[k] if names else str(k + 1)
+                cell = fields[k].strip()
+                why = ("a missing value: fill it, or leave its row out" if not cell or textformat.MISSING.fullmatch(cell)
+                       else "a column of words can be the labels: --label-column; or leave it out: --drop")
                 raise DataError(f"{where}:{lineno}: not a number in column {column!r}: "
-                                f"{textformat.excerpt(fields[k])} (a column of words can be the labels: "
-                                "--label-column; or leave it out: --drop)")
+                                f"{textformat.excerpt(fields[k])} ({why})")
             x[r, c] = value
     labels = None
     if target is not None:

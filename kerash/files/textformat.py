@@ -185,7 +185,12 @@ def line_problem(line, dialect, ncols, header=False):
     return None
 
 
+MISSING = re.compile(rb"(?:NA|N/A|n/a|na|\?|null|NULL|None|-|#N/A|missing)")  # spreadsheets' missing values
+
+
 def _hint(field, dialect):
+    if MISSING.fullmatch(field.strip()):
+        return " (a missing value? write it nan; train and predict need every value: fill it or leave its row out)"
     if dialect.sep is None and (b"," in field or b";" in field):
         return " (a decimal comma? this file's first line is separated by white space; write 1.5, or separate all values by ';')"
     if dialect.sep is not None and re.search(rb"[0-9.]\s+[-+.0-9]", field):

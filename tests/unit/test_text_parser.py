@@ -2,6 +2,7 @@
 
 import io
 import random
+import re
 from decimal import Decimal
 
 import numpy as np
@@ -217,3 +218,10 @@ def test_row_blocks_report_errors_with_the_line_of_the_whole_input():
         _blocks(b"# shape: 5 2\n" + b"1 2\n" * 4, 3)
     with pytest.raises(DataError, match="empty input"):
         _blocks(b"\n# nothing\n", 3)
+
+
+@pytest.mark.parametrize("token", ["NA", "N/A", "?", "null", "-"])
+def test_a_spreadsheets_missing_value_gets_a_hint(token):
+    """Issue 24, item 2 (the message): NA and its kind say what they are and what to write."""
+    with pytest.raises(DataError, match=rf"s:3: not a number: '{re.escape(token)}' \(a missing value\? write it nan"):
+        tensorio.parse_tensor(f"a,b\n1,2\n3,{token}\n".encode(), "s")
