@@ -5,7 +5,8 @@ numbers, or words (class names) — and `--columns` / `--drop` choose the
 feature columns; names come from the header row, numbers count from 1, as
 cut(1) and awk do.  The file is split with the text reader's own dialects
 (white space, commas, semicolons with decimal commas, quotes), a line at a
-time: a spreadsheet's size, not a matrix of millions of rows.
+time: a spreadsheet's size, not a matrix of millions of rows.  A missing
+cell (empty, NA, N/A, ?, null, -) is read as nan, which train --impute fills.
 """
 
 import numpy as np
@@ -80,11 +81,11 @@ def read_columns(path, label=None, columns=None, drop=None, dtype=None):
     for r, (lineno, fields) in enumerate(rows):
         for c, k in enumerate(keep):
             value = textformat.number(fields[k], dialect)
+            if value is None and (not fields[k].strip() or textformat.MISSING.fullmatch(fields[k].strip())):
+                value = float("nan")  # missing: train --impute fills it
             if value is None:
                 column = names[k] if names else str(k + 1)
-                cell = fields[k].strip()
-                why = ("a missing value: fill it, or leave its row out" if not cell or textformat.MISSING.fullmatch(cell)
-                       else "a column of words can be the labels: --label-column; or leave it out: --drop")
+                why = "a column of words can be the labels: --label-column; or leave it out: --drop"
                 raise DataError(f"{where}:{lineno}: not a number in column {column!r}: "
                                 f"{textformat.excerpt(fields[k])} ({why})")
             x[r, c] = value

@@ -4,10 +4,12 @@ import numpy as np
 
 from ..errors import DataError
 from ..ops import shape_str
+from . import imputation
 from .classes import class_targets
 
 
-def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"), model_path=None, first_row=0):
+def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"), model_path=None, first_row=0,
+            fill=None, finite=True):
     """Samples, and their labels, as the network of `spec` reads them: (x, y), y None without labels.
 
     The one sequence every tool follows: the samples shaped to the model's
@@ -18,12 +20,17 @@ def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"),
     C-contiguous in it (copied only when they are not); without, the targets
     are float64 and the samples as given.  `names` (samples, labels) name
     the inputs in messages, as does `first_row` the row number of the first
-    sample (a block of a longer input).  Prepared samples pass through again unchanged.
+    sample (a block of a longer input).  `fill`: the model's values for
+    missing inputs (imputation.py), put in before the samples are checked;
+    `finite` False leaves that check to the caller.  Prepared samples pass
+    through again unchanged.
     """
     x = prepare_inputs(x, spec, names[0])
     if y is not None:
         y = class_targets(y, classes, x.shape[0], model_path)
-    check_finite(x, names[0], first_row)
+    x = imputation.fill(x, fill, spec)  # the model's values for missing inputs (train --impute)
+    if finite:  # (not when train fits those values first)
+        check_finite(x, names[0], first_row)
     if y is not None:
         check_finite(y, names[1], first_row)
         y = prepare_targets(y, spec, x, names[1])
@@ -85,8 +92,9 @@ def check_finite(a, where, first_row=0):
         if bad.any():
             r, c = (int(i) for i in np.argwhere(bad)[0])
             value = rows[start + r, c]
+            hint = "; a missing value? train --impute mean|median|most-frequent fills them" if np.isnan(value) else ""
             raise DataError(f"non-finite value {value} in row {first_row + start + r + 1}, value {c + 1}: "
-                            f"data must be finite numbers ({where})")
+                            f"data must be finite numbers{hint} ({where})")
 
 
 def _sequences(x, spec, where):

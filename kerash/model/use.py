@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import DataError, UsageError
 from ..network import Objective, targets_are_classes
 from ..processes import idle_cores, limit_blas_threads
-from . import normalization
+from . import imputation, normalization
 from .classes import read_classes
 from .data import prepare
 from .directory import DTYPES, ModelDir
@@ -23,16 +23,17 @@ class Loaded(NamedTuple):
     state: dict
     classes: Optional[list]
     stats: Optional[dict]
+    fill: Optional[np.ndarray] = None  # values for missing inputs (train --impute)
 
     def inputs(self, x, where, first_row=0):
         """Raw samples as the network reads them (data.prepare), normalised when the model says so."""
-        x, _ = prepare(self.md.spec, x, names=(where,), first_row=first_row)
+        x, _ = prepare(self.md.spec, x, names=(where,), first_row=first_row, fill=self.fill)
         return normalization.normalized(x, self.stats, self.md.spec, self.net.dtype)
 
     def data(self, x, y, names):
         """Raw samples and their labels as the network reads them (data.prepare: class names mapped through
         classes.txt); the samples normalised when the model says so, the targets float64."""
-        x, y = prepare(self.md.spec, x, y, self.classes, names=names, model_path=self.md.path)
+        x, y = prepare(self.md.spec, x, y, self.classes, names=names, model_path=self.md.path, fill=self.fill)
         return normalization.normalized(x, self.stats, self.md.spec, self.net.dtype), y
 
     def objective(self):
@@ -47,7 +48,8 @@ def load(path, dtype=None):
     md = ModelDir(path)
     with md.pinned() as version:
         net, state = md.network(DTYPES.get(dtype), version)
-        return Loaded(md, net, state, read_classes(md, version), normalization.read(md, version))
+        return Loaded(md, net, state, read_classes(md, version), normalization.read(md, version),
+                      imputation.read(md, version))
 
 
 def load_network(path, dtype=None):

@@ -178,6 +178,12 @@ SETTINGS = [
             "batch size changed.", default=False, params=False),
     Setting("normalize", bool, "Standardise each input feature with its mean and deviation on the training part "
             "(fitted before the first step, kept in MODEL/normalization/; every tool applies them).", default=False),
+    Setting("impute", str, "Fill missing input values (nan; NA, ? or an empty cell in a table) of each feature "
+            "with its mean, median or most frequent value on the training part (fitted before the first step, kept "
+            "in MODEL/imputation/; every tool fills its inputs with them), as scikit-learn's SimpleImputer.",
+            metavar="mean|median|most-frequent",
+            check=Check(lambda value: value in ("mean", "median", "most-frequent"),
+                        "mean, median or most-frequent, not {value!r}")),
     Setting("normalize_minmax", bool, "Bring each input feature to [-1, 1] by its min and max on the training part "
             "(DyNet's renormalisation), kept and applied as --normalize's statistics: centre (min+max)/2 as mean, "
             "half-range (max-min)/2 as std.", default=False),

@@ -17,7 +17,7 @@ import numpy as np
 from .. import model as modelmod
 from ..errors import DataError, UsageError, close_matches
 from ..files.labels import WordLabels
-from ..model import normalization
+from ..model import imputation, normalization
 from ..model.data import prepare
 from ..network import Objective, targets_are_classes
 from ..processes import limit_blas_threads, mpi_size, prewarm_blas, tune_allocator, usable_cores
@@ -72,6 +72,7 @@ class Run:
             self.net, state = md.network(modelmod.DTYPES.get(cfg.dtype), version)
             self.classes = modelmod.read_classes(md, version)
             self.normalization = normalization.read(md, version)
+            self.fill = imputation.read(md, version)
         for key, name, p in self.net.param_items():
             if not np.all(np.isfinite(p)):
                 raise DataError(f"{os.path.join(md.path, key, name)}.npy holds non-finite weights; restore a checkpoint "
@@ -92,7 +93,13 @@ class Run:
             if val is not None and isinstance(val[1], WordLabels):
                 found.append((val[1], vx.shape[0]))
             self.classes = modelmod.new_classes(spec, found)
-        self.x, self.y = prepare(spec, x, y, self.classes, dtype, names[:2], md.path)
+        cfg.check("impute")
+        fitting = cfg.impute is not None and self.fill is None  # fitted on the training part, once it is known
+        if fitting and not fresh:
+            raise UsageError(f"--impute: {md.path} was trained without it; the values are fitted before the first "
+                             "step (model-init a fresh model to train with them)")
+        self.x, self.y = prepare(spec, x, y, self.classes, dtype, names[:2], md.path, fill=self.fill,
+                                 finite=not fitting)
         n = self.x.shape[0]
         if n == 0:
             raise DataError("no training samples")
@@ -103,11 +110,21 @@ class Run:
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
         if val is not None:
             self.train_idx = np.arange(n)
-            self.vx, self.vy = prepare(spec, vx, val[1], self.classes, dtype, names[2:], md.path)
+            self.vx, self.vy = prepare(spec, vx, val[1], self.classes, dtype, names[2:], md.path, fill=self.fill,
+                                       finite=not fitting)
         else:
             self.train_idx, val_idx = batches.split(n, cfg.validation_split, self.seed)
+        if fitting:
+            self.fill = imputation.fit(self.x, spec, self.train_idx, cfg.impute)
+            self.x = imputation.fill(self.x, self.fill, spec)
+            modelmod.check_finite(self.x, names[0])
+            if val is not None:
+                self.vx = imputation.fill(self.vx, self.fill, spec)
+                modelmod.check_finite(self.vx, names[2])
+        if val is None:
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
+        self.imputed = fitting
         self._normalize(fresh, x)
         if fresh and self.normalization is None:
             self._warn_unscaled()
@@ -242,7 +259,8 @@ class Run:
     def run(self):
         done, end = self._epochs_to_run()
         if end <= done:
-            kept = [what for what, new in (("class names", self.new_classes), ("input statistics", self.fitted)) if new]
+            kept = [what for what, new in (("class names", self.new_classes), ("input statistics", self.fitted),
+                                           ("values for missing inputs", self.imputed)) if new]
             if kept and self.leader:
                 # --epochs 0 on a fresh model: what the data say about its inputs and classes, without a step.
                 self.net.use_arena()

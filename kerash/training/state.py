@@ -16,7 +16,7 @@ import numpy as np
 from .. import model as modelmod
 from ..errors import TrainingError
 from ..files import fs
-from ..model import normalization
+from ..model import imputation, normalization
 from ..model.directory import CHECKPOINTS, VALIDATION_ROWS
 from .optimizers import per_parameter_state
 from .trace import TRACE_COLUMNS, TRACE_FILE, append_lines, append_stats, append_units
@@ -65,6 +65,7 @@ class Saver:
         if run.skip is not None:
             extra["training/skip_estimate"] = run.skip
         extra.update(normalization.arrays(run.normalization))
+        extra.update(imputation.arrays(run.fill))
         files = {modelmod.CLASSES_FILE: modelmod.classes_text(run.classes)} if run.classes else {}
         if not self.rows_written:
             files[VALIDATION_ROWS] = validation_rows_text(run)

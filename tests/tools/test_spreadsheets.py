@@ -1,6 +1,7 @@
 """Spreadsheet exports as they are, column statistics, and a look at a tensor."""
 
 import numpy as np
+import pytest
 
 from conftest import assert_one_line_error, parse, run, savetxt
 
@@ -247,3 +248,52 @@ def test_the_held_out_part_is_recorded_and_scored(tmp_path, rng):
     run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--epochs", "1"], cwd=tmp_path)  # no split this time
     proc = run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt", "--validation-of", "m"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "held no rows out")
+
+
+@pytest.mark.parametrize("method", ["mean", "median", "most-frequent"])
+def test_impute_fills_missing_values_fitted_on_the_training_part(tmp_path, method):
+    """Issue 24, item 2: NA, ?, empty cells and nan read as missing; train --impute fits one value per feature on
+    the training part only (numpy's mean, median or most frequent), keeps it with the model, and every tool fills
+    its inputs with it."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 4, size=(40, 3)).astype(float)
+    gaps = rng.random(x.shape) < 0.15
+    cells = [[("NA", "?", "")[(i + j) % 3] if gaps[i, j] else f"{v:g}" for j, v in enumerate(row)]
+             for i, row in enumerate(x.tolist())]
+    labels = ["yes" if v > 1 else "no" for v in x[:, 0]]
+    (tmp_path / "t.csv").write_text("a,b,c,label\n" + "".join(",".join(r) + f",{l}\n" for r, l in zip(cells, labels)))
+    (tmp_path / "m.model").write_text("3 1 1\ninput\ndense 2 softmax\n")
+    run(["model-init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    proc = run(["train", "m", "-x", "t.csv", "--label-column", "label", "--epochs", "1"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "non-finite value nan", "--impute")
+    run(["train", "m", "-x", "t.csv", "--label-column", "label", "--epochs", "2", "--impute", method,
+         "--validation-split", "0.25", "--seed", "3"], cwd=tmp_path)
+    from kerash.training.batches import split
+
+    train_rows = split(40, 0.25, 3)[0]
+    known = np.where(gaps, np.nan, x)[train_rows]
+    expected = []
+    for column in known.T:
+        column = column[~np.isnan(column)]
+        if method == "mean":
+            expected.append(column.mean())
+        elif method == "median":
+            expected.append(np.median(column))
+        else:
+            values, counts = np.unique(column, return_counts=True)
+            expected.append(values[np.argmax(counts)])
+    np.testing.assert_allclose(np.load(tmp_path / "m" / "imputation" / "values.npy"), expected, rtol=1e-12)
+    filled = np.where(gaps, np.array(expected)[None, :], x)
+    w = {k: np.load(tmp_path / "m" / "layer_01" / f"{k}.npy") for k in ("W", "b")}
+    z = filled @ w["W"] + w["b"]
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    got = parse(run(["predict", "m", "t.csv", "--label-column", "label"], cwd=tmp_path).stdout)
+    np.testing.assert_allclose(got, probs, rtol=1e-10)
+    before = (tmp_path / "m" / "imputation" / "values.npy").read_bytes()
+    run(["train", "m", "-x", "t.csv", "--label-column", "label", "--epochs", "1"], cwd=tmp_path)  # kept
+    assert (tmp_path / "m" / "imputation" / "values.npy").read_bytes() == before
+    run(["model-init", "m.model", "-o", "raw", "--seed", "1"], cwd=tmp_path)
+    proc = run(["train", "raw", "-x", "t.csv", "--label-column", "label", "--impute", "mode"], cwd=tmp_path,
+               check=False)
+    assert_one_line_error(proc, 2, "--impute must be mean, median or most-frequent")
