@@ -50,6 +50,8 @@ def init(
     seed: Seed = None,
     dtype: Dtype = None,
     force: Annotated[bool, typer.Option("--force", help="Replace MODEL_DIR if it is already a model directory.")] = False,
+    data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples the model will read: a description that leaves its input size out takes it from them (a row's values, or (N,C,H,W) images).", show_default=False)] = None,
+    input_size: Annotated[Optional[str], typer.Option("--input-size", metavar="W[,H,D]", help="The input size of a description that leaves it out: width, and height and depth for images.", show_default=False)] = None,
     functions: Annotated[Optional[str], typer.Option("--functions", metavar="FILE", help="Activations of your own that the description uses: lines 'NAME(x) = expression' and \"NAME'(x) = expression\" (its derivative, of x and y = NAME(x)); kept as MODEL_DIR/functions.txt.", show_default=False)] = None,
 ):
     """Create a model directory with fresh weights from a model description.
@@ -82,7 +84,16 @@ def init(
         from ..functions.expressions import define_file
 
         text = define_file(functions, _name(functions))
-    spec = model.read_model_file(model_file)
+    size = _input_size(data, input_size)
+    spec = model.read_model_file(model_file, size)
+    if size is not None:
+        d, h, w = spec.input_shape if len(spec.input_shape) == 3 else (1, 1, spec.input_shape[0])
+        if (w * h * d) != size[0] * size[1] * size[2] or (len(spec.input_shape) == 3 and (w, h, d) != size):
+            from ..errors import UsageError
+
+            given = "×".join(map(str, size))
+            raise UsageError(f"{model_file} gives the input size {w}×{h}×{d}, but {'the data' if data else '--input-size'}"
+                             f" {given}: leave the size out of the description, or give data that fits it")
     _warn(spec)
     model.check_target(output, force)
     if dtype is not None and dtype not in model.DTYPES:
@@ -97,6 +108,30 @@ def init(
     params = model.init_params(spec, seed, dt)
     model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force,
                           functions=text)
+
+
+def _input_size(data, text):
+    """(W, H, D) from --data (a row's values, or (N,C,H,W) images) or --input-size 'W[,H,D]'; None without both."""
+    from ..errors import UsageError
+
+    if data is not None and text is not None:
+        raise UsageError("give --data or --input-size, not both")
+    if text is not None:
+        try:
+            dims = [int(v) for v in text.replace("x", ",").replace("×", ",").split(",")]
+        except ValueError:
+            dims = []
+        if not 1 <= len(dims) <= 3 or min(dims) < 1:
+            raise UsageError(f"--input-size takes W, W,H or W,H,D: positive whole numbers, not {text!r}")
+        return tuple(dims + [1] * (3 - len(dims)))
+    if data is None:
+        return None
+    shape = _read(data).shape
+    if len(shape) == 4:  # (N, C, H, W) images
+        return (shape[3], shape[2], shape[1])
+    if len(shape) == 3:  # sequences (N, T, I): a step's inputs
+        return (shape[2], 1, 1)
+    return (shape[-1] if len(shape) else 1, 1, 1)
 
 
 @tool("predict")

@@ -6,12 +6,13 @@ from .lines import lines_text, parse_lines
 from .mdl import is_mdl, mdl_text, parse_mdl
 
 
-def parse_model(text, where="<model>"):
-    """Parse a description in the line format or MDL (recognised from the text)."""
-    return parse_mdl(text, where) if is_mdl(text) else parse_lines(text, where)
+def parse_model(text, where="<model>", input_size=None):
+    """Parse a description in the line format or MDL (recognised from the text); `input_size` (W, H, D) for one
+    that leaves its input size out."""
+    return parse_mdl(text, where, input_size) if is_mdl(text) else parse_lines(text, where, input_size)
 
 
-def read_model_file(path):
+def read_model_file(path, input_size=None):
     """Parse the description in file `path` (or standard input for '-')."""
     data = tensorio.read_bytes(path)
     try:
@@ -20,7 +21,7 @@ def read_model_file(path):
         raise ModelError(f"{fs.source_name(path)} is not a text model description (it is not UTF-8)") from None
     if "\0" in text:
         raise ModelError(f"{fs.source_name(path)} is not a text model description (it holds NUL bytes)")
-    return parse_model(text, fs.source_name(path))
+    return parse_model(text, fs.source_name(path), input_size)
 
 
 def escaped(text):

@@ -71,8 +71,11 @@ def chain_spec(like, layer_list):
                      like.source)
 
 
-def parse_lines(text, where="<model>"):
-    """Parse a line-format description; errors name FILE:LINE and what was expected."""
+def parse_lines(text, where="<model>", input_size=None):
+    """Parse a line-format description; errors name FILE:LINE and what was expected.
+
+    A description that starts at `input`, its size left out, takes `input_size` (W, H, D) — model-init's,
+    from the data or --input-size."""
     dims = None
     input_seen = False
     init = None
@@ -89,6 +92,14 @@ def parse_lines(text, where="<model>"):
             continue
         tokens = line.split()
         head = tokens[0]
+        if dims is None and head == "input" and tokens[1:] in ([], ["-"]):
+            if input_size is None:
+                fail(where, lineno, "the input size is left out: model-init takes it from the data (--data X) or "
+                                    "--input-size W[,H,D]")
+            w, h, d = input_size
+            dims = (d, h, w)
+            input_seen = True
+            continue
         if dims is None:
             if len(tokens) != 3 or not all(t.isascii() and t.isdigit() and int(t) > 0 for t in tokens):
                 fail(where, lineno, f"expected the input size 'W H D' (three positive integers), found {line!r}")

@@ -142,6 +142,9 @@ def _item(tokens):
     tokens.take()
     if sym == "(":
         name, _ = tokens.name()
+        if tokens.peek()[1] == ")":  # (input): its width left out, for model-init to take from the data
+            tokens.take()
+            return {"type": "layer", "name": name, "line": line, "width": None, "funcs": []}
         tokens.expect(",", name)
         if tokens.peek()[1] == "<":  # a layer that keeps its input's width: (drop, <dropout, 0.3>)
             func = _function(tokens, name)
@@ -279,8 +282,9 @@ class _Builder:
             self.fail(line, node, str(e))
 
 
-def parse_mdl(text, where="<model>"):
-    """Parse an MDL description into a ModelSpec (see the module docstring)."""
+def parse_mdl(text, where="<model>", input_size=None):
+    """Parse an MDL description into a ModelSpec (see the module docstring); an input written (input), its width
+    left out, takes `input_size` (W, H, D: their product) — model-init's, from the data or --input-size."""
     tokens = _Tokens(text, where)
     items = []
     while tokens.peek()[0] != "end":
@@ -292,6 +296,14 @@ def parse_mdl(text, where="<model>"):
         tokens.fail(first["line"], first["name"], "the model must start with its input, e.g. (input, 4)")
     if first["funcs"]:
         tokens.fail(first["funcs"][0][2], first["name"], "the input takes no function")
+    for item in items:
+        if item.get("width", 0) is None and item is not first:
+            tokens.fail(item["line"], item["name"], "a layer needs its width: (NAME, WIDTH, …)")
+    if first["width"] is None:
+        if input_size is None:
+            tokens.fail(first["line"], first["name"], "the input width is left out: model-init takes it from the "
+                        "data (--data X) or --input-size N")
+        first["width"] = input_size[0] * input_size[1] * input_size[2]
     b = _Builder(tokens)
     b.add(NodeSpec(first["name"], INPUT, None, [], first["line"], shape=(first["width"],)))
     tree = [first["name"]] + b.walk(items[1:], first["name"])

@@ -292,3 +292,35 @@ def test_a_huge_line_gives_a_short_error(tmp_path, text):
     proc = run(["model-init", name, "-o", "out"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, f"{name}:")
     assert len(proc.stderr) < 400 and "…" in proc.stderr.decode(), proc.stderr[:400]
+
+
+def test_a_description_may_leave_its_input_size_to_the_data(tmp_path):
+    """Issue 24, item 4: the line format starting at `input`, or MDL's `(input)`: model-init takes the size from
+    --data (a row's values, or (N,C,H,W) images) or --input-size, writes it into MODEL/model, and refuses a
+    size that contradicts the description's own."""
+    import numpy as np
+
+    np.savetxt(tmp_path / "rows.txt", np.zeros((4, 7)))
+    np.save(tmp_path / "images.npy", np.zeros((2, 3, 6, 5)))
+    (tmp_path / "a.model").write_text("input\ndense 4 tanh\ndense 2 softmax\n")
+    (tmp_path / "c.model").write_text("input\nconvolution relu 4 1 1 3 3\nflatten -\ndense 2 softmax\n")
+    (tmp_path / "g.mdl").write_text("(input)\n(h, 4, <tanh>)\n(out, 2, <softmax>, <cross_entropy>)\n")
+    run(["model-init", "a.model", "-o", "a", "--data", "rows.txt"], cwd=tmp_path)
+    run(["model-init", "c.model", "-o", "c", "--data", "images.npy"], cwd=tmp_path)
+    run(["model-init", "g.mdl", "-o", "g", "--input-size", "9"], cwd=tmp_path)
+    assert "7 1 1\ninput\n" in (tmp_path / "a" / "model").read_text()
+    assert "5 6 3\ninput\n" in (tmp_path / "c" / "model").read_text()
+    assert "(input, 9)" in (tmp_path / "g" / "model").read_text()
+    assert np.load(tmp_path / "a" / "layer_01" / "W.npy").shape == (7, 4)
+    assert np.load(tmp_path / "c" / "layer_01" / "W.npy").shape == (4, 3, 3, 3)
+    proc = run(["model-init", "a.model", "-o", "x"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "a.model:1: the input size is left out", "--data X")
+    (tmp_path / "sized.model").write_text("3 1 1\ninput\ndense 2 softmax\n")
+    proc = run(["model-init", "sized.model", "-o", "x", "--data", "rows.txt"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "gives the input size 3×1×1", "7×1×1")
+    proc = run(["model-init", "a.model", "-o", "x", "--input-size", "0"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "--input-size")
+    (tmp_path / "late.mdl").write_text("(input, 3)\n(h)\n(out, 2, <softmax>, <cross_entropy>)\n")
+    proc = run(["model-init", "late.mdl", "-o", "x"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "a layer needs its width")
+    assert not (tmp_path / "x").exists()
