@@ -22,7 +22,7 @@ import numpy as np
 
 from . import model as modelmod
 from .errors import TrainingError, UsageError
-from .files.labels import WordLabels
+from .files.labels import WordLabels, word_labels
 from .functions.expressions import define_file
 from .training import fit as fitmod
 from .training.config import SETTINGS, TrainConfig
@@ -39,13 +39,8 @@ def _labels(y, where="labels"):
     values = np.asarray(y)
     if values.dtype.kind not in "UO":
         return values
-    names, codes, lines = {}, [], []
-    for i, name in enumerate(values.reshape(-1).tolist()):
-        if name not in names:
-            names[name] = len(names)
-            lines.append(i + 1)
-        codes.append(names[name])
-    return WordLabels(tuple(str(n) for n in names), np.asarray(codes, dtype=np.int32), tuple(lines), where)
+    names = [str(name) for name in values.reshape(-1).tolist()]
+    return word_labels(names, range(1, len(names) + 1), where)
 
 
 def init(model_file, output, seed=None, dtype="float32", force=False, functions=None):

@@ -371,8 +371,7 @@ def evaluate(
     else:
         x, y = _read(data), _read_labels(labels, model_dir)
     if validation_of is not None:
-        rows = model.held_out_rows(validation_of, len(x))
-        x, y = x[rows], _rows_of(y, rows, len(x), _name(labels or data))
+        x, y = model.held_out(validation_of, x, y, _name(labels or data))
     result = model.evaluate(model_dir, x, y, dtype, (_name(data), _name(labels or data)))
     lines = [f"loss\t{result['loss']:.6g}"]
     scores = result["regression"]
@@ -411,18 +410,6 @@ def evaluate(
         for label, key in (("macro avg", "macro"), ("weighted avg", "weighted")):
             p, r, f, n = table[key]
             out.write(f"{label}\t{p:.4f}\t{r:.4f}\t{f:.4f}\t{n}\n")
-
-
-def _rows_of(values, rows, samples, where):
-    """The given rows of samples or labels (class names through WordLabels.take)."""
-    from ..errors import DataError
-    from ..files.labels import WordLabels
-
-    if isinstance(values, WordLabels):
-        return values.take(rows, samples)
-    if len(values) != samples:
-        raise DataError(f"{samples} data samples but {len(values)} labels ({where})")
-    return values[rows]
 
 
 @tool("snapshot")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DataError, UsageError, printable
 from . import tensorio, textformat
-from .labels import WordLabels
+from .labels import word_labels
 
 
 def _pick(spec, names, width, option):
@@ -96,13 +96,7 @@ def read_columns(path, label=None, columns=None, drop=None, dtype=None):
         if all(v is not None for v in values):
             labels = np.array(values, dtype=np.float64)
         else:
-            found, codes, lines = {}, [], []
-            for (lineno, _), cell in zip(rows, cells):
-                name = printable(cell.decode("utf-8", "replace"))
-                if name not in found:
-                    found[name] = len(found)
-                    lines.append(lineno)
-                codes.append(found[name])
-            labels = WordLabels(tuple(found), np.asarray(codes, dtype=np.int32), tuple(lines), where)
+            labels = word_labels([printable(cell.decode("utf-8", "replace")) for cell in cells],
+                                 [lineno for lineno, _ in rows], where)
     feature_names = [names[k] for k in keep] if names else None
     return (x.astype(dtype) if dtype is not None else x), labels, feature_names

@@ -49,6 +49,20 @@ class WordLabels(NamedTuple):
         return self._replace(codes=codes[rows])
 
 
+def word_labels(names, lines, where):
+    """WordLabels of one class name per label (`lines`: the line number of each, for messages)."""
+    index, found, first = {}, [], []
+    codes = np.empty(len(names), dtype=np.int32)
+    for k, (name, lineno) in enumerate(zip(names, lines)):
+        code = index.get(name)
+        if code is None:
+            code = index[name] = len(found)
+            found.append(name)
+            first.append(lineno)
+        codes[k] = code
+    return WordLabels(tuple(found), codes, tuple(first), where)
+
+
 def read_labels(source=None, names=False):
     """A labels file: a numeric array (as tensorio.read_tensor), or WordLabels when it names classes.
 

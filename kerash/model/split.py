@@ -24,7 +24,7 @@ class RowsFile:
         self.name = os.path.basename(os.path.normpath(path))
         data = tensorio.read_bytes(path, limit=1 << 31)
         if data.startswith(tensorio.NPY_MAGIC):
-            self.array = tensorio.read_table(path).array
+            self.array = tensorio.parse_tensor(data, tensorio.source_name(path))  # the bytes read once
             if self.array.ndim == 0:
                 raise DataError(f"{path} holds one value, not rows")
             self.head, self.lines = [], None

@@ -158,6 +158,19 @@ def held_out_rows(path, samples):
     return np.asarray(rows, dtype=np.int64)
 
 
+def held_out(path, x, y, where="labels"):
+    """(samples, labels) of the rows train --validation-split held out of the model at `path` (class names
+    through WordLabels.take)."""
+    from ..files.labels import WordLabels
+
+    rows = held_out_rows(path, len(x))
+    if isinstance(y, WordLabels):
+        return x[rows], y.take(rows, len(x))
+    if len(y) != len(x):
+        raise DataError(f"{len(x)} data samples but {len(y)} labels ({where})")
+    return x[rows], y[rows]
+
+
 def evaluate(path, x, y, dtype=None, names=("data", "labels")):
     """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None), 'classes' (names or None), 'regression'
     (regression_scores, or None for classes)} of the model on (x, y).

@@ -212,17 +212,8 @@ def curves(models):
 def _samples(model, data, labels, held_out=None):
     """(samples, labels) as the picture reads them; with `held_out` (a model), only the rows its training held out
     (--validation-of)."""
-    from ..files.labels import WordLabels
-
     x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
-    if held_out is None:
-        return x, y
-    rows = modelmod.held_out_rows(held_out, len(x))
-    if isinstance(y, WordLabels):
-        return x[rows], y.take(rows, len(x))
-    if len(y) != len(x):
-        raise DataError(f"{len(x)} samples but {len(y)} labels ({source_name(labels)})")
-    return x[rows], y[rows]
+    return (x, y) if held_out is None else modelmod.held_out(held_out, x, y, source_name(labels))
 
 
 def confusion(model, data, labels, held_out=None):
@@ -272,17 +263,19 @@ MAX_PANELS = 6  # outputs drawn side by side; more are named in the title
 
 def regression(model, data, labels, held_out=None):
     """Predicted against true values, one panel per output (up to MAX_PANELS), with the identity line."""
+    from ..model.use import regression_scores
+    from ..network import targets_are_classes
+
     x, y = _samples(model, data, labels, held_out)
     names = (source_name(data), source_name(labels))
-    result = modelmod.evaluate(model, x, y, names=names)
-    scores = result["regression"]
-    if scores is None:
-        if result["samples"] == 0:
-            raise DataError(f"no samples to draw ({names[0]})")
-        raise DataError(f"the labels are classes, not values: `kerash plot confusion` draws them ({names[1]})")
     loaded = modelmod.load(model)
-    outputs, _ = modelmod.predict_loaded(loaded, x, names[0])
     _, targets = loaded.data(x, y, names)
+    if not len(targets):
+        raise DataError(f"no samples to draw ({names[0]})")
+    if targets_are_classes(targets):
+        raise DataError(f"the labels are classes, not values: `kerash plot confusion` draws them ({names[1]})")
+    outputs, _ = modelmod.predict_loaded(loaded, x, names[0])  # the one forward pass
+    scores = regression_scores(outputs, targets)
     if outputs.ndim == 3 and targets.ndim == 2:  # a sequence's target is for its last step
         outputs = outputs[:, -1]
     width = targets.shape[-1]
@@ -308,7 +301,7 @@ def regression(model, data, labels, held_out=None):
     more = f"; outputs {shown}–{width - 1} not drawn" if width > shown else ""
     fig.suptitle(
         f"Predicted against true values: {_names([model])[0]} on {_short(data)}\n"
-        f"{result['samples']} samples, R² {scores['r2']:.4f}, RMSE {scores['rmse']:.4g}, MAE {scores['mae']:.4g}{more}",
+        f"{len(targets)} samples, R² {scores['r2']:.4f}, RMSE {scores['rmse']:.4g}, MAE {scores['mae']:.4g}{more}",
         fontweight="bold",
     )
     return fig
