@@ -15,7 +15,11 @@
   (models/digits-mlp.model, 256 samples, batches of 64, 2 workers);
 * reading a 5000×784 and a 2000×2000 text matrix of random float64 values,
   written with their shortest exact digits, against numpy.loadtxt and, when
-  it is installed, pandas.read_csv (target: ≥ 1× numpy; pandas is the aim);
+  they are installed (pip install 'kerash[bench]'), pandas.read_csv and
+  pyarrow.csv.read_csv (target: ≥ 1× numpy; pandas is the aim); then the
+  same file read by a whole new process, as a tool reads it: kerash's reader
+  against `python -c "import pandas; pandas.read_csv(…)"` (the library's
+  import is part of a tool's cost);
 * writing them, exactly, against numpy.savetxt with full precision ('%.17g')
   and pandas' DataFrame.to_csv.
 
@@ -139,6 +143,16 @@ def report(what, times):
     print(f"{what}: kerash {ours:.2f} s; {others}")
 
 
+def _pyarrow_read(csv, path, width):
+    import pyarrow
+
+    names = [f"c{i}" for i in range(width)]
+    table = csv.read_csv(path, read_options=csv.ReadOptions(column_names=names),
+                         parse_options=csv.ParseOptions(delimiter=" "),
+                         convert_options=csv.ConvertOptions(column_types={n: pyarrow.float64() for n in names}))
+    return np.column_stack([c.to_numpy() for c in table.columns])
+
+
 def main():
     from kerash.files import tensorio
 
@@ -146,6 +160,10 @@ def main():
         import pandas
     except ImportError:
         pandas = None
+    try:
+        import pyarrow.csv as pyarrow_csv
+    except ImportError:
+        pyarrow_csv = None
     folder = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     small = os.path.join(folder, "small.txt")
     with open(small, "w") as f:
@@ -169,8 +187,15 @@ def main():
         readers = {"kerash": lambda: tensorio.read_tensor(path), "numpy.loadtxt": lambda: np.loadtxt(path)}
         if pandas:
             readers["pandas.read_csv"] = lambda: pandas.read_csv(path, sep=" ", header=None, dtype=np.float64).to_numpy()
+        if pyarrow_csv:
+            readers["pyarrow.csv"] = lambda: _pyarrow_read(pyarrow_csv, path, shape[1])
         assert np.array_equal(tensorio.read_tensor(path), a)
         report(f"read {name} text ({os.path.getsize(path) >> 20} MB)", interleaved(readers))
+        if pandas:
+            ours = [sys.executable, "-c", f"from kerash.files import tensorio; tensorio.read_tensor({path!r})"]
+            theirs = [sys.executable, "-c", f"import numpy, pandas; pandas.read_csv({path!r}, sep=' ', header=None, "
+                                            "dtype=numpy.float64).to_numpy()"]
+            report(f"read {name} text in a new process", commands(3, kerash=(ours, cold), **{"pandas.read_csv": (theirs, cold)}))
         writers = {
             "kerash": lambda: tensorio.write_tensor(a, out),
             "numpy.savetxt %.17g": lambda: np.savetxt(out, a, fmt="%.17g"),

@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from .options import Columns, Drop, Dtype, Format, LabelColumn, Output, Seed, settings_options
-from .runner import tool
+from .runner import tool, warn
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
 Data = Annotated[str, typer.Option("--data", "-x", metavar="X", help="Samples, one per row (or an (N,C,H,W) tensor); '-' is standard input.")]
@@ -53,8 +53,20 @@ def init(
     data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples the model will read: a description that leaves its input size out takes it from them (a row's values, or (N,C,H,W) images).", show_default=False)] = None,
     input_size: Annotated[Optional[str], typer.Option("--input-size", metavar="W[,H,D]", help="The input size of a description that leaves it out: width, and height and depth for images.", show_default=False)] = None,
     functions: Annotated[Optional[str], typer.Option("--functions", metavar="FILE", help="Activations of your own that the description uses: lines 'NAME(x) = expression' and \"NAME'(x) = expression\" (its derivative, of x and y = NAME(x)); kept as MODEL_DIR/functions.txt.", show_default=False)] = None,
+    label_column: Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="--data is a table: this column holds the labels, not a feature.", show_default=False)] = None,
+    columns: Columns = None,
+    drop: Drop = None,
+    categorical: Annotated[Optional[str], typer.Option("--categorical", metavar="A,B,…", help="--data is a table: these columns of numeric codes are categories too (columns of words always are).", show_default=False)] = None,
 ):
     """Create a model directory with fresh weights from a model description.
+
+    With --data a table (a spreadsheet's CSV; --label-column, --columns,
+    --drop choose its columns), each feature column of words — and each
+    named by --categorical — becomes one 0/1 input per category (one-hot),
+    with the sorted categories of --data kept as MODEL_DIR/categories.tsv:
+    give the training part.  The input size is the width after encoding;
+    every tool encodes that model's tables alike, and a category it has not
+    seen is all zeros, with a warning.
 
     With --functions FILE, the description may use activations defined
     there by expressions of x — numbers, + - * / ^, exp, log, sqrt, abs,
@@ -79,12 +91,23 @@ def init(
     """
     from .. import model
 
+    vocabulary = None
+    if any(o is not None for o in (label_column, columns, drop, categorical)):
+        if data is None:
+            from ..errors import UsageError
+
+            raise UsageError("--label-column, --columns, --drop and --categorical choose the columns of --data: give it")
+        from ..files import columns as tables
+
+        table = tables.read_table(data, label_column, columns, drop)
+        vocabulary = tables.fit_vocabulary(table, categorical)
+        size = (len(tables.feature_names(table, vocabulary)), 1, 1)
     text = None
     if functions is not None:
         from ..functions.expressions import define_file
 
         text = define_file(functions, _name(functions))
-    size = _input_size(data, input_size)
+    size = size if vocabulary is not None and input_size is None else _input_size(data, input_size)
     spec = model.read_model_file(model_file, size)
     if size is not None:
         d, h, w = spec.input_shape if len(spec.input_shape) == 3 else (1, 1, spec.input_shape[0])
@@ -106,8 +129,14 @@ def init(
         seed = int(np.random.SeedSequence().entropy % (2**63))
     dt = model.DTYPES[dtype or "float32"]
     params = model.init_params(spec, seed, dt)
+    files = None
+    if vocabulary:
+        from ..files.columns import vocabulary_text
+        from ..model.categories import FILE
+
+        files = {FILE: vocabulary_text(vocabulary)}
     model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force,
-                          functions=text)
+                          functions=text, files=files)
 
 
 def _input_size(data, text):
@@ -187,10 +216,10 @@ def predict(
                          f"{model_dir}/classes.txt), not {fmt}")
     # A stream is read, predicted and written a block at a time: any length takes bounded memory.
     rows = model.block_rows(loaded.net)
-    if columns is not None or drop is not None or label_column is not None:
-        from ..files.columns import read_columns  # a spreadsheet's table: read whole
+    from ..model import categories
 
-        blocks = [read_columns(input, label_column, columns, drop)[0]]
+    if categories.uses_table(model_dir, columns, drop, label_column):  # a spreadsheet's table: read whole
+        blocks = [categories.read_data(model_dir, input, label_column, columns, drop, warn=warn)[0]]
     else:
         blocks = read_row_blocks(input, rows, where=source_name(input))
     if nodes:
@@ -363,10 +392,10 @@ def evaluate(
         from ..errors import UsageError
 
         raise UsageError("give --labels Y, or --label-column NAME|N of the data (not both)")
-    if label_column is not None or columns is not None or drop is not None:
-        from ..files.columns import read_columns
+    from ..model import categories
 
-        x, y, _ = read_columns(data, label_column, columns, drop)
+    if categories.uses_table(model_dir, label_column, columns, drop):
+        x, y, _ = categories.read_data(model_dir, data, label_column, columns, drop, warn=warn)
         y = y if label_column is not None else _read_labels(labels, model_dir)
     else:
         x, y = _read(data), _read_labels(labels, model_dir)
@@ -615,10 +644,10 @@ def split(
     sizes = splitting.part_sizes(samples, wanted, given)
     classes = None
     if stratify and label_column is not None:
-        from ..files.columns import read_columns
+        from ..files.columns import labels_of, read_table
         from ..files.labels import WordLabels
 
-        _, labels, _ = read_columns(files[0], label_column)
+        labels = labels_of(read_table(files[0], label_column))  # the labels alone: features may be words
         classes = labels.codes if isinstance(labels, WordLabels) else labels
         if len(classes) != samples:
             raise UsageError(f"{files[0]} has {len(classes)} rows of labels but {samples} samples")

@@ -7,6 +7,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from .options import Columns, Drop, LabelColumn
 from .runner import tool
 
 
@@ -21,6 +22,9 @@ def plot(
     data: Annotated[Optional[str], typer.Option("--data", "-x", metavar="X", help="Samples (confusion, regression, boundary, activations).")] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", "-y", metavar="Y", help="Their classes: a column of indices, one-hot rows, or class names (MODEL/classes.txt); for regression, the true values.")] = None,
     validation_of: Annotated[Optional[str], typer.Option("--validation-of", metavar="MODEL", help="confusion, regression, boundary: only the rows of the data that train --validation-split held out of MODEL.", show_default=False)] = None,
+    label_column: LabelColumn = None,
+    columns: Columns = None,
+    drop: Drop = None,
     node: Annotated[Optional[str], typer.Option("--node", metavar="NAME", help="activations: the node drawn (a layer folder such as layer_01, or an MDL node's name; kerash summary lists them).")] = None,
     grads: Annotated[Optional[str], typer.Option("--grads", metavar="GRADS", help="weights: also the histograms of this gradient folder (written by backprop).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", metavar="PX", help="Width in pixels (default 800; weights: 280 a column of histograms).")] = None,
@@ -60,7 +64,7 @@ def plot(
     from .. import plot as plots
     from ..errors import UsageError
 
-    plots.check_request(kind, sources, data, labels, grads, node, validation_of)
+    plots.check_request(kind, sources, data, labels, grads, node, validation_of, label_column)
     if output is None:
         if kind != "curves":
             raise UsageError(f"{kind} needs -o FILE.png or -o FILE.svg (only curves draws in the terminal)")
@@ -79,4 +83,4 @@ def plot(
     default_width, default_height = figures.default_size(kind, sources, grads)
     width, height = width or default_width, height or default_height
     figures.check_size(width, height, dpi)
-    figures.save(figures.draw(kind, sources, data, labels, grads, node, validation_of), output, width, height, dpi)
+    figures.save(figures.draw(kind, sources, data, labels, grads, node, validation_of, (label_column, columns, drop)), output, width, height, dpi)

@@ -94,15 +94,19 @@ def train(
 
     dtype = DTYPES.get(cfg.dtype) if cfg.dtype else ModelDir(model_dir).dtype()
     names = labels_are_names(model_dir)  # names such as 1, 2, x: labels are read as names
-    if any(value is not None for value in table.values()):
-        # a spreadsheet's table: the labels and the features chosen from its columns
-        from ..files.columns import read_columns
+    from ..model import categories
 
-        x, y, _ = read_columns(data, table["label_column"], table["columns"], table["drop"], dtype)
+    if categories.uses_table(model_dir, *table.values()):
+        # a spreadsheet's table: the labels and the features chosen from its columns, categories one-hot
+        def read(path):
+            return categories.read_data(model_dir, path, table["label_column"], table["columns"], table["drop"],
+                                        dtype, None if quiet else lambda m: sys.stderr.write(f"train: warning: {m}\n"))
+
+        x, y, _ = read(data)
         y = y if table["label_column"] is not None else read_labels(labels, names)
         val = None
         if vdata is not None:
-            vx, vy, _ = read_columns(vdata, table["label_column"], table["columns"], table["drop"], dtype)
+            vx, vy, _ = read(vdata)
             val = (vx, vy if table["label_column"] is not None else read_labels(vlabels, names))
     else:
         x, y = tensorio.read_tensor(data, dtype), read_labels(labels, names)

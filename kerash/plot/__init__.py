@@ -10,7 +10,7 @@ draws training curves with Unicode braille characters and needs nothing more.
 KINDS = ("curves", "confusion", "regression", "boundary", "activations", "weights", "evolution")
 
 
-def check_request(kind, sources, data=None, labels=None, grads=None, node=None, held_out=None):
+def check_request(kind, sources, data=None, labels=None, grads=None, node=None, held_out=None, label_column=None):
     """Refuse a KIND with the wrong operands or options before any work is done."""
     from ..errors import UsageError, close_matches
 
@@ -19,8 +19,8 @@ def check_request(kind, sources, data=None, labels=None, grads=None, node=None, 
     if kind != "curves" and len(sources) != 1:
         raise UsageError(f"{kind} draws one {'EVOLVE_DIR' if kind == 'evolution' else 'MODEL'}, not {len(sources)}")
     needs_data = kind in ("confusion", "regression", "boundary")
-    if needs_data and (data is None or labels is None):
-        raise UsageError(f"{kind} needs --data X and --labels Y")
+    if needs_data and (data is None or (labels is None) == (label_column is None)):
+        raise UsageError(f"{kind} needs --data X and --labels Y (or --label-column of the data, not both)")
     if kind == "activations" and data is None:
         raise UsageError("activations needs --data X (and --labels Y to group the samples by class)")
     if not needs_data and kind != "activations" and (data is not None or labels is not None):

@@ -209,16 +209,23 @@ def curves(models):
 # ---------------------------------------------------------------- confusion
 
 
-def _samples(model, data, labels, held_out=None):
+def _samples(model, data, labels, held_out=None, table=(None, None, None)):
     """(samples, labels) as the picture reads them; with `held_out` (a model), only the rows its training held out
-    (--validation-of)."""
-    x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
-    return (x, y) if held_out is None else modelmod.held_out(held_out, x, y, source_name(labels))
+    (--validation-of); `table`: the label column, the columns kept and dropped of a table (files/columns.py)."""
+    from ..model import categories
+
+    if categories.uses_table(model, *table):
+        x, y, _ = categories.read_data(model, data, *table)
+        if table[0] is None:
+            y = read_labels(labels, modelmod.labels_are_names(model))
+    else:
+        x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
+    return (x, y) if held_out is None else modelmod.held_out(held_out, x, y, source_name(labels or data))
 
 
-def confusion(model, data, labels, held_out=None):
+def confusion(model, data, labels, held_out=None, table=(None, None, None)):
     """A heat-map of the confusion matrix of `model` on (data, labels), counts in the cells."""
-    x, y = _samples(model, data, labels, held_out)
+    x, y = _samples(model, data, labels, held_out, table)
     result = modelmod.evaluate(model, x, y, names=(source_name(data), source_name(labels)))
     matrix = result["confusion"]
     if matrix is None:
@@ -261,12 +268,12 @@ def confusion(model, data, labels, held_out=None):
 MAX_PANELS = 6  # outputs drawn side by side; more are named in the title
 
 
-def regression(model, data, labels, held_out=None):
+def regression(model, data, labels, held_out=None, table=(None, None, None)):
     """Predicted against true values, one panel per output (up to MAX_PANELS), with the identity line."""
     from ..model.use import regression_scores
     from ..network import targets_are_classes
 
-    x, y = _samples(model, data, labels, held_out)
+    x, y = _samples(model, data, labels, held_out, table)
     names = (source_name(data), source_name(labels))
     loaded = modelmod.load(model)
     _, targets = loaded.data(x, y, names)
@@ -368,13 +375,13 @@ def _tint(color, amount=0.72):
     return tuple(c + (1 - c) * amount for c in to_rgb(color))
 
 
-def boundary(model, data, labels, held_out=None):
+def boundary(model, data, labels, held_out=None, table=(None, None, None)):
     """The model's class over the data's bounding box, with the points coloured by true class."""
     fig = _figure_class()(layout="constrained")
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    x, y = _samples(model, data, labels, held_out)
+    x, y = _samples(model, data, labels, held_out, table)
     if not x.size:
         raise UsageError(f"no samples to draw ({source_name(data)})")
     y = modelmod.class_targets(y, modelmod.load(model).classes, len(x), model)  # class names through classes.txt
@@ -557,19 +564,19 @@ def evolution(source):
     return fig
 
 
-def draw(kind, sources, data=None, labels=None, grads=None, node=None, held_out=None):
+def draw(kind, sources, data=None, labels=None, grads=None, node=None, held_out=None, table=(None, None, None)):
     """The figure of `kind` (see kerash.plot.KINDS)."""
     _figure_class()  # first: without matplotlib, say what to install
     if kind == "curves":
         return curves(sources)
     if kind == "confusion":
-        return confusion(sources[0], data, labels, held_out)
+        return confusion(sources[0], data, labels, held_out, table)
     if kind == "regression":
-        return regression(sources[0], data, labels, held_out)
+        return regression(sources[0], data, labels, held_out, table)
     if kind == "activations":
         return activations(sources[0], data, labels, node)
     if kind == "boundary":
-        return boundary(sources[0], data, labels, held_out)
+        return boundary(sources[0], data, labels, held_out, table)
     if kind == "weights":
         return weights(sources[0], grads)
     return evolution(sources[0])

@@ -22,6 +22,9 @@ def test_from_a_spreadsheet_to_a_classifier(tmp_path):
     assert accuracy and float(accuracy.group(1)) >= 0.8, out
     assert "macro avg" in out  # the report
     assert (tmp_path / "flowers" / "classes.txt").read_text().split() == ["setosa", "versicolor", "virginica"]
+    assert (tmp_path / "flowers" / "categories.tsv").read_text() == "colour\tblue\tgreen\tred\n"
+    assert (tmp_path / "flowers" / "imputation" / "values.npy").exists()
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
 
 
 def test_from_a_spreadsheet_to_a_regression(tmp_path):

@@ -297,3 +297,59 @@ def test_impute_fills_missing_values_fitted_on_the_training_part(tmp_path, metho
     proc = run(["train", "raw", "-x", "t.csv", "--label-column", "label", "--impute", "mode"], cwd=tmp_path,
                check=False)
     assert_one_line_error(proc, 2, "--impute must be mean, median or most-frequent")
+
+
+def test_category_columns_are_one_hot_with_a_vocabulary_kept_by_the_model(tmp_path):
+    """Issue 24, items 3 and 4: model-init --data TABLE fits the categories of the columns of words (and of those
+    --categorical names) on that data, keeps them in MODEL/categories.tsv and takes the input size after encoding;
+    train, evaluate, predict and kerash plot encode alike, equal to the one-hot columns written by hand; an unseen
+    or missing category is all zeros with a warning, never a failure."""
+    rng = np.random.default_rng(5)
+    colours, sizes = ["red", "green", "blue"], [3, 1, 2]  # size: numeric codes, declared categorical
+    rows, hand = [], []
+    for i in range(36):
+        c, s, v = colours[i % 3], sizes[(i // 3) % 3], float(rng.normal())
+        label = "yes" if (c == "red") != (v > 0) else "no"
+        rows.append(f"{i},{c},{v!r},{s},{label}")
+        hand.append([float(c == "blue"), float(c == "green"), float(c == "red"), v, float(s == 1), float(s == 2),
+                     float(s == 3)])
+    (tmp_path / "t.csv").write_text("id,colour,value,size,label\n" + "\n".join(rows) + "\n")
+    np.savetxt(tmp_path / "x.txt", np.array(hand), fmt="%.17g")
+    (tmp_path / "y.txt").write_text("".join(r.rsplit(",", 1)[1] + "\n" for r in rows))
+    (tmp_path / "m.model").write_text("input\ndense 2 softmax\n")
+    table = ["--label-column", "label", "--drop", "id"]
+    run(["model-init", "m.model", "-o", "m", "--seed", "3", "--dtype", "float64", "--data", "t.csv", *table,
+         "--categorical", "size"], cwd=tmp_path)
+    assert (tmp_path / "m" / "categories.tsv").read_text() == "colour\tblue\tgreen\tred\nsize\t1\t2\t3\n"
+    assert "7 1 1" in (tmp_path / "m" / "model").read_text()
+    (tmp_path / "h.model").write_text("7 1 1\ninput\ndense 2 softmax\n")
+    run(["model-init", "h.model", "-o", "h", "--seed", "3", "--dtype", "float64"], cwd=tmp_path)
+    common = ["--epochs", "3", "--batch-size", "6", "--seed", "1", "--lr", "0.3"]
+    run(["train", "m", "-x", "t.csv", *table, *common], cwd=tmp_path)
+    run(["train", "h", "-x", "x.txt", "-y", "y.txt", *common], cwd=tmp_path)
+    for key in ("layer_01/W.npy", "layer_01/b.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "m" / key), np.load(tmp_path / "h" / key))
+    assert (tmp_path / "m" / "categories.tsv").exists()  # kept by the save
+    scored = run(["evaluate", "m", "-x", "t.csv", *table], cwd=tmp_path).stdout
+    assert scored == run(["evaluate", "h", "-x", "x.txt", "-y", "y.txt"], cwd=tmp_path).stdout
+    (tmp_path / "new.csv").write_text("id,colour,value,size,label\n1,purple,0.5,2,yes\n2,,0.5,4,no\n3,red,0.5,1,no\n")
+    proc = run(["predict", "m", "new.csv", *table], cwd=tmp_path)
+    np.savetxt(tmp_path / "new.txt", [[0, 0, 0, 0.5, 0, 1, 0], [0, 0, 0, 0.5, 0, 0, 0], [0, 0, 1, 0.5, 1, 0, 0]])
+    assert proc.stdout == run(["predict", "h", "new.txt"], cwd=tmp_path).stdout
+    warnings = proc.stderr.decode()
+    assert "1 rows with a value of column 'colour' the model has no category for ('purple'): all zeros" in warnings
+    assert "1 rows without a value in the category column 'colour'" in warnings
+    assert "column 'size' the model has no category for ('4')" in warnings
+    run(["kerash", "plot", "confusion", "m", "-x", "t.csv", *table, "-o", "c.svg"], cwd=tmp_path)
+    assert "of 36 correct" in (tmp_path / "c.svg").read_text()
+    for args, code, words in (
+        (["--data", "t.csv", "--label-column", "label", "--categorical", "label"], 2, "is the label column"),
+        (["--data", "t.csv", "--label-column", "label", "--categorical", "nope"], 2, "no such column"),
+        (["--label-column", "label"], 2, "choose the columns of --data: give it"),
+        (["--data", "t.csv", "--label-column", "label", "--drop", "id", "--input-size", "7"], 2, "not both"),
+    ):
+        proc = run(["model-init", "m.model", "-o", "bad", *args], cwd=tmp_path, check=False)
+        assert_one_line_error(proc, code, words)
+        assert not (tmp_path / "bad").exists()
+    proc = run(["train", "h", "-x", "t.csv", *table, "--epochs", "1"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "not a number in column 'colour'", "model-init MODEL_FILE --data FILE")

@@ -1,0 +1,46 @@
+"""Category columns of a table, encoded one-hot with a vocabulary that travels with the model.
+
+model-init --data TABLE fits the vocabulary — the sorted distinct values of
+every feature column of words, and of those declared with --categorical —
+on the training data and keeps it as MODEL/categories.tsv (a line per
+column: its name, then its categories, tab-separated).  The model's input
+size is then the width after encoding.  Every tool that reads a table for
+that model encodes the same columns the same way (files/columns.py); a
+value the vocabulary lacks is all zeros and a warning, never a failure.
+"""
+
+import os
+
+from ..errors import ModelError
+from ..files import fs
+from ..files.columns import parse_vocabulary, read_columns
+from ..files.fs import TEXT_LIMIT
+
+FILE = "categories.tsv"
+
+
+def read(model_path):
+    """The vocabulary of the model directory's current version ({column: categories}), or None."""
+    path = os.path.join(model_path, FILE)
+    if not os.path.lexists(path):
+        return None
+    f, size = fs.open_unbuffered(path, ModelError, path)
+    with f:
+        if size > TEXT_LIMIT:
+            raise ModelError(f"{path} is too large ({size} bytes) to be a file written by kerash")
+        data = fs.read_exactly(f, size, ModelError, path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{path} is not UTF-8 text") from None
+    return parse_vocabulary(text, path, ModelError)
+
+
+def uses_table(model_path, *options):
+    """Whether data for the model is read as a table: a table option is given, or the model encodes categories."""
+    return any(o is not None for o in options) or read(model_path) is not None
+
+
+def read_data(model_path, path, label=None, columns=None, drop=None, dtype=None, warn=None):
+    """(samples, labels or None, feature names or None) of a table, its categories encoded as the model's."""
+    return read_columns(path, label, columns, drop, dtype, read(model_path), warn)
