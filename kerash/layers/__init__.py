@@ -5,5 +5,6 @@ from .conv import Convolution, MaxPooling
 from .dense import Dense, Flatten
 from .dropout import Dropout, Noise
 from .merge import Merge
+from .recurrent import GRU, LSTM
 
-__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge"]
+__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge", "LSTM", "GRU"]

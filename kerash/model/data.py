@@ -29,10 +29,13 @@ def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"),
     if y is not None:
         y = class_targets(y, classes, x.shape[0], model_path)
     x = imputation.fill(x, fill, spec)  # the model's values for missing inputs (train --impute)
+    padded = padding_of(x, names[0]) if spec.whole_sequences else None  # sequences of different lengths
     if finite:  # (not when train fits those values first)
-        check_finite(x, names[0], first_row)
+        check_finite(x if padded is None else x[~padded], names[0], first_row)
     if y is not None:
-        check_finite(y, names[1], first_row)
+        y = np.asarray(y)
+        step_targets = padded is not None and y.ndim >= 2 and y.shape[:2] == padded.shape
+        check_finite(y[~padded] if step_targets else y, names[1], first_row)
         y = prepare_targets(y, spec, x, names[1])
     if dtype is not None:
         x = np.ascontiguousarray(x, dtype=dtype)
@@ -97,12 +100,33 @@ def check_finite(a, where, first_row=0):
                             f"data must be finite numbers{hint} ({where})")
 
 
+def padding_of(x, where="data"):
+    """The padded steps (N, T) of sequences of different lengths — steps all nan after a sequence's last — or None.
+
+    A step of nan inside a sequence is refused: padding only follows a sequence's steps.
+    """
+    if x.ndim != 3 or not x.size:
+        return None
+    nan = np.isnan(x).all(axis=2)
+    if not nan.any():
+        return None
+    after = np.logical_and.accumulate(nan[:, ::-1], axis=1)[:, ::-1]  # the trailing run of each sequence
+    inside = nan & ~after
+    if inside.any():
+        n, t = (int(i) for i in np.argwhere(inside)[0])
+        raise DataError(f"sequence {n + 1}, step {t + 1}: a step of missing values inside a sequence; padding "
+                        f"(nan steps) may only follow a sequence's steps ({where})")
+    if after[:, 0].any():
+        raise DataError(f"sequence {int(np.argmax(after[:, 0])) + 1} has no step ({where})")
+    return after
+
+
 def _sequences(x, spec, where):
-    (width,) = spec.input_shape
+    width = int(np.prod(spec.input_shape))
     if x.ndim <= 1:
         x = x.reshape(1, -1)
     if x.ndim == 2:
-        if spec.recurrent:
+        if spec.recurrent or spec.whole_sequences:
             raise DataError(
                 f"the model is recurrent: give sequences (N, T, {width}), e.g. a .npy file or text with a "
                 f"'# shape: N T {width}' line, not rows of {shape_str(x.shape)} ({where})"
@@ -179,7 +203,12 @@ def _sequence_targets(y, n, steps, width, where):
         if y.shape[2] == width:
             return y
         if y.shape[2] == 1 and width > 1:
-            return _one_hot(y[..., 0], width, where)
+            pad = np.isnan(y[..., 0])  # the steps after a shorter sequence's last: no target
+            if not pad.any():
+                return _one_hot(y[..., 0], width, where)
+            y = _one_hot(np.where(pad, 0, y[..., 0]), width, where)
+            y[pad] = np.nan
+            return y
         raise DataError(f"labels have {y.shape[2]} values per step but the model outputs {width} ({where})")
     if y.ndim != 2:
         raise DataError(f"labels of shape {shape_str(y.shape)} fit no sequence model ({where})")

@@ -56,6 +56,8 @@ def fill(x, values, spec):
     x = np.array(x, copy=True)
     rows = x.reshape(-1, feature_count(spec))
     missing = np.isnan(rows)
+    if spec.whole_sequences:  # a step of nan alone is the padding after a shorter sequence, not missing values
+        missing &= ~missing.all(axis=1, keepdims=True)
     rows[missing] = np.broadcast_to(values.astype(rows.dtype), rows.shape)[missing]
     return x
 

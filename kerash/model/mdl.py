@@ -222,7 +222,12 @@ class _Builder:
         tree = []
         for item in items:
             name, line = item["name"], item["line"]
-            if item["type"] == "layer":
+            if item["type"] == "layer" and item["funcs"] and _width_kind(item["funcs"][0][0]):
+                layer = self.width_kind(item)
+                self.add(NodeSpec(name, layer.kind, layer, [(pred, 0)], line))
+                pred = name
+                tree.append(name)
+            elif item["type"] == "layer":
                 self.add(NodeSpec(name, "dense", None, [(pred, 0)], line))
                 self.funcs[name] = item
                 pred = name
@@ -246,6 +251,17 @@ class _Builder:
                 tree.append((name, subtrees))
                 pred = name
         return tree
+
+    def width_kind(self, item):
+        """A layer of the registry written with a width, e.g. (h, 64, <lstm>) or (h, 64, <gru, sequences>)."""
+        (kind_name, params, line), *rest = item["funcs"]
+        if rest:
+            self.fail(rest[0][2], item["name"], f"({item['name']}, {item['width']}, <{kind_name}, …>) takes no "
+                      "activation or loss: the output is a layer of its own, e.g. (output, 2, <softmax>, <cross_entropy>)")
+        try:
+            return layers.KINDS[kind_name].parse([str(item["width"]), *params])
+        except KerashError as e:
+            self.fail(line, item["name"], str(e))
 
     def layer_kind(self, node, func):
         """A layer of the registry written as a node without width, e.g. (drop, <dropout, 0.3>)."""
@@ -318,9 +334,14 @@ def parse_mdl(text, where="<model>", input_size=None):
     _widths(b)
     _check_branches(b)
     _check_cycles(b)
+    if spec.whole_sequences:
+        for node in nodes:
+            if node.kind == "merge" and node.inputs[1][1]:
+                b.fail(node.lineno, node.name, "a recurrent merge in a model with lstm or gru nodes: those run "
+                       "over whole sequences; give the recurrence to an lstm or gru node")
     number = 0
     for node in nodes:
-        if node.kind == "dense":
+        if node.kind == "dense" or _width_kind(node.kind):
             number += 1
             node.key = f"layer_{number:02d}"
     check_sizes(spec, where)
@@ -370,7 +391,7 @@ def _widths(b):
         for node in pending:
             if node.kind == INPUT:
                 width[node.name] = node.shape[0]
-            elif node.kind == "dense":
+            elif node.kind == "dense" or _width_kind(node.kind):
                 width[node.name] = node.layer.units
             elif node.kind in (SPLIT, TAP) or _keeps_width(node):
                 if node.inputs[0][0] in width:
@@ -396,6 +417,11 @@ def _widths(b):
                 article = "an" if node.layer.op[0] in "aeiou" else "a"
                 b.fail(node.lineno, node.name, f"{article} {node.layer.op} merge of {u!r} (width {width[u]}) and {v!r} "
                        f"(width {width[v]}) needs equal widths (concatenate joins unequal ones)")
+
+
+def _width_kind(name):
+    """Whether a layer kind is written (NAME, WIDTH, <KIND, …>) in MDL: lstm, gru."""
+    return getattr(layers.KINDS.get(name), "mdl_width", False)
 
 
 def _keeps_width(node):
@@ -464,6 +490,9 @@ def mdl_text(spec):
             node = spec.node(item)
             if node.kind == INPUT:
                 out.append(f"{pad}({node.name}, {node.shape[0]})")
+            elif _width_kind(node.kind):
+                kind, *params = node.layer.text().split()[:1] + node.layer.text().split()[2:]
+                out.append(f"{pad}({node.name}, {node.layer.units}, <{', '.join([kind, *params])}>)")
             elif _keeps_width(node):
                 out.append(f"{pad}({node.name}, <{', '.join(node.layer.text().split())}>)")
             elif node.kind == "merge":

@@ -71,8 +71,14 @@ class ModelSpec:
 
     @property
     def sequence(self):
-        """MDL models read sequences (N, T, I); (N, I) is T = 1 when nothing is recurrent."""
-        return self.format == "mdl"
+        """MDL models, and models with a recurrent layer (lstm, gru), read sequences (N, T, I); for MDL, (N, I)
+        is T = 1 when nothing is recurrent."""
+        return self.format == "mdl" or self.whole_sequences
+
+    @property
+    def whole_sequences(self):
+        """Whether a layer reads whole sequences (lstm, gru): every node then runs once over all steps."""
+        return any(getattr(n.layer, "sequence_layer", False) for n in self.nodes)
 
     @property
     def recurrent(self):
@@ -158,9 +164,9 @@ def init_params(spec, seed=None, dtype=np.float32):
         shapes = in_shapes(spec, node)
         fan_in, fan_out = node.layer.fans(shapes)
         wanted = node.layer.param_shapes(shapes)
-        w = draw_w(rng, wanted["W"], fan_in, fan_out)
-        b = draw_b(rng, wanted["b"], fan_in, fan_out)
-        params[node.key] = {"W": np.asarray(w, dtype=dtype), "b": np.asarray(b, dtype=dtype)}
+        # W with the weights' initialiser, b and any other bias (a gru's bh) with the biases'
+        params[node.key] = {name: np.asarray((draw_w if name == "W" else draw_b)(rng, shape, fan_in, fan_out),
+                                             dtype=dtype) for name, shape in wanted.items()}
     return params
 
 

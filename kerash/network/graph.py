@@ -36,6 +36,29 @@ def _to(layout, x):
 _BACK = {"cnhw": "first", "first": "cnhw", None: None}
 
 
+def sequence_lengths(x):
+    """(lengths (N,) or None when every sequence fills T, x with its padding as zeros) of sequences (N, T, …).
+
+    A padded step is nan in every value; the padding follows a sequence's steps.
+    """
+    if x.ndim < 3 or not x.size:
+        return None, x
+    pad = np.isnan(x.reshape(x.shape[0], x.shape[1], -1)[:, :, 0])
+    if not pad.any():
+        return None, x
+    lengths = x.shape[1] - pad.sum(axis=1)
+    return lengths, np.where(np.isnan(x), 0, x).astype(x.dtype, copy=False)
+
+
+def _padded(value, lengths):
+    """A node's values (N, T, …) with the steps after each sequence's length nan."""
+    if lengths is None:
+        return value
+    value = np.array(value, copy=True)
+    value[np.arange(value.shape[1])[None, :] >= lengths[:, None]] = np.nan
+    return value
+
+
 class Node:
     """One node: its layer (None for the input), its inputs, parameter folder and output shape.
 
@@ -93,6 +116,17 @@ class Network:
                     feeds[j] = feeds[j] or not delay
         self.maybe_unwritten = [i for i in self.param_nodes if not feeds[i]]
         self.delayed = sorted({j for node in nodes for j, d in node.inputs if d})
+        # Whole-sequence mode: a layer that reads whole sequences (lstm, gru) makes every node run once over all
+        # steps; timed[i] tells whether node i's value keeps the time axis (N, T, …) or has none (N, …).
+        self.whole = sequence and any(getattr(layer, "sequence_layer", False) for layer in self.layers)
+        self.timed = [sequence] * n
+        if self.whole:
+            for i in range(1, n):
+                reads = [self.timed[j] for j, _, _ in self.sources[i]]
+                if getattr(self.layers[i], "sequence_layer", False):
+                    self.timed[i] = self.layers[i].every
+                else:
+                    self.timed[i] = reads[0]
         self.param_node = {nodes[i].key: i for i in self.param_nodes}  # 'layer_NN' → node index
         self.arena = Arena(self.param_shapes(), self.dtype)
         self._use_grads(None)
@@ -364,6 +398,148 @@ class Network:
         """(N·T, I) rows of a sequence batch, when no node reads the previous step."""
         return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
+    # ------------------------------------------------------------ whole sequences (lstm, gru)
+
+    def _whole_forward(self, x, ctxs, noise=None):
+        """Values of every node, each computed once over all steps; (values, lengths or None).
+
+        x: (N, T, I), the steps after a sequence's end nan (padding): they
+        are read as zeros, and the sequence layers are told each length.
+        """
+        lengths, x = sequence_lengths(x)
+        layers, params, sources, timed = self.layers, self.params, self.sources, self.timed
+        vals = [None] * self.size
+        vals[0] = x
+        n, steps = x.shape[:2]
+        for i in range(1, self.size):
+            layer = layers[i]
+            args = [vals[j] for j, _, _ in sources[i]]
+            if getattr(layer, "sequence_layer", False):
+                vals[i], ctxs[i] = layer.forward(params[i], args[0], lengths)
+                continue
+            if timed[i]:
+                args = [a.reshape(n * steps, *a.shape[2:]) for a in args]
+            if self.noisy[i]:
+                rows = None if noise is None else (noise.rows(steps) if timed[i] else noise)
+                out, ctxs[i] = layer.forward(params[i], args[0], rows, i, 0)
+            else:
+                out, ctxs[i] = layer.forward(params[i], *args)
+            vals[i] = out.reshape(n, steps, *out.shape[1:]) if timed[i] else out
+        return vals, lengths
+
+    def _whole_backward(self, dvals, ctxs, shape, out_dz=None, plan=None):
+        """Backward over whole sequences, reverse node order; out_dz: a fused loss's gradient (rows of the output)."""
+        layers, params, grads, sources, timed = self.layers, self.params, self.grads, self.sources, self.timed
+        needs, need_dx, visit = plan or (self.needs_grad, self.need_dx, self.backward_nodes)
+        n, steps = shape
+        last = self.size - 1
+        written = [False] * self.size
+        for i in visit:
+            layer = layers[i]
+            g = None if i in self.frozen else grads[i]
+            dy = dvals[i]
+            if i == last and out_dz is not None:
+                dxs = layer.backward_z(params[i], g, ctxs[i], out_dz, need_dx[i], False)
+            elif dy is None:
+                continue
+            elif getattr(layer, "sequence_layer", False) or not timed[i]:
+                dxs = layer.backward(params[i], g, ctxs[i], dy, need_dx[i], False)
+            else:
+                dxs = layer.backward(params[i], g, ctxs[i], dy.reshape(n * steps, *dy.shape[2:]), need_dx[i], False)
+            written[i] = True
+            if not need_dx[i]:
+                continue
+            folded = timed[i] and not getattr(layer, "sequence_layer", False)
+            for (j, _, _), dx in zip(sources[i], dxs):
+                if dx is None or not needs[j]:
+                    continue
+                if folded:
+                    dx = dx.reshape(n, steps, *dx.shape[1:])
+                dvals[j] = dx if dvals[j] is None else dvals[j] + dx
+        for i in self.param_nodes:
+            if not written[i]:
+                for value in self.grads[i].values():
+                    value.fill(0)
+        return dvals
+
+    def _whole_scored(self, vals, ctxs, y, lengths):
+        """The scored outputs: (rows of the output, their targets, the sample of each, the index of each row).
+
+        Targets (N, T, K) score every step of each sequence (up to its
+        length); (N, K) its last step — or the one output of a network
+        whose last sequence layer returns its last step.
+        """
+        out = vals[-1]
+        n = out.shape[0]
+        if not self.timed[-1]:
+            if y.ndim == 3:
+                raise UsageError("the model gives one output per sequence (a recurrent layer returns its last step): "
+                                 "give one row of targets per sequence, or make it return every step ('sequences')")
+            return out.reshape(n, -1), y, np.arange(n), np.arange(n)
+        steps = out.shape[1]
+        rows = out.reshape(n * steps, -1)
+        if y.ndim == 3:
+            if lengths is None:
+                picked = np.arange(n * steps)
+            else:
+                picked = np.flatnonzero(np.arange(steps)[None, :] < lengths[:, None])
+            return rows, y.reshape(n * steps, -1)[picked], picked // steps, picked
+        last = np.full(n, steps - 1) if lengths is None else lengths - 1
+        picked = np.arange(n) * steps + last
+        return rows, y, np.arange(n), picked
+
+    def _scored_context(self, ctx, picked):
+        """The output layer's forward context reduced to the scored rows (a fused loss reads z and f(z))."""
+        if not self.layers[-1].kind == "dense":
+            return None
+        z, a = self.layers[-1].pre_activation(ctx)
+        return (None, None, z[picked], a[picked])
+
+    def _whole_gradient(self, objective, x, y, scale, noise=None):
+        ctxs = [None] * self.size
+        vals, lengths = self._whole_forward(x, ctxs, noise)
+        rows, targets, sample, picked = self._whole_scored(vals, ctxs, y, lengths)
+        scored = rows[picked]
+        sub = self._scored_context(ctxs[-1], picked)
+        row_losses = objective.values(sub, scored, targets)
+        counts = np.bincount(sample, minlength=x.shape[0])
+        losses = np.bincount(sample, weights=row_losses, minlength=x.shape[0]) / np.maximum(counts, 1)
+        correct = objective.correct(scored, targets)
+        d = objective.output_gradient(sub, scored, targets)
+        d *= (scale / counts[sample]).astype(d.dtype)[:, None]
+        full = np.zeros(rows.shape, dtype=rows.dtype)
+        full[picked] = d
+        dvals = [None] * self.size
+        shape = x.shape[:2]
+        if objective.fused:
+            self._whole_backward(dvals, ctxs, shape, full)
+        else:
+            dvals[-1] = full.reshape(vals[-1].shape)
+            self._whole_backward(dvals, ctxs, shape)
+        return losses, correct
+
+    def _whole_losses(self, objective, x, y):
+        ctxs = [None] * self.size
+        vals, lengths = self._whole_forward(x, ctxs)
+        rows, targets, sample, picked = self._whole_scored(vals, ctxs, y, lengths)
+        row_losses = objective.values(self._scored_context(ctxs[-1], picked), rows[picked], targets)
+        counts = np.maximum(np.bincount(sample, minlength=x.shape[0]), 1)
+        losses = np.bincount(sample, weights=row_losses, minlength=x.shape[0]) / counts
+        if y.ndim == 3:  # every step: the outputs as (N, T, K), padded steps nan (they are no output)
+            out = np.full(rows.shape, np.nan, dtype=rows.dtype)
+            out[picked] = rows[picked]
+            return losses, out.reshape(x.shape[0], x.shape[1], -1)
+        return losses, rows[picked]
+
+    def _whole_outputs(self, x):
+        """Outputs (N, T, K) — padded steps nan — or (N, K) for a network that returns each sequence's last."""
+        vals, lengths = self._whole_forward(x, [None] * self.size)
+        out = vals[-1]
+        if self.timed[-1] and lengths is not None:
+            out = np.array(out, copy=True)
+            out[np.arange(out.shape[1])[None, :] >= lengths[:, None]] = np.nan
+        return out
+
     # ------------------------------------------------------------ passes
 
     def gradient(self, objective, x, y, scale=1.0, keep=None, noise=None):
@@ -380,6 +556,8 @@ class Network:
         """
         if not self.sequence:
             return self._gradient_flat(objective, x, y, scale, keep, noise=noise)[:2]
+        if self.whole:
+            return self._whole_gradient(objective, x, y, scale, noise)
         if self.recurrent:
             return self._gradient_steps(objective, x, y, scale, noise)
         n, steps = x.shape[:2]
@@ -401,6 +579,8 @@ class Network:
         Values are in the public layout: images (N, C, H, W).
         """
         ctxs = [None] * self.size
+        if self.whole:
+            raise UsageError("a model with lstm or gru layers is traced over whole sequences: use its nodes' values")
         vals = self._step(x, self._initial(x.shape[0]) if self.recurrent else None, ctxs)
         public = [_to(_BACK[layout] if layout != "first" and v.ndim == 4 else None, v) for layout, v in zip(self.layouts, vals)]
         return list(zip(public, ctxs))
@@ -419,7 +599,10 @@ class Network:
         parts = [[] for _ in indices]
         for start in range(0, len(x), batch_size):
             xb = np.asarray(x[start : start + batch_size], dtype=self.dtype)
-            if not self.sequence:
+            if self.whole:
+                vals, lengths = self._whole_forward(xb, [None] * self.size)
+                picked = [_padded(vals[i], lengths) if self.timed[i] else vals[i] for i in indices]
+            elif not self.sequence:
                 vals = self._step(xb, None, [None] * self.size)
                 picked = [_to(_BACK[self.layouts[i]] if self.layouts[i] != "first" and vals[i].ndim == 4 else None,
                               vals[i]) for i in indices]
@@ -432,15 +615,20 @@ class Network:
                 picked = [np.stack([v[i] for v in values], axis=1) for i in indices]
             for part, value in zip(parts, picked):
                 part.append(np.array(value, dtype=self.dtype))  # a copy: layers reuse their buffers
-        lead = (0, x.shape[1]) if self.sequence and x.ndim == 3 else (0,)
-        return [np.concatenate(part) if part else np.zeros(lead + self.nodes[i].shape, self.dtype)
-                for part, i in zip(parts, indices)]
+        def empty(i):
+            lead = (0, x.shape[1]) if self.sequence and x.ndim == 3 and self.timed[i] else (0,)
+            return np.zeros(lead + self.nodes[i].shape, self.dtype)
+
+        return [np.concatenate(part) if part else empty(i) for part, i in zip(parts, indices)]
 
     def forward(self, x):
         """Outputs of a batch: (N, K…) for inputs (N, …), (N, T, K) for sequences (N, T, I)."""
         if not self.sequence:
             vals = self._step(x, None, [None] * self.size)
             return _to(self.convert_out, vals[-1]) if self.convert_out else vals[-1]
+        if self.whole:
+            out = self._whole_outputs(x)
+            return out.reshape(out.shape[0], out.shape[1], -1) if self.timed[-1] else out.reshape(out.shape[0], -1)
         n, steps = x.shape[:2]
         if not self.recurrent:
             return self._step(self._folded(x), None, [None] * self.size)[-1].reshape(n, steps, -1)
@@ -456,6 +644,8 @@ class Network:
         if not self.sequence:
             out = self._flat_out(self._step(x, None, ctxs))
             return objective.values(ctxs[-1], out, y), out
+        if self.whole:
+            return self._whole_losses(objective, x, y)
         n, steps = x.shape[:2]
         if y.ndim == 2:
             if not self.recurrent:
@@ -483,7 +673,8 @@ class Network:
 
         count = -(-x.shape[0] // batch_size)
         if not count:
-            shape = (0, x.shape[1], self.output_width) if self.sequence else (0, self.output_width)
+            timed = self.sequence and self.timed[-1]
+            shape = (0, x.shape[1], self.output_width) if timed else (0, self.output_width)
             return np.zeros(shape, dtype=self.dtype)
         first = chunk(0)
         if count == 1:

@@ -32,6 +32,7 @@ def targets_are_classes(y):
     if y.size == 0:
         return False
     y = y.reshape(-1, y.shape[-1])
+    y = y[~np.isnan(y[:, 0])]  # no target at the padding after a shorter sequence
     if y.shape[1] == 1:
         values = set(np.unique(y).tolist())
         return values <= {0.0, 1.0} or values <= {-1.0, 1.0}
@@ -65,13 +66,19 @@ class Objective:
         rather than 0.5; one-hot targets simplify the fused gradient.
         """
         y = y.reshape(-1, y.shape[-1]) if y.ndim == 3 else y
+        y = y[~np.isnan(y[:, 0])] if y.size else y  # padding
         if y.shape[1] == 1 and y.size and float(y.min()) < 0:
             self.threshold = 0.0
         self.unit_rows = bool(y.size) and bool(np.all(np.add.reduce(y, axis=1) == 1))
 
     def scored_steps(self, x, y):
-        """How many outputs of each sample are scored: T for targets at every step, else 1."""
-        return x.shape[1] if self.sequence and y.ndim == 3 else 1
+        """How many outputs of each sample are scored: T for targets at every step (their mean over sequences of
+        different lengths), else 1."""
+        if not (self.sequence and y.ndim == 3):
+            return 1
+        if not len(y):
+            return x.shape[1]
+        return float(np.count_nonzero(~np.isnan(y[:, :, 0]))) / len(y)
 
     # ------------------------------------------------------------ one output (N, K)
 
@@ -113,6 +120,9 @@ class Objective:
             if out.ndim == 3:
                 out = out.reshape(-1, out.shape[-1])
             y = y.reshape(-1, y.shape[-1])
+            scored = ~np.isnan(y[:, 0])  # the padding after a shorter sequence is not scored
+            if not scored.all():
+                out, y = out[scored], y[scored]
         elif out.ndim == 3:
             out = out[:, -1]
         out = as_rows(out)
