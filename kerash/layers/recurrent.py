@@ -18,9 +18,10 @@ Parameters, one layer of PyTorch's (gate order and biases as there):
 The states start at zero.  Padded steps come after a sequence's last, so
 they never change its outputs; their output gradients are zero, so they
 add nothing to any gradient (equal to PyTorch's pack_padded_sequence).
-Sigmoids are computed as 0.5·tanh(z/2) + 0.5 so that all gates of a step
-take one tanh call (the weights of the sigmoid gates are halved once per
-batch, not per step).
+An lstm's gates take one exp call a step (σ(z) = 1/(1 + exp(−z)) and
+tanh(z) = 2σ(2z) − 1, the weights scaled once per batch), a gru's sigmoids
+one tanh call (σ(z) = 0.5·tanh(z/2) + 0.5): exp and tanh calls are most of
+what a step costs besides its product.
 """
 
 import numpy as np
@@ -133,97 +134,127 @@ def _finish_gradients(layer, p, g, x, xs, dz_x, dz_h, hs_prev, accumulate, need_
 
 @register
 class LSTM(_Recurrent):
-    """Long short-term memory (Hochreiter and Schmidhuber), as torch.nn.LSTM: gates i, f, g, o."""
+    """Long short-term memory (Hochreiter and Schmidhuber), as torch.nn.LSTM: gates i, f, g, o.
+
+    Gates are kept gate-major, (4, T, N, H): each gate of a step is one
+    contiguous block, so every element-wise call runs over contiguous memory
+    (numpy is several times slower on the column slices of an (N, 4H) array).
+    """
 
     kind = "lstm"
     keras_name = "LSTM"
     gates = 4
 
+    def _by_gate(self, w):
+        """(K, 4H) → (4, K, H), scaled for one exp of all gates: −1 for the sigmoids, −2 for g (tanh = 2σ(2g) − 1)."""
+        h = self.units
+        w = (w * -1.0).reshape(-1, 4, h).transpose(1, 0, 2).copy()
+        w[2] *= 2.0
+        return w
+
     def forward(self, p, x, lengths=None):
         n, steps, i = x.shape
         h = self.units
-        w, b = p["W"], p["b"]
-        # Internal gate order i, f, o, g: the three sigmoids side by side, halved for 0.5·tanh(z/2) + 0.5.
-        order = np.r_[0:2 * h, 3 * h:4 * h, 2 * h:3 * h]
-        wi = _halved(w[:i][:, order], 3 * h)
-        wh = _halved(w[i:][:, order], 3 * h)
-        bb = _halved(b[order], 3 * h)
-        xs = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, N, I): a step is contiguous
-        acts = (xs.reshape(steps * n, i) @ wi).reshape(steps, n, 4 * h)
+        w = p["W"]
+        wi, wh, bb = self._by_gate(w[:i]), self._by_gate(w[i:]), self._by_gate(p["b"][None])
+        xs = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * n, i)  # time-major rows
+        acts = np.matmul(xs, wi)  # (4, T·N, H): the inputs of every step projected at once
         acts += bb
+        acts = acts.reshape(4, steps, n, h)
         hs = np.empty((steps, n, h), dtype=x.dtype)
         cs = np.empty((steps, n, h), dtype=x.dtype)
         tcs = np.empty((steps, n, h), dtype=x.dtype)
         ig = np.empty((n, h), dtype=x.dtype)
-        zh = np.empty((n, 4 * h), dtype=x.dtype)
+        zh = np.empty((4, n, h), dtype=x.dtype)
         hp = cp = None
-        for t in range(steps):
-            a = acts[t]
-            if hp is not None:
-                np.matmul(hp, wh, out=zh)
-                a += zh
-            np.tanh(a, out=a)
-            s = a[:, :3 * h]
-            s *= 0.5
-            s += 0.5
-            c = cs[t]
-            if cp is None:
-                np.multiply(a[:, :h], a[:, 3 * h:], out=c)
-            else:
-                np.multiply(a[:, h:2 * h], cp, out=c)
-                np.multiply(a[:, :h], a[:, 3 * h:], out=ig)
-                c += ig
-            np.tanh(c, out=tcs[t])
-            np.multiply(a[:, 2 * h:3 * h], tcs[t], out=hs[t])
-            hp, cp = hs[t], c
+        with np.errstate(over="ignore"):  # exp(large) = inf gives σ = 0, exactly the limit
+            for t in range(steps):
+                a = acts[:, t]
+                if hp is not None:
+                    np.matmul(hp, wh, out=zh)
+                    a += zh
+                # σ(z) = 1 / (1 + exp(−z)) for i, f, o; g = tanh(z) = 2σ(2z) − 1: one exp for all four
+                np.exp(a, out=a)
+                a += 1.0
+                np.reciprocal(a, out=a)
+                g = a[2]
+                g *= 2.0
+                g -= 1.0
+                c = cs[t]
+                np.multiply(a[0], g, out=c)
+                if cp is not None:
+                    np.multiply(a[1], cp, out=ig)
+                    c += ig
+                np.tanh(c, out=tcs[t])
+                np.multiply(a[3], tcs[t], out=hs[t])
+                hp, cp = hs[t], c
         y = self._output(hs, lengths)
-        return y, (x, xs, acts, hs, cs, tcs, lengths, order)
+        return y, (x, xs, acts, hs, cs, tcs, lengths)
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
-        x, xs, acts, hs, cs, tcs, lengths, order = ctx
+        x, xs, acts, hs, cs, tcs, lengths = ctx
         steps, n, h = hs.shape
         i = x.shape[2]
-        wh = p["W"][i:][:, order]  # not halved: the gradients below are of the true pre-activations
+        w = p["W"]
+        whT = np.ascontiguousarray(w[i:].reshape(h, 4, h).transpose(1, 2, 0))  # (4, H, H): gate k's W_hhᵀ
         dh_out = self._state_gradients(dy, lengths, hs.shape, hs.dtype)
-        # Derivatives of the activations, all steps at once: s(1−s) for sigmoids, 1−g² for the tanh gate.
-        deriv = np.empty_like(acts)
-        np.subtract(1.0, acts[..., :3 * h], out=deriv[..., :3 * h])
-        deriv[..., :3 * h] *= acts[..., :3 * h]
-        np.multiply(acts[..., 3 * h:], acts[..., 3 * h:], out=deriv[..., 3 * h:])
-        np.subtract(1.0, deriv[..., 3 * h:], out=deriv[..., 3 * h:])
-        dtc = np.multiply(tcs, tcs)
-        np.subtract(1.0, dtc, out=dtc)
-        dz = np.empty_like(acts)  # (T, N, 4H) in the internal order i, f, o, g
+        # What multiplies dc (or dh) in each gate's pre-activation gradient, for all steps at once:
+        # i: g·σ'(i), f: c₋₁·σ'(f), g: i·(1 − g²), o: tanh(c)·σ'(o); and dc = dh·o·(1 − tanh²(c)) + f·dc₊₁.
+        gi, gf, gg, go = acts
+        factors = np.subtract(1.0, acts)
+        factors *= acts  # σ' of i, f, o
+        factors[0] *= gg
+        factors[1, 1:] *= cs[:-1]
+        factors[1, 0] = 0.0  # c₋₁ = 0
+        np.multiply(gg, gg, out=factors[2])
+        np.subtract(1.0, factors[2], out=factors[2])
+        factors[2] *= gi
+        factors[3] *= tcs
+        through = np.multiply(tcs, tcs)
+        np.subtract(1.0, through, out=through)
+        through *= go
+        dz = np.empty_like(acts)  # (4, T, N, H): i, f, g, o
         dh = np.empty((n, h), dtype=hs.dtype)
         dc = np.empty((n, h), dtype=hs.dtype)
-        dcn = None
-        dhn = None
-        whT = np.ascontiguousarray(wh.T)
+        back = np.empty((4, n, h), dtype=hs.dtype)
         for t in range(steps - 1, -1, -1):
-            a, d = acts[t], dz[t]
-            if dhn is None:
+            d = dz[:, t]
+            if t == steps - 1:
                 dh[...] = dh_out[t]
+                np.multiply(dh, through[t], out=dc)
             else:
-                np.add(dh_out[t], dhn, out=dh)
-            np.multiply(dh, a[:, 2 * h:3 * h], out=dc)
-            dc *= dtc[t]
-            if dcn is not None:
-                dc += dcn
-            np.multiply(dc, a[:, 3 * h:], out=d[:, :h])  # i
+                np.add(back[0], back[1], out=dh)
+                dh += back[2]
+                dh += back[3]
+                dh += dh_out[t]
+                dc *= gf[t + 1]
+                dc += dh * through[t]
+            np.multiply(dc, factors[0, t], out=d[0])
+            np.multiply(dc, factors[1, t], out=d[1])
+            np.multiply(dc, factors[2, t], out=d[2])
+            np.multiply(dh, factors[3, t], out=d[3])
             if t:
-                np.multiply(dc, cs[t - 1], out=d[:, h:2 * h])  # f
-            else:
-                d[:, h:2 * h] = 0
-            np.multiply(dh, tcs[t], out=d[:, 2 * h:3 * h])  # o
-            np.multiply(dc, a[:, :h], out=d[:, 3 * h:])  # g
-            d *= deriv[t]
-            if t:
-                dcn = dc * a[:, h:2 * h]
-                dhn = d @ whT
-        back = np.argsort(order)  # internal order → i, f, g, o
-        dz = dz[..., back]
-        hs_prev = np.concatenate([np.zeros((1, n, h), dtype=hs.dtype), hs[:-1]])
-        return _finish_gradients(self, p, g, x, xs, dz, dz, hs_prev, accumulate, need_dx)
+                np.matmul(d, whT, out=back)
+        hs_prev = np.concatenate([np.zeros((1, n, h), dtype=hs.dtype), hs[:-1]]).reshape(steps * n, h)
+        rows = dz.reshape(4, steps * n, h)
+        if g is not None:
+            wx = np.matmul(xs.T, rows).transpose(1, 0, 2).reshape(i, 4 * h)
+            wh = np.matmul(hs_prev.T, rows).transpose(1, 0, 2).reshape(h, 4 * h)
+            gb = np.matmul(np.ones(steps * n, dtype=rows.dtype), rows).reshape(4 * h)  # a product sums fastest
+            _store(g, accumulate, W=np.concatenate([wx, wh]), b=gb)
+        if not need_dx:
+            return (None,)
+        wiT = w[:i].reshape(i, 4, h).transpose(1, 2, 0)  # (4, H, I)
+        dx = np.matmul(rows, wiT).sum(axis=0)
+        return (dx.reshape(steps, n, i).transpose(1, 0, 2),)
+
+
+def _store(g, accumulate, **values):
+    for name, value in values.items():
+        if accumulate:
+            g[name] += value
+        else:
+            g[name][...] = value
 
 
 @register
