@@ -5,7 +5,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Columns, Drop, Dtype, Format, LabelColumn, Output, Seed, settings_options
+from .options import Columns, Drop, Dtype, Format, LabelColumn, Lengths, Output, Seed, settings_options
 from .runner import tool, warn
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
@@ -172,6 +172,7 @@ def predict(
     drop: Drop = None,
     label_column: Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="A column of labels in the data, left out of the features.", show_default=False)] = None,
     nodes: Annotated[Optional[List[str]], typer.Option("--node", metavar="NAME", help="Write the values of this node instead of the outputs: a layer folder (layer_01), an MDL node's name, or input. Repeat for several, side by side.", show_default=False)] = None,
+    lengths: Lengths = None,
     dtype: Dtype = None,
     output: Output = None,
     fmt: Format = None,
@@ -185,7 +186,11 @@ def predict(
     lists the nodes.
 
     With --classes, one class per sample, or a row of T classes per sequence
-    (tab-separated names when the model has MODEL/classes.txt).  Inputs are
+    (tab-separated names when the model has MODEL/classes.txt).  A model
+    with lstm or gru layers reads sequences of different lengths (blocks of
+    rows between blank lines, or --lengths) and answers in kind: a row per
+    sequence when it returns the last step, else a block of rows per
+    sequence (a row per step), blank lines between.  Inputs are
     raw data: a model trained with --normalize applies its statistics.
     Text from a pipe (or a file over 256 MB) is read, predicted and written
     a block of thousands of rows at a time: a stream of any length takes
@@ -220,6 +225,11 @@ def predict(
 
     if categories.uses_table(model_dir, columns, drop, label_column):  # a spreadsheet's table: read whole
         blocks = [categories.read_data(model_dir, input, label_column, columns, drop, warn=warn)[0]]
+    elif loaded.md.spec.sequence and (lengths is not None or loaded.net.whole):
+        blocks = [_read_sequences(input, lengths)]
+        if loaded.net.whole and loaded.net.timed[-1]:
+            _write_sequences(loaded, blocks[0], nodes, classes, fmt, output)
+            return
     else:
         blocks = read_row_blocks(input, rows, where=source_name(input))
     if nodes:
@@ -227,6 +237,41 @@ def predict(
     else:
         results = model.predict_blocks(loaded, blocks, source_name(input))
     _write_predictions(results, loaded, classes, fmt, output, rows)
+
+
+def _read_sequences(path, lengths):
+    from ..files import sequences
+
+    return sequences.read_sequences(path, None, sequences.read_lengths(lengths) if lengths else None)
+
+
+def _write_sequences(loaded, x, nodes, classes, fmt, output):
+    """Outputs of every step of sequences of different lengths: a block of rows per sequence (text), or (N, T, K)
+    with the padding nan (npy)."""
+    import numpy as np
+
+    from .. import model
+    from ..files import sequences
+    from ..files.tensorio import tensor_chunks, write_chunks
+
+    if nodes:
+        values = next(model.node_blocks(loaded, [x], nodes, "input"))
+    else:
+        values, predicted = model.predict_loaded(loaded, x)
+        if classes:
+            values = predicted[..., None]
+    steps = x.shape[1] - np.isnan(x.reshape(x.shape[0], x.shape[1], -1)).all(axis=2).sum(axis=1)
+    if fmt != "text":
+        if classes:
+            values = np.where(np.arange(x.shape[1])[None, :, None] < steps[:, None, None], values, -1)
+        write_chunks(tensor_chunks(values, fmt), output, binary=fmt == "npy")
+        return
+    if classes and loaded.classes is not None:
+        text = "\n".join("".join(loaded.classes[int(c)] + "\n" for c in values[k, :steps[k], 0])
+                         for k in range(len(values))).encode("utf-8")
+    else:
+        text = sequences.text_blocks(values, steps)
+    write_chunks([text], output)
 
 
 def _write_predictions(results, loaded, classes, fmt, output, block):
@@ -363,6 +408,7 @@ def evaluate(
     columns: Columns = None,
     drop: Drop = None,
     validation_of: Annotated[Optional[str], typer.Option("--validation-of", metavar="MODEL", help="Score only the rows of the data that train --validation-split held out of MODEL (MODEL/validation-rows.txt).", show_default=False)] = None,
+    lengths: Lengths = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also print each class's precision, recall, F1 and support, with their averages (scikit-learn's classification report).")] = False,
     dtype: Dtype = None,
@@ -397,6 +443,11 @@ def evaluate(
     if categories.uses_table(model_dir, label_column, columns, drop):
         x, y, _ = categories.read_data(model_dir, data, label_column, columns, drop, warn=warn)
         y = y if label_column is not None else _read_labels(labels, model_dir)
+    elif lengths is not None or model.ModelDir(model_dir).spec.whole_sequences:
+        from ..files import sequences
+
+        x = _read_sequences(data, lengths)
+        y = sequences.read_sequence_labels(labels, x, model.labels_are_names(model_dir))
     else:
         x, y = _read(data), _read_labels(labels, model_dir)
     if validation_of is not None:

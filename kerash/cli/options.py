@@ -77,3 +77,5 @@ def settings_options(tool_name, after, **fill):
 LabelColumn = Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="Take the labels from this column of the data (its header name, or its number from 1), then no --labels.", show_default=False)]
 Columns = Annotated[Optional[str], typer.Option("--columns", metavar="A,B,…", help="Use only these columns of the data as features (names or numbers from 1).", show_default=False)]
 Drop = Annotated[Optional[str], typer.Option("--drop", metavar="A,B,…", help="Leave these columns of the data out (names or numbers from 1).", show_default=False)]
+# Sequences of different lengths (files/sequences.py)
+Lengths = Annotated[Optional[str], typer.Option("--lengths", metavar="FILE", help="Sequences of different lengths: one length per sequence, for data holding every sequence's steps one after another (text with blank lines between blocks of rows needs none).", show_default=False)]

@@ -75,6 +75,7 @@ def train(
     settings.update(given)
     data, labels = settings.pop("data", None), settings.pop("labels", None)
     vdata, vlabels = settings.pop("val_data", None), settings.pop("val_labels", None)
+    lengths, val_lengths = settings.pop("lengths", None), settings.pop("val_lengths", None)
     table = {key: settings.pop(key, None) for key in ("label_column", "columns", "drop")}
     if table["label_column"] is not None and labels is not None:
         raise UsageError("give --labels or --label-column, not both")
@@ -108,6 +109,19 @@ def train(
         if vdata is not None:
             vx, vy, _ = read(vdata)
             val = (vx, vy if table["label_column"] is not None else read_labels(vlabels, names))
+    elif ModelDir(model_dir).spec.sequence:
+        # sequences: blocks of rows between blank lines, --lengths, or a ragged .npz (files/sequences.py)
+        from ..files import sequences
+
+        def read(path, lengths):
+            return sequences.read_sequences(path, dtype, sequences.read_lengths(lengths) if lengths else None)
+
+        x = read(data, lengths)
+        y = sequences.read_sequence_labels(labels, x, names)
+        val = None
+        if vdata is not None:
+            vx = read(vdata, val_lengths)
+            val = (vx, sequences.read_sequence_labels(vlabels, vx, names))
     else:
         x, y = tensorio.read_tensor(data, dtype), read_labels(labels, names)
         val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels, names)) if vdata is not None else None

@@ -37,6 +37,14 @@ def _rows(x, spec):
     return x.reshape(-1, feature_count(spec))
 
 
+def _fit_rows(x, spec):
+    """Rows of x to fit on: the padding after shorter sequences (steps all nan) left out."""
+    rows = _rows(x, spec)
+    if spec.whole_sequences:
+        rows = rows[~np.isnan(rows).all(axis=1)]
+    return rows
+
+
 def fit(x, spec, idx):
     """{'mean', 'std'} (float64 vectors) of the prepared inputs x over the samples idx."""
     per_sample = int(np.prod(x.shape[1:])) or 1
@@ -44,13 +52,13 @@ def fit(x, spec, idx):
     width = feature_count(spec)
     count, total = 0, np.zeros(width)
     for start in range(0, len(idx), step):
-        block = _rows(x[idx[start : start + step]], spec)
+        block = _fit_rows(x[idx[start : start + step]], spec)
         total += block.sum(axis=0, dtype=np.float64)
         count += block.shape[0]
     mean = total / max(count, 1)
     squares = np.zeros(width)
     for start in range(0, len(idx), step):
-        block = _rows(x[idx[start : start + step]], spec).astype(np.float64) - mean
+        block = _fit_rows(x[idx[start : start + step]], spec).astype(np.float64) - mean
         squares += np.einsum("ij,ij->j", block, block)
     std = np.sqrt(squares / max(count, 1))
     std[(std == 0) | (std <= 1e-12 * np.abs(mean))] = 1.0
@@ -66,7 +74,7 @@ def fit_minmax(x, spec, idx):
     width = feature_count(spec)
     low, high = np.full(width, np.inf), np.full(width, -np.inf)
     for start in range(0, len(idx), step):
-        block = _rows(x[idx[start : start + step]], spec)
+        block = _fit_rows(x[idx[start : start + step]], spec)
         np.minimum(low, block.min(axis=0), out=low)
         np.maximum(high, block.max(axis=0), out=high)
     centre = (low + high) / 2

@@ -145,6 +145,11 @@ SETTINGS = [
             default=0.0),
     Setting("val_data", PATH, "Separate validation samples.", metavar="X", config=False),
     Setting("val_labels", PATH, "Labels of --val-data.", metavar="Y", config=False),
+    Setting("lengths", PATH, "Sequences of different lengths: one length per sequence, for X holding every "
+            "sequence's steps one after another (or (N, T, I) with padding after each length). Text with blank "
+            "lines between blocks of rows needs none: a block is a sequence.", metavar="FILE", config=False),
+    Setting("val_lengths", PATH, "The lengths of --val-data's sequences (see --lengths).", metavar="FILE",
+            config=False),
     Setting("seed", int, "Seed of the validation split and the shuffles [default: the model's].", check=SEED),
     Setting("dtype", str, "Floating-point type of the computation.", metavar="float32|float64"),
     Setting("target_loss", float, "Stop when the training loss goes below this.", check=FINITE),

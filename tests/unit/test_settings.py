@@ -56,7 +56,7 @@ def test_train_model_update_and_the_params_file_take_the_declared_settings(tmp_p
     assert fields == {s.name: s.default for s in config.SETTINGS if s.config}
     # the files the tool reads, and how it reads them (a table's columns)
     assert set(declared) - set(fields) == {"data", "labels", "val_data", "val_labels", "label_column", "columns",
-                                           "drop"}
+                                           "drop", "lengths", "val_lengths"}
     with pytest.raises(TypeError, match="no setting data"):
         config.TrainConfig(data="x.npy", epochs=1)
 
