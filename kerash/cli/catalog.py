@@ -38,6 +38,7 @@ TOOLS = {
     "graph": ("kerash.cli.model:graph", False),
     "dataset": ("kerash.cli.model:dataset", False),
     "split": ("kerash.cli.model:split", False),
+    "text": ("kerash.cli.text:text", False),
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "snapshot": ("kerash.cli.model:snapshot", False),

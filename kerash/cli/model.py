@@ -225,7 +225,7 @@ def predict(
 
     if categories.uses_table(model_dir, columns, drop, label_column):  # a spreadsheet's table: read whole
         blocks = [categories.read_data(model_dir, input, label_column, columns, drop, warn=warn)[0]]
-    elif loaded.md.spec.sequence and (lengths is not None or loaded.net.whole):
+    elif loaded.md.spec.sequence and (lengths is not None or loaded.net.whole or loaded.net.recurrent):
         blocks = [_read_sequences(input, lengths)]
         if loaded.net.whole and loaded.net.timed[-1]:
             _write_sequences(loaded, blocks[0], nodes, classes, fmt, output)
@@ -443,7 +443,7 @@ def evaluate(
     if categories.uses_table(model_dir, label_column, columns, drop):
         x, y, _ = categories.read_data(model_dir, data, label_column, columns, drop, warn=warn)
         y = y if label_column is not None else _read_labels(labels, model_dir)
-    elif lengths is not None or model.ModelDir(model_dir).spec.whole_sequences:
+    elif lengths is not None or model.ModelDir(model_dir).spec.whole_sequences or model.ModelDir(model_dir).spec.recurrent:
         from ..files import sequences
 
         x = _read_sequences(data, lengths)

@@ -109,7 +109,7 @@ def train(
         if vdata is not None:
             vx, vy, _ = read(vdata)
             val = (vx, vy if table["label_column"] is not None else read_labels(vlabels, names))
-    elif ModelDir(model_dir).spec.sequence:
+    elif lengths is not None or ModelDir(model_dir).spec.whole_sequences or ModelDir(model_dir).spec.recurrent:
         # sequences: blocks of rows between blank lines, --lengths, or a ragged .npz (files/sequences.py)
         from ..files import sequences
 

@@ -81,8 +81,8 @@ def read_sequences(source, dtype=None, lengths=None):
 
     `lengths`: a lengths array (--lengths) for rows of steps one after
     another or an (N, T, I) tensor.  Text with blank lines between blocks of
-    rows is one sequence per block; text without, or an .npy without
-    lengths, comes as read_tensor gives it.
+    rows is one sequence per block (one block of rows: one sequence); an
+    .npy without lengths comes as read_tensor gives it.
     """
     where = tensorio.source_name(source)
     data = tensorio.read_bytes(source, limit=1 << 34)
@@ -103,6 +103,8 @@ def read_sequences(source, dtype=None, lengths=None):
             return array
         rows = array.reshape(len(array), -1) if array.ndim != 1 else array[:, None]
         return pad(split(rows, lengths, where), dtype or np.float64)
+    if found is not None and len(found) == 1 and array.ndim == 2:
+        return array[None].astype(dtype or np.float64, copy=False)  # one block of rows: one sequence
     if found is not None and len(found) > 1:
         if table.columns is not None:  # a header row of names counts in the first block
             found[0] -= 1

@@ -4,7 +4,8 @@ from .base import KINDS, Layer, get_kind
 from .conv import Convolution, MaxPooling
 from .dense import Dense, Flatten
 from .dropout import Dropout, Noise
+from .embedding import Embedding
 from .merge import Merge
 from .recurrent import GRU, LSTM
 
-__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge", "LSTM", "GRU"]
+__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge", "LSTM", "GRU", "Embedding"]

@@ -56,6 +56,14 @@ class _Recurrent(Layer):
     def text(self):
         return f"{self.kind} {self.units}" + (" sequences" if self.every else "")
 
+    @classmethod
+    def parse_width(cls, width, params):
+        """MDL: (NAME, UNITS, <lstm>) or (NAME, UNITS, <lstm, sequences>)."""
+        return cls.parse([str(width), *params])
+
+    def mdl_params(self):
+        return ["sequences"] if self.every else []
+
     def describe(self):
         return "every step" if self.every else "last step"
 

@@ -29,7 +29,10 @@ def prepare(spec, x, y=None, classes=None, dtype=None, names=("data", "labels"),
     if y is not None:
         y = class_targets(y, classes, x.shape[0], model_path)
     x = imputation.fill(x, fill, spec)  # the model's values for missing inputs (train --impute)
-    padded = padding_of(x, names[0]) if spec.whole_sequences else None  # sequences of different lengths
+    padded = padding_of(x, names[0]) if spec.sequence else None  # sequences of different lengths
+    if padded is not None and not spec.whole_sequences:
+        raise DataError(f"sequences of different lengths need a model whose recurrence is an lstm or gru layer; a "
+                        f"recurrent merge reads every sequence to the longest one's length ({names[0]})")
     if finite:  # (not when train fits those values first)
         check_finite(x if padded is None else x[~padded], names[0], first_row)
     if y is not None:

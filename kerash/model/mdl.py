@@ -259,7 +259,7 @@ class _Builder:
             self.fail(rest[0][2], item["name"], f"({item['name']}, {item['width']}, <{kind_name}, …>) takes no "
                       "activation or loss: the output is a layer of its own, e.g. (output, 2, <softmax>, <cross_entropy>)")
         try:
-            return layers.KINDS[kind_name].parse([str(item["width"]), *params])
+            return layers.KINDS[kind_name].parse_width(item["width"], params)
         except KerashError as e:
             self.fail(line, item["name"], str(e))
 
@@ -420,7 +420,7 @@ def _widths(b):
 
 
 def _width_kind(name):
-    """Whether a layer kind is written (NAME, WIDTH, <KIND, …>) in MDL: lstm, gru."""
+    """Whether a layer kind is written (NAME, WIDTH, <KIND, …>) in MDL: lstm, gru, embedding."""
     return getattr(layers.KINDS.get(name), "mdl_width", False)
 
 
@@ -491,8 +491,7 @@ def mdl_text(spec):
             if node.kind == INPUT:
                 out.append(f"{pad}({node.name}, {node.shape[0]})")
             elif _width_kind(node.kind):
-                kind, *params = node.layer.text().split()[:1] + node.layer.text().split()[2:]
-                out.append(f"{pad}({node.name}, {node.layer.units}, <{', '.join([kind, *params])}>)")
+                out.append(f"{pad}({node.name}, {node.layer.units}, <{', '.join([node.kind, *node.layer.mdl_params()])}>)")
             elif _keeps_width(node):
                 out.append(f"{pad}({node.name}, <{', '.join(node.layer.text().split())}>)")
             elif node.kind == "merge":

@@ -204,3 +204,37 @@ def test_equal_to_pytorch_with_packed_sequences(kind):
         np.testing.assert_allclose(g["b"], cell.bias_ih_l0.grad.numpy(), atol=1e-6)
         np.testing.assert_allclose(g["bh"], cell.bias_hh_l0.grad.numpy()[2 * hidden:], atol=1e-6)
         np.testing.assert_allclose(g["b"][:2 * hidden], cell.bias_hh_l0.grad.numpy()[:2 * hidden], atol=1e-6)
+
+
+@pytest.mark.parametrize("text", [
+    "1 1 1\ninput\nembedding 7 3\nlstm 4\ndense 2 softmax\n",
+    "(input, 1)\n(e, 3, <embedding, 7>)\n(h, 4, <gru, sequences>)\n(output, 2, <softmax>, <cross_entropy>)\n",
+])
+def test_embedding_of_token_ids_in_padded_batches(text):
+    """embedding V D: a token id picks its row (DyNet's word input); finite differences over a padded batch of
+    token sequences; the rows of tokens that never came get no gradient; ids out of range are refused."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, size=(5, 6, 1)).astype(float)  # ids 5 and 6 never come
+    x[1, 4:] = np.nan
+    x[3, 2:] = np.nan
+    every = "sequences" in text
+    y = np.where(np.isnan(x), np.nan, np.eye(2)[rng.integers(0, 2, size=(5, 6))]) if every else \
+        np.eye(2)[rng.integers(0, 2, size=5)]
+    spec, net, objective = network(text)
+    net.gradient(objective, x, y, 1.0)
+    analytic = net.arena.grads.copy()
+    p = net.arena.params
+    for i in range(p.size):
+        old = p[i]
+        p[i] = old + EPS
+        up = net.losses(objective, x, y)[0].sum()
+        p[i] = old - EPS
+        down = net.losses(objective, x, y)[0].sum()
+        p[i] = old
+        assert abs((up - down) / (2 * EPS) - analytic[i]) < 1e-7
+    rows = net.grads[1]["W"]
+    assert np.all(rows[5:] == 0) and np.all(np.any(rows[:5] != 0, axis=1))
+    from kerash.errors import DataError
+
+    with pytest.raises(DataError, match="token id 7 is not one of 0..6"):
+        net.forward(np.full((1, 2, 1), 7.0))
