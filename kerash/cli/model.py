@@ -226,7 +226,7 @@ def predict(
     if categories.uses_table(model_dir, columns, drop, label_column):  # a spreadsheet's table: read whole
         blocks = [categories.read_data(model_dir, input, label_column, columns, drop, warn=warn)[0]]
     elif loaded.md.spec.sequence and (lengths is not None or loaded.net.whole or loaded.net.recurrent):
-        blocks = [_read_sequences(input, lengths)]
+        blocks = [_read_sequences(input, lengths, loaded.md.spec)]
         if loaded.net.whole and loaded.net.timed[-1]:
             _write_sequences(loaded, blocks[0], nodes, classes, fmt, output)
             return
@@ -239,10 +239,13 @@ def predict(
     _write_predictions(results, loaded, classes, fmt, output, rows)
 
 
-def _read_sequences(path, lengths):
+def _read_sequences(path, lengths, spec):
+    import math
+
     from ..files import sequences
 
-    return sequences.read_sequences(path, None, sequences.read_lengths(lengths) if lengths else None)
+    return sequences.read_sequences(path, None, sequences.read_lengths(lengths) if lengths else None,
+                                    math.prod(spec.input_shape))
 
 
 def _write_sequences(loaded, x, nodes, classes, fmt, output):
@@ -446,7 +449,7 @@ def evaluate(
     elif lengths is not None or model.ModelDir(model_dir).spec.whole_sequences or model.ModelDir(model_dir).spec.recurrent:
         from ..files import sequences
 
-        x = _read_sequences(data, lengths)
+        x = _read_sequences(data, lengths, model.ModelDir(model_dir).spec)
         y = sequences.read_sequence_labels(labels, x, model.labels_are_names(model_dir))
     else:
         x, y = _read(data), _read_labels(labels, model_dir)

@@ -3,7 +3,7 @@
 import io
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 

@@ -1,5 +1,6 @@
 """The training tool."""
 
+import math
 import os
 import sys
 from typing import Annotated, Optional, Tuple
@@ -114,7 +115,8 @@ def train(
         from ..files import sequences
 
         def read(path, lengths):
-            return sequences.read_sequences(path, dtype, sequences.read_lengths(lengths) if lengths else None)
+            width = math.prod(ModelDir(model_dir).spec.input_shape)
+            return sequences.read_sequences(path, dtype, sequences.read_lengths(lengths) if lengths else None, width)
 
         x = read(data, lengths)
         y = sequences.read_sequence_labels(labels, x, names)

@@ -76,13 +76,14 @@ def read_lengths(path):
     return values.astype(np.int64)
 
 
-def read_sequences(source, dtype=None, lengths=None):
+def read_sequences(source, dtype=None, lengths=None, width=None):
     """Samples as the sequence model reads them: (N, T, I), padded with nan where lengths differ.
 
     `lengths`: a lengths array (--lengths) for rows of steps one after
     another or an (N, T, I) tensor.  Text with blank lines between blocks of
-    rows is one sequence per block (one block of rows: one sequence); an
-    .npy without lengths comes as read_tensor gives it.
+    rows is one sequence per block (one block of rows: one sequence, when its
+    rows are `width` wide, the model's step); an .npy without lengths comes
+    as read_tensor gives it.
     """
     where = tensorio.source_name(source)
     data = tensorio.read_bytes(source, limit=1 << 34)
@@ -103,7 +104,7 @@ def read_sequences(source, dtype=None, lengths=None):
             return array
         rows = array.reshape(len(array), -1) if array.ndim != 1 else array[:, None]
         return pad(split(rows, lengths, where), dtype or np.float64)
-    if found is not None and len(found) == 1 and array.ndim == 2:
+    if found is not None and len(found) == 1 and array.ndim == 2 and array.shape[1] == (width or array.shape[1]):
         return array[None].astype(dtype or np.float64, copy=False)  # one block of rows: one sequence
     if found is not None and len(found) > 1:
         if table.columns is not None:  # a header row of names counts in the first block
