@@ -32,3 +32,12 @@ def test_from_a_spreadsheet_to_a_regression(tmp_path):
                env=tool_env(KERASH_WORKDIR=tmp_path))
     scores = dict(line.split("\t") for line in proc.stdout.decode().splitlines() if line.count("\t") == 1)
     assert float(scores["r2"]) > 0.95 and float(scores["rmse"]) < 15, scores
+
+
+def test_sequences_of_different_lengths_classified_with_lstm_and_gru(tmp_path):
+    proc = run(["bash", "-euo", "pipefail", "-c", chapter("Sequences: lstm, gru, embeddings")], cwd=tmp_path,
+               env=tool_env(KERASH_WORKDIR=tmp_path))
+    out = proc.stdout.decode()
+    accuracies = [float(a) for a in re.findall(r"^accuracy\t([0-9.]+)$", out, re.M)]
+    assert len(accuracies) == 2 and min(accuracies) >= 0.95, out
+    assert out.splitlines()[-2:] == ["0", "1"], out
