@@ -39,6 +39,7 @@ TOOLS = {
     "dataset": ("kerash.cli.model:dataset", False),
     "split": ("kerash.cli.model:split", False),
     "text": ("kerash.cli.text:text", False),
+    "sample": ("kerash.cli.text:sample", False),
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "snapshot": ("kerash.cli.model:snapshot", False),

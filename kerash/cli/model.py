@@ -57,6 +57,7 @@ def init(
     columns: Columns = None,
     drop: Drop = None,
     categorical: Annotated[Optional[str], typer.Option("--categorical", metavar="A,B,…", help="--data is a table: these columns of numeric codes are categories too (columns of words always are).", show_default=False)] = None,
+    vocabulary: Annotated[Optional[str], typer.Option("--vocabulary", metavar="FILE", help="The vocabulary of the token ids the model reads (kerash text encode -v FILE): kept as MODEL_DIR/vocabulary.txt, for kerash sample.", show_default=False)] = None,
 ):
     """Create a model directory with fresh weights from a model description.
 
@@ -91,7 +92,7 @@ def init(
     """
     from .. import model
 
-    vocabulary = None
+    categories_found = None
     if any(o is not None for o in (label_column, columns, drop, categorical)):
         if data is None:
             from ..errors import UsageError
@@ -100,14 +101,14 @@ def init(
         from ..files import columns as tables
 
         table = tables.read_table(data, label_column, columns, drop)
-        vocabulary = tables.fit_vocabulary(table, categorical)
-        size = (len(tables.feature_names(table, vocabulary)), 1, 1)
+        categories_found = tables.fit_vocabulary(table, categorical)
+        size = (len(tables.feature_names(table, categories_found)), 1, 1)
     text = None
     if functions is not None:
         from ..functions.expressions import define_file
 
         text = define_file(functions, _name(functions))
-    size = size if vocabulary is not None and input_size is None else _input_size(data, input_size)
+    size = size if categories_found is not None and input_size is None else _input_size(data, input_size)
     spec = model.read_model_file(model_file, size)
     if size is not None:
         d, h, w = spec.input_shape if len(spec.input_shape) == 3 else (1, 1, spec.input_shape[0])
@@ -130,11 +131,17 @@ def init(
     dt = model.DTYPES[dtype or "float32"]
     params = model.init_params(spec, seed, dt)
     files = None
-    if vocabulary:
+    if vocabulary is not None:  # token ids: checked, and kept for kerash sample
+        from ..files import tensorio
+        from ..files import vocabulary as vocab
+
+        tokens = vocab.parse(tensorio.read_bytes(vocabulary, limit=1 << 28).decode("utf-8", "replace"), vocabulary)
+        files = {"vocabulary.txt": vocab.text_of(tokens)}
+    if categories_found:
         from ..files.columns import vocabulary_text
         from ..model.categories import FILE
 
-        files = {FILE: vocabulary_text(vocabulary)}
+        files = dict(files or {}, **{FILE: vocabulary_text(categories_found)})
     model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force,
                           functions=text, files=files)
 

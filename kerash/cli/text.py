@@ -82,3 +82,61 @@ def text(
         warn(f"{unknown} tokens of {where} are not in {vocabulary}: encoded as 0 (<unk>)")
     tensorio.write_chunks(["\n".join(blocks).encode()], output)
     sys.stdout.flush()
+
+
+@tool("sample")
+def sample(
+    model_dir: Annotated[str, typer.Argument(metavar="MODEL", help="A model that reads token ids and answers at every step (embedding, lstm or gru … sequences, dense V softmax).", show_default=False)],
+    length: Annotated[int, typer.Option("--length", "-n", metavar="N", help="Tokens to generate.")] = 200,
+    prime: Annotated[str, typer.Option("--prime", metavar="TEXT", help="Text to start from (encoded with the vocabulary); default: a newline, or the vocabulary's first token.")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", metavar="T", help="Below 1 safer, above 1 wilder: the probabilities to the power 1/T.")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", metavar="K", help="Draw only among the K likeliest tokens.")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="The same seed, the same text.")] = None,
+    vocabulary: Annotated[str, typer.Option("--vocabulary", "-v", metavar="FILE", help="The vocabulary of the token ids (default: MODEL/vocabulary.txt, kept by model-init --vocabulary).")] = None,
+    words: Annotated[bool, typer.Option("--words", help="Tokens are words: write them separated by spaces.")] = False,
+):
+    """Generate text token by token from a trained model, printing it as it comes.
+
+    The prime is read in one pass; then each drawn token is fed back one
+    step at a time, the lstm and gru states carried along.  Output is
+    written as it is produced (a line at a time), so `kerash sample … | head`
+    stops it early; the same --seed gives the same text.
+
+    \b
+    Example:
+      kerash sample charlm --length 300 --prime 'The ' --temperature 0.8 --seed 1
+    """
+    from .. import model
+    from ..errors import UsageError
+    from ..files import tensorio
+    from ..files import vocabulary as vocab
+    from ..model.generate import generate
+
+    path = vocabulary or os.path.join(model_dir, "vocabulary.txt")
+    if not os.path.exists(path):
+        raise UsageError(f"no vocabulary: {path} does not exist (give -v FILE, or model-init --vocabulary FILE)")
+    known = vocab.parse(tensorio.read_bytes(path, limit=1 << 28).decode("utf-8"), path)
+    if length < 0:
+        raise UsageError(f"--length must be ≥ 0, not {length}")
+    loaded = model.load(model_dir)
+    width = loaded.net.layers[1].vocabulary if loaded.net.layers[1].kind == "embedding" else None
+    if width is not None and width != len(known):
+        raise UsageError(f"{path} holds {len(known)} tokens but the model's embedding reads {width}")
+    if prime is None:
+        prime = "\n" if "\n" in known else known[1]
+    ids, unknown = vocab.encode(vocab.tokens(prime, words), known)
+    if not len(ids):
+        raise UsageError("--prime holds no token")
+    if unknown:
+        warn(f"{unknown} tokens of --prime are not in {path}: read as <unk>")
+    out = sys.stdout
+    separator = " " if words else ""
+    out.write(separator.join(vocab.tokens(prime, words)) if words else prime)  # the text goes on from the prime
+    for k, token in enumerate(generate(loaded.net, ids, length, temperature, top_k, seed)):
+        text_piece = separator + known[token]
+        out.write(text_piece)
+        if "\n" in text_piece:
+            out.flush()
+    if length and not (known[token].endswith("\n")):
+        out.write("\n")
+    out.flush()

@@ -51,8 +51,11 @@ def stream_key(seed, epoch, node, step):
 class Noise:
     """What a training call's random masks depend on: seed, epoch and the batch's sample ids."""
 
-    def __init__(self, seed, epoch, ids):
+    carry = None  # train --bptt: the recurrent states carried between windows (kerash.training.bptt)
+
+    def __init__(self, seed, epoch, ids, carry=None):
         self.seed, self.epoch, self.ids = seed, epoch, np.asarray(ids)
+        self.carry = carry
 
     def rows(self, steps):
         """The ids of a batch whose T steps are folded into rows (sample-major): id·T + t."""

@@ -160,7 +160,7 @@ class LSTM(_Recurrent):
         w[2] *= 2.0
         return w
 
-    def forward(self, p, x, lengths=None):
+    def forward(self, p, x, lengths=None, initial=None):
         n, steps, i = x.shape
         h = self.units
         w = p["W"]
@@ -174,7 +174,7 @@ class LSTM(_Recurrent):
         tcs = np.empty((steps, n, h), dtype=x.dtype)
         ig = np.empty((n, h), dtype=x.dtype)
         zh = np.empty((4, n, h), dtype=x.dtype)
-        hp = cp = None
+        hp, cp = (None, None) if initial is None else (np.asarray(initial[0], x.dtype), np.asarray(initial[1], x.dtype))
         with np.errstate(over="ignore"):  # exp(large) = inf gives σ = 0, exactly the limit
             for t in range(steps):
                 a = acts[:, t]
@@ -197,10 +197,17 @@ class LSTM(_Recurrent):
                 np.multiply(a[3], tcs[t], out=hs[t])
                 hp, cp = hs[t], c
         y = self._output(hs, lengths)
-        return y, (x, xs, acts, hs, cs, tcs, lengths)
+        return y, (x, xs, acts, hs, cs, tcs, lengths, initial)
+
+    def final_state(self, ctx):
+        """(h, c) after each sequence's last step: where the next window of the same streams starts."""
+        hs, cs, lengths = ctx[3], ctx[4], ctx[6]
+        last = np.full(hs.shape[1], hs.shape[0] - 1) if lengths is None else lengths - 1
+        rows = np.arange(hs.shape[1])
+        return hs[last, rows].copy(), cs[last, rows].copy()
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
-        x, xs, acts, hs, cs, tcs, lengths = ctx
+        x, xs, acts, hs, cs, tcs, lengths, initial = ctx
         steps, n, h = hs.shape
         i = x.shape[2]
         w = p["W"]
@@ -213,7 +220,10 @@ class LSTM(_Recurrent):
         factors *= acts  # σ' of i, f, o
         factors[0] *= gg
         factors[1, 1:] *= cs[:-1]
-        factors[1, 0] = 0.0  # c₋₁ = 0
+        if initial is None:
+            factors[1, 0] = 0.0  # c₋₁ = 0
+        else:
+            factors[1, 0] *= initial[1]  # a window's state carried in, as a constant (truncated BPTT)
         np.multiply(gg, gg, out=factors[2])
         np.subtract(1.0, factors[2], out=factors[2])
         factors[2] *= gi
@@ -243,7 +253,8 @@ class LSTM(_Recurrent):
             np.multiply(dh, factors[3, t], out=d[3])
             if t:
                 np.matmul(d, whT, out=back)
-        hs_prev = np.concatenate([np.zeros((1, n, h), dtype=hs.dtype), hs[:-1]]).reshape(steps * n, h)
+        first = np.zeros((1, n, h), dtype=hs.dtype) if initial is None else np.asarray(initial[0], hs.dtype)[None]
+        hs_prev = np.concatenate([first, hs[:-1]]).reshape(steps * n, h)
         rows = dz.reshape(4, steps * n, h)
         if g is not None:
             wx = np.matmul(xs.T, rows).transpose(1, 0, 2).reshape(i, 4 * h)
@@ -276,7 +287,7 @@ class GRU(_Recurrent):
     def param_shapes(self, shapes):
         return dict(super().param_shapes(shapes), bh=(self.units,))
 
-    def forward(self, p, x, lengths=None):
+    def forward(self, p, x, lengths=None, initial=None):
         n, steps, i = x.shape
         h = self.units
         w, b, bh = p["W"], p["b"], p["bh"]
@@ -289,7 +300,7 @@ class GRU(_Recurrent):
         hns = np.empty((steps, n, h), dtype=x.dtype)  # W_hn·h + b_hn, which r multiplies
         hs = np.empty((steps, n, h), dtype=x.dtype)
         hp_all = np.empty((n, 3 * h), dtype=x.dtype)
-        prev = None
+        prev = None if initial is None else np.asarray(initial[0], x.dtype)
         for t in range(steps):
             a = acts[t]
             if prev is None:
@@ -315,10 +326,17 @@ class GRU(_Recurrent):
                 out += nn
             prev = out
         y = self._output(hs, lengths)
-        return y, (x, xs, acts, hns, hs, lengths)
+        return y, (x, xs, acts, hns, hs, lengths, initial)
+
+    def final_state(self, ctx):
+        """(h,) after each sequence's last step."""
+        hs, lengths = ctx[4], ctx[5]
+        last = np.full(hs.shape[1], hs.shape[0] - 1) if lengths is None else lengths - 1
+        return (hs[last, np.arange(hs.shape[1])].copy(),)
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
-        x, xs, acts, hns, hs, lengths = ctx
+        x, xs, acts, hns, hs, lengths, initial = ctx
+        h0 = None if initial is None else np.asarray(initial[0], hs.dtype)
         steps, n, h = hs.shape
         i = x.shape[2]
         whT = np.ascontiguousarray(p["W"][i:].T)
@@ -346,6 +364,8 @@ class GRU(_Recurrent):
             dz = dxp[:, h:2 * h]
             if t:
                 np.subtract(hs[t - 1], nn, out=dz)
+            elif h0 is not None:
+                np.subtract(h0, nn, out=dz)
             else:
                 np.negative(nn, out=dz)
             dz *= dh
@@ -363,6 +383,6 @@ class GRU(_Recurrent):
             if t:
                 dhn = dhp @ whT
                 dhn += dh * z
-        hs_prev = np.concatenate([np.zeros((1, n, h), dtype=hs.dtype), hs[:-1]])
+        hs_prev = np.concatenate([np.zeros((1, n, h), dtype=hs.dtype) if h0 is None else h0[None], hs[:-1]])
         gbh = dh_pre[..., 2 * h:].reshape(steps * n, h).sum(axis=0)
         return _finish_gradients(self, p, g, x, xs, dx_pre, dh_pre, hs_prev, accumulate, need_dx, {"bh": gbh})

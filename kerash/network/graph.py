@@ -50,6 +50,19 @@ def sequence_lengths(x):
     return lengths, np.where(np.isnan(x), 0, x).astype(x.dtype, copy=False)
 
 
+class _Carried:
+    """States given to forward_states and those it finds, by node."""
+
+    def __init__(self, states):
+        self.given, self.found = states or {}, {}
+
+    def initial(self, node, ids):
+        return self.given.get(node)
+
+    def keep(self, node, ids, final):
+        self.found[node] = final
+
+
 def _padded(value, lengths):
     """A node's values (N, T, …) with the steps after each sequence's length nan."""
     if lengths is None:
@@ -400,7 +413,14 @@ class Network:
 
     # ------------------------------------------------------------ whole sequences (lstm, gru)
 
-    def _whole_forward(self, x, ctxs, noise=None):
+    def forward_states(self, x, states=None):
+        """Outputs of sequences x continued from recurrent `states` (those returned by the call before, None:
+        zeros), and the states after them: (outputs as forward gives them, states) — to generate step by step."""
+        carried = _Carried(states)
+        vals, _ = self._whole_forward(x, [None] * self.size, carry=carried)
+        return vals[-1], carried.found
+
+    def _whole_forward(self, x, ctxs, noise=None, carry=None):
         """Values of every node, each computed once over all steps; (values, lengths or None).
 
         x: (N, T, I), the steps after a sequence's end nan (padding): they
@@ -411,11 +431,17 @@ class Network:
         vals = [None] * self.size
         vals[0] = x
         n, steps = x.shape[:2]
+        carry = carry or getattr(noise, "carry", None)  # train --bptt: states carried between windows (training/bptt.py)
+        ids = None if noise is None else noise.ids
         for i in range(1, self.size):
             layer = layers[i]
             args = [vals[j] for j, _, _ in sources[i]]
             if getattr(layer, "sequence_layer", False):
-                vals[i], ctxs[i] = layer.forward(params[i], args[0], lengths)
+                if carry is None:
+                    vals[i], ctxs[i] = layer.forward(params[i], args[0], lengths)
+                else:
+                    vals[i], ctxs[i] = layer.forward(params[i], args[0], lengths, carry.initial(i, ids))
+                    carry.keep(i, ids, layer.final_state(ctxs[i]))
                 continue
             if timed[i]:
                 args = [a.reshape(n * steps, *a.shape[2:]) for a in args]

@@ -50,7 +50,7 @@ def shard_bounds(start, stop, parts):
     return bounds
 
 
-def epoch_batches(train_idx, batch_size, seed, epoch):
-    """The sample indices of each batch of `epoch`, as a list of arrays."""
-    order = train_idx[epoch_order(len(train_idx), seed, epoch)]
+def epoch_batches(train_idx, batch_size, seed, epoch, ordered=False):
+    """The sample indices of each batch of `epoch`, as a list of arrays; `ordered`: not shuffled (--bptt)."""
+    order = train_idx if ordered else train_idx[epoch_order(len(train_idx), seed, epoch)]
     return [order[s:e] for s, e in batch_bounds(len(order), batch_size)]

@@ -143,6 +143,11 @@ SETTINGS = [
             default=60.0),
     Setting("validation_split", float, "Hold out this fraction of the data for validation (fixed by the seed).",
             default=0.0),
+    Setting("bptt", int, "Truncated back-propagation through time over long streams: the training sequences "
+            "read as one stream, cut into --batch-size streams side by side and those into windows of K steps, "
+            "taken in order; lstm and gru states carry from one window to the next within an epoch (zeros at its "
+            "start), gradients flow back K steps. Targets are every step's (the next token).", metavar="K",
+            check=AT_LEAST_ONE),
     Setting("val_data", PATH, "Separate validation samples.", metavar="X", config=False),
     Setting("val_labels", PATH, "Labels of --val-data.", metavar="Y", config=False),
     Setting("lengths", PATH, "Sequences of different lengths: one length per sequence, for X holding every "

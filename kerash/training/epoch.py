@@ -89,7 +89,8 @@ class Epochs:
         captured = self.captured
         for epoch in range(done + 1, end + 1):
             t0 = time.monotonic() - float(partial.get("seconds", 0.0))
-            epoch_batches = batches.epoch_batches(run.train_idx, run.batch_size_at(epoch), run.seed, epoch)
+            epoch_batches = batches.epoch_batches(run.train_idx, run.batch_size_at(epoch), run.seed, epoch,
+                                                  ordered=run.carry is not None)
             self.engine.epoch = epoch
             for cb in self.callbacks:
                 cb.epoch_begin(epoch, len(epoch_batches))

@@ -21,7 +21,7 @@ from ..model import imputation, normalization
 from ..model.data import prepare
 from ..network import Objective, targets_are_classes
 from ..processes import limit_blas_threads, mpi_size, prewarm_blas, tune_allocator, usable_cores
-from . import batches
+from . import batches, bptt
 from .callbacks import callbacks
 from .engines import default_workers, make_engine
 from .engines.step import shard_count
@@ -106,8 +106,12 @@ class Run:
         cfg.check("batch_size")  # before it is read: 0 is no "model's last" (it meant 32)
         self._batching(state)
         cfg.check("workers", "shards", "threads", "seed", "stall", "target_loss", "checkpoint_every", "skip_below",
-                  "skip_growth", "trace_unit", "layer_lr", "layer_momentum")
+                  "skip_growth", "trace_unit", "layer_lr", "layer_momentum", "bptt")
         self.seed = _choose_seed(cfg.seed, state, warn=self.warn)
+        self.carry = None
+        if cfg.bptt is not None:
+            self._windows(val)
+            n = len(self.x)
         if val is not None:
             self.train_idx = np.arange(n)
             self.vx, self.vy = prepare(spec, vx, val[1], self.classes, dtype, names[2:], md.path, fill=self.fill,
@@ -217,6 +221,22 @@ class Run:
             if self.batch_size < 1:
                 raise UsageError(f"--batch-size must be ≥ 1, got {self.batch_size}")
 
+    def _windows(self, val):
+        """train --bptt K: the data as windows of B streams, the states carried from window to window."""
+        cfg = self.cfg
+        if not self.net.whole:
+            raise UsageError("--bptt carries the states of lstm and gru layers: the model has none")
+        if self.growth is not None:
+            raise UsageError("--bptt reads --batch-size streams side by side: a growing batch size cannot")
+        if val is None and cfg.validation_split:
+            raise UsageError("--bptt reads the training data as one stream: give validation data (--val-data), "
+                             "not --validation-split")
+        if uses_mpi(cfg):
+            raise UsageError("--bptt runs in one machine's processes (--workers), not over MPI")
+        self.x, self.y = bptt.stream_windows(self.x, self.y, self.batch_size, cfg.bptt)
+        self.carry = bptt.Carry(self.net, self.batch_size, len(self.x) // self.batch_size)
+        self.note(f"--bptt {cfg.bptt}: {self.batch_size} streams of {len(self.x) // self.batch_size} windows")
+
     def batch_size_at(self, epoch):
         return self.growth.size(epoch) if self.growth else self.batch_size
 
@@ -316,7 +336,7 @@ class Run:
         try:
             frozen = self.state["frozen"]
             settings = StepSettings(self.seed, cfg.clip_norm, self.net.arena.trainable_ranges(frozen) if frozen else None,
-                                    cfg.shards)
+                                    cfg.shards, self.carry)
             engine = make_engine(cfg.engine, self.net, self.objective, self.x, self.y, self.optimizer, mask,
                                  workers, cfg.stall, self.warn, settings)
             # The engine put every weight in one flat arena: one update, one copy for a backup.

@@ -238,3 +238,30 @@ def test_embedding_of_token_ids_in_padded_batches(text):
 
     with pytest.raises(DataError, match="token id 7 is not one of 0..6"):
         net.forward(np.full((1, 2, 1), 7.0))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_state_carried_into_the_next_window(kind):
+    """Truncated BPTT: a window started from the previous window's final state continues the sequence exactly,
+    and its gradients (the carried state a constant) match finite differences."""
+    rng = np.random.default_rng(11)
+    layer = {"lstm": LSTM, "gru": GRU}[kind](4, True)
+    p = {k: rng.normal(0, 0.6, size=s) for k, s in layer.param_shapes([(3,)]).items()}
+    x = rng.normal(size=(2, 7, 3))
+    whole, _ = layer.forward(p, x)
+    _, ctx = layer.forward(p, x[:, :3])
+    carried = layer.final_state(ctx)
+    second, ctx2 = layer.forward(p, x[:, 3:], None, carried)
+    np.testing.assert_allclose(second, whole[:, 3:], rtol=1e-12, atol=1e-14)
+    dy = rng.normal(size=second.shape)
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    layer.backward(p, g, ctx2, dy)
+    for name in p:
+        for index in np.ndindex(p[name].shape):
+            old = p[name][index]
+            p[name][index] = old + EPS
+            up = np.sum(layer.forward(p, x[:, 3:], None, carried)[0] * dy)
+            p[name][index] = old - EPS
+            down = np.sum(layer.forward(p, x[:, 3:], None, carried)[0] * dy)
+            p[name][index] = old
+            assert abs((up - down) / (2 * EPS) - g[name][index]) < 1e-7, (name, index)

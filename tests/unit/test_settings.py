@@ -66,7 +66,7 @@ def test_train_model_update_and_the_params_file_take_the_declared_settings(tmp_p
 BAD = {"epochs": -1, "clip_norm": 0.0, "workers": 0, "shards": 0, "threads": 0, "seed": -1, "batch_size": 0,
        "stall": float("nan"), "target_loss": float("nan"), "checkpoint_every": -1, "skip_below": float("nan"),
        "skip_growth": 0.0, "trace_unit": "layer_01", "layer_lr": "layer_01:0.1", "layer_momentum": "layer_01",
-       "impute": "mode"}
+       "impute": "mode", "bptt": 0}
 
 
 def test_the_declared_checks_are_the_ones_train_makes(tmp_path):

@@ -41,7 +41,8 @@ class LocalEngine:
 
     def noise(self, idx):
         """The masks' randomness for samples idx (None when the network has no stochastic layer)."""
-        return Noise(self.settings.seed, self.epoch, idx) if any(self.net.noisy) else None
+        carry = self.settings.carry
+        return Noise(self.settings.seed, self.epoch, idx, carry) if any(self.net.noisy) or carry else None
 
     def shard_gradient(self, idx, scale, keep=None):
         """(losses, correct) of the samples idx, their gradient written to the network's current buffer."""

@@ -27,6 +27,7 @@ class StepSettings:
     clip: float = None  # largest global gradient norm (torch.nn.utils.clip_grad_norm_), or None
     ranges: list = None  # [(start, stop)] of the flat arena that is trained, or None for all
     shards: int = None  # logical shards of a batch (--shards), or None for shard_count's rule
+    carry: object = None  # train --bptt: the recurrent states carried between windows (training/bptt.py)
 
 
 @dataclass
