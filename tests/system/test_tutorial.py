@@ -39,6 +39,8 @@ def test_every_tutorial_command_runs(tmp_path):
     # chapter 14: sequences of lengths 5 to 40, classified by an lstm
     assert re.search(r"^5 steps: \d+ sequences$", out, re.M), out[-2000:]
     assert "\n1\n0\n" in out  # the two new sequences: a run of three, then none
+    # chapter 15: a character model of the README writes from its prime
+    assert re.search(r"^\d+ characters, \d+ distinct$", out, re.M) and "\nThe " in out
     # the lesson's unit: layer_03's unit 7 settles, its deviation shrinking; layer_01's unit 0 keeps a spread
     units = {(int(e), n): float(sd) for e, n, sd in re.findall(r"^(\d+)\t(layer_0[13])\t\d+\t[^\t]+\t([^\t]+)\t", out, re.M)}
     assert units[(60, "layer_03")] < units[(20, "layer_03")] / 3 and units[(60, "layer_01")] > 0.05, units
