@@ -7,5 +7,6 @@ from .dropout import Dropout, Noise
 from .embedding import Embedding
 from .merge import Merge
 from .recurrent import GRU, LSTM
+from .timedelay import TimeDelay
 
-__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge", "LSTM", "GRU", "Embedding"]
+__all__ = ["KINDS", "Layer", "get_kind", "Dense", "Dropout", "Flatten", "Noise", "Convolution", "MaxPooling", "Merge", "LSTM", "GRU", "Embedding", "TimeDelay"]

@@ -36,6 +36,7 @@ class _Recurrent(Layer):
     """What lstm and gru share: syntax, shapes, the last step's selection."""
 
     sequence_layer = True  # reads (N, T, I) with lengths; see Network
+    stateful = True  # its states can carry from one window to the next (train --bptt)
     mdl_width = True  # written (NAME, UNITS, <lstm>) or (NAME, UNITS, <lstm, sequences>) in MDL
     gates = 4
     syntax = "UNITS [last|sequences]"

@@ -255,11 +255,17 @@ class _Builder:
     def width_kind(self, item):
         """A layer of the registry written with a width, e.g. (h, 64, <lstm>) or (h, 64, <gru, sequences>)."""
         (kind_name, params, line), *rest = item["funcs"]
-        if rest:
-            self.fail(rest[0][2], item["name"], f"({item['name']}, {item['width']}, <{kind_name}, …>) takes no "
-                      "activation or loss: the output is a layer of its own, e.g. (output, 2, <softmax>, <cross_entropy>)")
+        kind = layers.KINDS[kind_name]
+        takes = kind.parse_width.__code__.co_argcount > 3  # an activation after the kind (tdnn)
+        if len(rest) > (1 if takes else 0):
+            self.fail(rest[-1][2], item["name"], f"({item['name']}, {item['width']}, <{kind_name}, …>) takes no "
+                      f"{'loss' if takes else 'activation or loss'}: the output is a layer of its own, e.g. "
+                      "(output, 2, <softmax>, <cross_entropy>)")
         try:
-            return layers.KINDS[kind_name].parse_width(item["width"], params)
+            if rest:
+                activation = self.function(item["name"], rest[0], functions.get_activation, "activation")
+                return kind.parse_width(item["width"], params, activation)
+            return kind.parse_width(item["width"], params)
         except KerashError as e:
             self.fail(line, item["name"], str(e))
 
@@ -491,7 +497,8 @@ def mdl_text(spec):
             if node.kind == INPUT:
                 out.append(f"{pad}({node.name}, {node.shape[0]})")
             elif _width_kind(node.kind):
-                out.append(f"{pad}({node.name}, {node.layer.units}, <{', '.join([node.kind, *node.layer.mdl_params()])}>)")
+                act = f", {_function_text(node.layer.activation)}" if node.kind == "tdnn" else ""
+                out.append(f"{pad}({node.name}, {node.layer.units}, <{', '.join([node.kind, *node.layer.mdl_params()])}>{act})")
             elif _keeps_width(node):
                 out.append(f"{pad}({node.name}, <{', '.join(node.layer.text().split())}>)")
             elif node.kind == "merge":

@@ -437,7 +437,7 @@ class Network:
             layer = layers[i]
             args = [vals[j] for j, _, _ in sources[i]]
             if getattr(layer, "sequence_layer", False):
-                if carry is None:
+                if carry is None or not layer.stateful:
                     vals[i], ctxs[i] = layer.forward(params[i], args[0], lengths)
                 else:
                     vals[i], ctxs[i] = layer.forward(params[i], args[0], lengths, carry.initial(i, ids))

@@ -57,7 +57,7 @@ class Carry:
         self.slots = max(2, min(self.RING, windows + 1))
         self.states = {}
         for i, layer in enumerate(net.layers):
-            if getattr(layer, "sequence_layer", False):
+            if getattr(layer, "stateful", False):
                 parts = 2 if layer.kind == "lstm" else 1
                 self.states[i] = tuple(shared_zeros((self.slots, streams, layer.units), net.dtype)
                                        for _ in range(parts))
