@@ -40,6 +40,7 @@ TOOLS = {
     "split": ("kerash.cli.model:split", False),
     "text": ("kerash.cli.text:text", False),
     "sample": ("kerash.cli.text:sample", False),
+    "dynet": ("kerash.cli.model:dynet", False),
     "checkpoints": ("kerash.cli.train:checkpoints", False),
     "restore": ("kerash.cli.train:restore", False),
     "snapshot": ("kerash.cli.model:snapshot", False),

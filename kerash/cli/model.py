@@ -764,3 +764,31 @@ def dataset(
     if len(held):
         write_tensor(data[held], os.path.join(output, "val-data.npy"))
         write_tensor(labels[held], os.path.join(output, "val-labels.txt"))
+
+
+@tool("dynet")
+def dynet(
+    net: Annotated[str, typer.Argument(metavar="NETFILE", help="A network in DyNet's ASCII format (units, inputs, outputs, connections); '-' is standard input.", show_default=False)],
+    output: Output = None,
+    no_bias: Annotated[bool, typer.Option("--no-bias", help="Input unit 0 is data, not DyNet's bias unit (always 1).")] = False,
+):
+    """Read a DyNet network description (Waibel's connection list) as a kerash model file (MDL).
+
+    Units go into layers by depth, each a `connect` node of sigmoid units
+    in which only the listed connections exist; a third column on a
+    connection names its weight, and connections naming the same weight
+    share it.  Input unit 0 is the bias unless --no-bias.  The output layer
+    has the mse loss.  `kerash summary` counts the model as DyNet's initnet
+    did.
+
+    \b
+    Example:
+      printf '6 units\n3 inputs\n0 1 2\n1 outputs\n5\n9 conns\n0 3\n1 3\n2 3\n0 4\n1 4\n2 4\n0 5\n3 5\n4 5\n' > xor.net
+      kerash dynet xor.net -o xor.mdl
+      model-init xor.mdl -o xor --seed 1 && kerash summary xor
+    """
+    from ..files.tensorio import read_bytes, source_name, write_chunks
+    from ..model.dynet import read_net
+
+    text = read_net(read_bytes(net).decode("utf-8", "replace"), source_name(net), bias=not no_bias)
+    write_chunks([text.encode()], output)

@@ -158,8 +158,8 @@ def _item(tokens):
             tokens.take()
             funcs.append(_function(tokens, name))
         tokens.expect(")", name, "')' or ',' after the width" if not funcs else "')'")
-        if len(funcs) > 2:
-            tokens.fail(funcs[2][2], name, "a layer takes at most an activation and a loss")
+        if len(funcs) > (3 if funcs and _width_kind(funcs[0][0]) else 2):
+            tokens.fail(funcs[-1][2], name, "a layer takes at most an activation and a loss")
         return {"type": "layer", "name": name, "line": line, "width": int(width), "funcs": funcs}
     if sym == "{":
         name, _ = tokens.name()
@@ -201,6 +201,7 @@ class _Builder:
         self.by_name = {}
         self.funcs = {}  # layer name -> (activation, loss or None, line of the loss)
         self.branch_results = []  # (result name, line)
+        self.width_losses = {}  # the loss of an output written (NAME, K, <connect, …>, <ACT>, <LOSS>)
         self.warnings = []
 
     def fail(self, line, node, message):
@@ -256,7 +257,9 @@ class _Builder:
         """A layer of the registry written with a width, e.g. (h, 64, <lstm>) or (h, 64, <gru, sequences>)."""
         (kind_name, params, line), *rest = item["funcs"]
         kind = layers.KINDS[kind_name]
-        takes = kind.parse_width.__code__.co_argcount > 3  # an activation after the kind (tdnn)
+        takes = kind.parse_width.__code__.co_argcount > 3  # an activation after the kind (tdnn, connect)
+        if takes and len(rest) == 2:  # and a loss: the output
+            self.width_losses[item["name"]] = rest.pop()
         if len(rest) > (1 if takes else 0):
             self.fail(rest[-1][2], item["name"], f"({item['name']}, {item['width']}, <{kind_name}, …>) takes no "
                       f"{'loss' if takes else 'activation or loss'}: the output is a layer of its own, e.g. "
@@ -358,13 +361,13 @@ def _functions(b, spec, last_item):
     output = last_item["name"]
     if last_item["type"] != "layer":
         b.fail(last_item["line"], output, "the last node is the output: a layer with a loss, e.g. (output, 2, <softmax>, <cross_entropy>)")
-    lossy = [name for name, item in b.funcs.items() if len(item["funcs"]) == 2]
+    losses = {name: item["funcs"][1] for name, item in b.funcs.items() if len(item["funcs"]) == 2}
+    losses.update(b.width_losses)
+    lossy = sorted(losses, key=lambda name: b.by_name[name].index)
     if len(lossy) > 1:
-        second = b.funcs[lossy[1]]
-        b.fail(second["funcs"][1][2], lossy[1], f"a second loss ({lossy[0]} has one); a model has exactly one, on its last node")
+        b.fail(losses[lossy[1]][2], lossy[1], f"a second loss ({lossy[0]} has one); a model has exactly one, on its last node")
     if lossy and lossy[0] != output:
-        item = b.funcs[lossy[0]]
-        b.fail(item["funcs"][1][2], lossy[0], f"a loss on a node that is not the last (the output is {output!r})")
+        b.fail(losses[lossy[0]][2], lossy[0], f"a loss on a node that is not the last (the output is {output!r})")
     if not lossy:
         b.fail(last_item["line"], output, f"the output needs a loss, e.g. ({output}, {last_item['width']}, <sigmoid>, <mse>)")
     for name, item in b.funcs.items():
@@ -372,8 +375,8 @@ def _functions(b, spec, last_item):
         funcs = item["funcs"]
         act = b.function(name, funcs[0], functions.get_activation, "activation") if funcs else functions.get_activation("identity").bind()
         node.layer = layers.Dense(item["width"], act)
-        if len(funcs) == 2:
-            spec.loss = b.function(name, funcs[1], functions.get_loss, "loss")
+    if lossy:
+        spec.loss = b.function(lossy[0], losses[lossy[0]], functions.get_loss, "loss")
 
 
 def _references(b):
@@ -497,7 +500,9 @@ def mdl_text(spec):
             if node.kind == INPUT:
                 out.append(f"{pad}({node.name}, {node.shape[0]})")
             elif _width_kind(node.kind):
-                act = f", {_function_text(node.layer.activation)}" if node.kind == "tdnn" else ""
+                act = f", {_function_text(node.layer.activation)}" if node.kind in ("tdnn", "connect") else ""
+                if node is spec.nodes[-1]:
+                    act += f", {_function_text(spec.loss)}"
                 out.append(f"{pad}({node.name}, {node.layer.units}, <{', '.join([node.kind, *node.layer.mdl_params()])}>{act})")
             elif _keeps_width(node):
                 out.append(f"{pad}({node.name}, <{', '.join(node.layer.text().split())}>)")

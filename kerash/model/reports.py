@@ -75,6 +75,15 @@ def summary_text(spec, name, frozen=()):
     ]
     if spec.recurrent:
         lines.append(f"Recurrent links ({RECURRENT_MARK}) read the previous time step, zeros at the first.")
+    connected = [n.layer for n in spec.nodes if n.kind == "connect"]
+    if connected:  # as DyNet's initnet counted them: units, connections, the weights that really train
+        bias = any(s == "b" for c in connected for s, _, _ in c.connections)  # DyNet's unit 0, always 1
+        inputs = int(np.prod(spec.input_shape)) + bias
+        units = inputs + sum(n.shape[0] for n in spec.nodes[1:] if n.key is not None)
+        conns = sum(len(c.connections) for c in connected)
+        real = sum(c.real_weights() for c in connected)
+        lines.append(f"DyNet: {units} units, {inputs} inputs, {spec.output_width} outputs, {conns} conns, "
+                     f"{real} real weights")
     lines.append(rule)
     return "\n".join(lines) + "\n"
 

@@ -167,6 +167,8 @@ def init_params(spec, seed=None, dtype=np.float32):
         # W with the weights' initialiser, b and any other bias (a gru's bh) with the biases'
         params[node.key] = {name: np.asarray((draw_w if name == "W" else draw_b)(rng, shape, fan_in, fan_out),
                                              dtype=dtype) for name, shape in wanted.items()}
+        if hasattr(node.layer, "constrain"):  # a layer whose weights must fit a pattern (connect's masks, ties)
+            node.layer.constrain(params[node.key])
     return params
 
 
