@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import functions
 from ..errors import ModelError
-from .base import Layer, int_args, register, size_of, store_column_sums, store_product
+from .base import Layer, int_args, register, size_of
 
 
 def parse_connections(text, units):
