@@ -783,7 +783,7 @@ def dynet(
 
     \b
     Example:
-      printf '6 units\n3 inputs\n0 1 2\n1 outputs\n5\n9 conns\n0 3\n1 3\n2 3\n0 4\n1 4\n2 4\n0 5\n3 5\n4 5\n' > xor.net
+      printf '6 units\\n3 inputs\\n0 1 2\\n1 outputs\\n5\\n9 conns\\n0 3\\n1 3\\n2 3\\n0 4\\n1 4\\n2 4\\n0 5\\n3 5\\n4 5\\n' > xor.net
       kerash dynet xor.net -o xor.mdl
       model-init xor.mdl -o xor --seed 1 && kerash summary xor
     """

@@ -104,7 +104,12 @@ def sample(
 
     \b
     Example:
-      kerash sample charlm --length 300 --prime 'The ' --temperature 0.8 --seed 1
+      printf 'to be or not to be, that is the question\\n' > t.txt
+      kerash text encode t.txt -v chars.txt > ids.txt; head -n -1 ids.txt > x.txt; tail -n +2 ids.txt > y.txt
+      printf '1 1 1\\ninput\\nembedding %d 8\\nlstm 16 sequences\\ndense %d softmax\\n' $(wc -l < chars.txt) $(wc -l < chars.txt) > lm.model
+      model-init lm.model -o lm --seed 1 --vocabulary chars.txt
+      train lm -x x.txt -y y.txt --bptt 10 --batch-size 4 --optimizer adam --lr 0.02 --epochs 30 > /dev/null
+      kerash sample lm --length 60 --prime 'to ' --temperature 0.8 --seed 1
     """
     from .. import model
     from ..errors import UsageError
