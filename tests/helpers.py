@@ -9,6 +9,8 @@ assert_one_line_error, the process helpers); this module holds what is neither:
     fingerprint(folder)      every file of a folder hashed: to show that nothing changed
     softmax, naive_conv, naive_maxpool, naive_slice
                              independent references, written the slow and obvious way
+    assert_network_gradient(net, objective, x, y)
+                             the network's gradient against central differences of its loss
 """
 
 import hashlib
@@ -115,3 +117,20 @@ def naive_slice(t, x, y, z, w, h, d, pad):
                 if 0 <= zz < c and 0 <= yy < height and 0 <= xx < width:
                     out[:, k, j, i] = t[:, zz, yy, xx]
     return out
+
+
+def assert_network_gradient(net, objective, x, y, tol=1e-7, eps=1e-6, indices=None):
+    """net.gradient of Σ per-sample losses against central finite differences of net.losses, at every parameter
+    of the flat arena (or at `indices`); float64 networks."""
+    net.gradient(objective, x, y, 1.0)
+    analytic = net.arena.grads.copy()
+    p = net.arena.params
+    for i in range(p.size) if indices is None else indices:
+        old = p[i]
+        p[i] = old + eps
+        up = net.losses(objective, x, y)[0].sum()
+        p[i] = old - eps
+        down = net.losses(objective, x, y)[0].sum()
+        p[i] = old
+        assert abs((up - down) / (2 * eps) - analytic[i]) < tol, i
+    return analytic

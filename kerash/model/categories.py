@@ -12,9 +12,8 @@ value the vocabulary lacks is all zeros and a warning, never a failure.
 import os
 
 from ..errors import ModelError
-from ..files import fs
 from ..files.columns import parse_vocabulary, read_columns
-from ..files.fs import TEXT_LIMIT
+from .classes import read_model_text
 
 FILE = "categories.tsv"
 
@@ -22,18 +21,8 @@ FILE = "categories.tsv"
 def read(model_path):
     """The vocabulary of the model directory's current version ({column: categories}), or None."""
     path = os.path.join(model_path, FILE)
-    if not os.path.lexists(path):
-        return None
-    f, size = fs.open_unbuffered(path, ModelError, path)
-    with f:
-        if size > TEXT_LIMIT:
-            raise ModelError(f"{path} is too large ({size} bytes) to be a file written by kerash")
-        data = fs.read_exactly(f, size, ModelError, path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ModelError(f"{path} is not UTF-8 text") from None
-    return parse_vocabulary(text, path, ModelError)
+    text = read_model_text(path, path)
+    return None if text is None else parse_vocabulary(text, path, ModelError)
 
 
 def uses_table(model_path, *options):

@@ -47,10 +47,8 @@ def labels_are_names(model_path):
     return False
 
 
-def read_classes(md, version):
-    """The class names of the model directory `md` in its version folder `version`, or None."""
-    path = os.path.join(version, CLASSES_FILE)
-    where = os.path.join(md.path, CLASSES_FILE)
+def read_model_text(path, where):
+    """The UTF-8 text of a small file that kerash wrote into a model directory, or None when it is absent."""
     if not os.path.lexists(path):
         return None
     f, size = fs.open_unbuffered(path, ModelError, where)
@@ -59,9 +57,18 @@ def read_classes(md, version):
             raise ModelError(f"{where} is too large ({size} bytes) to be a file written by kerash")
         data = fs.read_exactly(f, size, ModelError, where)
     try:
-        names = data.decode("utf-8").split("\n")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ModelError(f"{where} is not UTF-8 text") from None
+
+
+def read_classes(md, version):
+    """The class names of the model directory `md` in its version folder `version`, or None."""
+    where = os.path.join(md.path, CLASSES_FILE)
+    text = read_model_text(os.path.join(version, CLASSES_FILE), where)
+    if text is None:
+        return None
+    names = text.split("\n")
     if names and names[-1] == "":
         names.pop()
     if len(set(names)) != len(names) or not all(names):

@@ -9,6 +9,8 @@ from kerash import model
 from kerash.layers.recurrent import GRU, LSTM
 from kerash.network import Objective
 
+from helpers import assert_network_gradient
+
 EPS = 1e-6
 
 
@@ -132,16 +134,8 @@ def test_padded_batches_equal_each_sequence_alone_and_finite_differences(text, e
         np.testing.assert_allclose(losses[k], alone_losses[0], rtol=1e-12)
         alone_sum += net.arena.grads
     np.testing.assert_allclose(batch, alone_sum, rtol=1e-10, atol=1e-14)
-    p = net.arena.params
-    picked = np.random.default_rng(0).choice(p.size, size=min(p.size, 60), replace=False)
-    for i in picked:
-        old = p[i]
-        p[i] = old + EPS
-        up = net.losses(objective, x, y)[0].sum()
-        p[i] = old - EPS
-        down = net.losses(objective, x, y)[0].sum()
-        p[i] = old
-        assert abs((up - down) / (2 * EPS) - batch[i]) < 1e-7
+    size = net.arena.params.size
+    assert_network_gradient(net, objective, x, y, indices=np.random.default_rng(0).choice(size, min(size, 60), False))
 
 
 def test_mdl_text_round_trips_and_recurrent_merges_are_refused():
@@ -221,17 +215,7 @@ def test_embedding_of_token_ids_in_padded_batches(text):
     y = np.where(np.isnan(x), np.nan, np.eye(2)[rng.integers(0, 2, size=(5, 6))]) if every else \
         np.eye(2)[rng.integers(0, 2, size=5)]
     spec, net, objective = network(text)
-    net.gradient(objective, x, y, 1.0)
-    analytic = net.arena.grads.copy()
-    p = net.arena.params
-    for i in range(p.size):
-        old = p[i]
-        p[i] = old + EPS
-        up = net.losses(objective, x, y)[0].sum()
-        p[i] = old - EPS
-        down = net.losses(objective, x, y)[0].sum()
-        p[i] = old
-        assert abs((up - down) / (2 * EPS) - analytic[i]) < 1e-7
+    assert_network_gradient(net, objective, x, y)
     rows = net.grads[1]["W"]
     assert np.all(rows[5:] == 0) and np.all(np.any(rows[:5] != 0, axis=1))
     from kerash.errors import DataError

@@ -8,6 +8,8 @@ from kerash import functions, model
 from kerash.layers.timedelay import TimeDelay
 from kerash.network import Objective
 
+from helpers import assert_network_gradient
+
 EPS = 1e-6
 
 
@@ -79,14 +81,4 @@ def test_stacked_time_delay_networks_in_both_formats(text):
     x = rng.normal(size=(3, 8, 2))
     x[1, 5:] = np.nan
     y = np.where(np.isnan(x[..., :1]), np.nan, np.eye(2)[rng.integers(0, 2, size=(3, 8))])
-    net.gradient(objective, x, y, 1.0)
-    analytic = net.arena.grads.copy()
-    p = net.arena.params
-    for i in range(p.size):
-        old = p[i]
-        p[i] = old + EPS
-        up = net.losses(objective, x, y)[0].sum()
-        p[i] = old - EPS
-        down = net.losses(objective, x, y)[0].sum()
-        p[i] = old
-        assert abs((up - down) / (2 * EPS) - analytic[i]) < 1e-6
+    assert_network_gradient(net, objective, x, y, tol=1e-6)
