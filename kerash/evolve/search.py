@@ -26,20 +26,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import functions, layers
-from .files import fs
-from . import model as modelmod
-from .errors import DataError, UsageError
-from .files.labels import WordLabels
-from .model import normalization
-from .model.data import prepare
-from .network import Objective, targets_are_classes
-from .training import batches
-from .training.engines.local import LocalEngine
-from .processes import (die_with_parent, end_child, fork_child, limit_blas_threads, prewarm_blas, tune_allocator,
+from .. import functions, layers
+from ..files import fs
+from .. import model as modelmod
+from ..errors import DataError, KerashError, UsageError
+from ..files.labels import WordLabels
+from ..model import normalization
+from ..model.data import prepare
+from ..network import Objective, targets_are_classes
+from ..training import batches
+from ..training.engines.local import LocalEngine
+from ..processes import (die_with_parent, end_child, fork_child, limit_blas_threads, prewarm_blas, tune_allocator,
                         wait_any)
-from .training.optimizers import Optimizer
-from .files.workdir import remove_stale, scratch_dir
+from ..training.optimizers import Optimizer
+from ..files.workdir import remove_stale, scratch_dir
+from . import graphs
 
 # Activations a mutation may pick: all of the registry except the step
 # function (its derivative is 0: nothing would learn) and softmax (row-wise,
@@ -61,6 +62,9 @@ class EvolveConfig:
     optimizer: str = "adam"
     lr: float = 0.005
     normalize: bool = False  # fit the inputs' statistics on the training part; the best model keeps them
+    fitness: str = "validation"  # the loss measured on: validation (a split, or --val-data) or train
+    max_evaluations: int = None  # budgets: genomes evaluated, wall-clock seconds (besides the generations)
+    max_seconds: float = None
 
 
 @dataclass
@@ -235,9 +239,11 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     if diverged:
         genome.val_loss, genome.val_accuracy = math.inf, math.nan
     else:
-        loss_sum, correct, _ = net.evaluate(objective, x[val_idx], y[val_idx])
-        genome.val_loss = loss_sum / len(val_idx)
-        genome.val_accuracy = correct / len(val_idx) if targets_are_classes(y) else math.nan
+        scored = train_idx if cfg.fitness == "train" else val_idx
+        loss_sum, correct, _ = net.evaluate(objective, x[scored], y[scored])
+        genome.val_loss = loss_sum / len(scored)
+        steps = objective.scored_steps(x[scored], y[scored])
+        genome.val_accuracy = correct / (len(scored) * steps) if targets_are_classes(y) else math.nan
         if not math.isfinite(genome.val_loss):
             genome.val_loss = math.inf
     genome.params = net.get_params()
@@ -261,7 +267,7 @@ def _load_result(folder, genome):
     genome.val_accuracy = math.nan if r["val_accuracy"] is None else r["val_accuracy"]
     genome.seconds, genome.epochs = r["seconds"], r["epochs"]
     spec = genome.spec
-    from .files.tensorio import read_tensor
+    from ..files.tensorio import read_tensor
 
     genome.params = {
         key: {name: read_tensor(os.path.join(folder, key, name + ".npy")) for name in shapes}
@@ -331,7 +337,10 @@ def evaluate_all(jobs, x, y, train_idx, val_idx, cfg):
 
 def summary_row(generation, g):
     spec = g.spec
-    described = ", ".join(node.layer.text() for node in spec.layers)
+    if spec.format == "mdl":
+        described = graphs.one_line(g.text)
+    else:
+        described = ", ".join(node.layer.text() for node in spec.layers)
     return {
         "generation": generation,
         "genome": g.id,
@@ -358,10 +367,16 @@ def format_row(row):
     return "\t".join(out)
 
 
-def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
-    """Run the search; returns (best genome, all rows).  `names` name x and y in messages."""
+def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels"), val=None):
+    """Run the search; returns (best genome, all rows).  `names` name x and y in messages; `val`: (samples,
+    labels) to measure fitness on instead of a split of x."""
     if cfg.population < 1 or cfg.generations < 0 or cfg.epochs_per_eval < 1:
         raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
+    if cfg.fitness not in ("train", "validation"):
+        raise UsageError(f"--fitness must be train or validation, not {cfg.fitness!r}")
+    for name, value in (("--max-evaluations", cfg.max_evaluations), ("--max-seconds", cfg.max_seconds)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be > 0, not {value}")
     report = report or (lambda row: None)
     limit_blas_threads(1)
     tune_allocator()
@@ -376,14 +391,22 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
     modelmod.check_finite(np.asarray(y, dtype=np.float64), names[1])
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
-    if spec.format != "lines":
-        raise UsageError("evolve mutates chains of layers: start from a line-format model, not MDL")
     if classes is not None:
         modelmod.check_class_count(spec, classes, names[1])
     xs, ys = prepare(spec, x, y, dtype=np.float32, names=names)
-    train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)
-    if len(val_idx) == 0:
-        raise UsageError("evolve needs a validation split > 0")
+    if val is not None:  # separate validation data: after the training samples, scored alone
+        vx, vy = val
+        if isinstance(vy, WordLabels):
+            vy = modelmod.class_targets(vy, classes, len(vx), "the validation data")
+        vxs, vys = prepare(spec, vx, vy, dtype=np.float32, names=("validation data", "validation labels"))
+        if vxs.shape[1:] != xs.shape[1:]:
+            raise UsageError(f"the validation data's samples are {vxs.shape[1:]}, the data's {xs.shape[1:]}")
+        train_idx, val_idx = np.arange(len(xs)), np.arange(len(xs), len(xs) + len(vxs))
+        xs, ys = np.concatenate([xs, vxs]), np.concatenate([ys, vys])
+    else:
+        train_idx, val_idx = batches.split(xs.shape[0], cfg.validation_split, cfg.seed)
+    if len(val_idx) == 0 and cfg.fitness == "validation":
+        raise UsageError("evolve needs a validation split > 0 or --val-data (or --fitness train)")
     stats = normalization.fit(xs, spec, train_idx) if cfg.normalize else None
     if stats is not None:
         if np.may_share_memory(xs, x):
@@ -409,7 +432,15 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels")):
 
 
 def _search(spec, xs, ys, train_idx, val_idx, cfg, rows, report, population):
-    """The generations; `population` (a list) holds the last evaluated one, also when a signal stops them."""
+    """The generations; `population` (a list) holds the last evaluated one, also when a signal stops them.
+
+    A population of P keeps the best and makes max(1, P − 1) children a
+    generation (P = 1 is a hill-climber); a child whose description was
+    evaluated before is drawn again.  The search ends after the generations,
+    or when a budget (evaluations, seconds) would be passed.
+    """
+    start = time.monotonic()
+    graph = spec.format == "mdl"
 
     def rng_for(generation, index):
         return np.random.default_rng([cfg.seed, generation, index])
@@ -417,27 +448,55 @@ def _search(spec, xs, ys, train_idx, val_idx, cfg, rows, report, population):
     initial = Genome("g0-0", "", "initial", modelmod.normalised_text(spec))
     initial.params = modelmod.init_params(spec, int(rng_for(0, 0).integers(2**63)), np.float32)
     population[:] = evaluate_all([(initial, int(rng_for(0, 0).integers(2**63)))], xs, ys, train_idx, val_idx, cfg)
+    seen = {initial.text}
+    evaluations = 1
     for g in population:
         rows.append(summary_row(0, g))
         report(rows[-1])
     for generation in range(1, cfg.generations + 1):
+        if cfg.max_seconds is not None and time.monotonic() - start >= cfg.max_seconds:
+            break
         ranked = sorted(population, key=lambda g: (g.fitness(), g.id))
         parents = ranked[: max(1, (cfg.population + 1) // 2)]
         elite = ranked[0]
+        count = max(1, cfg.population - 1)
+        if cfg.max_evaluations is not None:
+            count = min(count, cfg.max_evaluations - evaluations)
+        if count <= 0:
+            break
         jobs = []
-        for index in range(1, cfg.population):
+        for index in range(1, count + 1):
             rng = rng_for(generation, index)
             parent = parents[int(rng.integers(len(parents)))]
-            child_text, what, mapping = mutate(parent.text, rng)
-            child = Genome(f"g{generation}-{index}", parent.id, what, child_text, epochs=parent.epochs)
-            child.params = inherit(child.spec, parent.spec, parent.params, mapping, rng)
+            try:
+                child = _child(parent, generation, index, rng, seen, graph)
+            except KerashError:
+                continue  # no new valid child of this parent: one fewer this generation
+            seen.add(child.text)
             jobs.append((child, int(rng.integers(2**63))))
         children = evaluate_all(jobs, xs, ys, train_idx, val_idx, cfg)
+        evaluations += len(children)
         for g in children:
             rows.append(summary_row(generation, g))
             report(rows[-1])
-        population[:] = [elite] + children
+        population[:] = sorted([elite] + children, key=lambda g: (g.fitness(), g.id))[:max(cfg.population, 1)]
     return population, 0
+
+
+def _child(parent, generation, index, rng, seen, graph):
+    """A mutant of `parent` whose description is new, with the weights it inherits."""
+    if graph:
+        text, what, fresh = graphs.mutate(parent.text, rng, seen)
+        child = Genome(f"g{generation}-{index}", parent.id, what, text, epochs=parent.epochs)
+        child.params = graphs.inherit(child.spec, parent.spec, parent.params, fresh, rng)
+        return child
+    for _ in range(graphs.TRIES):
+        text, what, mapping = mutate(parent.text, rng)
+        if text not in seen:
+            child = Genome(f"g{generation}-{index}", parent.id, what, text, epochs=parent.epochs)
+            child.params = inherit(child.spec, parent.spec, parent.params, mapping, rng)
+            return child
+    raise KerashError("no new child")
 
 
 def write_best(best, out_dir, rows, seed, force=False, inputs=None):
@@ -455,4 +514,7 @@ def write_best(best, out_dir, rows, seed, force=False, inputs=None):
                                   extra=normalization.arrays(inputs.get("normalization")), files=files)
     with fs.atomic_file(os.path.join(md.path, "evolve.tsv")) as f:
         f.write(("\t".join(COLUMNS) + "\n" + "".join(format_row(r) + "\n" for r in rows)).encode())
+    # the best description on its own, to model-init or draw (kerash graph BEST_DIR)
+    with fs.atomic_file(os.path.join(md.path, "best.mdl" if spec.format == "mdl" else "best.model")) as f:
+        f.write(best.text.encode())
     return md

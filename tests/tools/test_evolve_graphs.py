@@ -1,0 +1,121 @@
+"""Architecture search over MDL graphs (issue 22): every mutation gives valid MDL, a child inherits its parent's
+weights (an identity insertion keeps the function), the same seed gives the same search, and the controls."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, assert_one_line_error, run
+
+from kerash import model
+from kerash.evolve import graphs
+from kerash.network import Objective
+
+STARTS = {
+    "feed-forward": "(input, 2)\n(h, 8, <tanh>)\n(output, 2, <softmax>, <cross_entropy>)\n",
+    "elman": (ROOT / "models" / "echo-elman.mdl").read_text(),
+    "lstm-like": (ROOT / "models" / "adding-lstm.mdl").read_text(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STARTS))
+def test_every_mutation_is_valid_mdl_over_thousands_of_draws(name):
+    text = model.normalised_text(model.parse_model(STARTS[name], name))
+    rng = np.random.default_rng(hash(name) % 2**32)
+    kinds = collections.Counter()
+    current = text
+    for _ in range(1500):
+        child, what, _ = graphs.mutate(current, rng)
+        spec = model.parse_model(child, "child")  # parses: widths agree, every branch is read, …
+        assert spec.format == "mdl" and child != current
+        kinds[what.split()[0]] += 1
+        current = child if rng.random() < 0.6 and len(child) < 4000 else text
+    assert set(kinds) == set(graphs.KINDS), kinds
+
+
+def _net(text, params):
+    spec = model.parse_model(text, "m")
+    net = model.build_network(spec, np.float64)
+    net.set_params({k: {n: np.asarray(v, np.float64) for n, v in d.items()} for k, d in params.items()})
+    return spec, net
+
+
+def test_children_inherit_weights_and_an_identity_insertion_keeps_the_function():
+    text = model.normalised_text(model.parse_model(STARTS["elman"], "elman"))
+    parent_spec = model.parse_model(text, "p")
+    parent_params = model.init_params(parent_spec, 3, np.float64)
+    x = np.random.default_rng(0).normal(size=(5, 7, 1))
+    _, parent_net = _net(text, parent_params)
+    before = parent_net.forward(x)
+    identities = others = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        child, what, fresh = graphs.mutate(text, rng)
+        child_spec = model.parse_model(child, "c")
+        params = graphs.inherit(child_spec, parent_spec, parent_params, fresh, rng, np.float64)
+        for node in child_spec.nodes:  # a node the parent had keeps its weights where the shapes agree
+            old = next((n for n in parent_spec.nodes if n.name == node.name and n.key), None)
+            if node.key and old is not None and params[node.key]["W"].shape == parent_params[old.key]["W"].shape:
+                np.testing.assert_array_equal(params[node.key]["W"], parent_params[old.key]["W"])
+        if fresh:  # inserted as an identity of the width it reads
+            _, child_net = _net(child, params)
+            np.testing.assert_allclose(child_net.forward(x), before, rtol=1e-12, atol=1e-14)
+            identities += 1
+        else:
+            others += 1
+    assert identities >= 5 and others >= 100
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("echo")
+    run(["kerash", "dataset", "echo", "-o", "e", "--samples", "160", "--steps", "8", "--delay", "2", "--seed", "1"],
+        cwd=folder)
+    (folder / "ff.mdl").write_text(STARTS["feed-forward"].replace("(input, 2)", "(input, 1)"))
+    return folder
+
+
+def search(folder, out, *extra, check=True):
+    return run(["evolve", "-x", "e/data.npy", "-y", "e/labels.txt", "--from", "ff.mdl", "--epochs-per-eval", "2",
+                "--seed", "4", "-o", out, *extra], cwd=folder, check=check)
+
+
+def test_the_same_seed_gives_the_same_graph_search_with_any_workers(echo):
+    search(echo, "one", "--population", "4", "--generations", "3", "--workers", "1")
+    search(echo, "two", "--population", "4", "--generations", "3", "--workers", "2")
+
+    def lineage(name):
+        return [line.split("\t")[:8] for line in (echo / name / "evolve.tsv").read_text().splitlines()]
+
+    assert lineage("one") == lineage("two")
+    assert (echo / "one" / "best.mdl").read_text() == (echo / "two" / "best.mdl").read_text()
+    texts = [row[4] for row in lineage("one")[1:]]
+    assert len(texts) == len(set(texts)) == 1 + 3 * 3  # no graph evaluated twice
+    run(["kerash", "graph", "one"], cwd=echo)
+    assert model.parse_model((echo / "one" / "best.mdl").read_text(), "best").format == "mdl"
+
+
+def test_a_population_of_one_climbs_and_the_budgets_stop_the_search(echo):
+    out = search(echo, "climb", "--population", "1", "--generations", "6", "--force").stdout.decode().splitlines()
+    rows = [line.split("\t") for line in out[1:]]
+    assert [r[0] for r in rows] == ["0", "1", "2", "3", "4", "5", "6"]  # one mutant a generation, tried
+    kept = (echo / "climb" / "best.mdl").read_text()
+    assert min(rows, key=lambda r: (float(r[6]), r[1]))[4] in " ".join(kept.split())
+    out = search(echo, "budget", "--population", "5", "--generations", "50", "--max-evaluations", "7").stdout
+    assert len(out.decode().splitlines()) - 1 == 7
+    out = search(echo, "train-fit", "--population", "3", "--generations", "1", "--fitness", "train").stdout
+    assert len(out.decode().splitlines()) == 4
+    proc = search(echo, "bad", "--fitness", "test", check=False)
+    assert_one_line_error(proc, 2, "--fitness must be train or validation")
+
+
+def test_fitness_on_separate_validation_data(echo):
+    run(["kerash", "dataset", "echo", "-o", "v", "--samples", "40", "--steps", "8", "--delay", "2", "--seed", "9"],
+        cwd=echo)
+    out = search(echo, "with-val", "--population", "2", "--generations", "1", "--val-data", "v/data.npy",
+                 "--val-labels", "v/labels.txt", "--validation-split", "0").stdout.decode().splitlines()
+    best = run(["evaluate", "with-val", "-x", "v/data.npy", "-y", "v/labels.txt"], cwd=echo).stdout.decode()
+    scores = dict(line.split("\t") for line in best.splitlines())
+    losses = [float(line.split("\t")[6]) for line in out[1:]]
+    assert abs(float(scores["loss"]) - min(losses)) < 1e-4 * max(1, min(losses))
