@@ -56,6 +56,9 @@ def _xavier(rng, shape, fan_in, fan_out):
     return rng.uniform(-limit, limit, size=shape)
 
 
+INITIALIZERS["glorot"] = INITIALIZERS["xavier"]  # Glorot and Bengio's name for it (Keras's glorot_uniform)
+
+
 @_initializer("he", doc="U(±√(6/in))")
 def _he(rng, shape, fan_in, fan_out):
     limit = math.sqrt(6 / fan_in)

@@ -143,15 +143,17 @@ def _signed_targets(y):
     return np.where(y == 0, like(y, -1), y)
 
 
-def _huber_modified(yhat, y):
+def _huber_modified(yhat, y, boundary):
+    # Beyond z = −boundary the square goes on as its tangent: with boundary 1, −4z (Zhang's modified Huber).
     z = _signed_targets(y) * yhat
-    return _mean_units(np.where(z >= -1, np.square(np.maximum(0, 1 - z)), -4 * z))
+    linear = (1 + boundary) ** 2 - 2 * (1 + boundary) * (z + boundary)
+    return _mean_units(np.where(z >= -boundary, np.square(np.maximum(0, 1 - z)), linear))
 
 
-def _huber_modified_grad(yhat, y):
+def _huber_modified_grad(yhat, y, boundary):
     t = _signed_targets(y)
     z = t * yhat
-    return np.where(z >= -1, -2 * t * np.maximum(0, 1 - z), -4 * t) / _units(y)
+    return np.where(z >= -boundary, -2 * t * np.maximum(0, 1 - z), -2 * (1 + boundary) * t) / _units(y)
 
 
 def _bce(yhat, y):
@@ -206,7 +208,9 @@ def _ce_grad_unit_rows(z, yhat, y):
     return yhat - y  # softmax(z) − y when Σy = 1
 
 
-_loss("huber_modified", doc="targets t=±1, z=tŷ: (max(0,1−z))² if z ≥ −1 else −4z, mean over units")(
+_loss("huber_modified", params=[("boundary", 1.0)],
+      doc="targets t=±1, z=tŷ: (max(0,1−z))² if z ≥ −b, else its tangent there (−4z for b = 1), mean over units",
+      check=lambda b: None if b > 0 else f"the boundary must be > 0, not {format_value(b)}")(
     (_huber_modified, _huber_modified_grad)
 )
 _loss(

@@ -373,6 +373,9 @@ def _functions(b, spec, last_item):
     for name, item in b.funcs.items():
         node = b.by_name[name]
         funcs = item["funcs"]
+        if not funcs and node.inputs[0][0] == b.nodes[0].name and node is not b.nodes[-1]:
+            b.warn(item["line"], name, f"({name}, {item['width']}) reads the input through a dense identity "
+                   "layer: a model has one input (the first node); a second input-like node is a layer")
         act = b.function(name, funcs[0], functions.get_activation, "activation") if funcs else functions.get_activation("identity").bind()
         node.layer = layers.Dense(item["width"], act)
     if lossy:

@@ -132,6 +132,10 @@ class Run:
         self._normalize(fresh, x)
         if fresh and self.normalization is None:
             self._warn_unscaled()
+        stepped = [n.name for n in spec.nodes if getattr(getattr(n.layer, "activation", None), "name", "") == "binarystep"]
+        if stepped:  # its derivative is 0 everywhere: no gradient passes it
+            self.warn(f"{', '.join(stepped)}: binarystep's derivative is zero, so gradient training cannot change the "
+                      "weights before it (nor its own); use sigmoid or tanh to train, binarystep to run")
         self.classification = targets_are_classes(self.y)
         self.objective = Objective(spec.loss, self.net)
         self.scored = self.objective.scored_steps(self.x, self.y)  # scored outputs per sample, for accuracy

@@ -119,3 +119,35 @@ def test_fitness_on_separate_validation_data(echo):
     scores = dict(line.split("\t") for line in best.splitlines())
     losses = [float(line.split("\t")[6]) for line in out[1:]]
     assert abs(float(scores["loss"]) - min(losses)) < 1e-4 * max(1, min(losses))
+
+
+def test_the_small_defects_of_neuromorph_models(tmp_path):
+    """Issue 22, item 5: a second input-like node is warned about; glorot is xavier; huber_modified keeps its
+    parameter (the boundary of its square, −4z beyond −1 by default); a step function warns that it cannot train."""
+    (tmp_path / "two.mdl").write_text("(input, 2)\n(x2, 2)\n(output, 1, <sigmoid>, <mse>)\n")
+    proc = run(["model-init", "two.mdl", "-o", "two"], cwd=tmp_path)
+    assert b"two.mdl:2: x2: (x2, 2) reads the input through a dense identity layer" in proc.stderr
+    (tmp_path / "g.mdl").write_text("/glorot,zero/\n(input, 3)\n(output, 2, <tanh>, <huber_modified, 2.4>)\n")
+    (tmp_path / "x.mdl").write_text("/xavier,zero/\n(input, 3)\n(output, 2, <tanh>, <huber_modified, 2.4>)\n")
+    run(["model-init", "g.mdl", "-o", "g", "--seed", "5"], cwd=tmp_path)
+    run(["model-init", "x.mdl", "-o", "x", "--seed", "5"], cwd=tmp_path)
+    assert (tmp_path / "g" / "layer_01" / "W.npy").read_bytes() == (tmp_path / "x" / "layer_01" / "W.npy").read_bytes()
+    assert "<huber_modified, 2.4>" in (tmp_path / "g" / "model").read_text()
+    from kerash import functions
+
+    loss = functions.get_loss("huber_modified").bind([2.4])
+    yhat, y = np.array([[-5.0], [0.5], [-2.0]]), np.array([[1.0], [1.0], [1.0]])
+    z = yhat[:, 0]
+    expected = np.where(z >= -2.4, np.maximum(0, 1 - z) ** 2, 3.4 ** 2 - 2 * 3.4 * (z + 2.4))
+    np.testing.assert_allclose(loss.value(yhat, y), expected)
+    eps = 1e-6
+    numeric = (loss.value(yhat + eps, y) - loss.value(yhat - eps, y)) / (2 * eps)
+    np.testing.assert_allclose(loss.grad(yhat, y)[:, 0], numeric, rtol=1e-6)
+    default = functions.get_loss("huber_modified").bind()
+    np.testing.assert_allclose(default.value(np.array([[-3.0]]), np.array([[1.0]])), [12.0])  # −4z
+    (tmp_path / "s.model").write_text("2 1 1\ninput\ndense 2 binarystep\ndense 1 sigmoid\n")
+    run(["model-init", "s.model", "-o", "s"], cwd=tmp_path)
+    (tmp_path / "d.txt").write_text("0 1\n1 0\n")
+    (tmp_path / "l.txt").write_text("1\n0\n")
+    proc = run(["train", "s", "-x", "d.txt", "-y", "l.txt", "--epochs", "1"], cwd=tmp_path)
+    assert b"binarystep's derivative is zero" in proc.stderr

@@ -27,11 +27,11 @@ def test_seed_models_init_and_read_back(tmp_path, name, layers, total):
     assert again.replace('"m"', "X") == original.replace(f'"{name[:-4]}"', "X")
     assert f"Total params: {total}" in again
     if name == "neuromorph-big.mdl":
-        # huber_modified takes no parameter, and standby's forward reference closes no cycle
+        # huber_modified keeps its parameter (issue 22); standby's forward reference closes no cycle
         err = proc.stderr.decode()
-        assert "neuromorph-big.mdl:19: output: huber_modified takes no parameter; ignored 2.4" in err
+        assert "<huber_modified, 2.4>" in (folder / "model").read_text()
         assert "neuromorph-big.mdl:10: standby: 'stalerecur' is written later" in err
-        assert len(err.strip().splitlines()) == 2
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_summary_shows_connections_and_marks_recurrent_links(tmp_path):
