@@ -30,8 +30,10 @@ FEED_FORWARD = "(input, {i})\n(h, 16, <tanh>)\n(output, {k}, <{act}>, <{loss}>)\
 
 def tool(folder, *args):
     env = dict(os.environ, KERASH_WARM="0")
-    return subprocess.run([os.path.join(BIN, args[0]), *args[1:]], cwd=folder, env=env, check=True,
-                          capture_output=True, text=True).stdout
+    proc = subprocess.run([os.path.join(BIN, args[0]), *args[1:]], cwd=folder, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def search(folder, data, labels, start, seed, budget, epochs=8, extra=()):
@@ -75,10 +77,9 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for name in args.only.split(","):
             p = PROBLEMS[name]
-            tool(folder, "kerash", "dataset", *p["make"], "-o", name, "--seed", "1", "--force")
+            tool(folder, "kerash", "dataset", *p["make"], "-o", name, "--seed", "1")
             if name == "circle":
-                tool(folder, "kerash", "dataset", "circle", "--samples", "1000", "-o", "circle-test", "--seed", "2",
-                     "--force")
+                tool(folder, "kerash", "dataset", "circle", "--samples", "1000", "-o", "circle-test", "--seed", "2")
             if p["start"] == "ff":
                 with open(os.path.join(folder, f"{name}.mdl"), "w") as f:
                     f.write(FEED_FORWARD.format(i=p["width"], k=p["outputs"], act=p["act"], loss=p["loss"]))
