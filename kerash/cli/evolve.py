@@ -30,6 +30,7 @@ def evolve(
     val_labels: Annotated[Optional[str], typer.Option("--val-labels", metavar="Y", help="Their labels.", show_default=False)] = None,
     max_evaluations: Annotated[Optional[int], typer.Option("--max-evaluations", metavar="N", help="Stop when N genomes have been evaluated (the first included).", show_default=False)] = None,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", metavar="S", help="Start no generation after S seconds of search.", show_default=False)] = None,
+    union: Annotated[int, typer.Option("--union", metavar="K", help="After the search, unite the best K graphs (MDL) into a supergraph whose alternative paths are mixed by learnable weights (mix merges, DARTS), train it, keep the strongest path and fine-tune it; both are scored like genomes.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace BEST_DIR if it is already a model directory.")] = False,
 ):
     """Evolve a network topology by mutation and selection; keep the best as a trained model.
@@ -73,7 +74,7 @@ def evolve(
     if (val_data is None) != (val_labels is None):
         raise UsageError("--val-data and --val-labels go together")
     cfg = evolution.EvolveConfig(population, generations, epochs_per_eval, workers, seed, validation_split, batch_size,
-                                 optimizer, lr, normalize, fitness, max_evaluations, max_seconds)
+                                 optimizer, lr, normalize, fitness, max_evaluations, max_seconds, union)
     modelmod.check_target(output, force)  # now rather than after the whole search, which would be lost
     x, y = read_tensor(data), read_labels(labels)
     val = (read_tensor(val_data), read_labels(val_labels)) if val_data is not None else None

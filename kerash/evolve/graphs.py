@@ -29,7 +29,8 @@ from ..model.mdl import mdl_text
 
 WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64)
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity", "relu_leaky", "elu", "softplus")
-EQUAL_WIDTH_OPS = tuple(op for op in OPS if op != "concatenate")
+EXPLORED_OPS = tuple(op for op in OPS if op != "mix")  # mix belongs to the supergraph union (union.py)
+EQUAL_WIDTH_OPS = tuple(op for op in EXPLORED_OPS if op != "concatenate")
 TRIES = 60
 
 
@@ -195,7 +196,7 @@ def _try_mutation(program, widths, rng, kind):
             return None
         k = int(rng.integers(1, len(top)))
         before, width = _value_before(top, k, widths, None)
-        op = OPS[int(rng.integers(len(OPS)))]
+        op = EXPLORED_OPS[int(rng.integers(len(EXPLORED_OPS)))]
         w = width if op != "concatenate" else int(WIDTHS[int(rng.integers(len(WIDTHS)))])
         split, cell, merge = _fresh(program, "s"), None, None
         top.insert(k, {"t": "split", "name": split, "branches": [[]]})
@@ -235,7 +236,7 @@ def _try_mutation(program, widths, rng, kind):
             return None
         _, _, s = merges[int(rng.integers(len(merges)))]
         old = s["op"]
-        choices = [op for op in OPS if op != old]
+        choices = [op for op in EXPLORED_OPS if op != old]
         s["op"] = choices[int(rng.integers(len(choices)))]
         return f"op {s['name']} {old}→{s['op']}", {}
     return None

@@ -40,7 +40,7 @@ from ..processes import (die_with_parent, end_child, fork_child, limit_blas_thre
                         wait_any)
 from ..training.optimizers import Optimizer
 from ..files.workdir import remove_stale, scratch_dir
-from . import graphs
+from . import graphs, union
 
 # Activations a mutation may pick: all of the registry except the step
 # function (its derivative is 0: nothing would learn) and softmax (row-wise,
@@ -65,6 +65,7 @@ class EvolveConfig:
     fitness: str = "validation"  # the loss measured on: validation (a split, or --val-data) or train
     max_evaluations: int = None  # budgets: genomes evaluated, wall-clock seconds (besides the generations)
     max_seconds: float = None
+    union: int = 0  # unite the best K graphs into a supergraph, train it, derive and fine-tune (union.py)
 
 
 @dataclass
@@ -420,6 +421,8 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels"), va
     population, stopped = [], 0
     try:
         population, stopped = _search(spec, xs, ys, train_idx, val_idx, cfg, rows, report, population)
+        if cfg.union > 1 and spec.format == "mdl":
+            population = population + _unite(population, xs, ys, train_idx, val_idx, cfg, rows, report)
     except Stopped as e:
         stopped = e.signal
     finally:
@@ -481,6 +484,39 @@ def _search(spec, xs, ys, train_idx, val_idx, cfg, rows, report, population):
             report(rows[-1])
         population[:] = sorted([elite] + children, key=lambda g: (g.fitness(), g.id))[:max(cfg.population, 1)]
     return population, 0
+
+
+def _unite(population, xs, ys, train_idx, val_idx, cfg, rows, report):
+    """The supergraph of the best cfg.union graphs, trained, and the graph derived from it, fine-tuned."""
+    ranked, texts = [], set()
+    for g in sorted(population, key=lambda g: (g.fitness(), g.id)):
+        if g.text not in texts and math.isfinite(g.val_loss):
+            ranked.append(g)
+            texts.add(g.text)
+    parents = ranked[:cfg.union]
+    if len(parents) < 2:
+        return []
+    generation = (int(rows[-1]["generation"]) if rows else 0) + 1
+    rng = np.random.default_rng([cfg.seed, generation, 0])
+    texts = [g.text for g in parents]
+    specs = [g.spec for g in parents]
+    text, ends = union.union(texts)
+    ids = ", ".join(g.id for g in parents)
+    supergraph = Genome(f"g{generation}-union", parents[0].id, f"union of {ids}", text,
+                        epochs=max(g.epochs for g in parents))
+    supergraph.params = union.inherit(supergraph.spec, specs, [g.params for g in parents], ends, rng)
+    train_genome(supergraph, xs, ys, train_idx, val_idx, cfg, int(rng.integers(2**63)))
+    rows.append(summary_row(generation, supergraph))
+    report(rows[-1])
+    k, weights, derived_text, params = union.derive(supergraph.spec, supergraph.params, texts,
+                                                    [g.params for g in parents], ends)
+    shares = " ".join(f"{g.id} {w:.2f}" for g, w in zip(parents, weights))
+    derived = Genome(f"g{generation}-derived", supergraph.id, f"derived: the body of {parents[k].id} (mixing {shares})",
+                     derived_text, params, epochs=supergraph.epochs)
+    train_genome(derived, xs, ys, train_idx, val_idx, cfg, int(rng.integers(2**63)))
+    rows.append(summary_row(generation, derived))
+    report(rows[-1])
+    return [supergraph, derived]
 
 
 def _child(parent, generation, index, rng, seen, graph):

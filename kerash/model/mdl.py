@@ -350,7 +350,7 @@ def parse_mdl(text, where="<model>", input_size=None):
                        "over whole sequences; give the recurrence to an lstm or gru node")
     number = 0
     for node in nodes:
-        if node.kind == "dense" or _width_kind(node.kind):
+        if node.kind == "dense" or _width_kind(node.kind) or (node.kind == "merge" and node.layer.op == "mix"):
             number += 1
             node.key = f"layer_{number:02d}"
     check_sizes(spec, where)

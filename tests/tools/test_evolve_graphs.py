@@ -151,3 +151,72 @@ def test_the_small_defects_of_neuromorph_models(tmp_path):
     (tmp_path / "l.txt").write_text("1\n0\n")
     proc = run(["train", "s", "-x", "d.txt", "-y", "l.txt", "--epochs", "1"], cwd=tmp_path)
     assert b"binarystep's derivative is zero" in proc.stderr
+
+
+def test_a_supergraph_mixes_its_parents_and_derives_the_strongest():
+    """Item 3: the union of three graphs is valid MDL whose mix merges, pushed to one side, compute exactly that
+    parent's function with its weights; the mixing logits get gradients (finite differences); derive keeps the
+    body with the largest mixing weight, with the weights it learned in the supergraph."""
+    from kerash.evolve import union
+
+    rng = np.random.default_rng(1)
+    base = model.normalised_text(model.parse_model(STARTS["feed-forward"].replace("(input, 2)", "(input, 1)"), "s"))
+    texts, current = [base], base
+    for steps in (5, 3):
+        for _ in range(steps):
+            current, _, _ = graphs.mutate(current, rng)
+        texts.append(current)
+    text, ends = union.union(texts)
+    sup = model.parse_model(text, "supergraph")
+    assert sum(n.kind == "merge" and n.layer.op == "mix" for n in sup.nodes) == 2
+    specs = [model.parse_model(t, "g") for t in texts]
+    params_list = [model.init_params(s, k, np.float64) for k, s in enumerate(specs)]
+    params = union.inherit(sup, specs, params_list, ends, rng, np.float64)
+    np.testing.assert_allclose(union.strengths(sup, params, 3), [1 / 3] * 3)
+    x = np.random.default_rng(0).normal(size=(3, 6, 1))
+
+    def forward(description, weights):
+        net = model.build_network(model.parse_model(description, "m"), np.float64)
+        net.set_params(weights)
+        return net.forward(x)
+
+    for k in range(3):  # all the weight on body k: the supergraph is graph k (its own output layer if widths agree)
+        for j in (2, 3):
+            params[sup.node(f"x{j}").key]["a"][...] = [60.0, -60.0] if j > k + 1 else [-60.0, 60.0] if j == k + 1 \
+                else [0.0, 0.0]
+        if ends[k] == ends[0]:
+            out_key = specs[k].nodes[-1].key
+            params[sup.node("output").key]["W"][...] = params_list[k][out_key]["W"]
+            params[sup.node("output").key]["b"][...] = params_list[k][out_key]["b"]
+            np.testing.assert_allclose(forward(text, params), forward(texts[k], params_list[k]), atol=1e-12)
+        chosen, weights, derived_text, derived = union.derive(sup, params, texts, params_list, ends)
+        assert chosen == k and derived_text == texts[k] and weights[k] > 0.99
+    net = model.build_network(sup, np.float64)
+    for j in (2, 3):
+        params[sup.node(f"x{j}").key]["a"][...] = [0.4, -0.3]
+    net.set_params(params)
+    net.use_arena()
+    y = np.eye(2)[np.random.default_rng(3).integers(0, 2, size=(3, 6))]
+    from helpers import assert_network_gradient
+
+    keys = [(sup.node(f"x{j}").key, "a") for j in (2, 3)]
+    picked = [start for key, name, start in _starts(net) if (key, name) in keys]
+    assert len(picked) == 2  # the mixing logits are parameters of the flat arena like any weight
+    assert_network_gradient(net, Objective(sup.loss, net), x, y, tol=1e-6,
+                            indices=[i for s in picked for i in (s, s + 1)])
+
+
+def _starts(net):
+    """(key, name, offset in the flat arena) of every parameter."""
+    flat = net.arena.params
+    base = flat.__array_interface__["data"][0]
+    for key, name, view in net.arena.views(flat):
+        yield key, name, (view.__array_interface__["data"][0] - base) // flat.itemsize
+
+
+def test_evolve_union_scores_the_supergraph_and_the_derived_graph(echo):
+    out = search(echo, "united", "--population", "4", "--generations", "2", "--union", "3").stdout.decode()
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    assert rows[-2][1] == "g3-union" and rows[-2][3].startswith("union of ")
+    assert rows[-1][1] == "g3-derived" and rows[-1][3].startswith("derived: the body of ")
+    assert "mix" in rows[-2][4] and "mix" not in rows[-1][4]
