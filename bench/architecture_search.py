@@ -9,6 +9,11 @@
   validation accuracy.
 * circle: from input → output; target ≤ 2% error on 1000 test points.
 
+* union (--union): on echo, 60 evaluations then the supergraph of the best 3
+  graphs (mix merges), trained, and the graph derived from it, fine-tuned;
+  compares the derived graph's held-out (validation) accuracy and loss
+  with the best single parent's.
+
 Each run: population 8, 8 epochs per evaluation, Adam, --workers 2, at most
 300 evaluations (digits and circle: 60).  Prints, per problem and seed, the
 evaluations and seconds until the target was first met (or the best score
@@ -72,7 +77,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--only", default="echo,adding,digits,circle")
+    parser.add_argument("--union", action="store_true", help="only the supergraph union on echo")
     args = parser.parse_args()
+    if args.union:
+        return union_runs(args.seeds)
     table = []
     with tempfile.TemporaryDirectory() as folder:
         for name in args.only.split(","):
@@ -110,6 +118,25 @@ def main():
     for name, what, target, met, seeds, evaluations, seconds in table:
         print(f"{name}\t{what} {target}\t{met} of {seeds}\t{' '.join(map(str, evaluations))}\t"
               f"{' '.join(f'{s:.0f}' for s in seconds)}")
+
+
+def union_runs(seeds):
+    """The derived graph of a supergraph union against the best single parent, on echo's held-out part."""
+    print("seed\tbest parent\tits val_loss\tits val_accuracy\tderived val_loss\tderived val_accuracy\tmixing")
+    wins = 0
+    with tempfile.TemporaryDirectory() as folder:
+        tool(folder, "kerash", "dataset", *PROBLEMS["echo"]["make"], "-o", "echo", "--seed", "1")
+        with open(os.path.join(folder, "echo.mdl"), "w") as f:
+            f.write(FEED_FORWARD.format(i=1, k=2, act="softmax", loss="cross_entropy"))
+        for seed in range(1, seeds + 1):
+            rows, _ = search(folder, "echo/data.npy", "echo/labels.txt", ["--from", "echo.mdl"], seed, 60,
+                             extra=("--union", "3"))
+            derived = rows[-1]
+            parent = min((r for r in rows if not r[1].endswith(("union", "derived"))), key=lambda r: float(r[6]))
+            wins += float(derived[6]) <= float(parent[6])
+            print(f"{seed}\t{parent[1]}\t{parent[6]}\t{parent[7]}\t{derived[6]}\t{derived[7]}\t"
+                  f"{derived[3].split('(mixing ')[-1].rstrip(')')}", flush=True)
+    print(f"the derived graph's held-out loss ≤ the best parent's in {wins} of {seeds} seeds")
 
 
 if __name__ == "__main__":
