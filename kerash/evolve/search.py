@@ -219,8 +219,13 @@ def inherit(child_spec, parent_spec, parent_params, mapping, rng):
 # ---------------------------------------------------------------- evaluation
 
 
-def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
-    """Train a genome for cfg.epochs_per_eval epochs from its weights; set its fitness."""
+def train_genome(genome, x, y, train_idx, val_idx, cfg, seed, keep_best=False):
+    """Train a genome for cfg.epochs_per_eval epochs from its weights; set its fitness.
+
+    `keep_best`: score after every epoch (and before the first) and keep the
+    weights of the best score — a derived graph's fine-tuning (union.py),
+    which otherwise over-fits what the supergraph taught it.
+    """
     start = time.monotonic()
     spec = genome.spec
     net = modelmod.build_network(spec, np.float32)
@@ -228,6 +233,17 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
     objective = Objective(spec.loss, net)
     objective.adapt_to_targets(y)
     engine = LocalEngine(net, objective, x, y, Optimizer(cfg.optimizer, lr=cfg.lr), None)
+    scored = train_idx if cfg.fitness == "train" else val_idx
+    classes = targets_are_classes(y)
+
+    def score():
+        loss_sum, correct, _ = net.evaluate(objective, x[scored], y[scored])
+        loss = loss_sum / len(scored)
+        steps = objective.scored_steps(x[scored], y[scored])
+        return (loss if math.isfinite(loss) else math.inf), (correct / (len(scored) * steps) if classes else math.nan)
+
+    best = (score(), {k: {n: a.copy() for n, a in d.items()} for k, d in net.get_params().items()}) if keep_best \
+        else None
     diverged = False
     for epoch in range(1, cfg.epochs_per_eval + 1):
         for idx in batches.epoch_batches(train_idx, cfg.batch_size, seed, epoch):
@@ -236,18 +252,19 @@ def train_genome(genome, x, y, train_idx, val_idx, cfg, seed):
                 break
         if diverged:
             break
+        if keep_best:
+            now = score()
+            if now[0] < best[0][0]:
+                best = (now, {k: {n: a.copy() for n, a in d.items()} for k, d in net.get_params().items()})
     genome.epochs += cfg.epochs_per_eval
-    if diverged:
+    if keep_best:
+        (genome.val_loss, genome.val_accuracy), genome.params = best
+    elif diverged:
         genome.val_loss, genome.val_accuracy = math.inf, math.nan
+        genome.params = net.get_params()
     else:
-        scored = train_idx if cfg.fitness == "train" else val_idx
-        loss_sum, correct, _ = net.evaluate(objective, x[scored], y[scored])
-        genome.val_loss = loss_sum / len(scored)
-        steps = objective.scored_steps(x[scored], y[scored])
-        genome.val_accuracy = correct / (len(scored) * steps) if targets_are_classes(y) else math.nan
-        if not math.isfinite(genome.val_loss):
-            genome.val_loss = math.inf
-    genome.params = net.get_params()
+        genome.val_loss, genome.val_accuracy = score()
+        genome.params = net.get_params()
     genome.seconds = time.monotonic() - start
     return genome
 
@@ -513,7 +530,7 @@ def _unite(population, xs, ys, train_idx, val_idx, cfg, rows, report):
     shares = " ".join(f"{g.id} {w:.2f}" for g, w in zip(parents, weights))
     derived = Genome(f"g{generation}-derived", supergraph.id, f"derived: the body of {parents[k].id} (mixing {shares})",
                      derived_text, params, epochs=supergraph.epochs)
-    train_genome(derived, xs, ys, train_idx, val_idx, cfg, int(rng.integers(2**63)))
+    train_genome(derived, xs, ys, train_idx, val_idx, cfg, int(rng.integers(2**63)), keep_best=True)
     rows.append(summary_row(generation, derived))
     report(rows[-1])
     return [supergraph, derived]
