@@ -12,7 +12,10 @@
 A model is a model directory (or a version or checkpoint folder), as every
 tool takes it: the same files, the same locks, the same checks.  Inputs are
 raw data (a model trained with normalize=True applies its statistics);
-labels may be class indices, one-hot rows, values, or class names.  Errors
+labels may be class indices, one-hot rows, values, or class names.
+Sequences of different lengths may be given as a list of arrays (a
+sequence each, (T, I) or (T,)), and targets at every step alike: they are
+padded as the tools pad them (kerash.files.sequences).  Errors
 are kerash.errors.KerashError subclasses (UsageError, DataError,
 ModelError, TrainingError) carrying the tool's one-line message.
 PUBLIC lists what is stable; docs/python.md shows it at work.
@@ -22,6 +25,7 @@ import numpy as np
 
 from . import model as modelmod
 from .errors import TrainingError, UsageError
+from .files import sequences
 from .files.labels import WordLabels, word_labels
 from .functions.expressions import define_file
 from .training import fit as fitmod
@@ -32,10 +36,24 @@ from .training.steps import gradient_sums
 PUBLIC = ("init", "train", "predict", "classify", "node_values", "evaluate", "backprop", "settings")
 
 
+def _ragged(values):
+    """Whether `values` is a list of arrays of different lengths (sequences of different lengths)."""
+    return (isinstance(values, (list, tuple)) and len(values) > 1 and all(np.ndim(v) >= 1 for v in values)
+            and len({len(v) for v in values}) > 1)
+
+
+def _samples(x):
+    """Samples as an array; sequences of different lengths padded with nan steps, as the tools read them."""
+    return sequences.pad(x) if _ragged(x) else np.asarray(x)
+
+
 def _labels(y, where="labels"):
-    """Labels as the tools read them: numbers as an array, class names (strings) as WordLabels."""
+    """Labels as the tools read them: numbers as an array, class names (strings) as WordLabels; targets at
+    every step of sequences of different lengths padded."""
     if isinstance(y, WordLabels):
         return y
+    if _ragged(y):
+        return sequences.pad(y)
     values = np.asarray(y)
     if values.dtype.kind not in "UO":
         return values
@@ -89,8 +107,8 @@ def train(model, x, y, validation=None, **given):
     cfg = TrainConfig(**chosen)
     records = []
     if validation is not None:
-        validation = (np.asarray(validation[0]), _labels(validation[1], "validation labels"))
-    result = fitmod.fit(model, np.asarray(x), _labels(y), cfg, validation, records.append)
+        validation = (_samples(validation[0]), _labels(validation[1], "validation labels"))
+    result = fitmod.fit(model, _samples(x), _labels(y), cfg, validation, records.append)
     if result.status == "nan":
         raise TrainingError(result.message)
     return records
@@ -98,14 +116,14 @@ def train(model, x, y, validation=None, **given):
 
 def predict(model, x, dtype=None):
     """The model's outputs for samples x: (N, K), or (N, T, K) for sequences, as predict prints them."""
-    outputs, _ = modelmod.predict(model, np.asarray(x), dtype)
+    outputs, _ = modelmod.predict(model, _samples(x), dtype)
     return outputs
 
 
 def classify(model, x, dtype=None):
     """The predicted classes of samples x: indices (N,) or (N, T); class names when the model has classes.txt."""
     loaded = modelmod.load(model, dtype)
-    _, predicted = modelmod.predict_loaded(loaded, np.asarray(x))
+    _, predicted = modelmod.predict_loaded(loaded, _samples(x))
     if loaded.classes is None:
         return predicted
     return np.array(loaded.classes, dtype=object)[predicted]
@@ -117,16 +135,16 @@ def node_values(model, x, *nodes, dtype=None):
     if not nodes:
         raise UsageError("name at least one node (kerash summary lists them)")
     loaded = modelmod.load(model, dtype)
-    return next(modelmod.node_blocks(loaded, [np.asarray(x)], list(nodes)))
+    return next(modelmod.node_blocks(loaded, [_samples(x)], list(nodes)))
 
 
 def evaluate(model, x, y, dtype=None):
     """{'loss', 'accuracy', 'samples', 'correct', 'confusion', 'classes', 'regression'} as evaluate prints them;
     'regression' holds mse, rmse, mae and r2 for targets that are values (else None)."""
-    return modelmod.evaluate(model, np.asarray(x), _labels(y), dtype)
+    return modelmod.evaluate(model, _samples(x), _labels(y), dtype)
 
 
 def backprop(model, x, y, dtype=None, seed=None, epoch=None):
     """({'layer_NN/W': gradient sum, …}, {'loss_sum', 'samples', 'correct'}) of the per-sample losses over
     (x, y): what backprop writes to its folder (sums: divide by samples for the mean's gradient)."""
-    return gradient_sums(model, np.asarray(x), _labels(y), dtype, seed=seed, epoch=epoch)
+    return gradient_sums(model, _samples(x), _labels(y), dtype, seed=seed, epoch=epoch)

@@ -52,3 +52,27 @@ def test_the_functions_equal_their_tools(tmp_path):
     with pytest.raises(kerash.errors.DataError):
         kerash.predict(str(tmp_path / "api"), np.ones((2, 4)))
     assert set(kerash.api.PUBLIC) == set(kerash._API)
+
+
+def test_sequences_of_different_lengths_as_lists(tmp_path, monkeypatch):
+    """A list of sequences of different lengths is padded as the tools pad text blocks: training, evaluating
+    and classifying through the API equal the tools on the same sequences written as blocks."""
+    import kerash
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 2, size=int(rng.integers(2, 9))).astype(float) for _ in range(60)]
+    labels = [int(s.sum()) % 2 for s in seqs]
+    (tmp_path / "m.model").write_text("1 1 1\ninput\ngru 6\ndense 2 softmax\n")
+    (tmp_path / "x.txt").write_text("\n".join("".join(f"{v:g}\n" for v in s) for s in seqs))
+    (tmp_path / "y.txt").write_text("".join(f"{v}\n" for v in labels))
+    kerash.init("m.model", "api", seed=1, dtype="float64")
+    run(["model-init", "m.model", "-o", "tool", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    kerash.train("api", seqs, labels, epochs=2, batch_size=10, seed=3, workers=1)
+    run(["train", "tool", "-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "10", "--seed", "3",
+         "--workers", "1"], cwd=tmp_path)
+    for key in ("layer_01/W.npy", "layer_01/bh.npy", "layer_02/W.npy"):
+        assert (tmp_path / "api" / key).read_bytes() == (tmp_path / "tool" / key).read_bytes()
+    classes = kerash.classify("api", seqs)
+    assert classes.tolist() == [int(c) for c in run(["predict", "tool", "x.txt", "--classes"],
+                                                    cwd=tmp_path).stdout.split()]
