@@ -235,19 +235,21 @@ class LSTM(_Recurrent):
         dz = np.empty_like(acts)  # (4, T, N, H): i, f, g, o
         dh = np.empty((n, h), dtype=hs.dtype)
         dc = np.empty((n, h), dtype=hs.dtype)
+        tmp = np.empty((n, h), dtype=hs.dtype)
         back = np.empty((4, n, h), dtype=hs.dtype)
+        given = set(np.flatnonzero(dh_out.reshape(steps, -1).any(axis=1)).tolist())  # steps with an output gradient
         for t in range(steps - 1, -1, -1):
             d = dz[:, t]
             if t == steps - 1:
                 dh[...] = dh_out[t]
                 np.multiply(dh, through[t], out=dc)
             else:
-                np.add(back[0], back[1], out=dh)
-                dh += back[2]
-                dh += back[3]
-                dh += dh_out[t]
+                np.sum(back, axis=0, out=dh)  # the state's gradient through the four gates
+                if t in given:
+                    dh += dh_out[t]
                 dc *= gf[t + 1]
-                dc += dh * through[t]
+                np.multiply(dh, through[t], out=tmp)
+                dc += tmp
             np.multiply(dc, factors[0, t], out=d[0])
             np.multiply(dc, factors[1, t], out=d[1])
             np.multiply(dc, factors[2, t], out=d[2])
