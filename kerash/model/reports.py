@@ -32,6 +32,21 @@ def connections(node):
     return ", ".join(src + (RECURRENT_MARK if delay else "") for src, delay in node.inputs)
 
 
+def _timed(spec):
+    """{node name: whether its value has a time axis} of a model with lstm, gru or tdnn layers (else empty)."""
+    if not spec.whole_sequences:
+        return {}
+    timed = {}
+    for node in spec.nodes:
+        if node.kind == INPUT:
+            timed[node.name] = True
+        elif getattr(node.layer, "sequence_layer", False):
+            timed[node.name] = node.layer.every
+        else:
+            timed[node.name] = timed[node.inputs[0][0]]
+    return timed
+
+
 def summary_text(spec, name, frozen=()):
     """The model as a table of nodes, output shapes and parameter counts, as Keras prints it.
 
@@ -45,11 +60,14 @@ def summary_text(spec, name, frozen=()):
     columns += [("Activation", 0)]
     rows = []
     total = fixed = 0
+    timed = _timed(spec)
     for node in spec.nodes:
         count = sum(int(np.prod(v)) for v in shapes.get(node.key, {}).values()) if node.key else 0
         total += count
         fixed += count if node.key in frozen else 0
         shape = _input_shape(spec) if node.kind == INPUT else _shape_text(node.shape)
+        if timed.get(node.name):  # a value at every step of a sequence: Keras's (None, None, H)
+            shape = "(None, None, " + shape[len("(None, "):]
         row = [f" {node.name} ({_type_name(node)})", shape, f"{count:,}"]
         if graph:
             row.append(connections(node) or "-")
