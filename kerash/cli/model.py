@@ -246,6 +246,20 @@ def predict(
     _write_predictions(results, loaded, classes, fmt, output, rows)
 
 
+def _read_samples(model_dir, data, labels, lengths=None):
+    """(samples, labels) for the model: sequences of different lengths (blocks of text, --lengths, a ragged
+    .npz) for models whose recurrence is their own, else tensors as they come."""
+    from .. import model
+
+    spec = model.ModelDir(model_dir).spec
+    if lengths is None and not spec.whole_sequences and not spec.recurrent:
+        return _read(data), _read_labels(labels, model_dir)
+    from ..files import sequences
+
+    x = _read_sequences(data, lengths, spec)
+    return x, sequences.read_sequence_labels(labels, x, model.labels_are_names(model_dir))
+
+
 def _read_sequences(path, lengths, spec):
     import math
 
@@ -361,7 +375,7 @@ def backprop(
     from ..files.labels import WordLabels
 
     _check_stdin(inputs, labels)
-    x, y = _read(inputs), _read_labels(labels, model_dir)
+    x, y = _read_samples(model_dir, inputs, labels)
     picked = None
     if rows is not None:
         picked = ops.parse_indices(rows)
@@ -453,13 +467,8 @@ def evaluate(
     if categories.uses_table(model_dir, label_column, columns, drop):
         x, y, _ = categories.read_data(model_dir, data, label_column, columns, drop, warn=warn)
         y = y if label_column is not None else _read_labels(labels, model_dir)
-    elif lengths is not None or model.ModelDir(model_dir).spec.whole_sequences or model.ModelDir(model_dir).spec.recurrent:
-        from ..files import sequences
-
-        x = _read_sequences(data, lengths, model.ModelDir(model_dir).spec)
-        y = sequences.read_sequence_labels(labels, x, model.labels_are_names(model_dir))
     else:
-        x, y = _read(data), _read_labels(labels, model_dir)
+        x, y = _read_samples(model_dir, data, labels, lengths)
     if validation_of is not None:
         x, y = model.held_out(validation_of, x, y, _name(labels or data))
     result = model.evaluate(model_dir, x, y, dtype, (_name(data), _name(labels or data)))

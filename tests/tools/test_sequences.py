@@ -90,3 +90,18 @@ def test_refusals(tmp_path):
     (tmp_path / "bad-lengths.txt").write_text("2\n2\n")
     proc = run(["predict", "ok", "x.txt", "--lengths", "bad-lengths.txt"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "the lengths add up to 4 steps but x.txt has 3 rows")
+
+
+def test_backprop_and_the_confusion_picture_read_sequences_of_different_lengths(tmp_path):
+    seqs, labels = parity_data(tmp_path, count=30, seed=4)
+    (tmp_path / "m.model").write_text("1 1 1\ninput\nlstm 4\ndense 2 softmax\n")
+    run(["model-init", "m.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
+    run(["backprop", "m", "--inputs", "x.txt", "--labels", "y.txt", "-o", "g1"], cwd=tmp_path)
+    np.savez(tmp_path / "r.npz", *[s.astype(float) for s in seqs])
+    run(["backprop", "m", "--inputs", "r.npz", "--labels", "y.txt", "-o", "g2"], cwd=tmp_path)
+    for key in ("layer_01/W.npy", "layer_02/W.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "g1" / key), np.load(tmp_path / "g2" / key))
+    correct = dict(line.split("\t") for line in run(["evaluate", "m", "-x", "x.txt", "-y", "y.txt"],
+                                                   cwd=tmp_path).stdout.decode().splitlines())["correct"]
+    run(["kerash", "plot", "confusion", "m", "-x", "x.txt", "-y", "y.txt", "-o", "c.svg"], cwd=tmp_path)
+    assert f"{correct} of 30 correct" in (tmp_path / "c.svg").read_text()
