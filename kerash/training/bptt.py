@@ -6,7 +6,8 @@ and each stream into windows of K steps: batch w holds window w of every
 stream, in order, never shuffled.  Each window starts from the recurrent
 states its stream had at the end of the previous window (zeros for the
 first window of an epoch), taken as constants: gradients flow back K steps
-at most.  The states live in memory shared with the forked workers, a row
+at most.  A save in the middle of an epoch keeps the states the next window
+starts from (MODEL/bptt/), so that train goes on exactly where it stopped.  The states live in memory shared with the forked workers, a row
 per stream: the shards of a batch hold different streams, so whoever
 computes them, the same bits come out.
 """
@@ -78,3 +79,16 @@ class Carry:
         rows, windows = ids % self.streams, ids // self.streams
         for state, value in zip(self.states[node], final):
             state[(windows + 1) % self.slots, rows] = value
+
+    def arrays(self, window):
+        """The states window `window` starts from, as extra arrays of a save in the middle of an epoch."""
+        return {f"bptt/node{node}-{k}": np.array(state[window % self.slots])
+                for node, parts in self.states.items() for k, state in enumerate(parts)}
+
+    def restore(self, window, found):
+        """Put saved states (arrays()) back where window `window` reads them: a resumed epoch goes on exactly."""
+        for node, parts in self.states.items():
+            for k, state in enumerate(parts):
+                value = found.get(f"node{node}-{k}")
+                if value is not None and value.shape == state.shape[1:]:
+                    state[window % self.slots] = value

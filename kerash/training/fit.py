@@ -307,6 +307,8 @@ class Run:
             if not self.cfg.restart_epoch:
                 self.warn("the data changed since the interrupted epoch; restarting that epoch")
             position, partial = 0, {}
+        if position and self.carry is not None:  # --bptt: the states the next window starts from
+            self.carry.restore(position, self.md.load_extra("bptt"))
         self.event = "start:new-data" if changed else "start"
         cfg = self.cfg
         workers = cfg.workers

@@ -66,6 +66,8 @@ class Saver:
             extra["training/skip_estimate"] = run.skip
         extra.update(normalization.arrays(run.normalization))
         extra.update(imputation.arrays(run.fill))
+        if run.carry is not None and batch:  # train --bptt stopped inside an epoch: the streams' states
+            extra.update(run.carry.arrays(batch))
         files = {modelmod.CLASSES_FILE: modelmod.classes_text(run.classes)} if run.classes else {}
         if not self.rows_written:
             files[VALIDATION_ROWS] = validation_rows_text(run)

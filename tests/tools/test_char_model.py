@@ -59,3 +59,39 @@ def test_sample_streams_the_same_text_for_a_seed(tmp_path):
                               (["-v", "none.txt"], 2, "no vocabulary: none.txt does not exist")):
         assert_one_line_error(run(["kerash", "sample", "lm", *args], cwd=tmp_path, check=False), code, words)
     assert (tmp_path / "lm" / "vocabulary.txt").read_text() == (tmp_path / "chars.txt").read_text()
+
+
+def test_bptt_goes_on_exactly_after_an_interruption_inside_an_epoch(tmp_path):
+    import json
+    import random
+    import signal
+
+    (tmp_path / "corpus.txt").write_text(TEXT * 12)
+    run("kerash text encode corpus.txt -v chars.txt > ids.txt && head -n -1 ids.txt > x.txt && "
+        "tail -n +2 ids.txt > y.txt", cwd=tmp_path)
+    vocabulary = len((tmp_path / "chars.txt").read_text().splitlines())
+    (tmp_path / "lm.model").write_text(f"1 1 1\ninput\nembedding {vocabulary} 8\ngru 16 sequences\n"
+                                       f"dense {vocabulary} softmax\n")
+    common = ["-x", "x.txt", "-y", "y.txt", "--bptt", "5", "--batch-size", "4", "--optimizer", "adam", "--lr",
+              "0.01", "--seed", "1", "--workers", "1", "--dtype", "float64"]
+    for name in ("cut", "whole"):
+        run(["model-init", "lm.model", "-o", name, "--seed", "1"], cwd=tmp_path)
+    proc = subprocess.Popen(["train", "cut", *common, "--epochs", "1000"], cwd=tmp_path, env=tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"epoch\t")
+        assert proc.stdout.readline().startswith(b"1\t")
+        import time
+
+        time.sleep(random.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    until = str(state["epochs"] + 1)
+    run(["train", "cut", *common, "--until-epoch", until], cwd=tmp_path)
+    run(["train", "whole", *common, "--epochs", until], cwd=tmp_path)
+    for key in ("layer_01/W.npy", "layer_02/W.npy", "layer_02/bh.npy", "layer_03/W.npy"):
+        assert (tmp_path / "cut" / key).read_bytes() == (tmp_path / "whole" / key).read_bytes(), (key, state)
