@@ -269,7 +269,7 @@ def mutate(parent_text, rng, seen=()):
         if normal == parent_text or normal in seen:
             continue
         return normal, done[0], done[1]
-    raise KerashError("no new valid child in {TRIES} draws")
+    raise KerashError(f"no new valid child in {TRIES} draws")
 
 
 def inherit(child_spec, parent_spec, parent_params, fresh, rng, dtype=np.float32):

@@ -101,8 +101,8 @@ def inherit(super_spec, specs, params_list, ends, rng, dtype=np.float32):
             k = int(node.name[1:])
             target["a"][...] = [np.log(k - 1), 0.0]
             continue
-        k, original = (0, node.name) if node.name == "output" else (int(node.name[1:].split("_")[0]) - 1,
-                                                                      node.name.split("_", 1)[1])
+        k, original = (0, specs[0].nodes[-1].name) if node.name == "output" else (
+            int(node.name[1:].split("_")[0]) - 1, node.name.split("_", 1)[1])
         keys = {n.name: n.key for n in specs[k].nodes if n.key}
         source = params_list[k].get(keys.get(original))
         if source is not None:

@@ -122,9 +122,11 @@ def fit_vocabulary(table, categorical=None):
         numbers = [textformat.number(f, table.dialect) for f in cells]
         if k not in declared and all(v is not None for v in numbers):
             continue
-        if all(v is not None for v in numbers):  # numeric codes: in numeric order, written as they were
-            order = sorted(set(zip(numbers, (_cell(f) for f in cells))))
-            values = list(dict.fromkeys(text for _, text in order))
+        if all(v is not None for v in numbers):  # numeric codes: one per value (1 and 1.0 alike), in numeric order
+            first = {}
+            for value, cell in zip(numbers, cells):
+                first.setdefault(value, _cell(cell))
+            values = [first[value] for value in sorted(first)]
         else:
             values = sorted({_cell(f) for f in cells})
         if not values:
@@ -177,15 +179,18 @@ def _numbers(table, k, out):
 
 
 def _one_hot(table, k, values, out, warn):
-    index = {v: i for i, v in enumerate(values)}
+    codes = [textformat.number(v.encode(), table.dialect) for v in values]
+    numeric = all(c is not None for c in codes)  # numeric codes match by value: 1.0 is the category 1
+    index = {c: i for i, c in enumerate(codes)} if numeric else {v: i for i, v in enumerate(values)}
     unseen, missing = {}, 0
     for r, (_, fields) in enumerate(table.rows):
         if _missing(fields[k]):
             missing += 1
             continue
         cell = _cell(fields[k])
-        if cell in index:
-            out[r, index[cell]] = 1.0
+        key = textformat.number(fields[k], table.dialect) if numeric else cell
+        if key in index:
+            out[r, index[key]] = 1.0
         else:
             unseen[cell] = unseen.get(cell, 0) + 1
     if unseen and warn:

@@ -86,9 +86,12 @@ class TimeDelay(Layer):
     def macs(self, shapes):
         return len(self.offsets) * size_of(shapes[0]) * self.units
 
-    def _gathered(self, x):
-        """(N, T, K·I): for each step, its input at every offset side by side (zeros outside the sequence)."""
+    def _gathered(self, x, inside):
+        """(N, T, K·I): for each step, its input at every offset side by side; zeros outside the sequence (before
+        its first step, or after its own last: `inside` (N, T), None when every sequence fills T)."""
         n, steps, i = x.shape
+        if inside is not None:  # the padding after a shorter sequence holds what the layers before made of zeros
+            x = x * inside[:, :, None]
         out = np.zeros((n, steps, len(self.offsets), i), dtype=x.dtype)
         for k, o in enumerate(self.offsets):
             lo, hi = max(0, -o), min(steps, steps - o)
@@ -99,14 +102,15 @@ class TimeDelay(Layer):
     def forward(self, p, x, lengths=None, initial=None):
         n, steps = x.shape[:2]
         x = x.reshape(n, steps, -1)
-        rows = self._gathered(x).reshape(n * steps, -1)
+        inside = None if lengths is None else (np.arange(steps)[None, :] < lengths[:, None]).astype(x.dtype)
+        rows = self._gathered(x, inside).reshape(n * steps, -1)
         z = rows @ p["W"]
         z += p["b"]
         a = self.activation.forward(z)
-        return a.reshape(n, steps, self.units), (rows, x.shape, z, a)
+        return a.reshape(n, steps, self.units), (rows, x.shape, z, a, inside)
 
     def backward(self, p, g, ctx, dy, need_dx=True, accumulate=False):
-        rows, shape, z, a = ctx
+        rows, shape, z, a, inside = ctx
         n, steps, i = shape
         dz = self.activation.backward(z, a, dy.reshape(n * steps, self.units))
         if g is not None:
@@ -124,4 +128,6 @@ class TimeDelay(Layer):
             lo, hi = max(0, -o), min(steps, steps - o)
             if lo < hi:
                 dx[:, lo + o:hi + o] += dg[:, lo:hi, k]
+        if inside is not None:
+            dx *= inside[:, :, None]
         return (dx,)

@@ -103,6 +103,12 @@ def check_finite(a, where, first_row=0):
                             f"data must be finite numbers{hint} ({where})")
 
 
+def unpadded(x, spec, where="data"):
+    """The steps of sequences of different lengths without their padding (rows (M, I)); x itself otherwise."""
+    padded = padding_of(x, where) if spec.whole_sequences else None
+    return x if padded is None else x[~padded]
+
+
 def padding_of(x, where="data"):
     """The padded steps (N, T) of sequences of different lengths — steps all nan after a sequence's last — or None.
 

@@ -92,6 +92,13 @@ def read_net(text, where="<net>", bias=True):
     if sorted(outputs) != deepest:
         raise ModelError(f"{where}: kerash builds layers by depth: the output units ({' '.join(map(str, outputs))}) "
                          f"must be exactly the deepest ones ({' '.join(map(str, deepest))})")
+    layer_of = {}  # a named weight may be shared within one layer (one connect node), not across layers
+    for source, target, weight, lineno in conns:
+        if weight is not None:
+            level = depth[target]
+            if layer_of.setdefault(weight, (level, lineno))[0] != level:
+                raise ModelError(f"{where}:{lineno}: weight {weight} is shared by units of layers {layer_of[weight][0]} "
+                                 f"and {level} (line {layer_of[weight][1]}): kerash ties weights within a layer only")
     out = [f"# read by kerash dynet from {where}: {units} units, {len(inputs)} inputs, {len(outputs)} outputs, "
            f"{len(conns)} conns", f"(input, {len(data_inputs)})"]
     available = list(data_inputs)  # the units side by side that the next layer reads

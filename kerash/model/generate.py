@@ -37,6 +37,11 @@ def generate(net, prime, length, temperature=1.0, top_k=None, seed=None):
     if not net.whole or not net.timed[-1]:
         raise UsageError("kerash sample needs a model that reads token ids and answers at every step "
                          "(e.g. embedding, lstm … sequences, dense V softmax)")
+    stateless = [layer.kind for layer in net.layers if getattr(layer, "sequence_layer", False)
+                 and not getattr(layer, "stateful", False)]
+    if stateless:  # a tdnn reads steps around each one: a step at a time, it would see zeros there
+        raise UsageError(f"kerash sample generates a step at a time, carrying lstm and gru states; a {stateless[0]} "
+                         "layer reads the steps around each step, which a step at a time cannot give it")
     if temperature <= 0:
         raise UsageError(f"--temperature must be > 0, not {temperature}")
     if top_k is not None and top_k < 1:

@@ -17,7 +17,7 @@ parameters in layer_NN.
 
 from .. import functions, layers
 from ..errors import KerashError, ModelError, close_matches
-from .spec import INPUT, MAX_VALUES, ModelSpec, NodeSpec, check_sizes, default_loss
+from .spec import INPUT, MAX_VALUES, ModelSpec, NodeSpec, check_sizes, check_time_axes, default_loss
 
 
 def fail(where, lineno, message):
@@ -140,6 +140,7 @@ def parse_lines(text, where="<model>", input_size=None):
         spec.weight_init, spec.bias_init = init
     spec.loss = loss if loss is not None else default_loss(found[-1])
     check_sizes(spec, where)
+    check_time_axes(spec, where)
     return spec
 
 

@@ -25,7 +25,7 @@ from .. import functions, layers
 from ..layers.merge import OPS
 from ..errors import KerashError, ModelError, close_matches
 from .lines import init_text, parse_init
-from .spec import INPUT, SPLIT, TAP, ModelSpec, NodeSpec, check_sizes
+from .spec import INPUT, SPLIT, TAP, ModelSpec, NodeSpec, check_sizes, check_time_axes
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SYMBOLS = set("(){}[]<>,|")
@@ -354,6 +354,7 @@ def parse_mdl(text, where="<model>", input_size=None):
             number += 1
             node.key = f"layer_{number:02d}"
     check_sizes(spec, where)
+    check_time_axes(spec, where)
     return spec
 
 

@@ -110,6 +110,31 @@ def check_sizes(spec, where):
                                  f"more than {MAX_VALUES}")
 
 
+def check_time_axes(spec, where):
+    """Refuse, at its line, a sequence layer (lstm, gru, tdnn) that reads one value per sequence — what an lstm
+    or gru returning its last step gives — or a merge of values with and without a time axis."""
+    from ..errors import ModelError
+
+    if not spec.whole_sequences:
+        return
+    timed = {}
+    for node in spec.nodes:
+        reads = [timed[src] for src, _ in node.inputs]
+        named = node.name if spec.format == "mdl" else node.kind
+        if node.kind == INPUT:
+            timed[node.name] = True
+        elif getattr(node.layer, "sequence_layer", False):
+            if not reads[0]:
+                raise ModelError(f"{where}:{node.lineno}: {named}: reads sequences, but what comes before it gives "
+                                 "one value per sequence (an lstm or gru returning its last step): make that one "
+                                 "return every step ('sequences')")
+            timed[node.name] = node.layer.every
+        else:
+            if len(set(reads)) > 1:
+                raise ModelError(f"{where}:{node.lineno}: {named}: merges a value at every step with one per sequence")
+            timed[node.name] = reads[0]
+
+
 def default_loss(last_layer):
     """cross_entropy after softmax, else mse."""
     act = getattr(last_layer, "activation", None)

@@ -136,7 +136,7 @@ class Network:
         if self.whole:
             for i in range(1, n):
                 reads = [self.timed[j] for j, _, _ in self.sources[i]]
-                if getattr(self.layers[i], "sequence_layer", False):
+                if getattr(self.layers[i], "sequence_layer", False):  # (spec.check_time_axes: reads[0] is timed)
                     self.timed[i] = self.layers[i].every
                 else:
                     self.timed[i] = reads[0]

@@ -18,7 +18,7 @@ from .. import model as modelmod
 from ..errors import DataError, UsageError, close_matches
 from ..files.labels import WordLabels
 from ..model import imputation, normalization
-from ..model.data import prepare
+from ..model.data import prepare, unpadded
 from ..network import Objective, targets_are_classes
 from ..processes import limit_blas_threads, mpi_size, prewarm_blas, tune_allocator, usable_cores
 from . import batches, bptt
@@ -121,10 +121,10 @@ class Run:
         if fitting:
             self.fill = imputation.fit(self.x, spec, self.train_idx, cfg.impute)
             self.x = imputation.fill(self.x, self.fill, spec)
-            modelmod.check_finite(self.x, names[0])
+            modelmod.check_finite(unpadded(self.x, spec), names[0])  # the padding of shorter sequences stays nan
             if val is not None:
                 self.vx = imputation.fill(self.vx, self.fill, spec)
-                modelmod.check_finite(self.vx, names[2])
+                modelmod.check_finite(unpadded(self.vx, spec), names[2])
         if val is None:
             self.vx = self.x[val_idx] if len(val_idx) else None
             self.vy = self.y[val_idx] if len(val_idx) else None
@@ -237,6 +237,9 @@ class Run:
                              "not --validation-split")
         if uses_mpi(cfg):
             raise UsageError("--bptt runs in one machine's processes (--workers), not over MPI")
+        if cfg.skip_below is not None:  # a skipped window would not pass its states on
+            raise UsageError("--bptt reads every window in order, carrying states: it cannot skip samples "
+                             "(--skip-below)")
         self.x, self.y = bptt.stream_windows(self.x, self.y, self.batch_size, cfg.bptt)
         self.carry = bptt.Carry(self.net, self.batch_size, len(self.x) // self.batch_size)
         self.note(f"--bptt {cfg.bptt}: {self.batch_size} streams of {len(self.x) // self.batch_size} windows")

@@ -68,3 +68,9 @@ def test_networks_kerash_cannot_build_are_refused(tmp_path, net, words):
     proc = run(["kerash", "dynet", "bad.net", "-o", "bad.mdl"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, words)
     assert not (tmp_path / "bad.mdl").exists()
+
+
+def test_a_weight_shared_across_layers_is_refused(tmp_path):
+    (tmp_path / "t.net").write_text("4 units\n2 inputs\n0 1\n1 outputs\n3\n3 conns\n1 2 wa\n2 3 wa\n0 3\n")
+    proc = run(["kerash", "dynet", "t.net", "-o", "t.mdl"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "weight wa is shared by units of layers 1 and 2")

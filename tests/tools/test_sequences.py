@@ -105,3 +105,27 @@ def test_backprop_and_the_confusion_picture_read_sequences_of_different_lengths(
                                                    cwd=tmp_path).stdout.decode().splitlines())["correct"]
     run(["kerash", "plot", "confusion", "m", "-x", "x.txt", "-y", "y.txt", "-o", "c.svg"], cwd=tmp_path)
     assert f"{correct} of 30 correct" in (tmp_path / "c.svg").read_text()
+
+
+def test_review_findings_are_refused_or_right(tmp_path):
+    """A sequence layer after one that returns the last step is refused at model-init; --impute works on
+    sequences of different lengths; --bptt refuses --skip-below; kerash sample refuses a tdnn model."""
+    (tmp_path / "a.model").write_text("1 1 1\ninput\nlstm 4\ngru 3\ndense 2 softmax\n")
+    proc = run(["model-init", "a.model", "-o", "a"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "a.model:4: gru: reads sequences", "'sequences'")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "x.txt").write_text("1 0.5\nnan 1\n0 2\n\n1 1\n\n0 0\n1 nan\n")  # a value missing, not a step
+    (tmp_path / "y.txt").write_text("1\n0\n1\n")
+    (tmp_path / "m.model").write_text("2 1 1\ninput\ngru 3 sequences\ntdnn 2 identity -1..1\ngru 2\n"
+                                      "dense 2 softmax\n")
+    run(["model-init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--impute", "mean", "--epochs", "1"], cwd=tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "m" / "imputation" / "values.npy"), [0.6, 0.9])
+    proc = run(["train", "m", "-x", "x.txt", "-y", "y.txt", "--bptt", "2", "--skip-below", "0.1"], cwd=tmp_path,
+               check=False)
+    assert_one_line_error(proc, 2, "--skip-below")
+    (tmp_path / "t.model").write_text("1 1 1\ninput\nembedding 3 2\ntdnn 3 tanh -1..1\ndense 3 softmax\n")
+    (tmp_path / "v.txt").write_text("<unk>\na\nb\n")
+    run(["model-init", "t.model", "-o", "t", "--vocabulary", "v.txt"], cwd=tmp_path)
+    proc = run(["kerash", "sample", "t", "-n", "3"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "a tdnn layer reads the steps around each step")

@@ -353,3 +353,15 @@ def test_category_columns_are_one_hot_with_a_vocabulary_kept_by_the_model(tmp_pa
         assert not (tmp_path / "bad").exists()
     proc = run(["train", "h", "-x", "t.csv", *table, "--epochs", "1"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 1, "not a number in column 'colour'", "model-init MODEL_FILE --data FILE")
+
+
+def test_numeric_category_codes_match_by_value(tmp_path):
+    (tmp_path / "t.csv").write_text("size,v,label\n1,0.5,a\n2,0.1,b\n1.0,0.3,a\n3,0.2,b\n")
+    (tmp_path / "m.model").write_text("input\ndense 2 softmax\n")
+    run(["model-init", "m.model", "-o", "m", "--data", "t.csv", "--label-column", "label", "--categorical", "size",
+         "--seed", "1"], cwd=tmp_path)
+    assert (tmp_path / "m" / "categories.tsv").read_text() == "size\t1\t2\t3\n"  # 1 and 1.0: one category
+    (tmp_path / "new.csv").write_text("size,v,label\n1.00,0.5,a\n2e0,0.1,b\n")
+    proc = run(["predict", "m", "new.csv", "--label-column", "label", "--node", "input"], cwd=tmp_path)
+    np.testing.assert_array_equal(parse(proc.stdout), [[1, 0, 0, 0.5], [0, 1, 0, 0.1]])
+    assert b"no category" not in proc.stderr

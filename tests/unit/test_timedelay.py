@@ -82,3 +82,35 @@ def test_stacked_time_delay_networks_in_both_formats(text):
     x[1, 5:] = np.nan
     y = np.where(np.isnan(x[..., :1]), np.nan, np.eye(2)[rng.integers(0, 2, size=(3, 8))])
     assert_network_gradient(net, objective, x, y, tol=1e-6)
+
+
+def test_a_padded_sequence_equals_itself_alone_after_layers_that_fill_the_padding():
+    """The padding after a shorter sequence is not zero after an embedding, a dense layer with a bias or another
+    tdnn: a tdnn reading ahead must still see zeros beyond each sequence's own last step."""
+    spec = model.parse_model("1 1 1\ninput\nembedding 5 3\ndense 4 tanh\ntdnn 3 tanh -1..2\ntdnn 2 identity 0,1\n"
+                             "dense 2 softmax\n", "m")
+    net = model.build_network(spec, np.float64)
+    params = model.init_params(spec, 4, np.float64)
+    for d in params.values():
+        if "b" in d:
+            d["b"][...] = 0.3
+    net.set_params(params)
+    net.use_arena()
+    objective = Objective(spec.loss, net)
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 5, size=t).astype(float) for t in (6, 3, 1)]
+    x = np.full((3, 6, 1), np.nan)
+    for k, s in enumerate(seqs):
+        x[k, :len(s), 0] = s
+    y = np.where(np.isnan(x), np.nan, np.eye(2)[rng.integers(0, 2, size=(3, 6))])
+    together = net.forward(x)
+    losses, _ = net.gradient(objective, x, y, 1.0)
+    batch = net.arena.grads.copy()
+    summed = np.zeros_like(batch)
+    for k, s in enumerate(seqs):
+        alone = net.forward(s.reshape(1, -1, 1))
+        np.testing.assert_allclose(alone[0], together[k, :len(s)], rtol=1e-12, atol=1e-14)
+        alone_losses, _ = net.gradient(objective, s.reshape(1, -1, 1), y[k:k + 1, :len(s)], 1.0)
+        np.testing.assert_allclose(alone_losses[0], losses[k], rtol=1e-12)
+        summed += net.arena.grads
+    np.testing.assert_allclose(batch, summed, rtol=1e-10, atol=1e-14)
