@@ -85,6 +85,8 @@ def evolve(
         sys.stderr.write(f"evolve: interrupted by {signal.Signals(e.signal).name} before a genome was evaluated; "
                          f"nothing written\n")
         return 128 + e.signal
+    if cfg.union_skipped:
+        sys.stderr.write(f"evolve: warning: {cfg.union_skipped}\n")
     evolution.write_best(best, output, rows, seed, force, inputs)
     if inputs["stopped"]:
         sys.stderr.write(f"evolve: interrupted by {signal.Signals(inputs['stopped']).name}; the best genome so far, "

@@ -136,6 +136,12 @@ def init(
         from ..files import vocabulary as vocab
 
         tokens = vocab.parse(tensorio.read_bytes(vocabulary, limit=1 << 28).decode("utf-8", "replace"), vocabulary)
+        first = spec.nodes[1].layer
+        if first is not None and first.kind == "embedding" and first.vocabulary != len(tokens):
+            from ..errors import UsageError
+
+            raise UsageError(f"--vocabulary {vocabulary} holds {len(tokens)} tokens, but the embedding reads "
+                             f"{first.vocabulary}")
         files = {"vocabulary.txt": vocab.text_of(tokens)}
     if categories_found:
         from ..files.columns import vocabulary_text
@@ -193,7 +199,9 @@ def predict(
     lists the nodes.
 
     With --classes, one class per sample, or a row of T classes per sequence
-    (tab-separated names when the model has MODEL/classes.txt).  A model
+    (tab-separated names when the model has MODEL/classes.txt); for lstm,
+    gru and tdnn models answering at every step, a block of classes (a row
+    per step) per sequence.  A model
     with lstm or gru layers reads sequences of different lengths (blocks of
     rows between blank lines, or --lengths) and answers in kind: a row per
     sequence when it returns the last step, else a block of rows per

@@ -69,8 +69,6 @@ def text(
     token_lists = [vocab.tokens(part, words) for part in parts]
     if not exists:
         known = vocab.fit(token_lists)
-        with fs.atomic_file(vocabulary) as f:
-            f.write(vocab.text_of(known).encode("utf-8"))
     blocks, unknown = [], 0
     for found in token_lists:
         if not found:
@@ -81,6 +79,9 @@ def text(
     if unknown:
         warn(f"{unknown} tokens of {where} are not in {vocabulary}: encoded as 0 (<unk>)")
     tensorio.write_chunks(["\n".join(blocks).encode()], output)
+    if not exists:  # after the ids: a failure to write them leaves no vocabulary behind
+        with fs.atomic_file(vocabulary) as f:
+            f.write(vocab.text_of(known).encode("utf-8"))
     sys.stdout.flush()
 
 
@@ -115,7 +116,7 @@ def sample(
     from ..errors import UsageError
     from ..files import tensorio
     from ..files import vocabulary as vocab
-    from ..model.generate import generate
+    from ..model.generate import check, generate
 
     path = vocabulary or os.path.join(model_dir, "vocabulary.txt")
     if not os.path.exists(path):
@@ -127,8 +128,9 @@ def sample(
     width = loaded.net.layers[1].vocabulary if loaded.net.layers[1].kind == "embedding" else None
     if width is not None and width != len(known):
         raise UsageError(f"{path} holds {len(known)} tokens but the model's embedding reads {width}")
+    check(loaded.net, len(known), temperature, top_k)  # before the prime is written
     if prime is None:
-        prime = "\n" if "\n" in known else known[1]
+        prime = "\n" if "\n" in known else known[min(1, len(known) - 1)]
     ids, unknown = vocab.encode(vocab.tokens(prime, words), known)
     if not len(ids):
         raise UsageError("--prime holds no token")

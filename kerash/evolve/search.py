@@ -66,6 +66,7 @@ class EvolveConfig:
     max_evaluations: int = None  # budgets: genomes evaluated, wall-clock seconds (besides the generations)
     max_seconds: float = None
     union: int = 0  # unite the best K graphs into a supergraph, train it, derive and fine-tune (union.py)
+    union_skipped: str = None  # why no supergraph was made (fewer than 2 distinct graphs)
 
 
 @dataclass
@@ -392,6 +393,8 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels"), va
         raise UsageError("--population and --epochs-per-eval must be ≥ 1, --generations ≥ 0")
     if cfg.fitness not in ("train", "validation"):
         raise UsageError(f"--fitness must be train or validation, not {cfg.fitness!r}")
+    if cfg.union == 1 or cfg.union < 0:
+        raise UsageError(f"--union unites K ≥ 2 graphs (0: none), not {cfg.union}")
     for name, value in (("--max-evaluations", cfg.max_evaluations), ("--max-seconds", cfg.max_seconds)):
         if value is not None and not value > 0:
             raise UsageError(f"{name} must be > 0, not {value}")
@@ -409,6 +412,8 @@ def evolve(x, y, cfg, start_text=None, report=None, names=("data", "labels"), va
     modelmod.check_finite(np.asarray(y, dtype=np.float64), names[1])
     text = start_text or scratch_text(x, y)
     spec = modelmod.parse_model(text, "start")
+    if cfg.union and spec.format != "mdl":
+        raise UsageError("--union unites graphs: start from an MDL description (--from FILE.mdl)")
     if classes is not None:
         modelmod.check_class_count(spec, classes, names[1])
     xs, ys = prepare(spec, x, y, dtype=np.float32, names=names)
@@ -511,7 +516,8 @@ def _unite(population, xs, ys, train_idx, val_idx, cfg, rows, report):
             ranked.append(g)
             texts.add(g.text)
     parents = ranked[:cfg.union]
-    if len(parents) < 2:
+    if len(parents) < 2:  # said (evolve warns), rather than silently nothing
+        cfg.union_skipped = f"--union {cfg.union}: the last population holds {len(parents)} distinct graph; no supergraph"
         return []
     generation = (int(rows[-1]["generation"]) if rows else 0) + 1
     rng = np.random.default_rng([cfg.seed, generation, 0])

@@ -17,6 +17,7 @@ length from it.  Targets of every step are padded alike.
 """
 
 import io
+import os
 
 import numpy as np
 
@@ -43,12 +44,20 @@ def block_lengths(data):
     return lengths
 
 
-def pad(sequences, dtype=np.float64):
-    """Sequences (each (L, …) or (L,)) as one (N, T, …) array, the steps after each one's end nan."""
+def pad(sequences, dtype=np.float64, where="data"):
+    """Sequences (each (L, …) or (L,)) as one (N, T, …) array, the steps after each one's end nan.
+
+    A step whose values are all missing is refused: nan steps are how the padding is told apart.
+    """
     sequences = [np.asarray(s) for s in sequences]
     sequences = [s[:, None] if s.ndim == 1 else s for s in sequences]
     if not sequences:
         raise DataError("no sequences")
+    for k, s in enumerate(sequences):
+        empty = np.isnan(s.reshape(len(s), -1)).all(axis=1) if s.dtype.kind == "f" and len(s) else []
+        if np.any(empty):
+            raise DataError(f"sequence {k + 1}, step {int(np.argmax(empty)) + 1}: every value is missing; kerash "
+                            f"tells a shorter sequence's padding by such steps: give at least one value ({where})")
     steps = max(len(s) for s in sequences)
     out = np.full((len(sequences), steps) + sequences[0].shape[1:], np.nan, dtype=dtype)
     for k, s in enumerate(sequences):
@@ -61,8 +70,8 @@ def pad(sequences, dtype=np.float64):
 def split(rows, lengths, where):
     """Rows of steps one after another, cut into sequences of `lengths`."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    if int(lengths.sum()) != len(rows):
-        raise DataError(f"the lengths add up to {int(lengths.sum())} steps but {where} has {len(rows)} rows")
+    if int(lengths.sum(dtype=object)) != len(rows):
+        raise DataError(f"the lengths add up to {int(lengths.sum(dtype=object))} steps but {where} has {len(rows)} rows")
     ends = np.cumsum(lengths)
     return [rows[end - n:end] for n, end in zip(lengths, ends)]
 
@@ -71,7 +80,7 @@ def read_lengths(path):
     """Sequence lengths from a file: one positive whole number per sequence."""
     where = tensorio.source_name(path)
     values = np.asarray(tensorio.read_tensor(path), dtype=np.float64).reshape(-1)
-    if not len(values) or np.any(values != np.floor(values)) or np.any(values < 1):
+    if not len(values) or np.any(values != np.floor(values)) or np.any(values < 1) or np.any(values > 2**40):
         raise DataError(f"{where} must hold one positive whole number per sequence (its length)")
     return values.astype(np.int64)
 
@@ -103,14 +112,14 @@ def read_sequences(source, dtype=None, lengths=None, width=None):
             array[np.arange(array.shape[1])[None, :] >= lengths[:, None]] = np.nan
             return array
         rows = array.reshape(len(array), -1) if array.ndim != 1 else array[:, None]
-        return pad(split(rows, lengths, where), dtype or np.float64)
+        return pad(split(rows, lengths, where), dtype or np.float64, where)
     if found is not None and len(found) == 1 and array.ndim == 2 and array.shape[1] == (width or array.shape[1]):
-        return array[None].astype(dtype or np.float64, copy=False)  # one block of rows: one sequence
+        return pad([array], dtype or np.float64, where)  # one block of rows: one sequence
     if found is not None and len(found) > 1:
         if table.columns is not None:  # a header row of names counts in the first block
             found[0] -= 1
         rows = array.reshape(len(array), -1) if array.ndim != 1 else array[:, None]
-        return pad(split(rows, found, where), dtype or np.float64)
+        return pad(split(rows, found, where), dtype or np.float64, where)
     return array
 
 
@@ -149,6 +158,16 @@ def read_sequence_labels(source, x, names=False):
     if isinstance(labels, WordLabels):
         raise DataError(f"{where}: class names at every step of sequences of different lengths: give class "
                         "indices 0..K-1 instead")
+    if isinstance(source, str) and source != "-" and os.path.isfile(source):  # a file can be read again
+        data = tensorio.read_bytes(source, limit=1 << 34)
+        blocks = block_lengths(data) if not data.startswith(tensorio.NPY_MAGIC) else []
+        if len(blocks) > 1:  # blocks of labels: each as long as its sequence
+            for k, (have, want) in enumerate(zip(blocks, steps.tolist())):
+                if have != want:
+                    raise DataError(f"{where}: block {k + 1} holds {have} labels but sequence {k + 1} has {want} "
+                                    "steps")
+            if len(blocks) != len(steps):
+                raise DataError(f"{where}: {len(blocks)} blocks of labels for {len(steps)} sequences")
     rows = np.asarray(labels, dtype=np.float64)
     rows = rows[:, None] if rows.ndim == 1 else rows.reshape(len(rows), -1)
     return pad(split(rows, steps, where))

@@ -17,11 +17,16 @@ from ..errors import ModelError
 from .base import Layer, int_args, register, size_of
 
 
+MAX_OFFSETS, MAX_OFFSET = 1024, 100_000  # a window of the steps around each step, not a whole recording
+
+
 def parse_offsets(text):
     """[offsets] of '-2..2' or '-3,0,3'."""
     try:
         if ".." in text:
             low, high = (int(v) for v in text.split(".."))
+            if high - low >= MAX_OFFSETS:
+                raise ModelError(f"tdnn: at most {MAX_OFFSETS} offsets, not {text!r}")
             found = list(range(low, high + 1))
         else:
             found = [int(v) for v in text.split(",")]
@@ -29,6 +34,8 @@ def parse_offsets(text):
         found = []
     if not found or len(set(found)) != len(found):
         raise ModelError(f"tdnn: OFFSETS are distinct whole numbers, as '-2..2' or '-3,0,3', not {text!r}")
+    if len(found) > MAX_OFFSETS or max(abs(o) for o in found) > MAX_OFFSET:
+        raise ModelError(f"tdnn: at most {MAX_OFFSETS} offsets, each within ±{MAX_OFFSET} steps, not {text!r}")
     return found
 
 

@@ -63,6 +63,13 @@ def read_net(text, where="<net>", bias=True):
         conns.append((int(values[0]), int(values[1]), values[2] if len(values) == 3 else None, lineno))
     if len(conns) != count:
         raise ModelError(f"{where}: {count} conns announced, {len(conns)} listed")
+    seen = {}
+    for source, target, weight, lineno in conns:
+        if (source, target) in seen:
+            raise ModelError(f"{where}:{lineno}: the connection {source} {target} again (line {seen[(source, target)]})")
+        seen[(source, target)] = lineno
+        if weight is not None and not weight.replace("_", "").isalnum():
+            raise ModelError(f"{where}:{lineno}: a weight's name is letters, digits and _, not {weight!r}")
     for source, target, _, lineno in conns:
         if source >= units or target >= units:
             raise ModelError(f"{where}:{lineno}: unit {max(source, target)} of a network of {units} units")

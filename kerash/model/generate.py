@@ -32,8 +32,8 @@ def next_token(probabilities, rng, temperature=1.0, top_k=None):
     return int(rng.choice(len(p), p=p / total))
 
 
-def generate(net, prime, length, temperature=1.0, top_k=None, seed=None):
-    """Yield `length` token ids drawn one after another, after the ids `prime` (at least one)."""
+def check(net, vocabulary=None, temperature=1.0, top_k=None):
+    """Refuse what generation cannot do, before anything is written."""
     if not net.whole or not net.timed[-1]:
         raise UsageError("kerash sample needs a model that reads token ids and answers at every step "
                          "(e.g. embedding, lstm … sequences, dense V softmax)")
@@ -42,10 +42,18 @@ def generate(net, prime, length, temperature=1.0, top_k=None, seed=None):
     if stateless:  # a tdnn reads steps around each one: a step at a time, it would see zeros there
         raise UsageError(f"kerash sample generates a step at a time, carrying lstm and gru states; a {stateless[0]} "
                          "layer reads the steps around each step, which a step at a time cannot give it")
-    if temperature <= 0:
-        raise UsageError(f"--temperature must be > 0, not {temperature}")
+    if vocabulary is not None and net.output_width != vocabulary:
+        raise UsageError(f"the model answers with {net.output_width} values a step, but its vocabulary has "
+                         f"{vocabulary} tokens")
+    if not (0.01 <= temperature <= 100):  # beyond: all the weight on one token, or none on any
+        raise UsageError(f"--temperature must be between 0.01 and 100, not {temperature}")
     if top_k is not None and top_k < 1:
         raise UsageError(f"--top-k must be ≥ 1, not {top_k}")
+
+
+def generate(net, prime, length, temperature=1.0, top_k=None, seed=None):
+    """Yield `length` token ids drawn one after another, after the ids `prime` (at least one)."""
+    check(net, None, temperature, top_k)
     rng = np.random.default_rng(seed)
     out, states = net.forward_states(np.asarray(prime, dtype=net.dtype).reshape(1, -1, 1))
     for _ in range(length):

@@ -41,7 +41,14 @@ class RowsFile:
         first = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")),
                      len(lines))
         self.head = lines[:first]
-        self.lines = [line for line in lines[first:] if line.strip() and not line.lstrip().startswith("#")]
+        body = [line for line in lines[first:] if not line.lstrip().startswith("#")]
+        while body and not body[-1].strip():
+            body.pop()
+        if any(not line.strip() for line in body):  # rows in blocks: sequences of different lengths
+            raise DataError(f"{path} holds blocks of rows between blank lines (sequences): kerash split cuts rows "
+                            "and would break them; keep them apart as .npz (one array per sequence) or cut by block "
+                            "(awk 'BEGIN { RS = \"\" }')")
+        self.lines = [line for line in body if line.strip()]
 
     @property
     def rows(self):

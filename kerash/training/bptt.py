@@ -29,6 +29,7 @@ def stream_windows(x, y, streams, k):
     if length < 1:
         raise UsageError(f"--bptt: {len(xs)} steps cannot make {streams} streams (--batch-size): give a smaller "
                          "batch size")
+    k = min(k, length)  # a window longer than a stream is the whole stream
     count = -(-length // k)
 
     def cut(a):

@@ -129,3 +129,23 @@ def test_review_findings_are_refused_or_right(tmp_path):
     run(["model-init", "t.model", "-o", "t", "--vocabulary", "v.txt"], cwd=tmp_path)
     proc = run(["kerash", "sample", "t", "-n", "3"], cwd=tmp_path, check=False)
     assert_one_line_error(proc, 2, "a tdnn layer reads the steps around each step")
+
+
+def test_second_review_findings(tmp_path):
+    """Blocks of labels must match their sequences one by one; a step of only missing values is refused (it would
+    read as padding); tdnn offsets are bounded; --bptt longer than the stream is the whole stream."""
+    seqs, labels = parity_data(tmp_path, count=6, seed=2, every=True)
+    blocks = (tmp_path / "y.txt").read_text().split("\n\n")
+    first, second = blocks[0].splitlines(), blocks[1].splitlines()
+    blocks[0], blocks[1] = "\n".join(first[:-1]) + "\n", "\n".join([first[-1], *second]) + "\n"
+    (tmp_path / "moved.txt").write_text("\n".join(b if b.endswith("\n") else b + "\n" for b in blocks))
+    (tmp_path / "m.model").write_text("1 1 1\ninput\ngru 3 sequences\ndense 2 softmax\n")
+    run(["model-init", "m.model", "-o", "m", "--seed", "1"], cwd=tmp_path)
+    proc = run(["evaluate", "m", "-x", "x.txt", "-y", "moved.txt"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, f"block 1 holds {len(seqs[0]) - 1} labels but sequence 1 has {len(seqs[0])}")
+    (tmp_path / "hole.txt").write_text("1\n0\nnan\n\n1\n")
+    proc = run(["predict", "m", "hole.txt"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "sequence 1, step 3: every value is missing")
+    (tmp_path / "big.model").write_text("1 1 1\ninput\ntdnn 4 tanh -100000000..100000000\ndense 1 sigmoid\n")
+    proc = run(["model-init", "big.model", "-o", "big"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "tdnn: at most 1024 offsets")
