@@ -55,7 +55,7 @@ def test_sample_streams_the_same_text_for_a_seed(tmp_path):
     proc = subprocess.run("kerash sample lm -n 1000000 --seed 1 -t 3 | head -c 100 | wc -c", shell=True,
                           cwd=tmp_path, env=tool_env(), capture_output=True, timeout=60)
     assert proc.stdout.strip() == b"100"
-    for args, code, words in ((["-t", "0"], 2, "--temperature must be > 0"),
+    for args, code, words in ((["-t", "0"], 2, "--temperature must be between 0.01 and 100"),
                               (["-v", "none.txt"], 2, "no vocabulary: none.txt does not exist")):
         assert_one_line_error(run(["kerash", "sample", "lm", *args], cwd=tmp_path, check=False), code, words)
     assert (tmp_path / "lm" / "vocabulary.txt").read_text() == (tmp_path / "chars.txt").read_text()
