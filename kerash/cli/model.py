@@ -102,6 +102,7 @@ def init(
 
         table = tables.read_table(data, label_column, columns, drop)
         categories_found = tables.fit_vocabulary(table, categorical)
+        order = [table.key(k) for k in table.keep] if table.names else None
         size = (len(tables.feature_names(table, categories_found)), 1, 1)
     text = None
     if functions is not None:
@@ -148,6 +149,10 @@ def init(
         from ..model.categories import FILE
 
         files = dict(files or {}, **{FILE: vocabulary_text(categories_found)})
+    if categories_found is not None and order:  # a table with a header: its columns are found by name later
+        from ..model.categories import COLUMNS_FILE
+
+        files = dict(files or {}, **{COLUMNS_FILE: "".join(name + "\n" for name in order)})
     model.ModelDir.create(output, spec, params, model.new_state(seed, dt), origin=model_file, force=force,
                           functions=text, files=files)
 

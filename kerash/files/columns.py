@@ -211,15 +211,33 @@ def labels_of(table):
                        [lineno for lineno, _ in table.rows], table.where)
 
 
-def read_columns(path, label=None, columns=None, drop=None, dtype=None, vocabulary=None, warn=None):
+def in_order(table, order, where_from):
+    """The table with its feature columns in the order the model was made with (`order`: header names)."""
+    if not order or table.names is None:
+        return table
+    found = {table.key(k): k for k in table.keep}
+    if set(found) != set(order):
+        missing, extra = sorted(set(order) - set(found)), sorted(set(found) - set(order))
+        said = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                           f"not in it {', '.join(extra)}" if extra else "") if part)
+        raise DataError(f"{table.where}: the feature columns differ from those {where_from} was made with "
+                        f"({', '.join(order)}): {said}")
+    table.keep = [found[name] for name in order]
+    return table
+
+
+def read_columns(path, label=None, columns=None, drop=None, dtype=None, vocabulary=None, warn=None, order=None,
+                 where_from="the model"):
     """(samples (N, F) float, labels or None, feature names or None) of a table file.
 
     `label`: the labels' column (name or number from 1); its cells become
     numbers, or WordLabels when any is a word.  `columns` / `drop`: the
     feature columns to keep, or to leave out (comma-separated names or numbers).
     `vocabulary`: the model's categories ({column: values}), encoded one-hot.
+    `order`: the feature columns' names as the model was made with them: a
+    table with its columns in another order is read in that one.
     """
-    table = read_table(path, label, columns, drop)
+    table = in_order(read_table(path, label, columns, drop), order, where_from)  # columns matched by name
     x = features(table, vocabulary, dtype, warn)
     labels = labels_of(table) if table.target is not None else None
     return x, labels, (feature_names(table, vocabulary) if table.names else None)

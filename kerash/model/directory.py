@@ -28,7 +28,7 @@ CHECKPOINTS = "checkpoints"  # MODEL/checkpoints/NAME: copies of versions (train
 LOCK_FILE = ".lock"
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # Files of a version that describe the model's inputs and outputs; a save keeps them (see ModelDir.save).
-KEPT = ("classes.txt", "categories.tsv", "vocabulary.txt", "normalization", "imputation", "validation-rows.txt")
+KEPT = ("classes.txt", "categories.tsv", "columns.txt", "vocabulary.txt", "normalization", "imputation", "validation-rows.txt")
 VALIDATION_ROWS = "validation-rows.txt"  # the rows of the data that train --validation-split held out
 PIN_WAIT = 5.0  # seconds a reader waits for a version that another process has locked exclusively
 

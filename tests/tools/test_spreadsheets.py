@@ -365,3 +365,25 @@ def test_numeric_category_codes_match_by_value(tmp_path):
     proc = run(["predict", "m", "new.csv", "--label-column", "label", "--node", "input"], cwd=tmp_path)
     np.testing.assert_array_equal(parse(proc.stdout), [[1, 0, 0, 0.5], [0, 1, 0, 0.1]])
     assert b"no category" not in proc.stderr
+
+
+def test_a_table_with_its_columns_in_another_order_is_read_by_name(tmp_path):
+    """model-init --data TABLE records the feature columns' names (MODEL/columns.txt); a table with the same columns
+    in another order gives the same answers, one without them a one-line error."""
+    rng = np.random.default_rng(2)
+    rows = [f"{i},{rng.normal():.3f},{'red' if i % 2 else 'blue'},{rng.normal():.3f},{'ab'[i % 3 == 0]}"
+            for i in range(20)]
+    (tmp_path / "t.csv").write_text("id,length,colour,width,kind\n" + "\n".join(rows) + "\n")
+    reordered = ["id,width,kind,colour,length"] + [",".join(r.split(",")[k] for k in (0, 3, 4, 2, 1)) for r in rows]
+    (tmp_path / "r.csv").write_text("\n".join(reordered) + "\n")
+    (tmp_path / "m.model").write_text("input\ndense 2 softmax\n")
+    table = ["--label-column", "kind", "--drop", "id"]
+    run(["model-init", "m.model", "-o", "m", "--data", "t.csv", *table, "--seed", "1"], cwd=tmp_path)
+    assert (tmp_path / "m" / "columns.txt").read_text() == "length\ncolour\nwidth\n"
+    run(["train", "m", "-x", "t.csv", *table, "--epochs", "2"], cwd=tmp_path)
+    assert run(["predict", "m", "r.csv", *table], cwd=tmp_path).stdout == \
+        run(["predict", "m", "t.csv", *table], cwd=tmp_path).stdout
+    assert run(["evaluate", "m", "-x", "r.csv", *table], cwd=tmp_path).stdout == \
+        run(["evaluate", "m", "-x", "t.csv", *table], cwd=tmp_path).stdout
+    proc = run(["predict", "m", "r.csv", "--label-column", "kind", "--drop", "id,width"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 1, "the feature columns differ from those m was made with", "missing width")
