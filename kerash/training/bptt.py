@@ -57,6 +57,10 @@ class Carry:
     def __init__(self, net, streams, windows):
         self.streams = streams
         self.slots = max(2, min(self.RING, windows + 1))
+        # Bumped by the fork engine before it updates the weights: a late worker still computing a shard that
+        # another process finished (its result discarded) must not write states made with changing weights.
+        self.sealed = shared_zeros((1,), np.int64)
+        self.opened = 0
         self.states = {}
         for i, layer in enumerate(net.layers):
             if getattr(layer, "stateful", False):
@@ -68,6 +72,8 @@ class Carry:
         """The states the windows `ids` start from: their streams' last, zeros for an epoch's first window."""
         ids = np.asarray(ids)
         rows, windows = ids % self.streams, ids // self.streams
+        if node == min(self.states):  # a shard's pass begins: the step it belongs to
+            self.opened = int(self.sealed[0])
         found = []
         for state in self.states[node]:
             value = state[windows % self.slots, rows]
@@ -75,7 +81,13 @@ class Carry:
             found.append(value)
         return tuple(found)
 
+    def seal(self):
+        """The step's shards are in: a shard still computing now is late, and writes nothing."""
+        self.sealed[0] += 1
+
     def keep(self, node, ids, final):
+        if int(self.sealed[0]) != self.opened:  # computed by a late worker while the step ended: dropped
+            return
         ids = np.asarray(ids)
         rows, windows = ids % self.streams, ids // self.streams
         for state, value in zip(self.states[node], final):

@@ -550,6 +550,8 @@ class ForkEngine(LocalEngine):
         self.epoch_steps += 1
         self.epoch_processes += self.processes
         finite = bool(np.isfinite(losses.sum()))
+        if self.settings.carry is not None:  # --bptt: late shards of this step write no states from here on
+            self.settings.carry.seal()
         if finite:
             self.apply(grads, capture)
         return StepResult(losses, correct, finite)
