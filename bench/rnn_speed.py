@@ -121,6 +121,18 @@ def kerash_rate(folder, epochs):
     return [int(r[1]) / float(r[6]) for r in rows][1:]
 
 
+def best_of(f, reps=10):
+    """The best mean seconds of f over 5 rounds of `reps` calls (after one warm-up call)."""
+    f()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        times.append((time.perf_counter() - t0) / reps)
+    return min(times)
+
+
 def builtin_rate(folder, kind, batch, epochs):
     """Sequences/s of `train` on `KIND 64` then a linear output, one process, one thread."""
     model_file = os.path.join(folder, f"{kind}.model")
@@ -171,16 +183,6 @@ def builtin_shares(folder, kind, batch):
         np.matmul(hs.T, dz)  # W_hh's gradient
         np.matmul(xs.T, dz)  # W_ih's gradient
 
-    def best_of(f, reps=10):
-        f()
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            times.append((time.perf_counter() - t0) / reps)
-        return min(times)
-
     return best_of(lambda: net.gradient(objective, x, y, 1.0 / batch)), best_of(gemms)
 
 
@@ -202,17 +204,7 @@ def time_shares(folder):
     y = np.load(os.path.join(folder, "y.npy"))[:BATCH]
     np.ones((128, 256), np.float32) @ np.ones((256, 784), np.float32)
 
-    def best_of(f, reps=20):
-        f()
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            times.append((time.perf_counter() - t0) / reps)
-        return min(times)
-
-    step = best_of(lambda: net.gradient(objective, x, y, 1.0 / BATCH))
+    step = best_of(lambda: net.gradient(objective, x, y, 1.0 / BATCH), 20)
     # The same products alone: per dense node and step, X·W forward, Xᵀ·dZ and dZ·Wᵀ backward.
     products = []
     for key, shapes in model.param_shapes(spec).items():
@@ -228,7 +220,7 @@ def time_shares(folder):
                 np.matmul(a.T, dz, out=g)
                 dz @ w.T
 
-    return step, best_of(gemms)
+    return step, best_of(gemms, 20)
 
 
 def child(kind, folder, epochs, batch=BATCH):

@@ -245,8 +245,8 @@ def predict(
 
     if categories.uses_table(model_dir, columns, drop, label_column):  # a spreadsheet's table: read whole
         blocks = [categories.read_data(model_dir, input, label_column, columns, drop, warn=warn)[0]]
-    elif loaded.md.spec.sequence and (lengths is not None or loaded.net.whole or loaded.net.recurrent):
-        blocks = [_read_sequences(input, lengths, loaded.md.spec)]
+    elif model.reads_sequences(loaded.md.spec, lengths):
+        blocks = [model.read_sequence_data(loaded.md.spec, input, lengths=lengths)[0]]
         if loaded.net.whole and loaded.net.timed[-1]:
             _write_sequences(loaded, blocks[0], nodes, classes, fmt, output)
             return
@@ -260,26 +260,13 @@ def predict(
 
 
 def _read_samples(model_dir, data, labels, lengths=None):
-    """(samples, labels) for the model: sequences of different lengths (blocks of text, --lengths, a ragged
-    .npz) for models whose recurrence is their own, else tensors as they come."""
+    """(samples, labels) for the model: sequences (model.reads_sequences) or tensors as they come."""
     from .. import model
 
     spec = model.ModelDir(model_dir).spec
-    if lengths is None and not spec.whole_sequences and not spec.recurrent:
+    if not model.reads_sequences(spec, lengths):
         return _read(data), _read_labels(labels, model_dir)
-    from ..files import sequences
-
-    x = _read_sequences(data, lengths, spec)
-    return x, sequences.read_sequence_labels(labels, x, model.labels_are_names(model_dir))
-
-
-def _read_sequences(path, lengths, spec):
-    import math
-
-    from ..files import sequences
-
-    return sequences.read_sequences(path, None, sequences.read_lengths(lengths) if lengths else None,
-                                    math.prod(spec.input_shape))
+    return model.read_sequence_data(spec, data, labels, model.labels_are_names(model_dir), lengths)
 
 
 def _write_sequences(loaded, x, nodes, classes, fmt, output):

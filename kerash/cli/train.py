@@ -1,6 +1,5 @@
 """The training tool."""
 
-import math
 import os
 import sys
 from typing import Annotated, Optional, Tuple
@@ -92,7 +91,7 @@ def train(
     silent = uses_mpi(cfg) and _join_mpi_job()  # MPI ranks but 0 say nothing
     quiet = quiet or silent
     # Samples are read straight into the training precision: no second copy of a float64 or text file.
-    from ..model import DTYPES, ModelDir, labels_are_names
+    from ..model import DTYPES, ModelDir, labels_are_names, read_sequence_data, reads_sequences
 
     dtype = DTYPES.get(cfg.dtype) if cfg.dtype else ModelDir(model_dir).dtype()
     names = labels_are_names(model_dir)  # names such as 1, 2, x: labels are read as names
@@ -110,20 +109,11 @@ def train(
         if vdata is not None:
             vx, vy, _ = read(vdata)
             val = (vx, vy if table["label_column"] is not None else read_labels(vlabels, names))
-    elif lengths is not None or ModelDir(model_dir).spec.whole_sequences or ModelDir(model_dir).spec.recurrent:
+    elif reads_sequences(ModelDir(model_dir).spec, lengths):
         # sequences: blocks of rows between blank lines, --lengths, or a ragged .npz (files/sequences.py)
-        from ..files import sequences
-
-        def read(path, lengths):
-            width = math.prod(ModelDir(model_dir).spec.input_shape)
-            return sequences.read_sequences(path, dtype, sequences.read_lengths(lengths) if lengths else None, width)
-
-        x = read(data, lengths)
-        y = sequences.read_sequence_labels(labels, x, names)
-        val = None
-        if vdata is not None:
-            vx = read(vdata, val_lengths)
-            val = (vx, sequences.read_sequence_labels(vlabels, vx, names))
+        spec = ModelDir(model_dir).spec
+        x, y = read_sequence_data(spec, data, labels, names, lengths, dtype)
+        val = read_sequence_data(spec, vdata, vlabels, names, val_lengths, dtype) if vdata is not None else None
     else:
         x, y = tensorio.read_tensor(data, dtype), read_labels(labels, names)
         val = (tensorio.read_tensor(vdata, dtype), read_labels(vlabels, names)) if vdata is not None else None

@@ -6,7 +6,7 @@ use runs a model on data, reports prints summaries and pictures, classes
 maps class names, normalization keeps the inputs' statistics.
 """
 
-from .data import check_finite, prepare_inputs, prepare_targets
+from .data import check_finite, prepare_inputs, prepare_targets, read_sequence_data, reads_sequences
 from .description import escaped, normalised_text, parse_model, read_model_file
 from .lines import chain_spec
 from .directory import (DTYPES, MODEL_FILE, STATE_FILE, ModelDir, check_target, copy_tree, flatten_params, new_state,
@@ -17,7 +17,7 @@ from .classes import (CLASSES_FILE, check_class_count, class_names, class_target
                       new_classes, read_classes)
 
 __all__ = [
-    "CLASSES_FILE", "Loaded", "check_class_count", "class_names", "check_finite", "class_report", "class_targets", "classes_text", "load", "new_classes",
+    "CLASSES_FILE", "Loaded", "read_sequence_data", "reads_sequences", "check_class_count", "class_names", "check_finite", "class_report", "class_targets", "classes_text", "load", "new_classes",
     "labels_are_names", "block_rows", "held_out", "held_out_rows", "node_blocks", "predict_blocks", "predict_loaded", "read_classes",
     "DTYPES", "MODEL_FILE", "chain_spec", "STATE_FILE", "ModelDir", "ModelSpec", "NodeSpec", "build_network", "check_target",
     "copy_tree",

@@ -235,3 +235,21 @@ def _sequence_targets(y, n, steps, width, where):
         f"labels {shape_str(y.shape)} fit neither the last step ({n}×{width}) nor every step ({n}×{steps}×{width} "
         f"or class indices {n}×{steps}) ({where})"
     )
+
+
+def reads_sequences(spec, lengths=None):
+    """Whether data for the model is read as sequences — text blocks between blank lines, --lengths, a ragged
+    .npz (files/sequences.py) — rather than as a tensor: models whose recurrence is their own, or --lengths."""
+    return spec.sequence and (lengths is not None or spec.whole_sequences or spec.recurrent)
+
+
+def read_sequence_data(spec, data, labels=None, names=False, lengths=None, dtype=None):
+    """(samples (N, T, I), padded with nan where lengths differ; their labels, or None) for the model.
+
+    `lengths`: a lengths file (--lengths); `names`: labels are read as class names (classes.labels_are_names).
+    """
+    from ..files import sequences
+
+    x = sequences.read_sequences(data, dtype, sequences.read_lengths(lengths) if lengths else None,
+                                 int(np.prod(spec.input_shape)))
+    return x, (None if labels is None else sequences.read_sequence_labels(labels, x, names))

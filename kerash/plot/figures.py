@@ -218,13 +218,8 @@ def _samples(model, data, labels, held_out=None, table=(None, None, None)):
         x, y, _ = categories.read_data(model, data, *table)
         if table[0] is None:
             y = read_labels(labels, modelmod.labels_are_names(model))
-    elif modelmod.ModelDir(model).spec.whole_sequences:  # sequences of different lengths, as train reads them
-        import math
-
-        from ..files import sequences
-
-        x = sequences.read_sequences(data, None, None, math.prod(modelmod.ModelDir(model).spec.input_shape))
-        y = sequences.read_sequence_labels(labels, x, modelmod.labels_are_names(model))
+    elif modelmod.reads_sequences(modelmod.ModelDir(model).spec):  # as train reads them
+        x, y = modelmod.read_sequence_data(modelmod.ModelDir(model).spec, data, labels, modelmod.labels_are_names(model))
     else:
         x, y = read_tensor(data), read_labels(labels, modelmod.labels_are_names(model))
     return (x, y) if held_out is None else modelmod.held_out(held_out, x, y, source_name(labels or data))
