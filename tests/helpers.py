@@ -7,6 +7,7 @@ assert_one_line_error, the process helpers); this module holds what is neither:
     assert_weights(a, b)     two such dicts hold the same keys and arrays (within atol)
     make_model, copy_model   a model directory from a description, and a copy of one
     fingerprint(folder)      every file of a folder hashed: to show that nothing changed
+    processes_column(folder) trace.tsv's processes column: that forked workers did compute
     softmax, naive_conv, naive_maxpool, naive_slice
                              independent references, written the slow and obvious way
     assert_network_gradient(net, objective, x, y)
@@ -65,6 +66,17 @@ def fingerprint(folder):
             elif not os.path.exists(path):
                 found[rel] = "broken link"
     return found
+
+
+def processes_column(folder):
+    """trace.tsv's processes column: how many processes computed the steps of each epoch (mean).
+
+    A batch of one logical shard (the rule's choice for a small model: step.shard_count) leaves forked workers
+    nothing to compute; tests of several computing processes give --shards and KERASH_ENGINE_ADAPT=0, and
+    check here that they did."""
+    lines = (Path(folder) / "trace.tsv").read_text().splitlines()
+    column = lines[0].split("\t").index("processes")
+    return [float(line.split("\t")[column]) for line in lines[1:]]
 
 
 # ---------------------------------------------------------------- naive oracles

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, all_gone, assert_one_line_error, children, run, tool_env
-from helpers import fingerprint, weights
+from helpers import fingerprint, processes_column, weights
 
 pytestmark = pytest.mark.battery
 
@@ -25,6 +25,9 @@ pytestmark = pytest.mark.battery
 MODEL = "16 1 1\ninput\ndense 24 tanh\ndense 4 softmax\n"
 SAMPLES, BATCH = 320, 8
 PER_EPOCH = SAMPLES // BATCH
+# Workers that compute: the rule makes a batch of this model one logical shard, which leaves them idle (and
+# KERASH_ENGINE_ADAPT=0 in setup_model's environment wakes every worker at every step).
+SHARDS = ["--shards", "4"]
 
 
 def setup_model(tmp_path):
@@ -37,7 +40,7 @@ def setup_model(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     # cold: the workers are the launcher's own children
-    return tmp_path / "m", tool_env(KERASH_WORKDIR=work, KERASH_WARM=0), work
+    return tmp_path / "m", tool_env(KERASH_WORKDIR=work, KERASH_WARM=0, KERASH_ENGINE_ADAPT=0), work
 
 
 def train_args(folder, *extra):
@@ -84,11 +87,11 @@ def wait_for_workers(proc, count=2, seconds=30.0):
 # ---------------------------------------------------------------- random SIGKILLs
 
 
-def resume_differences(tmp_path, folder, env):
+def resume_differences(tmp_path, folder, env, *extra):
     """Going on to the next epoch's end gives, bit for bit, what an uninterrupted run gives: what differs."""
     done = json.loads((folder / "state.json").read_text())["epochs"]
-    run(train_args(folder, "--until-epoch", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
-    run(train_args(tmp_path / "initial", "--epochs", str(done + 1), "--workers", "3"), cwd=tmp_path, env=env)
+    run(train_args(folder, "--until-epoch", str(done + 1), "--workers", "3", *extra), cwd=tmp_path, env=env)
+    run(train_args(tmp_path / "initial", "--epochs", str(done + 1), "--workers", "3", *extra), cwd=tmp_path, env=env)
     got, expected = weights(folder), weights(tmp_path / "initial")
     return [f"resumed {key} differs" for key in got if not np.array_equal(got[key], expected[key])]
 
@@ -125,9 +128,9 @@ def test_sigkill_of_a_worker_at_random_moments(tmp_path):
     folder, env, work = setup_model(tmp_path)
     rng = random.Random()
     runs, failures = 5, []
-    for attempt in range(runs):
-        proc = subprocess.Popen(train_args(folder, "--epochs", "100000", "--workers", "3"), cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    for attempt in range(runs):  # killed while it computes a shard, or between two
+        proc = subprocess.Popen(train_args(folder, "--epochs", "100000", "--workers", "3", *SHARDS), cwd=tmp_path,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             workers = wait_for_workers(proc)
             if workers is None:
@@ -147,7 +150,9 @@ def test_sigkill_of_a_worker_at_random_moments(tmp_path):
         if os.listdir(work):
             failures.append(f"run {attempt}: left in KERASH_WORKDIR: {os.listdir(work)}")
         failures += [f"run {attempt}: {p}" for p in problems_of(folder)]
-    failures += resume_differences(tmp_path, folder, env)
+    failures += resume_differences(tmp_path, folder, env, *SHARDS)
+    if set(processes_column(folder)) != {3.0}:
+        failures.append(f"not every process computed: {processes_column(folder)}")
     assert failures == [], f"{len(failures)} failures in {runs} kills:\n" + "\n".join(failures)
 
 
@@ -235,12 +240,13 @@ def test_workers_need_no_room_in_the_work_folder(tmp_path):
     run(["model-init", "wide.model", "-o", "m", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
     script = """
         KERASH_WORKDIR=small KERASH_ENGINE_ADAPT=0 train m -x x.npy -y y.txt --epochs 1 --batch-size 64 --workers 2 \
-            > /dev/null 2> err
+            --shards 4 > /dev/null 2> err
         echo "exit $?"; cat err; ls -A small
     """
     proc = in_small_filesystem(script, 100_000, tmp_path)
     out = proc.stdout.decode().splitlines()
     assert out == ["exit 0"], out
+    assert processes_column(tmp_path / "m") == [2.0]  # the worker computed (the rule's one shard would idle it)
 
 
 # ---------------------------------------------------------------- torn reads
@@ -305,8 +311,9 @@ def test_pipelines_never_mix_two_versions(tmp_path):
 
 def test_sigterm_with_a_stopped_worker_exits_promptly(tmp_path):
     folder, env, work = setup_model(tmp_path)
-    proc = subprocess.Popen(train_args(folder, "--epochs", "100000", "--workers", "3"), cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # workers that compute: the stopped one may hold a shard that the coordinator must take over
+    proc = subprocess.Popen(train_args(folder, "--epochs", "100000", "--workers", "3", *SHARDS), cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     workers = []
     try:
         workers = wait_for_workers(proc)

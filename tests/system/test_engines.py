@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import BIN, ROOT, children, run, tool_env
-from helpers import assert_weights, make_model, weights
+from helpers import assert_weights, make_model, processes_column, weights
 
 MODEL = "12 1 1\ninput\ndense 16 tanh\ndense 8 relu\ndense 3 softmax\n"
 COMMON = ["-x", "x.npy", "-y", "y.txt", "-b", "20", "--optimizer", "adam", "--lr", "0.01", "--seed", "3"]
@@ -68,19 +68,22 @@ def copy(folder, name):
     return folder / name
 
 
-def mpi(folder, ranks, *args, check=True):
-    return run([MPIEXEC, "-n", str(ranks), "train", *args], cwd=folder, check=check, timeout=120)
+def mpi(folder, ranks, *args, check=True, env=None):
+    return run([MPIEXEC, "-n", str(ranks), "train", *args], cwd=folder, check=check, timeout=120, env=env)
 
 
 def test_mpi_ranks_equal_forked_workers(task):
     for name in ("w2", "w3", "w4", "r2", "r3", "r2w2"):
         copy(task, name)
+    every = tool_env(KERASH_ENGINE_ADAPT=0)  # every worker computes at every step
     for name, workers in (("w2", 2), ("w3", 3), ("w4", 4)):
-        run(["train", name, *COMMON, "--epochs", "2", "--workers", str(workers), "--shards", "5"], cwd=task)
+        run(["train", name, *COMMON, "--epochs", "2", "--workers", str(workers), "--shards", "5"], cwd=task, env=every)
+        assert processes_column(task / name) == [float(workers)] * 2
     out = mpi(task, 2, "r2", *COMMON, "--epochs", "2", "--shards", "5").stdout.decode().splitlines()
     assert out[0].startswith("epoch\t") and len(out) == 3  # rank 0 alone prints
     mpi(task, 3, "r3", *COMMON, "--epochs", "2", "--shards", "5")
-    mpi(task, 2, "r2w2", *COMMON, "--epochs", "2", "--workers", "2", "--shards", "5")
+    mpi(task, 2, "r2w2", *COMMON, "--epochs", "2", "--workers", "2", "--shards", "5", env=every)
+    assert processes_column(task / "r2w2") == [2.0] * 2  # rank 0's 3 shards of 5: it and its worker
     # the same logical shards, added in the same order: the same bits, however many ranks and workers
     for ranks, forked in (("r2", "w2"), ("r3", "w3"), ("r2w2", "w4")):
         assert_weights(weights(task / ranks), weights(task / forked), 0)
@@ -114,17 +117,24 @@ def test_settings_that_change_during_a_run_reach_every_worker(task, case):
         run(["train", folder.name, *args, "--workers", str(workers), "--quiet"], cwd=task,
             env=tool_env(KERASH_ENGINE_ADAPT=0))  # every worker computes at every step
         found[workers] = weights(folder)
+        if workers > 1:  # every epoch's steps computed by several processes (a mean: a last step may be one sample)
+            assert all(p > 1 for p in processes_column(folder)), processes_column(folder)
     assert_weights(found[2], found[1], 0)
     assert_weights(found[3], found[1], 0)
 
 
 def test_a_schedule_with_workers_equals_its_rates_given_epoch_by_epoch_bit_for_bit(task):
-    common = ["-x", "x.npy", "-y", "y.txt", "-b", "10", "--seed", "3", "--optimizer", "momentum", "--workers", "2"]
+    # four shards (the rule gives this small model's batch one, which leaves the worker nothing to compute)
+    common = ["-x", "x.npy", "-y", "y.txt", "-b", "10", "--seed", "3", "--optimizer", "momentum", "--workers", "2",
+              "--shards", "4"]
+    every = tool_env(KERASH_ENGINE_ADAPT=0)  # the worker computes at every step
     scheduled, staged = copy(task, "scheduled"), copy(task, "staged")
-    run(["train", "scheduled", *common, "--lr", "0.04", "--lr-schedule", "step:1:0.5", "--epochs", "3"], cwd=task)
+    run(["train", "scheduled", *common, "--lr", "0.04", "--lr-schedule", "step:1:0.5", "--epochs", "3"], cwd=task,
+        env=every)
     for epoch, lr in ((1, "0.04"), (2, "0.02"), (3, "0.01")):
         run(["train", "staged", *common, "--lr", lr, "--lr-schedule", "constant", "--until-epoch", str(epoch)],
-            cwd=task)
+            cwd=task, env=every)
+    assert processes_column(scheduled) == processes_column(staged) == [2.0] * 3
     got, expected = weights(scheduled), weights(staged)
     for key in expected:
         assert np.array_equal(got[key], expected[key]), key
@@ -132,10 +142,11 @@ def test_a_schedule_with_workers_equals_its_rates_given_epoch_by_epoch_bit_for_b
 
 def test_mpi_resume_until_epoch_and_checkpoints(task):
     whole, halves = copy(task, "whole"), copy(task, "halves")
-    mpi(task, 2, "whole", *COMMON, "--epochs", "3")
-    mpi(task, 2, "halves", *COMMON, "--epochs", "1", "--checkpoint-every", "1")
-    mpi(task, 2, "halves", *COMMON, "--until-epoch", "3")
-    nothing = mpi(task, 2, "halves", *COMMON, "--until-epoch", "3")
+    args = [*COMMON, "--shards", "4"]  # two shards for each rank (the rule's one would leave rank 1 idle)
+    mpi(task, 2, "whole", *args, "--epochs", "3")
+    mpi(task, 2, "halves", *args, "--epochs", "1", "--checkpoint-every", "1")
+    mpi(task, 2, "halves", *args, "--until-epoch", "3")
+    nothing = mpi(task, 2, "halves", *args, "--until-epoch", "3")
     assert nothing.stdout == b"" and nothing.stderr.decode().count("nothing to do") == 1
     for key, value in weights(whole).items():
         np.testing.assert_array_equal(weights(halves)[key], value, err_msg=key)
@@ -269,14 +280,15 @@ def test_shards_follow_the_work_and_default_workers_the_shards():
     wide = net("784 1 1\ninput\ndense 256 relu\ndense 256 relu\ndense 10 softmax\n")
     tiny = net("2 1 1\ninput\ndense 4 tanh\ndense 1 sigmoid\n")
     digits_cnn = net((ROOT / "models" / "digits-cnn.model").read_text())
-    # more work per batch, more shards, a count two and three processes share evenly (6, not 7); never more
-    # than the samples, MAX_SHARDS, or --shards
-    assert [shard_count(wide, n) for n in (32, 64, 128, 256, 512, 4096)] == [1, 2, 4, 6, 8, 8]
-    assert [shard_count(digits_cnn, n) for n in (32, 64, 128, 256)] == [1, 1, 2, 4]
+    # more work per batch, more shards (while one process pays at most ~10% for them: bench/shard_cost.py), a count
+    # two processes share evenly (no 3); never more than the samples, MAX_SHARDS, or --shards
+    assert [shard_count(wide, n) for n in (32, 64, 128, 256, 512, 1024, 4096)] == [1, 1, 1, 2, 4, 6, 8]
+    assert [shard_count(digits_cnn, n) for n in (32, 64, 128, 256, 512)] == [1, 1, 2, 2, 6]
     assert shard_count(tiny, 1000) == 1 and shard_count(tiny, 3, shards=5) == 3 and shard_count(wide, 512, shards=2) == 2
     assert default_workers(wide, 256, cores=2) == 2
-    assert default_workers(wide, 256, cores=64) == 6  # one process per shard at most
+    assert default_workers(wide, 1024, cores=64) == 6  # one process per shard at most
     assert default_workers(wide, 256, cores=1) == 1
+    assert default_workers(wide, 128, cores=2) == 1  # one shard: one process
     assert default_workers(tiny, 4, cores=2) == 1
     assert default_workers(digits_cnn, 32, cores=2) == 1 and default_workers(digits_cnn, 128, cores=2) == 2
     assert wide.macs_per_sample() == 784 * 256 + 256 * 256 + 256 * 10
@@ -300,14 +312,16 @@ def wide_task(tmp_path):
 def test_the_same_bits_whatever_the_processes(wide_task, dtype):
     """Issue 21: fixed logical shards, summed in order; 1, 2 or 3 processes, with dropout, clipping and
     momentum, give bit-identical weights."""
+    # six shards (the rule gives this small model's batch one: a process gains nothing from splitting it)
     args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--epochs", "3", "--optimizer", "momentum",
-            "--lr", "0.05", "--clip-norm", "1", "--quiet"]
+            "--lr", "0.05", "--clip-norm", "1", "--quiet", "--shards", "6"]
     found = {}
     for workers in (1, 2, 3):
         folder = make_model(wide_task, WIDE, f"w{workers}", seed=3, dtype=dtype)
         run(["train", folder.name, *args, "--workers", str(workers)], cwd=wide_task,
             env=tool_env(KERASH_WARM=0, KERASH_ENGINE_ADAPT=0))  # every worker computes at every step
         found[workers] = weights(folder)
+        assert processes_column(folder) == [float(workers)] * 3
     assert all(a.dtype == np.dtype(dtype) for a in found[1].values())
     assert_weights(found[2], found[1], 0)
     assert_weights(found[3], found[1], 0)
@@ -316,7 +330,8 @@ def test_the_same_bits_whatever_the_processes(wide_task, dtype):
 def test_a_worker_stopped_mid_run_is_passed_by_and_changes_no_bit(wide_task):
     """Issue 21: the other processes take the shards of a process the scheduler (here SIGSTOP) puts aside;
     training goes on, and ends with the bits of one process."""
-    args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--optimizer", "adam", "--lr", "0.01"]
+    args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--optimizer", "adam", "--lr", "0.01",
+            "--shards", "4"]
     alone = make_model(wide_task, WIDE, "alone", seed=3)
     run(["train", "alone", *args, "--epochs", "60", "--workers", "1", "--quiet"], cwd=wide_task)
     stopped = make_model(wide_task, WIDE, "stopped", seed=3)

@@ -30,7 +30,7 @@ def test_every_tutorial_command_runs(tmp_path):
     # What the lesson promises along the way
     assert "same matrix" in out
     assert "the halves add up" in out
-    assert "1 worker or 2: same weights" in out
+    assert "1 worker or 2: the same bits" in out
     assert "best validation accuracy" in out
     memory = dict(re.findall(r"^(elman|flat): (\d+)% right on the steps that need memory$", out, flags=re.M))
     assert int(memory["elman"]) >= 95 and int(memory["flat"]) <= 65, memory

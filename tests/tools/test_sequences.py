@@ -4,7 +4,8 @@ lengths as blocks of text, --lengths or a ragged .npz, the same bits whatever th
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, parse, run
+from conftest import assert_one_line_error, parse, run, tool_env
+from helpers import processes_column
 
 
 def parity_data(tmp_path, count=120, seed=0, every=False):
@@ -31,7 +32,8 @@ def test_blocks_of_different_lengths_train_the_same_bits_with_any_processes(tmp_
         run(["model-init", "m.model", "-o", f"m{workers}", "--seed", "1", "--dtype", "float64"], cwd=tmp_path)
         run(["train", f"m{workers}", "-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "40",
              "--workers", workers, "--shards", "4", "--seed", "3", "--optimizer", "adam", "--lr", "0.01"],
-            cwd=tmp_path)
+            cwd=tmp_path, env=tool_env(KERASH_ENGINE_ADAPT=0))  # every worker computes at every step
+        assert processes_column(tmp_path / f"m{workers}") == [float(workers)] * 2
     for workers in ("2", "3"):
         for key in ("layer_01/W.npy", "layer_01/b.npy", "layer_02/W.npy"):
             assert (tmp_path / f"m{workers}" / key).read_bytes() == (tmp_path / "m1" / key).read_bytes()

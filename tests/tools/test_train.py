@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, assert_one_line_error, children, parse, run, savetxt, tool_env
-from helpers import assert_weights, copy_model, make_model, weights
+from helpers import assert_weights, copy_model, make_model, processes_column, weights
 
 HEADER = "epoch\tsamples\tloss\taccuracy\tval_loss\tval_accuracy\tseconds"
 MLP = "/uniform -0.6 0.6,uniform -0.2 0.2/\n6 1 1\ninput\ndense 8 tanh\ndense 3 softmax\n"
@@ -213,18 +213,21 @@ def test_kerash_xor_model_learns_xor(tmp_path):
 def test_one_and_three_workers_agree(tmp_path, text):
     work = tmp_path / "work"
     work.mkdir()
-    env = tool_env(KERASH_WORKDIR=work)
+    env = tool_env(KERASH_WORKDIR=work, KERASH_ENGINE_ADAPT=0)  # every worker computes at every step
     one = make_model(tmp_path, text, "one", seed=3)
     three = copy_model(one, "three")
     rng = np.random.default_rng(8)
     width = 6 if text is MLP else 40
     savetxt(tmp_path / "x.txt", rng.normal(size=(50, width)))
     savetxt(tmp_path / "y.txt", rng.integers(0, 3, size=(50, 1)))
-    # batches of 14 and a last one of 8: shards of 5+5+4 and 3+3+2 samples
-    common = ["-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "14", "--lr", "0.3", "--seed", "7"]
+    # batches of 14 and a last one of 8: shards of 5+5+4 and 3+3+2 samples (--shards 3: the rule gives these
+    # small models one shard, which would leave the workers nothing to compute)
+    common = ["-x", "x.txt", "-y", "y.txt", "--epochs", "2", "--batch-size", "14", "--lr", "0.3", "--seed", "7",
+              "--shards", "3"]
     out1 = run(["train", "one", "--workers", "1", *common], cwd=tmp_path, env=env).stdout
     out3 = run(["train", "three", "--workers", "3", *common], cwd=tmp_path, env=env).stdout
-    assert_same_weights(one, three, atol=1e-9)
+    assert processes_column(three) == [3.0, 3.0]
+    assert_same_weights(one, three, atol=0)  # the same shards, added in the same order: the same bits
     for r1, r3 in zip(trace(out1), trace(out3)):
         assert float(r1[2]) == pytest.approx(float(r3[2]), rel=1e-5)
         assert r1[3] == r3[3]
@@ -244,15 +247,17 @@ def _gone(pid, seconds=5.0):
 def test_a_worker_that_dies_stops_training(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    env = tool_env(KERASH_WORKDIR=work, KERASH_WARM=0)  # cold: the workers are the launcher's own children
+    # cold: the workers are the launcher's own children; every worker computes at every step
+    env = tool_env(KERASH_WORKDIR=work, KERASH_WARM=0, KERASH_ENGINE_ADAPT=0)
     folder = make_model(tmp_path, (ROOT / "models" / "digits-mlp.model").read_text(), seed=4)
     initial = copy_model(folder, "initial")
     rng = np.random.default_rng(9)
     x = rng.random((1500, 64))
     np.save(tmp_path / "x.npy", x)
     savetxt(tmp_path / "y.txt", rng.integers(0, 10, size=(1500, 1)))
-    common = ["-x", "x.npy", "-y", "y.txt", "--batch-size", "32", "--lr", "0.1", "--seed", "5"]
-    # --workers 3: the coordinator computes one shard, two forked workers the others
+    # four shards in every run (the rule gives a batch of 32 one: the workers would compute nothing)
+    common = ["-x", "x.npy", "-y", "y.txt", "--batch-size", "32", "--lr", "0.1", "--seed", "5", "--shards", "4"]
+    # --workers 3: the coordinator computes a shard, two forked workers the others
     proc = subprocess.Popen(["train", "m", "--workers", "3", "--epochs", "2000", *common], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -280,11 +285,13 @@ def test_a_worker_that_dies_stops_training(tmp_path):
     assert {k: v.shape for k, v in w.items()} == {k: v.shape for k, v in w0.items()}
     state = json.loads((folder / "state.json").read_text())
     assert state["epochs"] >= 1 and state["steps"] >= 47
+    assert processes_column(folder)[0] == 3.0  # the first epoch: the three processes computed every step
     # Finishing the interrupted epoch gives what an uninterrupted run gives: no completed step was lost.
     target = str(int(state["epochs"]) + 1)
     run(["train", "m", "--workers", "2", "--until-epoch", target, *common], cwd=tmp_path, env=env)
     run(["train", "initial", "--workers", "1", "--epochs", target, *common], cwd=tmp_path, env=env)
-    assert_same_weights(folder, initial, atol=1e-9)
+    assert processes_column(folder)[-1] == 2.0
+    assert_same_weights(folder, initial, atol=0)
 
 
 # ---------------------------------------------------------------- the progress bar

@@ -6,8 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from conftest import parse, run
-from helpers import make_model, weights
+from conftest import parse, run, tool_env
+from helpers import make_model, processes_column, weights
+
+# Runs with workers give --shards (the rule makes these small models' batches one logical shard, which leaves the
+# workers nothing to compute) and KERASH_ENGINE_ADAPT=0 (every worker computes at every step).
 
 LINEAR = "3 1 1\ninput\ndense 2 identity\nloss mse\n"
 
@@ -37,14 +40,15 @@ def test_dropout_trains_reproducibly_and_is_off_in_predict(regression_data):
     text = "3 1 1\ninput\ndense 16 tanh\ndropout 0.5\ndense 2 identity\nloss mse\n"
     for name in ("a", "b", "c"):
         make_model(folder, text, name=name)
-    common = ["-x", "x.npy", "-y", "y.npy", "--epochs", "3", "-b", "8", "--lr", "0.05", "--seed", "4"]
+    common = ["-x", "x.npy", "-y", "y.npy", "--epochs", "3", "-b", "8", "--lr", "0.05", "--seed", "4", "--shards", "4"]
     run(["train", "a", *common, "--workers", "1"], cwd=folder)
     run(["train", "b", *common, "--workers", "1"], cwd=folder)
-    run(["train", "c", *common, "--workers", "3"], cwd=folder)
+    run(["train", "c", *common, "--workers", "3"], cwd=folder, env=tool_env(KERASH_ENGINE_ADAPT=0))
+    assert processes_column(folder / "c") == [3.0] * 3  # each process draws the masks of its shards' samples
     wa, wb, wc = weights(folder / "a"), weights(folder / "b"), weights(folder / "c")
     for key in wa:
         np.testing.assert_array_equal(wa[key], wb[key])
-        np.testing.assert_allclose(wc[key], wa[key], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(wc[key], wa[key])
     out = parse(run(["predict", "a", "x.npy"], cwd=folder).stdout)
     h = np.tanh(x @ wa["layer_01/W"] + wa["layer_01/b"])
     np.testing.assert_allclose(out, h @ wa["layer_03/W"] + wa["layer_03/b"], rtol=1e-10)  # no dropout, no scaling
@@ -61,7 +65,8 @@ def test_frozen_layers_stay_bit_identical(regression_data):
     model = make_model(folder, text, name="m")
     before = weights(model)
     run(["train", "m", "-x", "x.npy", "-y", "y.npy", "--epochs", "3", "-b", "8", "--optimizer", "adam",
-         "--freeze", "layer_01,2", "--workers", "2"], cwd=folder)
+         "--freeze", "layer_01,2", "--workers", "2", "--shards", "4"], cwd=folder, env=tool_env(KERASH_ENGINE_ADAPT=0))
+    assert processes_column(model) == [2.0] * 3
     after = weights(model)
     for key in ("layer_01/W", "layer_01/b", "layer_02/W", "layer_02/b"):
         assert after[key].tobytes() == before[key].tobytes(), key
@@ -83,7 +88,8 @@ def test_clipping_scales_the_merged_gradient_to_the_norm(regression_data, worker
     model = make_model(folder, LINEAR, name="m")
     w, b = np.load(model / "layer_01" / "W.npy"), np.load(model / "layer_01" / "b.npy")
     run(["train", "m", "-x", "x.npy", "-y", "y.npy", "--epochs", "1", "-b", "40", "--lr", "0.1", "--clip-norm", "0.05",
-         "--workers", str(workers)], cwd=folder)
+         "--workers", str(workers), "--shards", "4"], cwd=folder, env=tool_env(KERASH_ENGINE_ADAPT=0))
+    assert processes_column(model) == [float(workers)]  # the norm is that of the four shards' gradients summed
     err = x @ w + b - y
     gw, gb = x.T @ err / 40, err.sum(axis=0) / 40  # mean over samples of the mse gradient (÷2 outputs ×2)
     norm = math.sqrt(np.sum(gw**2) + np.sum(gb**2))

@@ -418,15 +418,24 @@ class ForkEngine(LocalEngine):
         """
         if self.exchange is not None:
             return
-        state = self.shard_state
-        while self.summed < stop and state[0, self.summed] in (self.DONE, self.RETAKEN):
+        state, finished = self.shard_state, (self.DONE, self.RETAKEN)
+        while self.summed < stop and state[0, self.summed] in finished:
             s = self.summed
-            row = self.retaken[s] if s in self.retaken else self.rows[state[2, s]]
-            if s == 0:
-                np.copyto(self.total, row)
+            if s == 0:  # the first two in one pass: the same bits as a copy and an addition
+                if stop > 1 and state[0, 1] not in finished:
+                    return
+                if stop > 1:
+                    np.add(self._row(0), self._row(1), out=self.total)
+                    self.summed = 2
+                    continue
+                np.copyto(self.total, self._row(0))
             else:
-                self.total += row
+                self.total += self._row(s)
             self.summed += 1
+
+    def _row(self, s):
+        """Where shard s's gradient is this step: its row, or the buffer it was computed again into."""
+        return self.retaken[s] if s in self.retaken else self.rows[self.shard_state[2, s]]
 
     def _await(self, first, stop, bounds):
         """Until every shard is done: by its taker, or computed again here once its taker is late."""
@@ -543,7 +552,12 @@ class ForkEngine(LocalEngine):
             if self.late:
                 self._report_late()
         started = time.perf_counter()
-        losses, correct, grads = self._gathered(idx, scale, helpers)
+        if helpers == 0 and self.exchange is None:
+            # This process alone: the local engine's calls, the same shards added in the same order, without
+            # the shared rows (5% of a step of a 784-256-256-10 MLP beside a busy process).
+            losses, correct, grads = LocalEngine.gradient(self, idx, scale)
+        else:
+            losses, correct, grads = self._gathered(idx, scale, helpers)
         if self.workers > 1 and stop - first > 1:
             self.chooser.record(helpers, time.perf_counter() - started, len(idx))
         self.processes = 1 + helpers

@@ -10,15 +10,18 @@ from ..batches import shard_bounds
 from ..optimizers import SLOTS
 
 # The logical shards of a batch (see shard_count): a gradient call costs about NODE_COST
-# multiply-adds of fixed work per node and time step and PARAM_COST per parameter (numpy's
-# calls, and writing the gradient), measured in bench/train_speed.py --shards.
+# multiply-adds of fixed work per node and time step and PARAM_COST per parameter (writing each
+# parameter's gradient, and the weight-gradient products' poor speed over few samples), measured
+# with bench/shard_cost.py: a call's fixed cost over its cost per sample is 18 samples for a
+# 784-256-256-10 MLP (rule: 17), 19 for 784-1024-1024-10 (15), 53 for the digits MLP (50), 13 for
+# the digits CNN (9), 49 for an LSTM of 50 steps (95).
 NODE_COST = 150_000
-PARAM_COST = 2
+PARAM_COST = 15
 SHARD_OVERHEAD = 0.10  # what computing all the shards in one process may cost over one whole-batch call
 MAX_SHARDS = 8
-# Counts that 2 and 3 processes share evenly where they can: 7 shards kept one of two processes busy 4/7 of a
-# step (batch 256 of a 784-256-256-10 MLP: 1.25× one process; 6 shards: see bench/train_speed.py --engines).
-SHARD_COUNTS = (1, 2, 3, 4, 6, 8)
+# Counts that two processes share evenly: three shards keep one of two processes busy 2/3 of a step
+# (and seven, 4/7: a 784-256-256-10 MLP at batch 256 ran 1.25× one process).
+SHARD_COUNTS = (1, 2, 4, 6, 8)
 
 
 @dataclass(frozen=True)  # forked workers hold a copy: a change would reach this process only
@@ -62,11 +65,12 @@ def shards_of(net, n, steps=1, shards=None):
 
 def add_in_order(total, parts):
     """total = parts[0] + parts[1] + …, left to right, element by element (the same bits in any slice)."""
-    for k, part in enumerate(parts):
-        if k == 0:
-            np.copyto(total, part)
-        else:
-            total += part
+    if len(parts) == 1:
+        np.copyto(total, parts[0])
+        return total
+    np.add(parts[0], parts[1], out=total)  # the same bits as a copy and an addition, in one pass
+    for part in parts[2:]:
+        total += part
     return total
 
 
