@@ -345,7 +345,7 @@ class Run:
         try:
             frozen = self.state["frozen"]
             settings = StepSettings(self.seed, cfg.clip_norm, self.net.arena.trainable_ranges(frozen) if frozen else None,
-                                    cfg.shards, self.carry)
+                                    cfg.shards, self.carry, batch)
             engine = make_engine(cfg.engine, self.net, self.objective, self.x, self.y, self.optimizer, mask,
                                  workers, cfg.stall, self.warn, settings)
             # The engine put every weight in one flat arena: one update, one copy for a backup.

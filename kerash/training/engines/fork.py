@@ -36,6 +36,7 @@ from ...files.workdir import remove_stale, scratch_dir
 from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, running_tasks,
                           shared_zeros, usable_cores, wait_child)
 from ..batches import shard_bounds
+from ...layers import Noise
 from .local import LocalEngine
 from .step import EngineFailure, Interrupted, StepResult, add_in_order, shard_count
 
@@ -46,6 +47,7 @@ QUIT = 1  # control[_PHASE] when the workers are to exit
 # number (a late worker's figures of an earlier step are not counted); the scale's bits
 _PHASE, _N, _EPOCH, _TOTAL, _NEXT, _STOP, _SPIN, _STEP, _SCALE = range(9)
 _FIELDS = 9
+WARM_UP_CALLS = 20  # at most, the gradients a forked worker computes and throws away before its first shard
 SPIN_SECONDS = 0.002  # poll this long before blocking, when a core is idle (a blocked wake-up costs 0.1 ms)
 
 
@@ -64,14 +66,18 @@ class LoadProbe:
     """Whether the machine has a core idle beside this run's processes: /proc/stat's count of running tasks.
 
     Read at most every INTERVAL seconds, and judged on the last few readings,
-    since one reading may catch a passing process.
+    since one reading may catch a passing process.  This run's own workers
+    running at the time of a reading are not counted as others (before,
+    they were: two processes computing on a quiet 2-core machine read as a
+    busy one, which stopped the polling and the chooser's tries).
     """
 
     INTERVAL = 0.1
     READINGS = 5
 
-    def __init__(self, cores):
+    def __init__(self, cores, workers=lambda: ()):
         self.cores = cores
+        self.workers = workers  # the pids of this run's workers
         self.readings = []
         self.last = 0.0
         self.idle = True
@@ -85,7 +91,9 @@ class LoadProbe:
             if running is None:
                 self.idle = False  # no /proc: never poll
                 return False
-            self.readings = (self.readings + [running - 1])[-self.READINGS :]  # others: all but this process
+            workers = sum(1 for pid in self.workers() if pid is not None and _process_state(pid) == "running")
+            others = running - 1 - workers  # all but this process and its running workers
+            self.readings = (self.readings + [max(others, 0)])[-self.READINGS :]
             self.idle = sorted(self.readings)[len(self.readings) // 2] + ours < self.cores
         return self.idle
 
@@ -93,28 +101,38 @@ class LoadProbe:
 class ProcessChooser:
     """How many workers to wake for a step: the number whose steps took least time per sample, lately.
 
-    Each number is first tried for TRY steps (after one step that warms it
-    up); then now and then another is tried again for TRY steps, its old
-    figure replaced, so that a change of the machine's load is noticed.  A
-    try that changes nothing doubles the wait before the next (EXPLORE steps
-    up to LONGEST): on a quiet machine every try of fewer processes costs
-    steps at lower speed.  A change in the load probe's verdict tries again
-    soon.  Any choice gives the same bits.
+    Each number is first tried for TRY steps, after WARM steps not counted
+    (after a fork, both sides fault in the pages they first write: a
+    784-256-256-10 MLP's first four steps of two processes took 12, 9, 5 and
+    4.6 ms, then 2.7);
+    a try's figure is the median of its steps, so that one step caught by
+    the scheduler does not decide.  Then now and then another number is
+    tried again for TRY steps (after one step not counted: a worker woken
+    from a long sleep starts cold) and its figure updated, so that a change
+    of the machine's load is noticed.  A try that changes nothing doubles the
+    wait before the next (EXPLORE steps up to LONGEST): on a quiet machine
+    every try of fewer processes costs steps at lower speed.  A change in
+    the load probe's verdict tries again soon.  Any choice gives the same
+    bits.
     """
 
-    EXPLORE, LONGEST, TRY, DECAY, MARGIN = 24, 384, 3, 0.6, 0.08
+    EXPLORE, LONGEST, TRY, WARM, DECAY, MARGIN = 48, 768, 3, 4, 0.6, 0.08
 
     def __init__(self, workers):
         self.workers = workers
         self.fixed = os.environ.get("KERASH_ENGINE_ADAPT") == "0"
         self.cost = [None] * (workers + 1)  # seconds per sample, decaying average, by workers woken
         self.current = workers
-        # (woken, steps left, first: replace the old figure, the choice before the try)
-        self.trying = [workers, self.TRY + 1, True, None]
+        self.trying = self._try(workers, self.WARM, None)
         self.steps = 0
         self.interval = self.EXPLORE  # steps between tries
         self.next_try = self.EXPLORE
         self.idle = None  # the load probe's last verdict
+
+    @staticmethod
+    def _try(woken, warm, before):
+        """A try of `woken` workers: warm-up steps left, the counted steps' seconds per sample, the choice before."""
+        return {"woken": woken, "warm": warm, "times": [], "before": before}
 
     def choose(self, shards, idle=True):
         """Workers to wake for a step of `shards` shards (the coordinator computes too).
@@ -131,25 +149,45 @@ class ProcessChooser:
                 self.interval = self.EXPLORE
                 self.next_try = min(self.next_try, self.steps + self.TRY)
             self.idle = idle
-        if self.trying and self.trying[0] > self.current and self.cost[self.current] is not None and not idle:
-            self.trying = None
-        return min(self.trying[0] if self.trying else self.current, most)
+        trying = self.trying
+        if trying and trying["woken"] > self.current and self.cost[self.current] is not None and not idle:
+            self.trying = trying = None
+        return min(trying["woken"] if trying else self.current, most)
+
+    def _blend(self, woken, per_sample):
+        old = self.cost[woken]
+        self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
 
     def record(self, woken, seconds, samples):
         self.steps += 1
+        per_sample = seconds / max(samples, 1)
         trying = self.trying
-        if trying and trying[0] == woken:
-            trying[1] -= 1
-            if trying[1] >= self.TRY:  # the warm-up step: not counted
+        if trying and trying["woken"] == woken:
+            if trying["warm"] > 0:  # a warm-up step: not counted
+                trying["warm"] -= 1
                 return
-            per_sample = seconds / max(samples, 1)
-            old = None if trying[2] else self.cost[woken]
-            trying[2] = False
-            self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
+            trying["times"].append(per_sample)
+            if len(trying["times"]) < self.TRY:
+                return
+            self.trying = None
+            times = sorted(trying["times"])
+            self._blend(woken, times[len(times) // 2])
         elif not trying:
-            per_sample = seconds / max(samples, 1)
-            old = self.cost[woken]
-            self.cost[woken] = per_sample if old is None else self.DECAY * old + (1 - self.DECAY) * per_sample
+            self._blend(woken, per_sample)
+        self._choose_best()
+        if trying and self.trying is None:  # a try just ended
+            untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
+            if untried:
+                self.trying = self._try(untried[-1], 1, None)
+            elif trying["before"] is not None:  # a try after the first ones: wait longer when it changed nothing
+                self.interval = min(2 * self.interval, self.LONGEST) if self.current == trying["before"] else self.EXPLORE
+            self.next_try = self.steps + self.interval
+        if not self.trying and self.steps >= self.next_try and self.workers:
+            other = (self.current + 1 + (self.steps // self.EXPLORE) % self.workers) % (self.workers + 1)
+            self.trying = self._try(other, 1, self.current)
+            self.next_try = self.steps + self.interval
+
+    def _choose_best(self):
         best = None
         for a in range(self.workers + 1):  # more processes only when clearly faster: timings on a busy machine
             cost = self.cost[a]            # are noisy, and an extra process costs the others a share of a core
@@ -157,16 +195,6 @@ class ProcessChooser:
                 best = a
         if best is not None:
             self.current = best
-        if trying and trying[0] == woken and trying[1] <= 0:
-            untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
-            self.trying = [untried[-1], self.TRY + 1, True, None] if untried else None
-            if trying[3] is not None:  # a try after the first ones: wait longer when it changed nothing
-                self.interval = min(2 * self.interval, self.LONGEST) if self.current == trying[3] else self.EXPLORE
-            self.next_try = self.steps + self.interval
-        if not self.trying and self.steps >= self.next_try and self.workers:
-            other = (self.current + 1 + (self.steps // self.EXPLORE) % self.workers) % (self.workers + 1)
-            self.trying = [other, self.TRY, True, self.current]
-            self.next_try = self.steps + self.interval
 
 
 class ForkEngine(LocalEngine):
@@ -199,7 +227,7 @@ class ForkEngine(LocalEngine):
         self.pids = []
         self.interrupted = lambda: False
         self.cores = usable_cores()
-        self.probe = LoadProbe(self.cores)
+        self.probe = LoadProbe(self.cores, lambda: self.pids)
         self.chooser = ProcessChooser(workers - 1)
         self.epoch_steps = self.epoch_processes = 0  # for processes_per_step
         self.shard_seconds = None  # a recent shard's time here: how long to wait before computing a shard again
@@ -224,6 +252,8 @@ class ForkEngine(LocalEngine):
                 self.done = ctx.Semaphore(0)  # a worker finished a shard
                 for k in range(1, workers):
                     self._fork(k)
+                self._warm_up()  # this process too writes pages it now shares with the workers
+                self._await_ready()
         except BaseException:
             self.close()
             raise
@@ -330,6 +360,11 @@ class ForkEngine(LocalEngine):
             orphaned()
         limit_blas_threads(1)
         prewarm_blas(self.net.dtype)
+        try:
+            self._warm_up()
+        except Exception:  # the shards will fail the same way, and say so
+            pass
+        self.done.release()  # ready
         go = self.go[k]
         while True:
             woken = False
@@ -360,6 +395,43 @@ class ForkEngine(LocalEngine):
                     with self._locked():
                         self.held[row] = 0  # computed again by the coordinator: the row is free again
                 self.done.release()
+
+    def _warm_up(self):
+        """Compute a shard's gradient a few times, thrown away, before taking shards.
+
+        After the fork, the first write to each page a process inherited copies it: a forked worker's first
+        gradients of a 784-256-256-10 MLP shard took 7–10 ms against 2.2 later, the first five or so of
+        them, and the coordinator's first steps were slow as well.  Done here, by every process before the
+        first step, they do not slow the first steps nor mislead the ProcessChooser (whose first try of two
+        processes measured one process's speed, the worker not yet taking shards).  No shared state is written: a scratch gradient buffer, no carried
+        states (--bptt), the masks of epoch 0.
+        """
+        batch = self.settings.batch
+        if not batch or not len(self.y):
+            return
+        own = self.net.arena.grads
+        n = min(len(self.y), -(-batch // shard_count(self.net, batch, self.steps, self.settings.shards)))
+        scratch = np.empty_like(self.own_grads)
+        self.net.write_grads_to(scratch)
+        times = []
+        for call in range(WARM_UP_CALLS):
+            idx = (np.arange(n) + call * n) % len(self.y)
+            noise = Noise(self.settings.seed, 0, idx) if any(self.net.noisy) else None
+            started = time.perf_counter()
+            self.net.gradient(self.objective, self.gather(idx), self.y.take(idx, axis=0), 1.0 / n, None, noise)
+            times.append(time.perf_counter() - started)
+            if len(times) >= 4 and max(times[-3:]) < 1.3 * min(times):  # steady: three calls near the fastest
+                break
+        self.net.write_grads_to(own)
+
+    def _await_ready(self):
+        """Until every worker has warmed up (each says so once), so that the first steps time them warm."""
+        ready = 0
+        while ready < self.workers - 1:
+            if self.done.acquire(timeout=0.5):
+                ready += 1
+            else:
+                self._check_workers()
 
     # ------------------------------------------------------------ coordinator
 

@@ -31,6 +31,7 @@ class StepSettings:
     ranges: list = None  # [(start, stop)] of the flat arena that is trained, or None for all
     shards: int = None  # logical shards of a batch (--shards), or None for shard_count's rule
     carry: object = None  # train --bptt: the recurrent states carried between windows (training/bptt.py)
+    batch: int = None  # the first epoch's batch size (forked workers warm up on a shard of it), or None
 
 
 @dataclass
