@@ -11,6 +11,17 @@ def adaptive(monkeypatch):
     monkeypatch.delenv("KERASH_ENGINE_ADAPT", raising=False)
 
 
+def ticking(step=0.001):
+    """A clock that advances `step` seconds at each reading (a step's time, roughly)."""
+    now = [0.0]
+
+    def clock():
+        now[0] += step
+        return now[0]
+
+    return clock
+
+
 def drive(chooser, seconds_of, steps, shards=4, idle=lambda step: True, start=0):
     """Run `steps` steps; seconds_of(woken, step) is a step's time.  The workers woken at each step."""
     woken = []
@@ -22,7 +33,7 @@ def drive(chooser, seconds_of, steps, shards=4, idle=lambda step: True, start=0)
 
 
 def test_the_faster_number_is_kept_and_warm_up_steps_do_not_decide():
-    chooser = ProcessChooser(1)
+    chooser = ProcessChooser(1, ticking())
 
     # two processes take 0.6 of one's time, but their first steps (pages faulted in after the fork) are slow
     def seconds(w, step):
@@ -37,21 +48,35 @@ def test_the_faster_number_is_kept_and_warm_up_steps_do_not_decide():
 
 
 def test_one_process_is_kept_when_two_do_not_pay():
-    chooser = ProcessChooser(1)
+    chooser = ProcessChooser(1, ticking())
     woken = drive(chooser, lambda w, step: 1.0 if w == 0 else 1.05, 2000)
     assert woken[-1000:].count(0) / 1000 > 0.97
     assert chooser.current == 0
 
 
+def test_the_first_try_waits_until_the_workers_have_run_a_while():
+    """A VM's scheduler may keep new processes on one core at first: the first try is not judged on those steps."""
+    chooser = ProcessChooser(1, ticking(0.01))  # 10 ms a step: WARM_SECONDS last 15 steps
+
+    def seconds(w, step):
+        if w == 1 and step < 15:
+            return 1.0  # no faster than one process, at first
+        return 0.6 if w == 1 else 1.0
+
+    woken = drive(chooser, seconds, 400)
+    assert woken[:15] == [1] * 15
+    assert woken.count(1) / len(woken) > 0.95
+
+
 def test_more_processes_must_be_clearly_faster():
-    chooser = ProcessChooser(1)
+    chooser = ProcessChooser(1, ticking())
     drive(chooser, lambda w, step: 1.0 if w == 0 else 0.95, 500)  # 5%: within MARGIN, noise on a busy machine
     assert chooser.current == 0
 
 
 def test_a_change_of_load_is_noticed():
     """Two processes pay until another job takes a core: the probe says so, one process is tried again soon."""
-    chooser = ProcessChooser(1)
+    chooser = ProcessChooser(1, ticking())
 
     def seconds(w, step):
         if step < 1000:
@@ -66,10 +91,10 @@ def test_a_change_of_load_is_noticed():
 
 
 def test_a_single_shard_wakes_nobody_and_adapt_0_wakes_all(monkeypatch):
-    assert ProcessChooser(3).choose(1) == 0
-    assert ProcessChooser(3).choose(2) == 1  # at most one process per shard
+    assert ProcessChooser(3, ticking()).choose(1) == 0
+    assert ProcessChooser(3, ticking()).choose(2) == 1  # at most one process per shard
     monkeypatch.setenv("KERASH_ENGINE_ADAPT", "0")
-    chooser = ProcessChooser(3)
+    chooser = ProcessChooser(3, ticking())
     assert drive(chooser, lambda w, step: 1.0 if w == 0 else 9.0, 200, shards=8) == [3] * 200
 
 

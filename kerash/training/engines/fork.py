@@ -108,7 +108,7 @@ class ProcessChooser:
     a try's figure is the median of its steps, so that one step caught by
     the scheduler does not decide.  Then now and then another number is
     tried again for TRY steps (after one step not counted: a worker woken
-    from a long sleep starts cold) and its figure updated, so that a change
+    from a long sleep starts cold) and its figure replaced, so that a change
     of the machine's load is noticed.  A try that changes nothing doubles the
     wait before the next (EXPLORE steps up to LONGEST): on a quiet machine
     every try of fewer processes costs steps at lower speed.  A change in
@@ -117,9 +117,15 @@ class ProcessChooser:
     """
 
     EXPLORE, LONGEST, TRY, WARM, DECAY, MARGIN = 48, 768, 3, 4, 0.6, 0.08
+    # and for WARM_SECONDS after the workers start: this VM's scheduler packs new processes onto one core
+    # until they have run a while (its sched_vcpu_pack): two processes' first steps of a 784-256-256-10 MLP
+    # at batch 512 took 9-10 ms for the first 60 ms, one process's time, then 4.7.
+    WARM_SECONDS = 0.15
 
-    def __init__(self, workers):
+    def __init__(self, workers, clock=time.monotonic):
         self.workers = workers
+        self.clock = clock
+        self.warm_until = clock() + self.WARM_SECONDS
         self.fixed = os.environ.get("KERASH_ENGINE_ADAPT") == "0"
         self.cost = [None] * (workers + 1)  # seconds per sample, decaying average, by workers woken
         self.current = workers
@@ -163,15 +169,15 @@ class ProcessChooser:
         per_sample = seconds / max(samples, 1)
         trying = self.trying
         if trying and trying["woken"] == woken:
-            if trying["warm"] > 0:  # a warm-up step: not counted
-                trying["warm"] -= 1
+            if trying["warm"] > 0 or (trying["before"] is None and self.clock() < self.warm_until):
+                trying["warm"] -= 1  # a warm-up step: not counted
                 return
             trying["times"].append(per_sample)
             if len(trying["times"]) < self.TRY:
                 return
             self.trying = None
             times = sorted(trying["times"])
-            self._blend(woken, times[len(times) // 2])
+            self.cost[woken] = times[len(times) // 2]  # replaced: the old figure may be from another load
         elif not trying:
             self._blend(woken, per_sample)
         self._choose_best()
@@ -254,6 +260,7 @@ class ForkEngine(LocalEngine):
                     self._fork(k)
                 self._warm_up()  # this process too writes pages it now shares with the workers
                 self._await_ready()
+                self.chooser.warm_until = self.chooser.clock() + self.chooser.WARM_SECONDS
         except BaseException:
             self.close()
             raise
@@ -406,6 +413,17 @@ class ForkEngine(LocalEngine):
         processes measured one process's speed, the worker not yet taking shards).  No shared state is written: a scratch gradient buffer, no carried
         states (--bptt), the masks of epoch 0.
         """
+        # Shared memory is mapped into each process at its first touch of each page (263 faults, about 1 ms,
+        # for a row of a 784-256-256-10 MLP's gradient): touch it all now.  The rows hold nothing yet.
+        page = 4096
+        for array, write in ((self.rows, True), (self.net.arena.params, False), (self.idx, False),
+                             (self.losses, False)):
+            flat = array.reshape(-1)
+            step = max(1, page // flat.itemsize)
+            if write:
+                flat[::step] = 0
+            else:
+                flat[::step].sum()
         batch = self.settings.batch
         if not batch or not len(self.y):
             return
@@ -619,7 +637,11 @@ class ForkEngine(LocalEngine):
         helpers = 0
         if self.workers > 1:
             helpers = self.chooser.choose(stop - first, self.probe.idle_core(1))
-            self.control[_SPIN] = self.probe.idle_core(1 + helpers)
+            # Poll while every process of this step has a core that no other job wants (the waiting one's own
+            # included): blocked, a woken worker was often put on the coordinator's core, each taking turns on
+            # one core for a shard while the other stayed idle (measured: the first steps of two processes as
+            # slow as one; wake-ups 2 ms late).
+            self.control[_SPIN] = self.probe.idle_core(helpers)
             self._check_workers()
             if self.late:
                 self._report_late()
