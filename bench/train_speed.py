@@ -247,9 +247,17 @@ def kerash_train(folder, w, epochs, workers=1, batch=None, extra=(), every=False
     samples = [int(r[1]) for r in rows]
     seconds = [float(r[6]) for r in rows]
     rates = [s / t for s, t in zip(samples, seconds)]
+    with open(os.path.join(model, "trace.tsv")) as f:  # how many processes computed each epoch's steps (mean)
+        trace = [line.rstrip("\n").split("\t") for line in f]
+    column = trace[0].index("processes")
+    PROCESSES[:] = [float(r[column]) for r in trace[1:]][-len(rates):]
     if every:
         return rates
+    del PROCESSES[:1]
     return rates[1:] if len(rates) > 1 else rates
+
+
+PROCESSES = []  # the processes column of the last kerash_train's epochs (steady ones, as its rates)
 
 
 def split_ceiling(model_file, batch, seconds=0.3, rounds=7):
@@ -412,9 +420,9 @@ def engines(folder, quick):
     rounds = 2 if quick else 3
     settings = {"workers 1": ("--workers", "1"), "default": (), "threads 2": ("--workers", "1", "--threads", "2")}
     print("\nengines: samples/s, median of steady epochs; default/w1 and t2/w1 ratios; "
-          "ceiling T(batch)/T(batch/2) alone | beside a second process")
+          "ceiling T(batch)/T(batch/2) alone | beside a second process; processes: the default's mean per step")
     print(f"{'workload':<22} {'batch':>5} {'busy':>4} " + " ".join(f"{n:>10}" for n in settings)
-          + "  def/w1  t2/w1  ceiling")
+          + "  def/w1  t2/w1  ceiling      processes")
     only = [a for a in sys.argv[sys.argv.index("--engines") + 1:] if not a.startswith("--")]
     for name, w, data, batches in engine_workloads(folder):
         if only and not any(o.lower() in name.lower() for o in only):
@@ -423,17 +431,21 @@ def engines(folder, quick):
         for batch in batches:
             for busy in (0, 1, 2):
                 rates = {n: [] for n in settings}
+                processes = []
                 with BusyProcesses(busy):
                     for _ in range(rounds):
                         for n, extra in settings.items():
                             rates[n] += kerash_train(folder, w, epochs, None, batch, (*w.get("extra", ()), *extra))
+                            if n == "default":
+                                processes += PROCESSES
                     ceiling = "n/a"
                     if w.get("ceiling", True):
                         ceiling = "{:.2f} | {:.2f}".format(*measure("ceiling", os.path.join(folder, "bench.model"), batch))
                 med = {n: statistics.median(r) for n, r in rates.items()}
                 cells = " ".join(f"{med[n]:>10.0f}" for n in settings)
                 print(f"{name:<22} {batch:>5} {busy:>4} {cells}  {med['default'] / med['workers 1']:6.2f} "
-                      f"{med['threads 2'] / med['workers 1']:6.2f}  {ceiling}", flush=True)
+                      f"{med['threads 2'] / med['workers 1']:6.2f}  {ceiling:<11}  "
+                      f"{statistics.mean(processes):.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -101,22 +101,22 @@ class LoadProbe:
 class ProcessChooser:
     """How many workers to wake for a step: the number whose steps took least time per sample, lately.
 
-    Each number is first tried for TRY steps, after WARM steps not counted
-    (after a fork, both sides fault in the pages they first write: a
-    784-256-256-10 MLP's first four steps of two processes took 12, 9, 5 and
-    4.6 ms, then 2.7);
+    Each number is first tried for TRY steps, after WARM steps and
+    WARM_SECONDS not counted (after a fork, both sides fault in the pages they
+    first write, and the scheduler may keep new processes on one core);
     a try's figure is the median of its steps, so that one step caught by
-    the scheduler does not decide.  Then now and then another number is
-    tried again for TRY steps (after one step not counted: a worker woken
-    from a long sleep starts cold) and its figure replaced, so that a change
-    of the machine's load is noticed.  A try that changes nothing doubles the
-    wait before the next (EXPLORE steps up to LONGEST): on a quiet machine
-    every try of fewer processes costs steps at lower speed.  A change in
-    the load probe's verdict tries again soon.  Any choice gives the same
-    bits.
+    the scheduler does not decide.  The steps of the number chosen keep its
+    figure current (a decaying average), so a choice that grows slower under
+    a new load gives way by itself.  A change of the load probe's verdict
+    that may favour another number (a busier machine: fewer; a quieter one:
+    more) tries it soon.  Besides, another number is tried now and then
+    (EXPLORE steps, doubling up to LONGEST while the tries change nothing):
+    on a quiet machine each try of fewer processes costs four slow steps,
+    13% of an epoch of 32 steps when it came every 48.  Any choice gives the
+    same bits.
     """
 
-    EXPLORE, LONGEST, TRY, WARM, DECAY, MARGIN = 48, 768, 3, 4, 0.6, 0.08
+    EXPLORE, LONGEST, TRY, WARM, DECAY, MARGIN = 200, 3200, 3, 4, 0.6, 0.08
     # and for WARM_SECONDS after the workers start: this VM's scheduler packs new processes onto one core
     # until they have run a while (its sched_vcpu_pack): two processes' first steps of a 784-256-256-10 MLP
     # at batch 512 took 9-10 ms for the first 60 ms, one process's time, then 4.7.
@@ -151,7 +151,9 @@ class ProcessChooser:
         if self.fixed:
             return most
         if idle != self.idle:
-            if self.idle is not None:  # the machine's load changed: look again soon
+            # The machine's load changed: look again soon, when the change may favour another number (fewer
+            # processes on a busier machine, more on a quieter one).
+            if self.idle is not None and (self.current > 0 if not idle else self.current < most):
                 self.interval = self.EXPLORE
                 self.next_try = min(self.next_try, self.steps + self.TRY)
             self.idle = idle
