@@ -5,7 +5,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import Columns, Drop, Dtype, Format, LabelColumn, Lengths, Output, Seed, settings_options
+from .options import Columns, Drop, Dtype, Format, LabelColumn, Lengths, Output, Seed, Workers, settings_options
 from .runner import tool, warn
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model directory (made by model-init).", show_default=False)]
@@ -191,6 +191,7 @@ def predict(
     label_column: Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="A column of labels in the data, left out of the features.", show_default=False)] = None,
     nodes: Annotated[Optional[List[str]], typer.Option("--node", metavar="NAME", help="Write the values of this node instead of the outputs: a layer folder (layer_01), an MDL node's name, or input. Repeat for several, side by side.", show_default=False)] = None,
     lengths: Lengths = None,
+    workers: Workers = None,
     dtype: Dtype = None,
     output: Output = None,
     fmt: Format = None,
@@ -226,7 +227,7 @@ def predict(
     from .. import model
     from ..files.tensorio import read_row_blocks, resolve_format, source_name
 
-    loaded = model.load(model_dir, dtype)
+    loaded = model.load(model_dir, dtype, workers)
     fmt = resolve_format(fmt, output)
     if nodes and classes:
         from ..errors import UsageError
@@ -435,6 +436,7 @@ def evaluate(
     lengths: Lengths = None,
     confusion: Annotated[bool, typer.Option("--confusion", help="Also print the confusion matrix (rows: true class, columns: predicted).")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also print each class's precision, recall, F1 and support, with their averages (scikit-learn's classification report).")] = False,
+    workers: Workers = None,
     dtype: Dtype = None,
 ):
     """Print the loss and accuracy of the model on labelled data, and its confusion matrix.
@@ -458,6 +460,7 @@ def evaluate(
     from ..files.tensorio import tensor_chunks
 
     _check_stdin(data, labels)
+    model.check_workers(workers)
     if (labels is None) == (label_column is None):
         from ..errors import UsageError
 
@@ -471,7 +474,7 @@ def evaluate(
         x, y = _read_samples(model_dir, data, labels, lengths)
     if validation_of is not None:
         x, y = model.held_out(validation_of, x, y, _name(labels or data))
-    result = model.evaluate(model_dir, x, y, dtype, (_name(data), _name(labels or data)))
+    result = model.evaluate(model_dir, x, y, dtype, (_name(data), _name(labels or data)), workers)
     lines = [f"loss\t{result['loss']:.6g}"]
     scores = result["regression"]
     if scores is not None:  # targets that are values: scikit-learn's regression metrics, not an accuracy

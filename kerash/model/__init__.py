@@ -12,12 +12,12 @@ from .lines import chain_spec
 from .directory import (DTYPES, MODEL_FILE, STATE_FILE, ModelDir, check_target, copy_tree, flatten_params, new_state,
                         read_json_checked, read_tree, write_tree)
 from .spec import ModelSpec, NodeSpec, build_network, count_params, init_params, param_shapes
-from .use import Loaded, block_rows, class_report, evaluate, held_out, held_out_rows, load, load_network, node_blocks, predict, predict_blocks, predict_loaded
+from .use import Loaded, block_rows, check_workers, class_report, evaluate, held_out, held_out_rows, load, load_network, node_blocks, predict, predict_blocks, predict_loaded
 from .classes import (CLASSES_FILE, check_class_count, class_names, class_targets, classes_text, labels_are_names,
                       new_classes, read_classes)
 
 __all__ = [
-    "CLASSES_FILE", "Loaded", "read_sequence_data", "reads_sequences", "check_class_count", "class_names", "check_finite", "class_report", "class_targets", "classes_text", "load", "new_classes",
+    "CLASSES_FILE", "Loaded", "check_workers", "read_sequence_data", "reads_sequences", "check_class_count", "class_names", "check_finite", "class_report", "class_targets", "classes_text", "load", "new_classes",
     "labels_are_names", "block_rows", "held_out", "held_out_rows", "node_blocks", "predict_blocks", "predict_loaded", "read_classes",
     "DTYPES", "MODEL_FILE", "chain_spec", "STATE_FILE", "ModelDir", "ModelSpec", "NodeSpec", "build_network", "check_target",
     "copy_tree",

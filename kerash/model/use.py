@@ -24,6 +24,7 @@ class Loaded(NamedTuple):
     classes: Optional[list]
     stats: Optional[dict]
     fill: Optional[np.ndarray] = None  # values for missing inputs (train --impute)
+    workers: Optional[int] = None  # processes for large inputs (predict --workers), or None: processes_for decides
 
     def inputs(self, x, where, first_row=0):
         """Raw samples as the network reads them (data.prepare), normalised when the model says so."""
@@ -41,15 +42,17 @@ class Loaded(NamedTuple):
         return Objective(self.md.spec.loss, self.net)
 
 
-def load(path, dtype=None):
-    """The model directory `path` as a Loaded; dtype a name ('float64') or None for the stored one."""
+def load(path, dtype=None, workers=None):
+    """The model directory `path` as a Loaded; dtype a name ('float64') or None for the stored one; workers the
+    processes for large inputs (None: processes_for decides)."""
     if dtype is not None and dtype not in DTYPES:
         raise UsageError(f"--dtype must be float32 or float64, not {dtype!r}")
+    check_workers(workers)
     md = ModelDir(path)
     with md.pinned() as version:
         net, state = md.network(DTYPES.get(dtype), version)
         return Loaded(md, net, state, read_classes(md, version), normalization.read(md, version),
-                      imputation.read(md, version))
+                      imputation.read(md, version), workers)
 
 
 def load_network(path, dtype=None):
@@ -71,11 +74,22 @@ def predict(path, x, dtype=None, name="input"):
 PARALLEL_WORK = 50_000_000
 
 
-def processes_for(net, samples):
-    """Processes for a forward pass over `samples`: this one, and one per idle core when the work pays.
+MAX_WORKERS = 64  # predict/evaluate --workers: more processes than chunks of a large input help nobody
+
+
+def check_workers(workers):
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
+
+
+def processes_for(net, samples, workers=None):
+    """Processes for a forward pass over `samples`: `workers` when given, else this one, and one per idle core
+    when the work pays.
 
     Each uses one BLAS thread and the chunks are fixed, so the outputs do not depend on the number.
     """
+    if workers is not None:
+        return workers
     if net.macs_per_sample() * samples < PARALLEL_WORK:
         return 1
     return 1 + idle_cores()
@@ -125,7 +139,7 @@ def predict_loaded(model, x, name="input", first_row=0):
     rows = np.asarray(x).ndim <= 2
     inputs = model.inputs(x, name, first_row)
     with limit_blas_threads(1):
-        out = model.net.predict(inputs, processes=processes_for(model.net, len(inputs)))
+        out = model.net.predict(inputs, processes=processes_for(model.net, len(inputs), model.workers))
     if model.md.spec.sequence and rows:
         out = out[:, 0]  # rows given to a model without recurrence: one step each
     return out, model.objective().classes(out)
@@ -171,7 +185,7 @@ def held_out(path, x, y, where="labels"):
     return x[rows], y[rows]
 
 
-def evaluate(path, x, y, dtype=None, names=("data", "labels")):
+def evaluate(path, x, y, dtype=None, names=("data", "labels"), workers=None):
     """{'loss', 'accuracy', 'samples', 'correct', 'confusion' (or None), 'classes' (names or None), 'regression'
     (regression_scores, or None for classes)} of the model on (x, y).
 
@@ -179,15 +193,16 @@ def evaluate(path, x, y, dtype=None, names=("data", "labels")):
     sequences of their mean over scored steps, and accuracy and confusion count
     every scored step.
     """
-    model = load(path, dtype)
+    model = load(path, dtype, workers)
     net, md = model.net, model.md
     x, y = model.data(x, y, names)
     objective = model.objective()
     objective.adapt_to_targets(y)
     classification = targets_are_classes(y)
     with limit_blas_threads(1):
-        loss_sum, correct, predicted = net.evaluate(objective, x, y.astype(net.dtype), processes=processes_for(net, len(x)))
-        outputs = None if classification else net.predict(x, processes=processes_for(net, len(x)))
+        processes = processes_for(net, len(x), workers)
+        loss_sum, correct, predicted = net.evaluate(objective, x, y.astype(net.dtype), processes=processes)
+        outputs = None if classification else net.predict(x, processes=processes)
     n = x.shape[0]
     scored = n * objective.scored_steps(x, y)
     width = md.spec.output_width

@@ -300,6 +300,27 @@ def test_predict_streams_a_pipe_block_by_block(tmp_path, rng):
 # ---------------------------------------------------------------- backprop and model-update
 
 
+def test_predict_and_evaluate_give_the_same_bits_with_any_workers(tmp_path, rng):
+    """Issue 21: a large input's chunks of 1024 samples are taken by --workers processes as they become free;
+    the outputs, classes and scores are the same bits whatever the number (float32: BLAS rounding per chunk)."""
+    make_model(tmp_path, BENCH_MLP, seed=4, dtype="float32")
+    x = rng.normal(size=(5000, 64)).astype(np.float32)  # five chunks
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "y.txt", rng.integers(0, 10, 5000), fmt="%d")
+    outputs, scores = {}, {}
+    for workers in ("1", "2", "3"):
+        outputs[workers] = run(["predict", "m", "x.npy", "--workers", workers, "--format", "npy"],
+                               cwd=tmp_path).stdout
+        scores[workers] = run(["evaluate", "m", "-x", "x.npy", "-y", "y.txt", "--workers", workers, "--confusion"],
+                              cwd=tmp_path).stdout
+    assert outputs["2"] == outputs["1"] and outputs["3"] == outputs["1"]
+    assert scores["2"] == scores["1"] and scores["3"] == scores["1"]
+    assert b"accuracy" in scores["1"]
+    for tool in (["predict", "m", "x.npy"], ["evaluate", "m", "-x", "x.npy", "-y", "y.txt"]):
+        proc = run([*tool, "--workers", "0"], cwd=tmp_path, check=False)
+        assert_one_line_error(proc, 2, "--workers must be between 1 and 64, got 0")
+
+
 def test_backprop_writes_gradient_sums(tmp_path, rng):
     folder = make_model(tmp_path, MLP)
     x, labels, onehot = data(rng, 11)
