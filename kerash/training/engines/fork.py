@@ -11,8 +11,10 @@ change a bit of the result.
 A process that the scheduler puts aside simply takes fewer shards.  The
 coordinator wakes as many workers as pay: it times its steps with each number
 and keeps the fastest, trying another now and then (ProcessChooser).  Waiting
-processes poll briefly only while the machine has an idle core (LoadProbe);
-otherwise they block.
+processes poll briefly only while no other job wants the cores this run's
+processes use (LoadProbe); otherwise they block.  Before the first step every
+process computes a few throw-away gradients (_warm_up): a forked process's
+first ones are slow.
 
 Everything the processes share lives in anonymous shared memory, made
 before the workers are forked: the weights (one flat arena, updated in
@@ -33,10 +35,10 @@ from contextlib import nullcontext
 import numpy as np
 
 from ...files.workdir import remove_stale, scratch_dir
+from ...layers import Noise
 from ...processes import (describe_status, end_child, fork_child, limit_blas_threads, prewarm_blas, running_tasks,
                           shared_zeros, usable_cores, wait_child)
 from ..batches import shard_bounds
-from ...layers import Noise
 from .local import LocalEngine
 from .step import EngineFailure, Interrupted, StepResult, add_in_order, shard_count
 
