@@ -90,6 +90,20 @@ def test_a_change_of_load_is_noticed():
     assert woken[-150:].count(0) == 150  # without an idle core, two processes are not tried again
 
 
+def test_a_passing_slowdown_does_not_decide_for_long():
+    """Two processes pay; a few of their steps are slow (the host took a core for a moment): the chooser may
+    switch to one process, but tries two again soon and comes back."""
+    chooser = ProcessChooser(1, ticking())
+
+    def seconds(w, step):
+        if w == 1 and 3000 <= step < 3010:
+            return 5.0
+        return 0.6 if w == 1 else 1.0
+
+    woken = drive(chooser, seconds, 3400)
+    assert woken[3100:].count(1) / 300 > 0.95
+
+
 def test_a_single_shard_wakes_nobody_and_adapt_0_wakes_all(monkeypatch):
     assert ProcessChooser(3, ticking()).choose(1) == 0
     assert ProcessChooser(3, ticking()).choose(2) == 1  # at most one process per shard

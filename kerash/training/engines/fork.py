@@ -184,7 +184,14 @@ class ProcessChooser:
             self.cost[woken] = times[len(times) // 2]  # replaced: the old figure may be from another load
         elif not trying:
             self._blend(woken, per_sample)
+        before = self.current
         self._choose_best()
+        if not trying and self.current != before:
+            # The choice's own steps grew slower than the other number's last figure, which may be old: try that
+            # number again soon (not at once: a slowdown lasts a while) rather than keep a choice made on a
+            # passing slowdown for thousands of steps.
+            self.interval = self.EXPLORE
+            self.next_try = min(self.next_try, self.steps + self.EXPLORE // 8)
         if trying and self.trying is None:  # a try just ended
             untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
             if untried:
