@@ -185,6 +185,9 @@ class Epochs:
         record["seconds"] = time.monotonic() - t0
         per_step = getattr(self.engine, "processes_per_step", None)
         record["processes"] = per_step() if per_step else 1
+        explain = getattr(self.engine, "explain", None)
+        if explain:  # train -v: why that many processes
+            run.note(f"epoch {epoch}: {record['processes']:.2f} processes a step; {explain()}")
         return record
 
     def _epoch_end(self, epoch, end, record, records):

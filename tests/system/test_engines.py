@@ -308,6 +308,24 @@ def wide_task(tmp_path):
     return tmp_path
 
 
+def test_train_verbose_says_how_many_processes_and_why(wide_task):
+    """Issue 21, item 6: -v says how the default was chosen, and at each epoch how many processes computed a
+    step and why (the chooser's timings and the machine's load)."""
+    make_model(wide_task, WIDE, "v", seed=3)
+    args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--epochs", "2", "--quiet"]
+    err = run(["train", "v", *args, "--workers", "2", "--shards", "2", "-v"], cwd=wide_task,
+              env=tool_env(KERASH_WARM=0)).stderr.decode()
+    assert "2 process(es) (--workers); a batch of 96 is 2 shard(s)" in err, err
+    epochs = [line for line in err.splitlines() if line.startswith("train: epoch ")]
+    assert [line.split(":")[1] for line in epochs] == [" epoch 1", " epoch 2"], err
+    # 7 steps an epoch: the chooser's first try may not be judged yet (it waits 0.15 s for the workers)
+    assert all("processes a step; lately " in line and ("µs a sample" in line or "no timings yet" in line)
+               and "core" in line for line in epochs), err
+    err = run(["train", "v", *args, "-v"], cwd=wide_task, env=tool_env(KERASH_WARM=0)).stderr.decode()
+    assert "a batch of 96 is 1 shard(s) (from the model and the batch size)" in err, err
+    assert "1 process(es)" in err and "train: epoch" not in err, err
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_same_bits_whatever_the_processes(wide_task, dtype):
     """Issue 21: fixed logical shards, summed in order; 1, 2 or 3 processes, with dropout, clipping and

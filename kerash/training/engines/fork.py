@@ -675,6 +675,19 @@ class ForkEngine(LocalEngine):
             self.apply(grads, capture)
         return StepResult(losses, correct, finite)
 
+    def explain(self):
+        """Why the chooser wakes the workers it does, in words (train -v, at each epoch's end)."""
+        if self.workers == 1:
+            return "no forked workers"
+        chooser = self.chooser
+        if chooser.fixed:
+            return "KERASH_ENGINE_ADAPT=0: every worker at every step"
+        figures = ", ".join(f"{a + 1} process(es) {cost * 1e6:.1f} µs a sample" for a, cost in enumerate(chooser.cost)
+                            if cost is not None)
+        machine = "a core free for a worker" if chooser.idle else "no core free for a worker (other jobs run)"
+        return f"lately {figures or 'no timings yet'}; {machine}; next try of another number in " \
+               f"{max(chooser.next_try - chooser.steps, 0)} steps"
+
     def processes_per_step(self):
         """The mean number of processes that computed a step since the last call (for the trace)."""
         mean = self.epoch_processes / self.epoch_steps if self.epoch_steps else 1.0
