@@ -373,6 +373,41 @@ def test_a_worker_stopped_mid_run_is_passed_by_and_changes_no_bit(wide_task):
     assert_weights(weights(stopped), weights(alone), 0)
 
 
+def test_a_worker_stopped_before_the_first_step_is_not_waited_for(wide_task):
+    """Issue 21: a worker stopped while it warms up (before the first step) delays the start by a few seconds at
+    most; the coordinator computes every shard meanwhile, and the bits are one process's."""
+    args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--optimizer", "adam", "--lr", "0.01",
+            "--shards", "4", "--epochs", "3", "--quiet"]
+    make_model(wide_task, WIDE, "alone", seed=3)
+    run(["train", "alone", *args, "--workers", "1"], cwd=wide_task)
+    make_model(wide_task, WIDE, "stopped", seed=3)
+    proc = subprocess.Popen(["train", "stopped", *args, "--workers", "2"], cwd=wide_task,
+                            env=tool_env(KERASH_WARM=0, KERASH_ENGINE_ADAPT=0), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    worker = None
+    try:
+        deadline = time.monotonic() + 30
+        while worker is None and time.monotonic() < deadline and proc.poll() is None:
+            found = children(proc.pid)
+            worker = found[0] if found else None
+        assert worker is not None, "no worker was forked"
+        os.kill(worker, signal.SIGSTOP)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        assert time.monotonic() - started < 30, "the run waited for the stopped worker"
+    finally:
+        if worker is not None:
+            try:
+                os.kill(worker, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert_weights(weights(wide_task / "stopped"), weights(wide_task / "alone"), 0)
+
+
 def test_a_job_that_kerash_ends_leaves_no_mpich_segment(task):
     """Issue 19: MPICH's 2 MB /dev/shm/mpich_shm_* stayed after every job ended by a failing rank.  When a rank
     ends the job itself (here: one of its forked workers dies, an error), it removes the job's segments first.

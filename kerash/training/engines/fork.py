@@ -50,6 +50,8 @@ QUIT = 1  # control[_PHASE] when the workers are to exit
 _PHASE, _N, _EPOCH, _TOTAL, _NEXT, _STOP, _SPIN, _STEP, _SCALE = range(9)
 _FIELDS = 9
 WARM_UP_CALLS = 20  # at most, the gradients a forked worker computes and throws away before its first shard
+WARM_UP_SECONDS = 0.5  # and for at most this long (then one call more)
+READY_SECONDS = 5.0  # the longest the coordinator waits for the workers' warm-up
 SPIN_SECONDS = 0.002  # poll this long before blocking, when a core is idle (a blocked wake-up costs 0.1 ms)
 
 
@@ -442,7 +444,7 @@ class ForkEngine(LocalEngine):
         n = min(len(self.y), -(-batch // shard_count(self.net, batch, self.steps, self.settings.shards)))
         scratch = np.empty_like(self.own_grads)
         self.net.write_grads_to(scratch)
-        times = []
+        times, started = [], time.monotonic()
         for call in range(WARM_UP_CALLS):
             idx = (np.arange(n) + call * n) % len(self.y)
             noise = Noise(self.settings.seed, 0, idx) if any(self.net.noisy) else None
@@ -451,13 +453,17 @@ class ForkEngine(LocalEngine):
             times.append(time.perf_counter() - started)
             if len(times) >= 4 and max(times[-3:]) < 1.3 * min(times):  # steady: three calls near the fastest
                 break
+            if time.monotonic() - started > WARM_UP_SECONDS:  # a large model: a few of its steps' time at most
+                break
         self.net.write_grads_to(own)
 
     def _await_ready(self):
-        """Until every worker has warmed up (each says so once), so that the first steps time them warm."""
-        ready = 0
-        while ready < self.workers - 1:
-            if self.done.acquire(timeout=0.5):
+        """Until every worker has warmed up (each says so once), so that the first steps time them warm; at most
+        READY_SECONDS: a worker stopped meanwhile (SIGSTOP) takes shards when it comes back, like a late one (its
+        word then only wakes a wait for shards once more, which looks again and waits on)."""
+        ready, deadline = 0, time.monotonic() + READY_SECONDS
+        while ready < self.workers - 1 and time.monotonic() < deadline:
+            if self.done.acquire(timeout=0.25):
                 ready += 1
             else:
                 self._check_workers()
