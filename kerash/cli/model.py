@@ -233,6 +233,10 @@ def predict(
         from ..errors import UsageError
 
         raise UsageError("--node writes a node's values; --classes the predicted classes: give one of them")
+    if nodes and workers is not None:
+        from ..errors import UsageError
+
+        raise UsageError("--node values are computed in this process: --workers applies to the outputs")
     for name in nodes or ():
         loaded.net.node_index(name)  # an unknown name is refused before any input is read
     if classes and loaded.classes is not None and fmt != "text":

@@ -75,7 +75,7 @@ def settings_options(tool_name, after, **fill):
 
 # A spreadsheet's table: labels and features chosen among the columns of one file (files/columns.py)
 LabelColumn = Annotated[Optional[str], typer.Option("--label-column", metavar="NAME|N", help="Take the labels from this column of the data (its header name, or its number from 1), then no --labels.", show_default=False)]
-Workers = Annotated[Optional[int], typer.Option("--workers", "-w", metavar="K", help="Processes for a large input, taking its chunks of 1024 samples as they become free [default: this one, and one per idle core when the work pays]. The outputs do not depend on it.", show_default=False)]
+Workers = Annotated[Optional[int], typer.Option("--workers", "-w", metavar="K", help="Processes for a large input, taking its chunks of 1024 samples as they become free [default: this one, and one per idle core when the work pays]. The outputs do not depend on it (predict --node: one process).", show_default=False)]
 Columns = Annotated[Optional[str], typer.Option("--columns", metavar="A,B,…", help="Use only these columns of the data as features (names or numbers from 1).", show_default=False)]
 Drop = Annotated[Optional[str], typer.Option("--drop", metavar="A,B,…", help="Leave these columns of the data out (names or numbers from 1).", show_default=False)]
 # Sequences of different lengths (files/sequences.py)

@@ -374,10 +374,14 @@ def test_a_worker_stopped_mid_run_is_passed_by_and_changes_no_bit(wide_task):
 
 
 def test_a_worker_stopped_before_the_first_step_is_not_waited_for(wide_task):
-    """Issue 21: a worker stopped while it warms up (before the first step) delays the start by a few seconds at
-    most; the coordinator computes every shard meanwhile, and the bits are one process's."""
+    """Issue 21: a worker stopped while it warms up (before the first step) delays the start by READY_SECONDS
+    at most; the coordinator computes every shard meanwhile.  Continued in the middle of the run, the worker
+    finishes its warm-up (which writes no shared memory: it zeroed the gradient rows once, and a late one
+    changed the weights) and takes shards.  The bits are one process's."""
+    from kerash.training.engines.fork import READY_SECONDS
+
     args = ["-x", "x.npy", "-y", "y.txt", "-b", "96", "--seed", "2", "--optimizer", "adam", "--lr", "0.01",
-            "--shards", "4", "--epochs", "3", "--quiet"]
+            "--shards", "4", "--epochs", "250", "--quiet"]
     make_model(wide_task, WIDE, "alone", seed=3)
     run(["train", "alone", *args, "--workers", "1"], cwd=wide_task)
     make_model(wide_task, WIDE, "stopped", seed=3)
@@ -392,9 +396,10 @@ def test_a_worker_stopped_before_the_first_step_is_not_waited_for(wide_task):
             worker = found[0] if found else None
         assert worker is not None, "no worker was forked"
         os.kill(worker, signal.SIGSTOP)
-        started = time.monotonic()
-        out, err = proc.communicate(timeout=60)
-        assert time.monotonic() - started < 30, "the run waited for the stopped worker"
+        time.sleep(READY_SECONDS + 0.5)  # the coordinator stopped waiting and trains alone
+        assert proc.poll() is None, "the run ended before the worker came back: nothing is tested"
+        os.kill(worker, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
     finally:
         if worker is not None:
             try:

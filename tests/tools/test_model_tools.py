@@ -319,6 +319,8 @@ def test_predict_and_evaluate_give_the_same_bits_with_any_workers(tmp_path, rng)
     for tool in (["predict", "m", "x.npy"], ["evaluate", "m", "-x", "x.npy", "-y", "y.txt"]):
         proc = run([*tool, "--workers", "0"], cwd=tmp_path, check=False)
         assert_one_line_error(proc, 2, "--workers must be between 1 and 64, got 0")
+    proc = run(["predict", "m", "x.npy", "--node", "layer_01", "--workers", "2"], cwd=tmp_path, check=False)
+    assert_one_line_error(proc, 2, "--node values are computed in this process")
 
 
 def test_backprop_writes_gradient_sums(tmp_path, rng):

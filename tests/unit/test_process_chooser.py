@@ -112,6 +112,24 @@ def test_a_single_shard_wakes_nobody_and_adapt_0_wakes_all(monkeypatch):
     assert drive(chooser, lambda w, step: 1.0 if w == 0 else 9.0, 200, shards=8) == [3] * 200
 
 
+def test_more_workers_than_shards_still_adapt():
+    """--workers 3 on batches of two shards: the first try (all workers) is cut to what the shards allow, and its
+    steps count (they never did: the chooser stayed on its first try, without a timing)."""
+    chooser = ProcessChooser(2, ticking())
+    woken = drive(chooser, lambda w, step: 1.0 if w == 0 else 2.0, 1000, shards=2)
+    assert max(woken) == 1
+    assert chooser.cost[1] is not None and chooser.current == 0
+    assert woken[-500:].count(0) / 500 > 0.97
+
+
+def test_the_load_probe_judges_each_number_of_processes_on_the_same_readings(monkeypatch):
+    monkeypatch.setattr(fork, "running_tasks", lambda: 2)  # this process and one other job, on 4 cores
+    monkeypatch.setattr(fork, "_process_state", lambda pid: "sleeping")
+    probe = LoadProbe(4, lambda: [4242])
+    assert probe.idle_core(1)  # 1 other + 1 of ours < 4
+    assert not probe.idle_core(3)  # 1 other + 3 of ours: no core to spare, though read a moment ago
+
+
 def test_the_load_probe_does_not_count_this_runs_own_workers(monkeypatch):
     """Two processes of one run computing on a quiet 2-core machine are not a busy machine (they were read as one:
     no polling, and the chooser's tries of more processes were cut short)."""

@@ -84,6 +84,7 @@ class LoadProbe:
         self.workers = workers  # the pids of this run's workers
         self.readings = []
         self.last = 0.0
+        self.others = 0  # other tasks running, the median of the last readings
         self.idle = True
 
     def idle_core(self, ours):
@@ -93,12 +94,14 @@ class LoadProbe:
             self.last = now
             running = running_tasks()
             if running is None:
-                self.idle = False  # no /proc: never poll
+                self.others = self.cores  # no /proc: never poll
+                self.idle = False
                 return False
             workers = sum(1 for pid in self.workers() if pid is not None and _process_state(pid) == "running")
             others = running - 1 - workers  # all but this process and its running workers
             self.readings = (self.readings + [max(others, 0)])[-self.READINGS :]
-            self.idle = sorted(self.readings)[len(self.readings) // 2] + ours < self.cores
+            self.others = sorted(self.readings)[len(self.readings) // 2]
+        self.idle = self.others + ours < self.cores
         return self.idle
 
 
@@ -138,6 +141,7 @@ class ProcessChooser:
         self.interval = self.EXPLORE  # steps between tries
         self.next_try = self.EXPLORE
         self.idle = None  # the load probe's last verdict
+        self.most = workers  # the most workers the last step's shards allowed
 
     @staticmethod
     def _try(woken, warm, before):
@@ -151,7 +155,7 @@ class ProcessChooser:
         busy machine each try costs steps that wait for a core.  KERASH_ENGINE_ADAPT=0 wakes them all
         (for measurements and tests that need every worker to compute).
         """
-        most = min(self.workers, shards - 1)
+        most = self.most = min(self.workers, shards - 1)
         if self.fixed:
             return most
         if idle != self.idle:
@@ -162,6 +166,8 @@ class ProcessChooser:
                 self.next_try = min(self.next_try, self.steps + self.TRY)
             self.idle = idle
         trying = self.trying
+        if trying and trying["woken"] > most:  # fewer shards than workers (--workers > shards, an MPI rank's part)
+            trying["woken"] = most
         if trying and trying["woken"] > self.current and self.cost[self.current] is not None and not idle:
             self.trying = trying = None
         return min(trying["woken"] if trying else self.current, most)
@@ -195,7 +201,7 @@ class ProcessChooser:
             self.interval = self.EXPLORE
             self.next_try = min(self.next_try, self.steps + self.EXPLORE // 8)
         if trying and self.trying is None:  # a try just ended
-            untried = [a for a in range(self.workers + 1) if self.cost[a] is None]
+            untried = [a for a in range(max(self.most, 0) + 1) if self.cost[a] is None]
             if untried:
                 self.trying = self._try(untried[-1], 1, None)
             elif trying["before"] is not None:  # a try after the first ones: wait longer when it changed nothing
@@ -423,20 +429,18 @@ class ForkEngine(LocalEngine):
         gradients of a 784-256-256-10 MLP shard took 7–10 ms against 2.2 later, the first five or so of
         them, and the coordinator's first steps were slow as well.  Done here, by every process before the
         first step, they do not slow the first steps nor mislead the ProcessChooser (whose first try of two
-        processes measured one process's speed, the worker not yet taking shards).  No shared state is written: a scratch gradient buffer, no carried
-        states (--bptt), the masks of epoch 0.
+        processes measured one process's speed, the worker not yet taking shards).  A worker writes no
+        shared state here: it may be stopped and continued after the first steps (the coordinator waits
+        READY_SECONDS at most), so it only reads the shared memory; its gradients go to a scratch buffer,
+        with no carried states (--bptt) and the masks of epoch 0.
         """
         # Shared memory is mapped into each process at its first touch of each page (263 faults, about 1 ms,
-        # for a row of a 784-256-256-10 MLP's gradient): touch it all now.  The rows hold nothing yet.
+        # for a row of a 784-256-256-10 MLP's gradient): touch it all now, reading (a write by a late worker
+        # would land in rows that hold a step's gradients).
         page = 4096
-        for array, write in ((self.rows, True), (self.net.arena.params, False), (self.idx, False),
-                             (self.losses, False)):
+        for array in (self.rows, self.net.arena.params, self.idx, self.losses):
             flat = array.reshape(-1)
-            step = max(1, page // flat.itemsize)
-            if write:
-                flat[::step] = 0
-            else:
-                flat[::step].sum()
+            flat[:: max(1, page // flat.itemsize)].sum()
         batch = self.settings.batch
         if not batch or not len(self.y):
             return
@@ -444,7 +448,7 @@ class ForkEngine(LocalEngine):
         n = min(len(self.y), -(-batch // shard_count(self.net, batch, self.steps, self.settings.shards)))
         scratch = np.empty_like(self.own_grads)
         self.net.write_grads_to(scratch)
-        times, started = [], time.monotonic()
+        times, began = [], time.monotonic()
         for call in range(WARM_UP_CALLS):
             idx = (np.arange(n) + call * n) % len(self.y)
             noise = Noise(self.settings.seed, 0, idx) if any(self.net.noisy) else None
@@ -453,7 +457,7 @@ class ForkEngine(LocalEngine):
             times.append(time.perf_counter() - started)
             if len(times) >= 4 and max(times[-3:]) < 1.3 * min(times):  # steady: three calls near the fastest
                 break
-            if time.monotonic() - started > WARM_UP_SECONDS:  # a large model: a few of its steps' time at most
+            if time.monotonic() - began > WARM_UP_SECONDS:  # a large model: a few of its steps' time at most
                 break
         self.net.write_grads_to(own)
 
