@@ -39,6 +39,8 @@ test-cold: bytecode
 bench: bytecode
 	$(BIN)/python bench/startup_io.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/shard_cost.py
+	$(BIN)/python bench/predict_speed.py
 	bash bench/evolve_runs.sh
 	bash bench/circle.sh
 
