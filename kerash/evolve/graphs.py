@@ -144,8 +144,13 @@ def _feeders(program, feeder=None):
     return found
 
 
+def _pick(rng, items):
+    """One of items, drawn uniformly (one draw of rng)."""
+    return items[int(rng.integers(len(items)))]
+
+
 def _act(rng):
-    return ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))]
+    return _pick(rng, ACTIVATIONS)
 
 
 def _try_mutation(program, widths, rng, kind):
@@ -156,7 +161,7 @@ def _try_mutation(program, widths, rng, kind):
     merges = [(seq, k, s) for seq, k, s in _walk(program) if s["t"] == "merge"]
     sequences = [top] + [b for _, _, s in _walk(program) if s["t"] == "split" for b in s["branches"]]
     if kind == "insert":
-        seq = sequences[int(rng.integers(len(sequences)))]
+        seq = _pick(rng, sequences)
         low, high = (1, len(seq) - 1) if seq is top else (0, len(seq) - 1)
         if high < low:
             return None
@@ -166,20 +171,20 @@ def _try_mutation(program, widths, rng, kind):
         if width and rng.random() < 0.5:  # an identity of the width it reads: the function is unchanged
             seq.insert(k, {"t": "dense", "name": name, "width": width, "act": "identity"})
             return f"insert {name} (identity {width})", {name: "identity"}
-        w, act = int(WIDTHS[int(rng.integers(len(WIDTHS)))]), _act(rng)
+        w, act = int(_pick(rng, WIDTHS)), _act(rng)
         seq.insert(k, {"t": "dense", "name": name, "width": w, "act": act})
         return f"insert {name} ({w}, {act})", {}
     if kind == "remove":
         free = [(seq, k, s) for seq, k, s in hidden if s["name"] not in _referenced(program)]
         if not free:
             return None
-        seq, k, s = free[int(rng.integers(len(free)))]
+        seq, k, s = _pick(rng, free)
         del seq[k]
         return f"remove {s['name']}", {}
     if kind == "width":
         if not hidden:
             return None
-        _, _, s = hidden[int(rng.integers(len(hidden)))]
+        _, _, s = _pick(rng, hidden)
         old = s["width"]
         s["width"] = max(2, int(round(old * (0.5, 0.75, 1.5, 2.0)[int(rng.integers(4))])))
         if s["width"] == old:
@@ -188,19 +193,19 @@ def _try_mutation(program, widths, rng, kind):
     if kind == "activation":
         if not hidden:
             return None
-        _, _, s = hidden[int(rng.integers(len(hidden)))]
+        _, _, s = _pick(rng, hidden)
         old, s["act"] = s["act"], _act(rng)
         return (f"activation {s['name']} {old}→{s['act']}", {}) if s["act"] != old else None
     if kind == "branch":
         if len(top) < 2:
             return None
         k = int(rng.integers(1, len(top)))
-        before, width = _value_before(top, k, widths, None)
-        op = EXPLORED_OPS[int(rng.integers(len(EXPLORED_OPS)))]
-        w = width if op != "concatenate" else int(WIDTHS[int(rng.integers(len(WIDTHS)))])
-        split, cell, merge = _fresh(program, "s"), None, None
+        _, width = _value_before(top, k, widths, None)
+        op = _pick(rng, EXPLORED_OPS)
+        w = width if op != "concatenate" else int(_pick(rng, WIDTHS))
+        split = _fresh(program, "s")
         top.insert(k, {"t": "split", "name": split, "branches": [[]]})
-        cell = _fresh(program, "b")
+        cell = _fresh(program, "b")  # each name fresh once the one before is in the program
         top[k]["branches"][0].append({"t": "dense", "name": cell, "width": w, "act": _act(rng)})
         merge = _fresh(program, "m")
         top.insert(k + 1, {"t": "merge", "name": merge, "other": cell, "op": op})
@@ -209,15 +214,15 @@ def _try_mutation(program, widths, rng, kind):
         if len(top) < 3:
             return None
         k = int(rng.integers(1, len(top)))  # the merge goes at top[k]
-        before, width = _value_before(top, k, widths, None)
+        _, width = _value_before(top, k, widths, None)
         candidates = top[:k - 1] if kind == "skip" else top[k:]  # earlier than its predecessor, or at/after it
         candidates = [s for s in candidates if s["t"] != "split" or s["branches"] == []] + \
             [s for s in candidates if s["t"] == "split" and s["branches"]]
         if not candidates:
             return None
-        other = candidates[int(rng.integers(len(candidates)))]["name"]
+        other = _pick(rng, candidates)["name"]
         same = widths.get(other) == width
-        op = EQUAL_WIDTH_OPS[int(rng.integers(len(EQUAL_WIDTH_OPS)))] if same and rng.random() < 0.7 else "concatenate"
+        op = _pick(rng, EQUAL_WIDTH_OPS) if same and rng.random() < 0.7 else "concatenate"
         name = _fresh(program, "m")
         top.insert(k, {"t": "merge", "name": name, "other": other, "op": op})
         return f"{kind} {name}: {op} with {other}" + (" (previous step)" if kind == "recurrent" else ""), {}
@@ -226,7 +231,7 @@ def _try_mutation(program, widths, rng, kind):
         links = [(seq, k, s) for seq, k, s in merges if order[s["other"]] >= order[s["name"]]]
         if not links:
             return None
-        seq, k, s = links[int(rng.integers(len(links)))]
+        seq, k, s = _pick(rng, links)
         if s["name"] in _referenced(program):
             return None
         del seq[k]
@@ -234,10 +239,10 @@ def _try_mutation(program, widths, rng, kind):
     if kind == "op":
         if not merges:
             return None
-        _, _, s = merges[int(rng.integers(len(merges)))]
+        _, _, s = _pick(rng, merges)
         old = s["op"]
         choices = [op for op in EXPLORED_OPS if op != old]
-        s["op"] = choices[int(rng.integers(len(choices)))]
+        s["op"] = _pick(rng, choices)
         return f"op {s['name']} {old}→{s['op']}", {}
     return None
 
@@ -256,7 +261,7 @@ def mutate(parent_text, rng, seen=()):
     loss = spec.loss.text()
     for _ in range(TRIES):
         program = statements(spec)
-        kind = KINDS[int(rng.integers(len(KINDS)))]
+        kind = _pick(rng, KINDS)
         done = _try_mutation(program, widths, rng, kind)
         if done is None:
             continue

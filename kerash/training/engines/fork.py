@@ -85,7 +85,6 @@ class LoadProbe:
         self.readings = []
         self.last = 0.0
         self.others = 0  # other tasks running, the median of the last readings
-        self.idle = True
 
     def idle_core(self, ours):
         """True when fewer than `cores` tasks would run with `ours` of this run's processes computing."""
@@ -95,14 +94,12 @@ class LoadProbe:
             running = running_tasks()
             if running is None:
                 self.others = self.cores  # no /proc: never poll
-                self.idle = False
                 return False
             workers = sum(1 for pid in self.workers() if pid is not None and _process_state(pid) == "running")
             others = running - 1 - workers  # all but this process and its running workers
             self.readings = (self.readings + [max(others, 0)])[-self.READINGS :]
             self.others = sorted(self.readings)[len(self.readings) // 2]
-        self.idle = self.others + ours < self.cores
-        return self.idle
+        return self.others + ours < self.cores
 
 
 class ProcessChooser:
@@ -628,8 +625,7 @@ class ForkEngine(LocalEngine):
         bounds = self._shards(idx, scale, helpers)
         count = len(bounds)
         first, stop = self.group(count)
-        rows = [self.retaken[s] if s in self.retaken else self.rows[self.shard_state[2, s]] if first <= s < stop
-                else None for s in range(count)]
+        rows = [self._row(s) if first <= s < stop else None for s in range(count)]
         if self.exchange is not None:
             # The exchange sends and receives rows in shard order: row s for shard s, unless a late
             # worker holds it (after a shard was computed again), then a copy of them all.
